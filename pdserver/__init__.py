@@ -1,0 +1,3 @@
+"""ParaDrop edge node daemon and cloud controller."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,79 @@
+"""The HTTP listener: a Site whose requests stop buffering a body past the size limit."""
+from twisted.application.service import Service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.web.server import Request, Site
+
+
+_access_log = Logger(namespace="pdserver.api.access")
+
+
+def limited_request_class(max_body_bytes: int):
+    class LimitedRequest(Request):
+        """Drops body bytes past the limit; the route then answers 413 instead of holding them."""
+
+        body_too_large = False
+        _received = 0
+
+        def gotLength(self, length):
+            if length is not None and length > max_body_bytes:
+                self.body_too_large = True
+                length = 0
+            super().gotLength(length)
+
+        def handleContentChunk(self, data):
+            if self.body_too_large:
+                return
+            self._received += len(data)
+            if self._received > max_body_bytes:
+                self.body_too_large = True
+                self.content.seek(0)
+                self.content.truncate()
+                return
+            super().handleContentChunk(data)
+
+    return LimitedRequest
+
+
+class ApiSite(Site):
+    """Quiet access log: request lines go to the node log at debug level, not stdout."""
+
+    def __init__(self, resource, max_body_bytes: int, reactor=None):
+        super().__init__(resource, reactor=reactor)
+        self.requestFactory = limited_request_class(max_body_bytes)
+        self.displayTracebacks = False
+        self.noisy = False
+
+    def log(self, request):
+        _access_log.debug("{method} {uri} {code}", method=request.method.decode(), uri=request.uri.decode(),
+                       code=request.code)
+
+
+class HttpService(Service):
+    """Listens on host:port; ``port`` holds the bound port number once started (for port 0)."""
+
+    log = Logger()
+
+    def __init__(self, reactor, site: Site, host: str, port: int):
+        self._reactor = reactor
+        self._site = site
+        self._host = host
+        self._requested_port = port
+        self._listening = None
+        self.port = None
+
+    @defer.inlineCallbacks
+    def startService(self):
+        endpoint = endpoints.TCP4ServerEndpoint(self._reactor, self._requested_port, backlog=128,
+                                                interface=self._host)
+        self._listening = yield endpoint.listen(self._site)
+        self.port = self._listening.getHost().port
+        super().startService()
+        self.log.info("Edge API listening on http://{host}:{port}/", host=self._host, port=self.port)
+
+    def stopService(self):
+        super().stopService()
+        if self._listening is None:
+            return defer.succeed(None)
+        listening, self._listening = self._listening, None
+        return defer.maybeDeferred(listening.stopListening)

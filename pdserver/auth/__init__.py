@@ -1,0 +1,1 @@
+"""Auth*: who is calling (users, tokens) and what they may do (roles), plus the audit log."""

@@ -1,0 +1,50 @@
+"""Roles and the one permission table every route is checked against."""
+import enum
+
+
+class Role(enum.IntEnum):
+    """Ordered: a role holds every permission of the roles below it."""
+
+    GUEST = 0
+    USER = 1
+    TRUSTED = 2
+    ADMIN = 3
+    OWNER = 4
+
+    @classmethod
+    def parse(cls, name: str) -> "Role":
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown role {name!r}") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Permission(enum.Enum):
+    READ_INFO = "read info"
+    READ_CHANGES = "read changes"
+    CANCEL_CHANGE = "cancel change"
+    READ_CONFIG = "read config"
+    WRITE_CONFIG = "write config"
+    CHANGE_OWN_PASSWORD = "change own password"
+    READ_AUDIT = "read audit log"
+    MANAGE_USERS = "manage users"
+
+
+MINIMUM_ROLE = {
+    Permission.READ_INFO: Role.GUEST,
+    Permission.CHANGE_OWN_PASSWORD: Role.GUEST,
+    Permission.READ_CHANGES: Role.USER,
+    Permission.READ_CONFIG: Role.USER,
+    Permission.CANCEL_CHANGE: Role.TRUSTED,
+    Permission.WRITE_CONFIG: Role.ADMIN,
+    Permission.READ_AUDIT: Role.ADMIN,
+    Permission.MANAGE_USERS: Role.ADMIN,
+}
+
+
+def allowed(role: Role, permission: Permission) -> bool:
+    return role >= MINIMUM_ROLE[permission]

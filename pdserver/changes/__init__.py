@@ -1,0 +1,1 @@
+"""The Change Queue: persistent change records and the one-at-a-time runner."""

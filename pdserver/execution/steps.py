@@ -1,0 +1,25 @@
+"""Steps are data: an action name, its arguments, a description for people, and an undo step.
+
+They are JSON-serialisable so the journal can hold them and a restarted node
+can roll back a change it was running when it died.
+"""
+import dataclasses
+from typing import Any, Mapping, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    action: str
+    args: Mapping[str, Any]
+    description: str
+    undo: Optional["Step"] = None
+
+    def to_dict(self) -> dict:
+        return {"action": self.action, "args": dict(self.args), "description": self.description,
+                "undo": self.undo.to_dict() if self.undo else None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Step":
+        undo = data.get("undo")
+        return cls(data["action"], dict(data["args"]), data["description"],
+                   cls.from_dict(undo) if undo else None)

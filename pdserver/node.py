@@ -1,0 +1,103 @@
+"""The edge node: its service tree, built from settings. Entry of ``pdserver node``."""
+import dataclasses
+import os
+import signal
+
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from pdserver.api.app import build_router
+from pdserver.api.site import ApiSite, HttpService
+from pdserver.auth.audit import AuditLog
+from pdserver.auth.passwords import Passwords
+from pdserver.auth.service import Auth
+from pdserver.auth.throttle import LoginThrottle
+from pdserver.auth.tokens import TokenIssuer
+from pdserver.auth.users import UserStore
+from pdserver.changes.journal import ChangeJournal
+from pdserver.changes.queue import ChangeQueue
+from pdserver.execution.executor import Executor
+from pdserver.execution.handlers import ExecutionHandlers, host_actions
+from pdserver.services import SequentialMultiService
+from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
+from pdserver.settings import Settings
+from pdserver.storage import open_database
+from pdserver.sysconfig.hostconfig import HostConfigStore
+
+log = Logger()
+
+
+@dataclasses.dataclass
+class Node:
+    """Handles on the parts of a built node, for the entry point and for tests."""
+
+    settings: Settings
+    service: SequentialMultiService
+    http: HttpService
+    queue: ChangeQueue
+    auth: Auth
+    conn: object
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.http.port}"
+
+
+def crash_hook(settings: Settings):
+    """Fault injection for crash tests: kill -9 ourselves after step N, only when test faults are on."""
+    if not settings.test_faults or settings.crash_after_step is None:
+        return None
+    target = settings.crash_after_step
+
+    def after_step(index: int) -> None:
+        if index == target:
+            log.warn("test fault: killing the daemon after step {index}", index=index)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return after_step
+
+
+def build_node(settings: Settings, reactor, handlers=None) -> Node:
+    """Wire the node. ``handlers`` adds change types (tests use it for controllable changes)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.state_dir, 0o700)
+    conn = open_database(settings.database_path)
+    clock = reactor.seconds
+
+    def run_in_thread(f, *args):
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+
+    audit = AuditLog(conn, clock)
+    auth = Auth(UserStore(conn, clock), TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl,
+                                                     clock),
+                Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0), audit, clock,
+                run_in_thread)
+    created = auth.bootstrap_admin(settings.admin_password,
+                                   lambda pw: write_secret_file(settings.initial_password_path, pw + "\n"),
+                                   random_password)
+    if created is not None:
+        if settings.admin_password is None:
+            log.warn("created user 'paradrop' (owner); its password is in {path} (mode 0600)",
+                     path=str(settings.initial_password_path))
+        else:
+            log.info("created user 'paradrop' (owner) with the password from PARADROP_ADMIN_PASSWORD")
+
+    hostconfig_store = HostConfigStore(settings.hostconfig_path)
+    execution = ExecutionHandlers(Executor(host_actions(hostconfig_store), after_step=crash_hook(settings)),
+                                  hostconfig_store)
+
+    def audit_change(change):
+        audit.record(change.user, f"change:{change.type}", change.state.value, target=change.target,
+                     detail={"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})})
+
+    queue = ChangeQueue(ChangeJournal(conn), {**execution.handlers(), **(handlers or {})}, reactor,
+                        recover=execution.recover, on_finished=audit_change)
+
+    router = build_router(settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig_store,
+                          clock=reactor, started_at=reactor.seconds())
+    http = HttpService(reactor, ApiSite(router.app.resource(), settings.max_body_bytes, reactor=reactor),
+                       settings.host, settings.port)
+
+    root = SequentialMultiService()
+    queue.setServiceParent(root)
+    http.setServiceParent(root)
+    return Node(settings, root, http, queue, auth, conn)

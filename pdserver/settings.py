@@ -1,0 +1,139 @@
+"""Node settings: defaults <- YAML settings file <- PARADROP_* environment variables.
+
+Every setting has one name used in all three places: ``port`` in YAML is
+``PARADROP_PORT`` in the environment. Secrets (the admin password) are read
+from the environment only, never from the file, and never shown by the API.
+"""
+import dataclasses
+import os
+from pathlib import Path
+from typing import Mapping, Optional
+
+import yaml
+
+
+class SettingsError(ValueError):
+    """A settings file or variable holds a value we cannot use."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    state_dir: Path = Path("/var/lib/paradrop")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_ttl: int = 24 * 3600
+    max_body_bytes: int = 1024 * 1024
+    login_failures_per_minute: int = 5
+    log_level: str = "info"
+    pdid: Optional[str] = None
+    admin_password: Optional[str] = dataclasses.field(default=None, repr=False)
+    test_faults: bool = False
+    crash_after_step: Optional[int] = None
+
+    SECRET_FIELDS = frozenset({"admin_password"})
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "node.db"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.state_dir / "node-secret"
+
+    @property
+    def initial_password_path(self) -> Path:
+        return self.state_dir / "initial-admin-password"
+
+    @property
+    def hostconfig_path(self) -> Path:
+        return self.state_dir / "hostconfig.yaml"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def public(self) -> dict:
+        """The settings a client may see: no secrets, paths as strings."""
+        out = {}
+        for field in dataclasses.fields(self):
+            if field.name in self.SECRET_FIELDS:
+                continue
+            value = getattr(self, field.name)
+            out[field.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_FILE_FORBIDDEN = Settings.SECRET_FIELDS
+
+
+def _coerce(name: str, value, source: str):
+    kind = _FIELDS[name].type
+    if value is None:
+        return None
+    try:
+        if kind in (int, Optional[int]):
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not an integer")
+            return int(value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"{value!r} is not a boolean")
+        if kind is Path:
+            return Path(value).expanduser()
+        return str(value)
+    except (TypeError, ValueError) as e:
+        raise SettingsError(name, f"bad value in {source}: {e}") from None
+
+
+def load(config_file: Optional[Path] = None, environ: Mapping[str, str] = os.environ,
+         **overrides) -> Settings:
+    """Build settings from the three layers, then explicit overrides (CLI flags)."""
+    values = {}
+    if config_file is not None:
+        try:
+            data = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise SettingsError("config", f"cannot read {config_file}: {e}") from None
+        if not isinstance(data, dict):
+            raise SettingsError("config", f"{config_file} must hold a mapping")
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in _FIELDS or name in _FILE_FORBIDDEN:
+                raise SettingsError(str(key), f"unknown setting in {config_file}")
+            values[name] = _coerce(name, value, str(config_file))
+    for name in _FIELDS:
+        env_name = "PARADROP_" + name.upper()
+        if env_name in environ:
+            values[name] = _coerce(name, environ[env_name], env_name)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = _coerce(name, value, "command line")
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if not 0 <= settings.port <= 65535:
+        raise SettingsError("port", "must be between 0 and 65535")
+    if settings.token_ttl <= 0:
+        raise SettingsError("token_ttl", "must be positive")
+    if settings.max_body_bytes < 1024:
+        raise SettingsError("max_body_bytes", "must be at least 1024")
+    if settings.login_failures_per_minute < 1:
+        raise SettingsError("login_failures_per_minute", "must be at least 1")
+    if settings.log_level not in ("debug", "info", "warn", "error"):
+        raise SettingsError("log_level", "must be one of debug, info, warn, error")
+    if settings.admin_password is not None and len(settings.admin_password) < 8:
+        raise SettingsError("admin_password", "must be at least 8 characters")
