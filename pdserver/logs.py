@@ -12,7 +12,7 @@ def start_logging(log_dir: Path, level: str = "info", stdout=None) -> None:
     json_file = io.open(str(log_dir / "pdserver.jsonl"), "a", encoding="utf-8")
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
     observers = [
-        FilteringLogObserver(jsonFileLogObserver(json_file), [predicate]),
+        FilteringLogObserver(jsonFileLogObserver(json_file, recordSeparator=""), [predicate]),
         FilteringLogObserver(textFileLogObserver(stdout or sys.stdout), [predicate]),
     ]
     globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)

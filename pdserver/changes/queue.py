@@ -61,6 +61,7 @@ class ChangeQueue(Service):
         self._pending: Deque[int] = collections.deque()
         self._running: Optional[int] = None
         self._running_done: Optional[defer.Deferred] = None
+        self._pump_scheduled = False
         self._observers: Dict[int, List[Observer]] = {}
 
     def _now(self) -> float:
@@ -81,7 +82,7 @@ class ChangeQueue(Service):
         self.journal.add_message(change.id, change.created, f"change {change.id} queued: {type_}"
                                  + (f" {target}" if target else ""))
         self._pending.append(change.id)
-        self._pump()
+        self._schedule_pump()
         return change
 
     def cancel(self, change_id: int, user: Optional[str]) -> Change:
@@ -176,7 +177,14 @@ class ChangeQueue(Service):
         waiting.addCallback(lambda _: timer.cancel() if timer.active() else None)
         return waiting
 
+    def _schedule_pump(self) -> None:
+        """Run the next change in a later reactor turn, so a submitter answers before work starts."""
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._clock.callLater(0, self._pump)
+
     def _pump(self) -> None:
+        self._pump_scheduled = False
         while self.running and self._running is None and self._pending:
             change_id = self._pending.popleft()
             change = self.journal.get(change_id)
@@ -209,4 +217,4 @@ class ChangeQueue(Service):
     def _next(self, _, change: Change) -> None:
         self._running = None
         self._running_done = None
-        self._pump()
+        self._schedule_pump()
