@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`. Each installs what is missing first.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+STATE_DIR ?= .pdserver
+
+.PHONY: run test system venv engine images bench clean
+
+system:
+	tools/setup-system
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: system $(STAMP)
+
+engine: system
+	tools/start-engine
+
+images: engine
+	tools/build-base-images
+
+run: venv images
+	@echo "Starting the node: API at http://127.0.0.1:8080/ ; the admin password of user 'paradrop'"
+	@echo "is in $(STATE_DIR)/initial-admin-password on first start (or set PARADROP_ADMIN_PASSWORD)."
+	exec $(VENV)/bin/pdserver node --state-dir $(STATE_DIR)
+
+test: venv images
+	$(VENV)/bin/pytest
+
+bench: venv
+	$(VENV)/bin/python tools/bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,95 @@
+"""The executor: journaled steps, reverse undo on failure, rollback after a crash."""
+import pytest
+
+from pdserver.execution.executor import Executor, RollbackFailed, StepFailed
+from pdserver.execution.plans import plan_hostconfig
+from pdserver.execution.steps import Step
+
+
+class Journal:
+    def __init__(self):
+        self.events = []
+
+    def progress(self, message):
+        self.events.append(("progress", message))
+
+    def step_started(self, index, step):
+        self.events.append(("started", index))
+
+    def step_state(self, index, state, error=None):
+        self.events.append((state, index))
+
+
+def recording_actions(log, fail_on=()):
+    def act(args):
+        if args["name"] in fail_on:
+            raise RuntimeError(f"{args['name']} broke")
+        log.append(args["name"])
+    return {"act": act}
+
+
+def step(name):
+    return Step("act", {"name": name}, f"do {name}", undo=Step("act", {"name": "undo-" + name}, f"undo {name}"))
+
+
+def result_of(d):
+    results = []
+    d.addBoth(results.append)
+    return results[0]
+
+
+def test_steps_run_in_order_and_are_journaled():
+    log, journal = [], Journal()
+    result_of(Executor(recording_actions(log)).run([step("a"), step("b")], journal))
+    assert log == ["a", "b"]
+    assert ("finished", 0) in journal.events and ("finished", 1) in journal.events
+
+
+def test_a_failing_step_undoes_itself_and_the_finished_steps_in_reverse():
+    log, journal = [], Journal()
+    failure = result_of(Executor(recording_actions(log, fail_on={"c"})).run([step("a"), step("b"), step("c")],
+                                                                              journal))
+    assert failure.check(StepFailed)
+    assert failure.value.undo_errors == []
+    assert log == ["a", "b", "undo-c", "undo-b", "undo-a"]
+
+
+def test_a_failing_undo_is_reported_and_the_other_undos_still_run():
+    log, journal = [], Journal()
+    failure = result_of(Executor(recording_actions(log, fail_on={"c", "undo-b"})).run(
+        [step("a"), step("b"), step("c")], journal))
+    assert len(failure.value.undo_errors) == 1 and "do b" in failure.value.undo_errors[0]
+    assert log == ["a", "b", "undo-c", "undo-a"]
+    assert ("undo-failed", 1) in journal.events
+
+
+def test_rollback_of_journaled_steps_after_a_crash():
+    log, journal = [], Journal()
+    journaled = [{"index": 0, "step": step("a").to_dict(), "state": "finished"},
+                 {"index": 1, "step": step("b").to_dict(), "state": "started"}]
+    assert result_of(Executor(recording_actions(log)).rollback(journaled, journal)) == 2
+    assert log == ["undo-b", "undo-a"]
+    failure = result_of(Executor(recording_actions([], fail_on={"undo-a"})).rollback(journaled, journal))
+    assert failure.check(RollbackFailed)
+
+
+def test_plans_naming_unknown_actions_are_refused_before_anything_runs():
+    log = []
+    with pytest.raises(ValueError, match="nope"):
+        Executor(recording_actions(log)).check([step("a"), Step("nope", {}, "x")])
+
+
+def test_after_step_hook_sees_each_finished_step():
+    seen = []
+    result_of(Executor(recording_actions([]), after_step=seen.append).run([step("a"), step("b")], Journal()))
+    assert seen == [0, 1]
+
+
+def test_hostconfig_plan_is_pure_and_undoable():
+    old, new = {"wan": {"proto": "dhcp"}}, {"wan": {"proto": "static"}}
+    steps = plan_hostconfig(old, new)
+    assert [s.action for s in steps] == ["write_hostconfig"]
+    assert steps[0].undo.args == {"config": old}
+    assert Step.from_dict(steps[0].to_dict()) == steps[0]
+    assert plan_hostconfig(old, dict(old)) == []
+    assert old == {"wan": {"proto": "dhcp"}}
