@@ -20,7 +20,7 @@ from pdserver.api import errors
 from pdserver.api.body import read_json
 from pdserver.auth.principal import Principal
 from pdserver.auth.roles import Permission, allowed
-from pdserver.auth.service import AuthError, Conflict, InvalidInput, NotFound, Throttled, Unauthenticated
+from pdserver.auth.service import AuthError, Conflict, Forbidden, InvalidInput, NotFound, Throttled, Unauthenticated
 
 log = Logger()
 
@@ -134,6 +134,8 @@ def _map_auth_error(error: AuthError) -> errors.ApiError:
         return errors.TooManyRequests(error.message, headers={"Retry-After": str(seconds)})
     if isinstance(error, Unauthenticated):
         return errors.Unauthorized(error.message, field=error.field)
+    if isinstance(error, Forbidden):
+        return errors.Forbidden(error.message, field=error.field)
     if isinstance(error, InvalidInput):
         return errors.BadRequest(error.message, field=error.field, code="invalid_field")
     if isinstance(error, Conflict):

@@ -33,6 +33,10 @@ class Unauthenticated(AuthError):
     pass
 
 
+class Forbidden(AuthError):
+    pass
+
+
 class Throttled(AuthError):
     def __init__(self, retry_after: float):
         super().__init__(f"too many failed logins; retry in {int(retry_after) + 1} s")
@@ -147,7 +151,7 @@ class Auth:
         """Anyone may change their own password, admins others' too; the old one is always required."""
         if username != caller.username and caller.role < Role.ADMIN:
             self.audit.record(caller.username, "password-change", "forbidden", target=username, address=address)
-            raise Unauthenticated("you may change only your own password")
+            raise Forbidden("you may change only your own password", field="username")
         problem = password_problem(new)
         if problem:
             raise InvalidInput(f"new_password {problem}", field="new_password")

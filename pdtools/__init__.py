@@ -1,0 +1,1 @@
+"""pdtools: the ParaDrop command line, also usable as a client library (see pdtools.client)."""

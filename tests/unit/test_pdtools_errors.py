@@ -1,0 +1,27 @@
+"""How refusals from a node become the one-line messages pdtools prints."""
+from pdtools.errors import ApiError, ConnectionFailed
+
+
+def test_an_api_error_body_gives_code_message_and_field():
+    body = b'{"error": {"code": "weak_password", "message": "the new password is too short", "field": "new_password"}}'
+    error = ApiError.from_response(400, body, {})
+    assert (error.status, error.code, error.field) == (400, "weak_password", "new_password")
+    assert str(error) == "the new password is too short (field: new_password)"
+
+
+def test_a_throttled_answer_keeps_retry_after_for_scripts():
+    body = b'{"error": {"code": "too_many_requests", "message": "too many failed logins", "field": null}}'
+    error = ApiError.from_response(429, body, {"Retry-After": "30"})
+    assert (str(error), error.retry_after) == ("too many failed logins", "30")
+
+
+def test_a_body_that_is_not_the_error_shape_still_reads_well():
+    error = ApiError.from_response(502, b"<html>Bad Gateway</html>", {})
+    assert (error.code, str(error)) == ("http_502", "HTTP 502 Bad Gateway")
+    assert str(ApiError.from_response(404, b'{"error": "no such route"}', {})) == "HTTP 404 Not Found"
+
+
+def test_a_connection_failure_names_the_url():
+    assert str(ConnectionFailed("http://10.0.0.9:8080/api/v1/health", "Connection refused")) == (
+        "cannot reach http://10.0.0.9:8080/api/v1/health: Connection refused"
+    )
