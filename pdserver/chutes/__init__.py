@@ -1,0 +1,1 @@
+"""Chutes: the paradrop.yaml format, its validation, and the installed-chute store."""
