@@ -34,7 +34,7 @@ _MIGRATIONS = [
         idx INTEGER NOT NULL,
         step TEXT NOT NULL,
         state TEXT NOT NULL,
-        started REAL NOT NULL,
+        started REAL,
         finished REAL,
         error TEXT,
         PRIMARY KEY (change_id, idx))""",
@@ -104,14 +104,19 @@ class ChangeJournal:
         return [{"time": r["time"], "message": r["message"]} for r in self._conn.execute(
             "SELECT time, message FROM change_messages WHERE change_id = ? ORDER BY seq", (change_id,))]
 
-    def step_started(self, change_id: int, index: int, step: dict, now: float) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO change_steps (change_id, idx, step, state, started) VALUES (?, ?, ?, ?, ?)",
-            (change_id, index, json.dumps(step, sort_keys=True), "started", now))
+    def record_plan(self, change_id: int, steps: List[dict]) -> None:
+        """Journal the whole plan before it runs, so recovery can roll forward past a commit."""
+        self._conn.execute("BEGIN")
+        self._conn.execute("DELETE FROM change_steps WHERE change_id = ?", (change_id,))
+        self._conn.executemany(
+            "INSERT INTO change_steps (change_id, idx, step, state) VALUES (?, ?, ?, 'pending')",
+            [(change_id, i, json.dumps(step, sort_keys=True)) for i, step in enumerate(steps)])
+        self._conn.execute("COMMIT")
 
     def step_state(self, change_id: int, index: int, state: str, now: float, error: Optional[str] = None) -> None:
+        column = "started" if state == "started" else "finished"
         self._conn.execute(
-            "UPDATE change_steps SET state = ?, finished = ?, error = ? WHERE change_id = ? AND idx = ?",
+            f"UPDATE change_steps SET state = ?, {column} = ?, error = ? WHERE change_id = ? AND idx = ?",
             (state, now, error, change_id, index))
 
     def steps(self, change_id: int) -> List[dict]:

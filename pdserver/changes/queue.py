@@ -36,8 +36,8 @@ class ChangeContext:
     def progress(self, message: str) -> None:
         self._queue._emit(self.change.id, message)
 
-    def step_started(self, index: int, step: dict) -> None:
-        self._queue.journal.step_started(self.change.id, index, step, self._queue._now())
+    def record_plan(self, steps: List[dict]) -> None:
+        self._queue.journal.record_plan(self.change.id, steps)
 
     def step_state(self, index: int, state: str, error: Optional[str] = None) -> None:
         self._queue.journal.step_state(self.change.id, index, state, self._queue._now(), error)

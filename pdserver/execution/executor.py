@@ -1,8 +1,13 @@
-"""Runs a plan step by step, journaling each one; on failure undoes the finished steps in reverse.
+"""Runs a plan step by step, journaling each one.
+
+Before a commit step has finished, a failure undoes the started steps in
+reverse and the node keeps its old state. A commit step (the one that records
+the new state) is the point of no return: after it, a failure leaves the new
+state in place with the leftovers named, and crash recovery rolls forward.
 
 Undo steps must be idempotent and safe on a step that was only partly applied:
-after a crash the journal knows a step started but not how far it got, so
-recovery undoes started steps too.
+after a crash the journal knows a step started but not how far it got. Steps
+after a commit must be idempotent too, since recovery may run them again.
 """
 from typing import Any, Callable, List, Mapping, Optional, Protocol, Sequence
 
@@ -16,17 +21,18 @@ Action = Callable[[Mapping[str, Any]], Any]
 
 class StepJournal(Protocol):
     def progress(self, message: str) -> None: ...
-    def step_started(self, index: int, step: dict) -> None: ...
+    def record_plan(self, steps: List[dict]) -> None: ...
     def step_state(self, index: int, state: str, error: Optional[str] = None) -> None: ...
 
 
 class StepFailed(Exception):
-    def __init__(self, index: int, step: Step, error: str, undo_errors: List[str]):
+    def __init__(self, index: int, step: Step, error: str, undo_errors: List[str], committed: bool = False):
         super().__init__(f"step {index + 1} ({step.description}) failed: {error}")
         self.index = index
         self.step = step
         self.error = error
         self.undo_errors = undo_errors
+        self.committed = committed
 
 
 class RollbackFailed(Exception):
@@ -52,31 +58,49 @@ class Executor:
     @defer.inlineCallbacks
     def run(self, steps: Sequence[Step], journal: StepJournal):
         self.check(steps)
+        journal.record_plan([s.to_dict() for s in steps])
+        yield self._run_from(list(enumerate(steps)), len(steps), journal, committed=False)
+
+    @defer.inlineCallbacks
+    def _run_from(self, indexed: List[tuple], total: int, journal: StepJournal, committed: bool):
         done: List[tuple] = []
-        for index, step in enumerate(steps):
-            journal.step_started(index, step.to_dict())
-            journal.progress(f"step {index + 1}/{len(steps)}: {step.description}")
+        for index, step in indexed:
+            journal.step_state(index, "started")
+            journal.progress(f"step {index + 1}/{total}: {step.description}")
             try:
                 yield defer.maybeDeferred(self._actions[step.action], step.args)
             except Exception as e:
                 journal.step_state(index, "failed", str(e))
+                if committed:
+                    journal.progress(f"step {index + 1} failed after the change was committed: {e}")
+                    raise StepFailed(index, step, str(e), [], committed=True)
                 journal.progress(f"step {index + 1} failed: {e}; rolling back")
                 undo_errors = yield self._undo([(index, step)] + done[::-1], journal)
                 raise StepFailed(index, step, str(e), undo_errors)
             journal.step_state(index, "finished")
             done.append((index, step))
+            committed = committed or step.commit
             if self._after_step is not None:
                 self._after_step(index)
 
     @defer.inlineCallbacks
-    def rollback(self, journaled: Sequence[dict], journal: StepJournal):
-        """Undo journaled steps (started or finished) in reverse; raise RollbackFailed if an undo fails."""
-        pending = [(entry["index"], Step.from_dict(entry["step"])) for entry in journaled
-                   if entry["state"] in ("started", "finished", "failed")]
-        errors = yield self._undo(pending[::-1], journal)
+    def recover(self, journaled: Sequence[dict], journal: StepJournal):
+        """Finish a change a crash interrupted: forward if it committed, else back.
+
+        Returns ("forward" | "back", number of steps run); raises RollbackFailed
+        or StepFailed when that cannot be completed.
+        """
+        steps = [(entry["index"], Step.from_dict(entry["step"]), entry["state"]) for entry in journaled]
+        if any(step.commit and state == "finished" for _, step, state in steps):
+            remaining = [(i, step) for i, step, state in steps if state != "finished"]
+            journal.progress(f"the change had committed; finishing its last {len(remaining)} step(s)")
+            yield self._run_from(remaining, len(steps), journal, committed=True)
+            return "forward", len(remaining)
+        started = [(i, step) for i, step, state in steps if state in ("started", "finished", "failed")]
+        errors = yield self._undo(started[::-1], journal)
         if errors:
             raise RollbackFailed(errors)
-        return len(pending)
+        return "back", len(started)
 
     @defer.inlineCallbacks
     def _undo(self, steps_newest_first, journal: StepJournal):

@@ -29,6 +29,9 @@ class ExecutionHandlers:
         try:
             yield self._executor.run(steps, context)
         except StepFailed as e:
+            if e.committed:
+                raise ChangeFailed(f"{e}; the change was applied but left this step undone",
+                                   {"failed_step": e.step.description}, needs_attention=True) from None
             if e.undo_errors:
                 raise ChangeFailed(str(e), {"undo_errors": e.undo_errors}, needs_attention=True) from None
             raise ChangeFailed(f"{e}; rolled back") from None
@@ -41,7 +44,12 @@ class ExecutionHandlers:
     @defer.inlineCallbacks
     def recover(self, context, journaled_steps):
         try:
-            undone = yield self._executor.rollback(journaled_steps, context)
+            direction, count = yield self._executor.recover(journaled_steps, context)
         except RollbackFailed as e:
             raise ChangeFailed("rollback failed", {"undo_errors": e.undo_errors}, needs_attention=True) from None
-        return {"rolled_back_steps": undone}
+        except StepFailed as e:
+            raise ChangeFailed(f"finishing the committed change failed: {e}", needs_attention=True) from None
+        if direction == "forward":
+            return {"message": "interrupted by a node restart after it was committed; completed",
+                    "completed_steps": count}
+        return {"rolled_back_steps": count}

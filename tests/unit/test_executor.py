@@ -13,8 +13,8 @@ class Journal:
     def progress(self, message):
         self.events.append(("progress", message))
 
-    def step_started(self, index, step):
-        self.events.append(("started", index))
+    def record_plan(self, steps):
+        self.events.append(("plan", len(steps)))
 
     def step_state(self, index, state, error=None):
         self.events.append((state, index))
@@ -32,6 +32,10 @@ def step(name):
     return Step("act", {"name": name}, f"do {name}", undo=Step("act", {"name": "undo-" + name}, f"undo {name}"))
 
 
+def commit_step(name):
+    return Step("act", {"name": name}, f"commit {name}", commit=True)
+
+
 def result_of(d):
     results = []
     d.addBoth(results.append)
@@ -42,6 +46,7 @@ def test_steps_run_in_order_and_are_journaled():
     log, journal = [], Journal()
     result_of(Executor(recording_actions(log)).run([step("a"), step("b")], journal))
     assert log == ["a", "b"]
+    assert journal.events[0] == ("plan", 2)
     assert ("finished", 0) in journal.events and ("finished", 1) in journal.events
 
 
@@ -63,14 +68,33 @@ def test_a_failing_undo_is_reported_and_the_other_undos_still_run():
     assert ("undo-failed", 1) in journal.events
 
 
-def test_rollback_of_journaled_steps_after_a_crash():
+def test_recovery_rolls_back_a_change_that_had_not_committed():
     log, journal = [], Journal()
     journaled = [{"index": 0, "step": step("a").to_dict(), "state": "finished"},
-                 {"index": 1, "step": step("b").to_dict(), "state": "started"}]
-    assert result_of(Executor(recording_actions(log)).rollback(journaled, journal)) == 2
+                 {"index": 1, "step": step("b").to_dict(), "state": "started"},
+                 {"index": 2, "step": commit_step("c").to_dict(), "state": "pending"}]
+    assert result_of(Executor(recording_actions(log)).recover(journaled, journal)) == ("back", 2)
     assert log == ["undo-b", "undo-a"]
-    failure = result_of(Executor(recording_actions([], fail_on={"undo-a"})).rollback(journaled, journal))
+    failure = result_of(Executor(recording_actions([], fail_on={"undo-a"})).recover(journaled, journal))
     assert failure.check(RollbackFailed)
+
+
+def test_recovery_rolls_forward_a_change_that_had_committed():
+    log, journal = [], Journal()
+    journaled = [{"index": 0, "step": step("a").to_dict(), "state": "finished"},
+                 {"index": 1, "step": commit_step("b").to_dict(), "state": "finished"},
+                 {"index": 2, "step": step("c").to_dict(), "state": "started"},
+                 {"index": 3, "step": step("d").to_dict(), "state": "pending"}]
+    assert result_of(Executor(recording_actions(log)).recover(journaled, journal)) == ("forward", 2)
+    assert log == ["c", "d"]
+
+
+def test_a_failure_after_the_commit_step_undoes_nothing():
+    log, journal = [], Journal()
+    failure = result_of(Executor(recording_actions(log, fail_on={"c"})).run(
+        [step("a"), commit_step("b"), step("c")], journal))
+    assert failure.value.committed
+    assert log == ["a", "b"]
 
 
 def test_plans_naming_unknown_actions_are_refused_before_anything_runs():

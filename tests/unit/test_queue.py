@@ -104,7 +104,8 @@ def test_at_start_running_changes_are_interrupted_and_recovered_and_queued_ones_
     journal = ChangeJournal(conn)
     crashed = journal.create("t", "a", "u", {}, 1.0)
     journal.set_running(crashed.id, 2.0)
-    journal.step_started(crashed.id, 0, {"action": "x", "args": {}, "description": "d", "undo": None}, 2.0)
+    journal.record_plan(crashed.id, [{"action": "x", "args": {}, "description": "d", "undo": None}])
+    journal.step_state(crashed.id, 0, "started", 2.0)
     waiting = journal.create("t", "b", "u", {}, 3.0)
     recovered = []
 
