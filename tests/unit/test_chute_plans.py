@@ -1,0 +1,92 @@
+"""Chute plans are pure: the same inputs give the same steps, each reversible before the commit."""
+from pdserver.chutes.spec import build
+from pdserver.chutes.store import RUNNING, STOPPED, ChuteRecord
+from pdserver.execution import chute_plans as plans
+
+
+def spec(version=1, port=8001, image_service=False):
+    services = {"main": {"type": "light", "image": "python3", "command": "python3 -m http.server 8000",
+                         "requests": {"port-bindings": [{"external": port, "internal": 8000}]} if port else {}}}
+    if image_service:
+        services["side"] = {"type": "image", "image": "paradrop/busybox:latest", "command": ["sleep", "9999"]}
+    return build({"name": "hello", "version": version, "web": {"service": "main", "port": 8000},
+                  "services": services})
+
+
+def record(s, deployment=5, state=RUNNING, source="/state/src/5"):
+    return ChuteRecord(s.name, s.version, state, s.raw, deployment, source, 1.0, 1.0)
+
+
+def actions(steps):
+    return [s.action for s in steps]
+
+
+def test_install_builds_then_networks_then_starts_then_commits_last():
+    steps = plans.plan_install(spec(image_service=True), 7, "/state/src/7", 10.0)
+    assert actions(steps) == ["check_source", "build_image", "ensure_image", "create_network", "create_volume",
+                              "create_container", "create_container", "start_container", "start_container",
+                              "wait_ready", "wait_ready", "save_chute"]
+    assert [s.commit for s in steps].count(True) == 1 and steps[-1].commit
+    assert all(s.undo is not None for s in steps if s.action in ("build_image", "create_network", "create_volume",
+                                                                    "create_container", "start_container"))
+    create = next(s for s in steps if s.action == "create_container")
+    assert create.args["name"] == "paradrop-hello-main-7"
+    assert create.args["labels"]["org.paradrop.chute"] == "hello"
+    assert create.args["environment"]["PARADROP_DATA_DIR"] == "/data"
+    assert create.args["port_bindings"] == [[8001, 8000, "tcp"]]
+    assert "PARADROP_API_TOKEN" not in create.args["environment"]
+    wait = [s for s in steps if s.action == "wait_ready"]
+    assert {s.args["name"]: s.args["web_port"] for s in wait} == {"paradrop-hello-main-7": 8000,
+                                                                  "paradrop-hello-side-7": None}
+    assert plans.plan_install(spec(), 7, None, 10.0) == plans.plan_install(spec(), 7, None, 10.0)
+
+
+def test_update_with_a_shared_port_stops_the_old_version_first_and_can_restart_it():
+    old = record(spec(1))
+    steps = plans.plan_update(old, spec(2), 9, "/state/src/9", 20.0)
+    names = [(s.action, s.args.get("name")) for s in steps]
+    stop_old = names.index(("stop_container", "paradrop-hello-main-5"))
+    start_new = names.index(("start_container", "paradrop-hello-main-9"))
+    commit = next(i for i, s in enumerate(steps) if s.commit)
+    assert stop_old < start_new < commit
+    assert steps[stop_old].undo.action == "start_container"
+    after = actions(steps[commit + 1:])
+    assert after == ["remove_container", "remove_image", "remove_source"]
+    assert steps[commit].args["record"]["deployment"] == 9 and steps[commit].args["record"]["version"] == "2"
+
+
+def test_update_without_host_ports_runs_both_versions_until_the_commit():
+    steps = plans.plan_update(record(spec(1, port=None)), spec(2, port=None), 9, None, 20.0)
+    commit = next(i for i, s in enumerate(steps) if s.commit)
+    assert ("stop_container", "paradrop-hello-main-5") in [(s.action, s.args.get("name")) for s in steps[commit:]]
+    assert all(s.args.get("name") != "paradrop-hello-main-5" for s in steps[:commit])
+
+
+def test_delete_commits_right_after_stopping_and_then_removes_everything():
+    steps = plans.plan_delete(record(spec(1)))
+    assert actions(steps) == ["stop_container", "forget_chute", "remove_container", "remove_image", "remove_source",
+                              "remove_network", "remove_volume"]
+    assert steps[1].commit
+
+
+def test_stop_start_restart_record_the_state():
+    old = record(spec(1))
+    assert plans.plan_stop(old, 3.0)[-1].args["record"]["state"] == STOPPED
+    assert plans.plan_start(record(spec(1), state=STOPPED), 3.0)[-1].args["record"]["state"] == RUNNING
+    assert actions(plans.plan_restart(old, 3.0))[:2] == ["stop_container", "start_container"]
+
+
+def test_reconcile_recreates_missing_objects_starts_stopped_ones_and_removes_orphans():
+    rec = record(spec(1))
+    observed = {"containers": {"paradrop-hello-main-5": {"running": False}, "paradrop-gone-main-1": {"running": True}},
+                "networks": {"paradrop-gone": {}}, "volumes": {"paradrop-hello-data": {}},
+                "images": {"paradrop-chute/hello-main:1-5": {}, "paradrop-chute/gone-main:1-1": {}}}
+    steps = plans.plan_reconcile([rec], observed)
+    got = [(s.action, s.args.get("name") or s.args.get("image")) for s in steps]
+    assert got == [("create_network", "paradrop-hello"), ("start_container", "paradrop-hello-main-5"),
+                   ("remove_container", "paradrop-gone-main-1"), ("remove_image", "paradrop-chute/gone-main:1-1"),
+                   ("remove_network", "paradrop-gone")]
+    assert all(s.commit for s in steps)
+    settled = {"containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
+               "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}}
+    assert plans.plan_reconcile([rec], settled) == []
