@@ -2,8 +2,10 @@
 import dataclasses
 import os
 import signal
+import socket
 
-from twisted.internet import threads
+from twisted.application.service import Service
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from pdserver.api.app import build_router
@@ -16,8 +18,14 @@ from pdserver.auth.tokens import TokenIssuer
 from pdserver.auth.users import UserStore
 from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.queue import ChangeQueue
+from pdserver.chutes.naming import LABEL_NODE
+from pdserver.chutes.store import ChuteStore
+from pdserver.containers.engine import DockerEngine
+from pdserver.execution.chute_actions import ChuteActions
+from pdserver.execution.chute_handlers import ChuteHandlers
 from pdserver.execution.executor import Executor
-from pdserver.execution.handlers import ExecutionHandlers, host_actions
+from pdserver.execution.handlers import HostConfigHandlers, RecoveryHandler, host_actions
+from pdserver.monitor.chutes import ChuteMonitor
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
@@ -37,6 +45,8 @@ class Node:
     queue: ChangeQueue
     auth: Auth
     conn: object
+    engine: DockerEngine
+    chutes: ChuteStore
 
     @property
     def url(self) -> str:
@@ -67,10 +77,15 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
         return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
 
     audit = AuditLog(conn, clock)
-    auth = Auth(UserStore(conn, clock), TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl,
-                                                     clock),
-                Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0), audit, clock,
-                run_in_thread)
+    chutes = ChuteStore(conn)
+
+    def chute_deployment(name):
+        record = chutes.get(name)
+        return record.deployment if record else None
+
+    tokens = TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl, clock)
+    auth = Auth(UserStore(conn, clock), tokens, Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0),
+                audit, clock, run_in_thread, chute_deployment)
     created = auth.bootstrap_admin(settings.admin_password,
                                    lambda pw: write_secret_file(settings.initial_password_path, pw + "\n"),
                                    random_password)
@@ -82,22 +97,57 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
             log.info("created user 'paradrop' (owner) with the password from PARADROP_ADMIN_PASSWORD")
 
     hostconfig_store = HostConfigStore(settings.hostconfig_path)
-    execution = ExecutionHandlers(Executor(host_actions(hostconfig_store), after_step=crash_hook(settings)),
-                                  hostconfig_store)
+    engine = DockerEngine(reactor)
+    settings.chute_sources_dir.mkdir(parents=True, exist_ok=True)
+    node_label = {LABEL_NODE: load_or_create_secret(settings.node_id_path, nbytes=6)}
+    chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, node_label,
+                                 chute_environment(settings, engine, tokens), settings.ready_grace,
+                                 settings.ready_timeout)
+    executor = Executor({**host_actions(hostconfig_store), **chute_actions.actions()},
+                        after_step=crash_hook(settings))
+    change_handlers = {**HostConfigHandlers(executor, hostconfig_store).handlers(),
+                       **ChuteHandlers(executor, chutes, engine, reactor, node_label).handlers(), **(handlers or {})}
 
     def audit_change(change):
         audit.record(change.user, f"change:{change.type}", change.state.value, target=change.target,
                      detail={"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})})
 
-    queue = ChangeQueue(ChangeJournal(conn), {**execution.handlers(), **(handlers or {})}, reactor,
-                        recover=execution.recover, on_finished=audit_change)
+    queue = ChangeQueue(ChangeJournal(conn), change_handlers, reactor, recover=RecoveryHandler(executor),
+                        on_finished=audit_change)
 
     router = build_router(settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig_store,
+                          chutes=chutes, monitor=ChuteMonitor(engine), run_in_thread=run_in_thread,
                           clock=reactor, started_at=reactor.seconds())
-    http = HttpService(reactor, ApiSite(router.app.resource(), settings.max_body_bytes, reactor=reactor),
-                       settings.host, settings.port)
+    http = HttpService(reactor, ApiSite(router.app.resource(), settings.max_body_bytes, settings.max_upload_bytes,
+                                        reactor=reactor), settings.host, settings.port)
 
     root = SequentialMultiService()
     queue.setServiceParent(root)
+    ReconcileAtStart(queue).setServiceParent(root)
     http.setServiceParent(root)
-    return Node(settings, root, http, queue, auth, conn)
+    return Node(settings, root, http, queue, auth, conn, engine, chutes)
+
+
+class ReconcileAtStart(Service):
+    """Queues one reconcile change per start, after crash recovery: chutes come back, orphans go."""
+
+    def __init__(self, queue: ChangeQueue):
+        self._queue = queue
+
+    def startService(self):
+        super().startService()
+        self._queue.submit("reconcile", None, None)
+
+
+def chute_environment(settings: Settings, engine, tokens: TokenIssuer):
+    """The PARADROP_* variables that depend on the node: how a chute reaches the Edge API, and its token."""
+    router_id = settings.pdid or socket.gethostname()
+
+    @defer.inlineCallbacks
+    def environment(chute: str, deployment: int, network: str):
+        gateway = yield engine.network_gateway(network)
+        base = f"http://{gateway}:{settings.port}"
+        return {"PARADROP_ROUTER_ID": router_id, "PARADROP_BASE_URL": base, "PARADROP_API_URL": base + "/api/v1",
+                "PARADROP_WS_API_URL": f"ws://{gateway}:{settings.port}/ws",
+                "PARADROP_API_TOKEN": tokens.issue_chute(chute, deployment)}
+    return environment

@@ -27,6 +27,9 @@ class Settings:
     port: int = 8080
     token_ttl: int = 24 * 3600
     max_body_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 256 * 1024 * 1024
+    ready_grace: float = 1.0
+    ready_timeout: float = 30.0
     login_failures_per_minute: int = 5
     log_level: str = "info"
     pdid: Optional[str] = None
@@ -45,12 +48,24 @@ class Settings:
         return self.state_dir / "node-secret"
 
     @property
+    def node_id_path(self) -> Path:
+        return self.state_dir / "node-id"
+
+    @property
     def initial_password_path(self) -> Path:
         return self.state_dir / "initial-admin-password"
 
     @property
     def hostconfig_path(self) -> Path:
         return self.state_dir / "hostconfig.yaml"
+
+    @property
+    def chute_sources_dir(self) -> Path:
+        return self.state_dir / "chutes" / "sources"
+
+    @property
+    def chute_build_dir(self) -> Path:
+        return self.state_dir / "chutes" / "build"
 
     @property
     def log_dir(self) -> Path:
@@ -80,6 +95,10 @@ def _coerce(name: str, value, source: str):
             if isinstance(value, bool):
                 raise ValueError("a boolean is not an integer")
             return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not a number")
+            return float(value)
         if kind is bool:
             if isinstance(value, bool):
                 return value
@@ -131,6 +150,10 @@ def _check(settings: Settings) -> None:
         raise SettingsError("token_ttl", "must be positive")
     if settings.max_body_bytes < 1024:
         raise SettingsError("max_body_bytes", "must be at least 1024")
+    if settings.max_upload_bytes < settings.max_body_bytes:
+        raise SettingsError("max_upload_bytes", "must be at least max_body_bytes")
+    if settings.ready_grace < 0 or settings.ready_timeout <= 0:
+        raise SettingsError("ready_timeout", "ready_grace must be >= 0 and ready_timeout > 0")
     if settings.login_failures_per_minute < 1:
         raise SettingsError("login_failures_per_minute", "must be at least 1")
     if settings.log_level not in ("debug", "info", "warn", "error"):

@@ -57,3 +57,7 @@ class TooManyRequests(ApiError):
 
 class InternalError(ApiError):
     status, code = 500, "internal_error"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "service_unavailable"

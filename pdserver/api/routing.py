@@ -19,7 +19,7 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from pdserver.api import errors
 from pdserver.api.body import read_json
 from pdserver.auth.principal import Principal
-from pdserver.auth.roles import Permission, allowed
+from pdserver.auth.roles import CHUTE_CONTEXT, CHUTE_SELF, Permission, allowed
 from pdserver.auth.service import AuthError, Conflict, Forbidden, InvalidInput, NotFound, Throttled, Unauthenticated
 
 log = Logger()
@@ -50,6 +50,7 @@ class RouteSpec:
     websocket: bool = False
     query: Dict[str, QueryParam] = dataclasses.field(default_factory=dict)
     tag: str = ""
+    chute_param: Optional[str] = None
 
     @property
     def public(self) -> bool:
@@ -88,11 +89,15 @@ class RouteTable:
 
     def route(self, path: str, method: str = "GET", *, permission: Optional[Permission], summary: str,
               body: Optional[dict] = None, status: int = 200, websocket: bool = False,
-              query: Optional[Dict[str, QueryParam]] = None):
-        """Declare a route; ``permission=PUBLIC`` (None) means no token is needed."""
+              query: Optional[Dict[str, QueryParam]] = None, chute_param: Optional[str] = None):
+        """Declare a route; ``permission=PUBLIC`` (None) means no token is needed.
+
+        ``chute_param`` names the URL part holding a chute name: a chute's own token may use the
+        route for that chute only (and only with a permission in CHUTE_SELF).
+        """
         def declare(func):
             self.specs.append(RouteSpec(path, method, func, summary, permission, body, status, websocket,
-                                        query or {}, self.tag))
+                                        query or {}, self.tag, chute_param))
             return func
         return declare
 
@@ -143,6 +148,15 @@ def _map_auth_error(error: AuthError) -> errors.ApiError:
     if isinstance(error, NotFound):
         return errors.NotFound(error.message, field=error.field)
     return errors.BadRequest(error.message, field=error.field)
+
+
+def _check_chute_scope(spec: RouteSpec, principal: Principal, kwargs: dict) -> None:
+    if spec.permission in CHUTE_CONTEXT:
+        return
+    if spec.permission in CHUTE_SELF and spec.chute_param and kwargs.get(spec.chute_param) == principal.chute:
+        return
+    raise errors.Forbidden(f"the token of chute {principal.chute} may not {spec.permission.value} here",
+                           field="token")
 
 
 def write_json(request, status: int, body, headers: Optional[dict] = None) -> bytes:
@@ -196,7 +210,9 @@ class Router:
                 principal = None
                 if spec.permission is not None:
                     principal = yield auth.authenticate(request.getHeader("authorization"), address)
-                    if not allowed(principal.role, spec.permission):
+                    if principal.chute is not None:
+                        _check_chute_scope(spec, principal, kwargs)
+                    elif not allowed(principal.role, spec.permission):
                         raise errors.Forbidden(
                             f"role {principal.role.label} may not {spec.permission.value}", field="role")
                 query = _parse_query(request, spec.query)

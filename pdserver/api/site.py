@@ -8,15 +8,24 @@ from twisted.web.server import Request, Site
 _access_log = Logger(namespace="pdserver.api.access")
 
 
-def limited_request_class(max_body_bytes: int):
+UPLOAD_TYPES = (b"application/x-tar", b"application/tar", b"application/gzip", b"application/x-gzip",
+                b"application/x-compressed-tar", b"application/octet-stream")
+
+
+def limited_request_class(max_body_bytes: int, max_upload_bytes: int):
     class LimitedRequest(Request):
-        """Drops body bytes past the limit; the route then answers 413 instead of holding them."""
+        """Drops body bytes past the limit (larger for chute archives, which go to a temporary file);
+        the route then answers 413 instead of holding them."""
 
         body_too_large = False
         _received = 0
+        _limit = max_body_bytes
 
         def gotLength(self, length):
-            if length is not None and length > max_body_bytes:
+            content_type = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+            if content_type.split(b";")[0].strip().lower() in UPLOAD_TYPES:
+                self._limit = max_upload_bytes
+            if length is not None and length > self._limit:
                 self.body_too_large = True
                 length = 0
             super().gotLength(length)
@@ -25,7 +34,7 @@ def limited_request_class(max_body_bytes: int):
             if self.body_too_large:
                 return
             self._received += len(data)
-            if self._received > max_body_bytes:
+            if self._received > self._limit:
                 self.body_too_large = True
                 self.content.seek(0)
                 self.content.truncate()
@@ -38,9 +47,9 @@ def limited_request_class(max_body_bytes: int):
 class ApiSite(Site):
     """Quiet access log: request lines go to the node log at debug level, not stdout."""
 
-    def __init__(self, resource, max_body_bytes: int, reactor=None):
+    def __init__(self, resource, max_body_bytes: int, max_upload_bytes: int, reactor=None):
         super().__init__(resource, reactor=reactor)
-        self.requestFactory = limited_request_class(max_body_bytes)
+        self.requestFactory = limited_request_class(max_body_bytes, max_upload_bytes)
         self.displayTracebacks = False
         self.noisy = False
 

@@ -1,5 +1,6 @@
 """The authenticated caller of a request."""
 import dataclasses
+from typing import Optional
 
 from pdserver.auth.roles import Role
 
@@ -8,4 +9,5 @@ from pdserver.auth.roles import Role
 class Principal:
     username: str
     role: Role
-    method: str  # "token" or "basic"
+    method: str  # "token", "basic" or "chute-token"
+    chute: Optional[str] = None  # set for a chute's own token: it acts only for that chute

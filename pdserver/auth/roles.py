@@ -32,6 +32,10 @@ class Permission(enum.Enum):
     CHANGE_OWN_PASSWORD = "change own password"
     READ_AUDIT = "read audit log"
     MANAGE_USERS = "manage users"
+    READ_CHUTES = "read chutes"
+    READ_CHUTE_LOGS = "read chute logs"
+    INSTALL_CHUTE = "install chute"
+    MANAGE_CHUTES = "manage chutes"
 
 
 MINIMUM_ROLE = {
@@ -43,7 +47,16 @@ MINIMUM_ROLE = {
     Permission.WRITE_CONFIG: Role.ADMIN,
     Permission.READ_AUDIT: Role.ADMIN,
     Permission.MANAGE_USERS: Role.ADMIN,
+    Permission.READ_CHUTES: Role.USER,
+    Permission.READ_CHUTE_LOGS: Role.USER,
+    Permission.INSTALL_CHUTE: Role.TRUSTED,
+    Permission.MANAGE_CHUTES: Role.TRUSTED,
 }
+
+# A chute's own token (PARADROP_API_TOKEN) reaches its own chute's routes with these permissions,
+# and the read-only context routes with the second set, nothing else.
+CHUTE_SELF = frozenset({Permission.READ_CHUTES, Permission.READ_CHUTE_LOGS})
+CHUTE_CONTEXT = frozenset({Permission.READ_INFO})
 
 
 def allowed(role: Role, permission: Permission) -> bool:

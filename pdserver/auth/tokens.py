@@ -12,6 +12,7 @@ import jwt
 
 ISSUER = "paradrop-node"
 AUDIENCE = "paradrop-edge-api"
+CHUTE_TOKEN_TTL = 10 * 365 * 24 * 3600  # revoked by redeploying the chute, not by time
 
 
 class InvalidToken(Exception):
@@ -33,6 +34,13 @@ class TokenIssuer:
         claims = {"sub": username, "gen": generation, "iat": now, "exp": expires, "iss": ISSUER,
                   "aud": AUDIENCE, "jti": secrets.token_hex(8)}
         return jwt.encode(claims, self._secret, algorithm="HS256"), expires
+
+    def issue_chute(self, chute: str, deployment: int) -> str:
+        """A chute's token: valid while ``deployment`` is the chute's current one (checked by the caller)."""
+        now = int(self._clock())
+        claims = {"sub": f"chute:{chute}", "chute": chute, "dep": deployment, "gen": 0, "iat": now,
+                  "exp": now + CHUTE_TOKEN_TTL, "iss": ISSUER, "aud": AUDIENCE}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> dict:
         """The token's claims; raises InvalidToken when forged, malformed or expired."""

@@ -6,6 +6,7 @@ LABEL_CHUTE = "org.paradrop.chute"
 LABEL_VERSION = "org.paradrop.version"
 LABEL_SERVICE = "org.paradrop.service"
 LABEL_DEPLOYMENT = "org.paradrop.deployment"
+LABEL_NODE = "org.paradrop.node"  # which node made it: reconciliation touches only its own node's objects
 
 
 def network_name(chute: str) -> str:

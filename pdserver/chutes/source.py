@@ -26,7 +26,7 @@ def _safe_name(name: str) -> PurePosixPath:
 
 
 def extract_project(stream: BinaryIO, dest: Path, max_bytes: int, max_files: int = 10000) -> Path:
-    """Unpack a (possibly gzipped) tar stream into ``dest``; return the project root (has paradrop.yaml)."""
+    """Unpack a (possibly gzipped) tar stream into ``dest`` with paradrop.yaml at its top; return ``dest``."""
     dest.mkdir(parents=True, exist_ok=False)
     total, count = 0, 0
     try:
@@ -65,7 +65,13 @@ def extract_project(stream: BinaryIO, dest: Path, max_bytes: int, max_files: int
                 with open(target, "wb") as out:
                     shutil.copyfileobj(source, out)
                 os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
-        return find_root(dest)
+        root = find_root(dest)
+        if root != dest:
+            moved = dest.with_name(dest.name + ".project")
+            root.rename(moved)
+            shutil.rmtree(dest)
+            moved.rename(dest)
+        return dest
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from pdserver.execution.steps import Step
 
-Action = Callable[[Mapping[str, Any]], Any]
+Action = Callable[[Mapping[str, Any], Callable[[str], None]], Any]  # (args, progress)
 
 
 class StepJournal(Protocol):
@@ -68,7 +68,7 @@ class Executor:
             journal.step_state(index, "started")
             journal.progress(f"step {index + 1}/{total}: {step.description}")
             try:
-                yield defer.maybeDeferred(self._actions[step.action], step.args)
+                yield defer.maybeDeferred(self._actions[step.action], step.args, journal.progress)
             except Exception as e:
                 journal.step_state(index, "failed", str(e))
                 if committed:
@@ -109,7 +109,7 @@ class Executor:
             if step.undo is None:
                 continue
             try:
-                yield defer.maybeDeferred(self._actions[step.undo.action], step.undo.args)
+                yield defer.maybeDeferred(self._actions[step.undo.action], step.undo.args, journal.progress)
             except Exception as e:
                 self.log.failure("undo of step {index} ({description}) failed", index=index,
                                  description=step.description)

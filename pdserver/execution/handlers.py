@@ -8,41 +8,35 @@ from pdserver.sysconfig.hostconfig import HostConfigStore
 
 
 def host_actions(store: HostConfigStore) -> dict:
-    return {"write_hostconfig": lambda args: store.save(args["config"])}
+    return {"write_hostconfig": lambda args, progress: store.save(args["config"])}
 
 
-class ExecutionHandlers:
-    """The handler per change type, plus crash recovery, over one executor."""
+@defer.inlineCallbacks
+def run_plan(executor: Executor, context, steps, done_message: str):
+    """Run ``steps`` for a change; translate executor failures into ChangeFailed for people."""
+    if not steps:
+        context.progress("nothing to do: the node is already in that state")
+        return {"message": "no change needed", "steps": 0}
+    try:
+        yield executor.run(steps, context)
+    except StepFailed as e:
+        if e.committed:
+            raise ChangeFailed(f"{e}; the change was applied but this clean-up step failed",
+                               {"failed_step": e.step.description}, needs_attention=True) from None
+        if e.undo_errors:
+            raise ChangeFailed(str(e), {"undo_errors": e.undo_errors}, needs_attention=True) from None
+        raise ChangeFailed(f"{e}; rolled back") from None
+    return {"message": done_message, "steps": len(steps)}
 
-    def __init__(self, executor: Executor, hostconfig: HostConfigStore):
+
+class RecoveryHandler:
+    """Crash recovery of any change: back to the old state, or forward past its commit."""
+
+    def __init__(self, executor: Executor):
         self._executor = executor
-        self._hostconfig = hostconfig
-
-    def handlers(self) -> dict:
-        return {"hostconfig": self.update_hostconfig}
 
     @defer.inlineCallbacks
-    def _run(self, context, steps):
-        if not steps:
-            context.progress("nothing to do: the node already has this configuration")
-            return {"message": "no change needed", "steps": 0}
-        try:
-            yield self._executor.run(steps, context)
-        except StepFailed as e:
-            if e.committed:
-                raise ChangeFailed(f"{e}; the change was applied but left this step undone",
-                                   {"failed_step": e.step.description}, needs_attention=True) from None
-            if e.undo_errors:
-                raise ChangeFailed(str(e), {"undo_errors": e.undo_errors}, needs_attention=True) from None
-            raise ChangeFailed(f"{e}; rolled back") from None
-        return {"message": f"applied {len(steps)} step(s)", "steps": len(steps)}
-
-    def update_hostconfig(self, context):
-        steps = plan_hostconfig(self._hostconfig.load(), context.change.params["config"])
-        return self._run(context, steps)
-
-    @defer.inlineCallbacks
-    def recover(self, context, journaled_steps):
+    def __call__(self, context, journaled_steps):
         try:
             direction, count = yield self._executor.recover(journaled_steps, context)
         except RollbackFailed as e:
@@ -53,3 +47,16 @@ class ExecutionHandlers:
             return {"message": "interrupted by a node restart after it was committed; completed",
                     "completed_steps": count}
         return {"rolled_back_steps": count}
+
+
+class HostConfigHandlers:
+    def __init__(self, executor: Executor, hostconfig: HostConfigStore):
+        self._executor = executor
+        self._hostconfig = hostconfig
+
+    def handlers(self) -> dict:
+        return {"hostconfig": self.update_hostconfig}
+
+    def update_hostconfig(self, context):
+        steps = plan_hostconfig(self._hostconfig.load(), context.change.params["config"])
+        return run_plan(self._executor, context, steps, f"applied {len(steps)} step(s)")

@@ -107,7 +107,7 @@ def test_a_project_unpacks_and_a_top_level_folder_is_accepted(tmp_path):
     root = extract_project(tar_of({"paradrop.yaml": b"x", "src/app.py": b"print(1)"}), tmp_path / "a", 10 ** 6)
     assert (root / "src/app.py").read_bytes() == b"print(1)"
     root = extract_project(tar_of({"proj/paradrop.yaml": b"x"}), tmp_path / "b", 10 ** 6)
-    assert root.name == "proj"
+    assert root == tmp_path / "b" and (root / "paradrop.yaml").is_file()
 
 
 @pytest.mark.parametrize("files, links, reason", [

@@ -21,7 +21,7 @@ class Journal:
 
 
 def recording_actions(log, fail_on=()):
-    def act(args):
+    def act(args, progress):
         if args["name"] in fail_on:
             raise RuntimeError(f"{args['name']} broke")
         log.append(args["name"])

@@ -1,0 +1,250 @@
+"""Chutes: install (tar or JSON), update, start/stop/restart, delete, inspect, configuration, logs.
+
+Every modification is a change in the queue; these routes validate what they can
+at once (4xx naming the field) and answer 202 with the change id.
+"""
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet import defer
+
+from pdserver.api import errors
+from pdserver.api.body import read_json
+from pdserver.api.routing import Call, QueryParam, Response, RouteTable
+from pdserver.auth.roles import Permission
+from pdserver.chutes import naming
+from pdserver.chutes.source import SourceError, extract_project
+from pdserver.chutes.spec import SpecError, build, load_yaml
+from pdserver.chutes.versions import is_newer
+from pdserver.monitor.chutes import StatusUnavailable
+
+TAR_TYPES = {"application/x-tar", "application/tar", "application/gzip", "application/x-gzip",
+             "application/x-compressed-tar", "application/octet-stream"}
+_CONFIG_BODY = {"type": "object", "additionalProperties": False, "required": ["config"],
+                "properties": {"config": {"type": "object"}}}
+
+
+def _content_type(request) -> str:
+    return (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+
+
+class ChuteLogsProtocol(WebSocketServerProtocol):
+    """Follows every service of a chute; each frame is {"service", "timestamp", "message"}."""
+
+    monitor = None
+    containers = ()
+
+    def onOpen(self):
+        self._followers = []
+        for service, name in self.containers:
+            d = self.monitor.follow(name, lambda line, service=service: self._send(service, line))
+            d.addCallbacks(self._followers.append, lambda f, service=service: self._send(
+                service, f"[logs unavailable: {f.getErrorMessage()}]"))
+
+    def _send(self, service, line):
+        self.sendMessage(json.dumps({"service": service, "timestamp": time.time(), "message": line}).encode(),
+                         isBinary=False)
+
+    def onMessage(self, payload, isBinary):
+        """Clients only listen."""
+
+    def onClose(self, wasClean, code, reason):
+        for follower in getattr(self, "_followers", []):
+            follower.stop()
+        self._followers = []
+
+
+class ChutesResource:
+    routes = RouteTable("chutes")
+
+    def __init__(self, queue, store, monitor, sources_dir: Path, max_upload_bytes: int, run_in_thread):
+        self._queue = queue
+        self._store = store
+        self._monitor = monitor
+        self._sources = sources_dir
+        self._max_upload = max_upload_bytes
+        self._run_in_thread = run_in_thread
+
+    def _record(self, name):
+        record = self._store.get(name)
+        if record is None:
+            raise errors.NotFound(f"no chute {name} is installed", field="chute")
+        return record
+
+    @defer.inlineCallbacks
+    def _read_chute(self, call: Call):
+        """(description, source dir or None) from a tar upload or a JSON {"config": ...} body."""
+        request = call.request
+        if getattr(request, "body_too_large", False):
+            raise errors.PayloadTooLarge("the upload exceeds the size limit", field="body")
+        if _content_type(request) in TAR_TYPES:
+            dest = self._sources / uuid.uuid4().hex
+            request.content.seek(0)
+            try:
+                root = yield self._run_in_thread(extract_project, request.content, dest, self._max_upload)
+                description = load_yaml((root / "paradrop.yaml").read_text(errors="replace"))
+                build(description)
+            except (SpecError, UnicodeDecodeError, OSError) as e:
+                shutil.rmtree(dest, ignore_errors=True)
+                if isinstance(e, SpecError):
+                    raise errors.BadRequest(e.message, field=e.field, code="invalid_chute") from None
+                raise errors.BadRequest(f"cannot read the project: {e}", field="archive",
+                                        code="invalid_chute") from None
+            return description, str(root)
+        body = read_json(request, _CONFIG_BODY, self._max_upload)
+        try:
+            build(body["config"])
+        except SpecError as e:
+            raise errors.BadRequest(e.message, field=f"config.{e.field}" if e.field else "config",
+                                    code="invalid_chute") from None
+        if any(s.get("type") == "normal" for s in (body["config"].get("services") or {}).values()):
+            raise errors.BadRequest("normal services need their Dockerfile: upload the project as a tar",
+                                    field="config.services", code="invalid_chute")
+        return body["config"], None
+
+    def _submit(self, type_, target, call, params=None):
+        change = self._queue.submit(type_, target, call.username, params or {})
+        return Response({"change_id": change.id}, 202)
+
+    @routes.route("/api/v1/chutes", "GET", permission=Permission.READ_CHUTES, summary="Installed chutes")
+    def list_chutes(self, call: Call):
+        return [self._summary(r) for r in self._store.list()]
+
+    def _summary(self, record):
+        spec = record.spec()
+        return {"name": record.name, "version": record.version, "state": record.state,
+                "description": spec.description, "services": [s.name for s in spec.services],
+                "installed": record.installed, "updated": record.updated,
+                "web": {"service": spec.web_service, "port": spec.web_port} if spec.web_port else None}
+
+    @routes.route("/api/v1/chutes", "POST", permission=Permission.INSTALL_CHUTE, status=202,
+                  summary="Install a chute from a tar of its project or JSON {config}")
+    @defer.inlineCallbacks
+    def install(self, call: Call):
+        description, source = yield self._read_chute(call)
+        name = description["name"]
+        if self._store.get(name) is not None:
+            _discard(source)
+            raise errors.Conflict(f"chute {name} is already installed; update it with PUT /api/v1/chutes/{name}",
+                                  field="name", code="chute_exists")
+        return self._submit("install", name, call, {"description": description, "source_dir": source})
+
+    @routes.route("/api/v1/chutes/<chute>", "PUT", permission=Permission.MANAGE_CHUTES, status=202,
+                  summary="Update a chute to a newer version")
+    @defer.inlineCallbacks
+    def update(self, call: Call, chute):
+        record = self._record(chute)
+        description, source = yield self._read_chute(call)
+        if description["name"] != chute:
+            _discard(source)
+            raise errors.BadRequest(f"the project is chute {description['name']}, not {chute}", field="name")
+        if not is_newer(str(description["version"]), record.version):
+            _discard(source)
+            raise errors.Conflict(f"version {description['version']} is not newer than the installed "
+                                  f"{record.version}", field="version", code="version_not_newer")
+        return self._submit("update", chute, call, {"description": description, "source_dir": source})
+
+    @routes.route("/api/v1/chutes/<chute>", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
+                  summary="A chute with the state of its services")
+    @defer.inlineCallbacks
+    def get_chute(self, call: Call, chute):
+        record = self._record(chute)
+        try:
+            services = yield self._monitor.services(record)
+        except StatusUnavailable as e:
+            raise errors.ServiceUnavailable(f"cannot read the state of {chute}: {e}", field="engine") from None
+        return {**self._summary(record), "environment": dict(record.spec().environment), "service_states": services}
+
+    @routes.route("/api/v1/chutes/<chute>", "DELETE", permission=Permission.MANAGE_CHUTES, status=202,
+                  summary="Remove a chute and its data")
+    def delete(self, call: Call, chute):
+        self._record(chute)
+        return self._submit("delete", chute, call)
+
+    @routes.route("/api/v1/chutes/<chute>/start", "POST", permission=Permission.MANAGE_CHUTES, status=202,
+                  summary="Start a stopped chute")
+    def start(self, call: Call, chute):
+        self._record(chute)
+        return self._submit("start", chute, call)
+
+    @routes.route("/api/v1/chutes/<chute>/stop", "POST", permission=Permission.MANAGE_CHUTES, status=202,
+                  summary="Stop a chute (it stays installed)")
+    def stop(self, call: Call, chute):
+        self._record(chute)
+        return self._submit("stop", chute, call)
+
+    @routes.route("/api/v1/chutes/<chute>/restart", "POST", permission=Permission.MANAGE_CHUTES, status=202,
+                  summary="Restart a chute's services")
+    def restart(self, call: Call, chute):
+        self._record(chute)
+        return self._submit("restart", chute, call)
+
+    @routes.route("/api/v1/chutes/<chute>/cache", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
+                  summary="Internal details of a chute's installation (for debugging; not stable)")
+    def cache(self, call: Call, chute):
+        record = self._record(chute)
+        spec = record.spec()
+        return {"deployment": record.deployment, "source_dir": record.source_dir,
+                "network": naming.network_name(chute), "volume": naming.volume_name(chute),
+                "containers": {s.name: naming.container_name(chute, s.name, record.deployment) for s in spec.services},
+                "images": {s.name: (s.image if s.type == "image" else
+                                    naming.image_tag(chute, s.name, spec.version, record.deployment))
+                           for s in spec.services}}
+
+    @routes.route("/api/v1/chutes/<chute>/config", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
+                  summary="A chute's description (its paradrop.yaml)")
+    def get_config(self, call: Call, chute):
+        return self._record(chute).description
+
+    @routes.route("/api/v1/chutes/<chute>/config", "PUT", permission=Permission.MANAGE_CHUTES, status=202,
+                  summary="Replace a chute's description and restart it with it", body={"type": "object"})
+    def put_config(self, call: Call, chute):
+        record = self._record(chute)
+        description = call.body.get("config", call.body) if set(call.body) == {"config"} else call.body
+        description = {**description, "name": description.get("name", chute),
+                       "version": description.get("version", record.version)}
+        if description["name"] != chute:
+            raise errors.BadRequest(f"the description is of chute {description['name']}, not {chute}",
+                                    field="name")
+        try:
+            build(description)
+        except SpecError as e:
+            raise errors.BadRequest(e.message, field=e.field, code="invalid_chute") from None
+        return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
+                                                     "same_version_ok": True})
+
+    @routes.route("/api/v1/chutes/<chute>/logs", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
+                  summary="The last lines of output of each service",
+                  query={"tail": QueryParam(int, 100, 1, 10000, description="lines per service")})
+    @defer.inlineCallbacks
+    def logs(self, call: Call, chute):
+        lines = yield self._monitor.tail(self._record(chute), call.query["tail"])
+        return {"lines": lines}
+
+    def _logs_socket(self, chute):
+        record = self._record(chute)
+        factory = WebSocketServerFactory()
+        factory.protocol = type("BoundChuteLogs", (ChuteLogsProtocol,),
+                                {"monitor": self._monitor, "containers": self._monitor.containers(record)})
+        return WebSocketResource(factory)
+
+    @routes.route("/ws/chute_logs/<chute>", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
+                  websocket=True, summary="Websocket: follow the output of all of a chute's services")
+    def chute_logs_socket(self, call: Call, chute):
+        return self._logs_socket(chute)
+
+    @routes.route("/sockjs/logs/<chute>", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
+                  websocket=True, summary="Websocket: the same, at the path ParaDrop's pdtools uses")
+    def sockjs_logs_socket(self, call: Call, chute):
+        return self._logs_socket(chute)
+
+
+
+def _discard(source):
+    if source:
+        shutil.rmtree(source, ignore_errors=True)

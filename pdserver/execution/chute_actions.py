@@ -1,0 +1,159 @@
+"""The executors of chute steps: each action turns one step's arguments into engine or store calls.
+
+Actions are idempotent where a repeat can happen (removals, creating networks
+and volumes, recording the chute), so recovery can run them again safely.
+"""
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from twisted.internet import defer, threads
+
+from pdserver.chutes.source import resolve_inside
+from pdserver.chutes.store import ChuteRecord, ChuteStore
+from pdserver.containers.errors import NotReady
+from pdserver.containers.health import wait_ready
+from pdserver.containers.spec import ContainerSpec, PortBinding
+
+LIGHT_DOCKERFILE = ".paradrop.Dockerfile"
+
+
+def light_dockerfile(base: str, command, as_root: bool) -> str:
+    """The Dockerfile of a light service: the project in /opt/chute, /data writable by the chute user."""
+    cmd = command if isinstance(command, list) else ["/bin/sh", "-c", command]
+    lines = [f"FROM {base}", "COPY . /opt/chute", "WORKDIR /opt/chute",
+             "RUN mkdir -p /data && chown 1000:1000 /data"]
+    if not as_root:
+        lines.append("USER 1000:1000")
+    lines.append(f"CMD {json.dumps(cmd)}")
+    return "\n".join(lines) + "\n"
+
+
+class ChuteActions:
+    def __init__(self, engine, store: ChuteStore, reactor, build_dir: Path, node_labels: dict,
+                 chute_environment: Callable[[str, int, str], dict], ready_grace: float, ready_timeout: float):
+        """``chute_environment(chute, deployment, network)`` gives the PARADROP_* variables that depend on
+        the node (API address, token); they are computed at creation so no secret lands in the journal.
+        ``node_labels`` go on every object we create, next to the plan's labels."""
+        self._engine = engine
+        self._node_labels = dict(node_labels)
+        self._store = store
+        self._reactor = reactor
+        self._build_dir = build_dir
+        self._chute_environment = chute_environment
+        self._grace = ready_grace
+        self._timeout = ready_timeout
+
+    def actions(self) -> dict:
+        return {name: getattr(self, name) for name in (
+            "check_source", "remove_source", "ensure_image", "build_image", "remove_image", "create_network",
+            "remove_network", "create_volume", "remove_volume", "create_container", "start_container",
+            "stop_container", "remove_container", "wait_ready", "save_chute", "restore_chute", "forget_chute")}
+
+    def check_source(self, args, progress):
+        if not Path(args["path"], "paradrop.yaml").is_file():
+            raise FileNotFoundError(f"the uploaded project at {args['path']} is gone")
+
+    def remove_source(self, args, progress):
+        return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), shutil.rmtree,
+                                         args["path"], True)
+
+    @defer.inlineCallbacks
+    def ensure_image(self, args, progress):
+        if not (yield self._engine.image_exists(args["image"])):
+            progress(f"pulling image {args['image']}")
+            yield self._engine.pull_image(args["image"], progress)
+
+    def build_image(self, args, progress):
+        tag = args["tag"]
+        if args["source_dir"]:
+            context = resolve_inside(Path(args["source_dir"]), args.get("service_source") or ".")
+        else:
+            context = self._build_dir / tag.replace("/", "_").replace(":", "_")
+            context.mkdir(parents=True, exist_ok=True)
+        light = args.get("light")
+        if light:
+            (context / LIGHT_DOCKERFILE).write_text(light_dockerfile(light["base"], light["command"],
+                                                                     light["as_root"]))
+            dockerfile = LIGHT_DOCKERFILE
+        else:
+            dockerfile = args.get("dockerfile") or "Dockerfile"
+            resolve_inside(context, dockerfile)
+            if not (context / dockerfile).is_file():
+                raise FileNotFoundError(f"the project has no {dockerfile} for this normal service")
+        progress(f"building image {tag}")
+        return self._engine.build_image(context, tag, {**args["labels"], **self._node_labels}, progress,
+                                        dockerfile=dockerfile)
+
+    def remove_image(self, args, progress):
+        return self._engine.remove_image(args["image"])
+
+    def create_network(self, args, progress):
+        return self._engine.create_network(args["name"], {**args["labels"], **self._node_labels})
+
+    def remove_network(self, args, progress):
+        return self._engine.remove_network(args["name"])
+
+    def create_volume(self, args, progress):
+        return self._engine.create_volume(args["name"], {**args["labels"], **self._node_labels})
+
+    def remove_volume(self, args, progress):
+        return self._engine.remove_volume(args["name"])
+
+    @defer.inlineCallbacks
+    def create_container(self, args, progress):
+        environment = dict(args["environment"])
+        extra = yield defer.maybeDeferred(self._chute_environment, args["chute"], args["deployment"],
+                                          args["network"])
+        environment.update(extra)
+        healthcheck = args.get("healthcheck")
+        if healthcheck:
+            healthcheck = _docker_healthcheck(healthcheck)
+        spec = ContainerSpec(
+            name=args["name"], image=args["image"], command=args.get("command"), environment=environment,
+            labels={**args["labels"], **self._node_labels}, network=args["network"], aliases=list(args["aliases"]),
+            port_bindings=[PortBinding(e, i, p) for e, i, p in args["port_bindings"]],
+            volumes=dict(args["volumes"]), cpu_fraction=args.get("cpu_fraction"), memory=args.get("memory"),
+            healthcheck=healthcheck)
+        yield self._engine.create_container(spec)
+
+    def start_container(self, args, progress):
+        return self._engine.start_container(args["name"])
+
+    def stop_container(self, args, progress):
+        return self._engine.stop_container(args["name"])
+
+    def remove_container(self, args, progress):
+        return self._engine.remove_container(args["name"])
+
+    @defer.inlineCallbacks
+    def wait_ready(self, args, progress):
+        try:
+            yield wait_ready(self._engine, args["name"], args["network"], self._reactor, grace=self._grace,
+                             timeout=self._timeout, web_port=args.get("web_port"))
+        except NotReady as e:
+            logs = yield self._engine.logs(args["name"], tail=10)
+            detail = ("; last output: " + " | ".join(logs[-5:])) if logs else ""
+            raise NotReady(f"{e.reason}{detail}") from None
+
+    def save_chute(self, args, progress):
+        self._store.save(ChuteRecord.from_dict(args["record"]))
+
+    def restore_chute(self, args, progress):
+        if args["record"] is None:
+            self._store.delete(args["name"])
+        else:
+            self._store.save(ChuteRecord.from_dict(args["record"]))
+
+    def forget_chute(self, args, progress):
+        self._store.delete(args["name"])
+
+
+def _docker_healthcheck(check: dict) -> dict:
+    test = check["test"]
+    seconds = 1_000_000_000
+    return {"test": ["CMD-SHELL", test] if isinstance(test, str) else ["CMD"] + list(test),
+            "interval": int(check.get("interval", 5) * seconds), "timeout": int(check.get("timeout", 3) * seconds),
+            "retries": int(check.get("retries", 3))}
+

@@ -1,0 +1,98 @@
+"""Handlers of chute changes: read the committed state, plan, run. Checks repeat at run time
+because the state may have changed while the change waited in the queue."""
+from twisted.internet import defer
+
+from pdserver.changes.model import ChangeFailed
+from pdserver.chutes.spec import SpecError, build
+from pdserver.chutes.store import RUNNING, STOPPED, ChuteStore
+from pdserver.chutes.versions import is_newer
+from pdserver.execution import chute_plans as plans
+from pdserver.execution.executor import Executor
+from pdserver.execution.handlers import run_plan
+
+
+class ChuteHandlers:
+    def __init__(self, executor: Executor, store: ChuteStore, engine, clock, node_labels: dict):
+        self._node_label = "{}={}".format(*next(iter(node_labels.items())))
+        self._executor = executor
+        self._store = store
+        self._engine = engine
+        self._clock = clock
+
+    def handlers(self) -> dict:
+        return {"install": self.install, "update": self.update, "delete": self.delete, "start": self.start,
+                "stop": self.stop, "restart": self.restart, "reconcile": self.reconcile}
+
+    def _spec(self, params):
+        try:
+            return build(params["description"])
+        except SpecError as e:
+            raise ChangeFailed(f"invalid chute: {e.message}", {"field": e.field}) from None
+
+    def _record(self, name):
+        record = self._store.get(name)
+        if record is None:
+            raise ChangeFailed(f"chute {name} is not installed")
+        return record
+
+    def install(self, context):
+        spec = self._spec(context.change.params)
+        if self._store.get(spec.name) is not None:
+            raise ChangeFailed(f"chute {spec.name} is already installed; update it instead")
+        steps = plans.plan_install(spec, context.change.id, context.change.params.get("source_dir"),
+                                   self._clock.seconds())
+        return run_plan(self._executor, context, steps, f"installed {spec.name} {spec.version}")
+
+    def update(self, context):
+        params = context.change.params
+        spec = self._spec(params)
+        old = self._record(spec.name)
+        if not params.get("same_version_ok") and not is_newer(spec.version, old.version):
+            raise ChangeFailed(f"version {spec.version} is not newer than the installed {old.version}")
+        steps = plans.plan_update(old, spec, context.change.id, params.get("source_dir"), self._clock.seconds())
+        return run_plan(self._executor, context, steps, f"updated {spec.name} to {spec.version}")
+
+    def delete(self, context):
+        record = self._record(context.change.target)
+        return run_plan(self._executor, context, plans.plan_delete(record), f"removed {record.name}")
+
+    def start(self, context):
+        record = self._record(context.change.target)
+        if record.state == RUNNING:
+            context.progress(f"{record.name} is already running; checking its services")
+        return run_plan(self._executor, context, plans.plan_start(record, self._clock.seconds()),
+                        f"{record.name} is running")
+
+    def stop(self, context):
+        record = self._record(context.change.target)
+        if record.state == STOPPED:
+            context.progress(f"{record.name} is already stopped")
+        return run_plan(self._executor, context, plans.plan_stop(record, self._clock.seconds()),
+                        f"{record.name} is stopped")
+
+    def restart(self, context):
+        record = self._record(context.change.target)
+        return run_plan(self._executor, context, plans.plan_restart(record, self._clock.seconds()),
+                        f"{record.name} restarted")
+
+    @defer.inlineCallbacks
+    def reconcile(self, context):
+        context.progress("comparing installed chutes with the Docker engine")
+        observed = yield self.observe()
+        steps = plans.plan_reconcile(self._store.list(), observed)
+        result = yield run_plan(self._executor, context, steps, f"converged with {len(steps)} step(s)")
+        return result
+
+    @defer.inlineCallbacks
+    def observe(self):
+        """What the engine holds with our chute label, in the shape plan_reconcile takes."""
+        found = yield self._engine.list_objects(self._node_label)
+        containers = {}
+        for name, _labels in found["containers"]:
+            state = yield self._engine.inspect_container(name)
+            if state is not None:
+                containers[name] = {"running": state.running}
+        return {"containers": containers,
+                "networks": {name: {} for name, _ in found["networks"]},
+                "volumes": {name: {} for name, _ in found["volumes"]},
+                "images": {name: {} for name, _ in found["images"]}}

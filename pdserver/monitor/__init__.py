@@ -1,0 +1,1 @@
+"""Monitoring: what the node and its chutes look like right now."""
