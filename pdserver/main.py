@@ -30,9 +30,9 @@ def node(state_dir, port, host, config_file):
     from pdserver.logs import start_logging
     from pdserver.node import build_node
 
-    start_logging(settings.log_dir, settings.log_level)
     log = Logger(namespace="pdserver")
     try:
+        start_logging(settings.log_dir, settings.log_level)
         built = build_node(settings, reactor)
     except OSError as e:
         click.echo(f"error: cannot prepare state dir {settings.state_dir}: {e}", err=True)

@@ -9,7 +9,13 @@ MAX_PASSWORD_LENGTH = 1024
 class Passwords:
     def __init__(self, hasher: PasswordHasher = None):
         self._hasher = hasher or PasswordHasher()
-        self._dummy = self._hasher.hash("paradrop-timing-equaliser")
+        self._dummy = None
+
+    def _dummy_hash(self) -> str:
+        """Made on first use (in the login thread), not at start: it costs as much as a real hash."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("paradrop-timing-equaliser")
+        return self._dummy
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -17,7 +23,7 @@ class Passwords:
     def verify(self, stored_hash, password: str) -> bool:
         """True when ``password`` matches; a None hash still spends the full cost."""
         try:
-            return self._hasher.verify(stored_hash or self._dummy, password) and stored_hash is not None
+            return self._hasher.verify(stored_hash or self._dummy_hash(), password) and stored_hash is not None
         except (VerificationError, InvalidHashError):
             return False
 

@@ -306,10 +306,16 @@ class DockerEngine:
         return created["Id"]
 
     def start_container(self, name: str):
+        """Start; Conflict when a published host port is taken (the container stays created)."""
         return self._call(self._thd_start_container, name)
 
     def _thd_start_container(self, client, name):
-        client.api.start(name)
+        try:
+            client.api.start(name)
+        except docker.errors.APIError as exc:
+            if "port is already allocated" in _explain(exc) or "address already in use" in _explain(exc):
+                raise Conflict(f"cannot start container {name}: {_explain(exc)}") from exc
+            raise
 
     def stop_container(self, name: str, timeout: float = 10):
         """SIGTERM, then SIGKILL after ``timeout`` seconds; NotFound if there is no such container."""
