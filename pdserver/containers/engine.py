@@ -4,6 +4,7 @@ Every public method returns a Deferred and runs its blocking SDK calls in the in
 method named ``_thd_...``; SDK exceptions are turned into pdserver.containers.errors there. Progress
 callbacks are called on the reactor thread.
 """
+import ipaddress
 import os
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
@@ -14,10 +15,12 @@ import docker.types
 import requests.exceptions
 from twisted.internet import threads
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from pdserver.containers import logs as logs_module
 from pdserver.containers.errors import (BuildFailed, Conflict, EngineError, EngineUnavailable, ImageUnavailable,
                                         InUse, NotFound)
+from pdserver.containers.interfaces import IContainerEngine
 from pdserver.containers.spec import ContainerSpec, ContainerState
 from pdserver.containers.streams import BuildOutput, PullProgress
 
@@ -34,6 +37,7 @@ def _status(exc: Exception) -> Optional[int]:
     return getattr(exc, "status_code", None)
 
 
+@implementer(IContainerEngine)
 class DockerEngine:
     def __init__(self, reactor, threadpool=None, client_factory=docker.from_env):
         self._reactor = reactor
@@ -215,6 +219,19 @@ class DockerEngine:
                                    f"not {subnet}")
                 return network["Id"]
         return None
+
+    def network_gateway(self, name: str):
+        """Fires with the host's IPv4 address on the network (its bridge), where containers reach the node."""
+        return self._call(self._thd_network_gateway, name)
+
+    def _thd_network_gateway(self, client, name):
+        network = client.api.inspect_network(name)
+        for config in (network.get("IPAM") or {}).get("Config") or []:
+            if config.get("Gateway") and ":" not in config["Gateway"]:
+                return config["Gateway"].split("/")[0]
+            if config.get("Subnet") and ":" not in config["Subnet"]:  # Docker's default: the first address
+                return str(next(ipaddress.ip_network(config["Subnet"], strict=False).hosts()))
+        raise NotFound(f"network {name} has no IPv4 subnet")
 
     def remove_network(self, name: str):
         """Disconnect leftover containers, then remove; nothing if there is no such network."""

@@ -12,7 +12,7 @@ from twisted.internet import defer, threads
 
 from pdserver.chutes.source import resolve_inside
 from pdserver.chutes.store import ChuteRecord, ChuteStore
-from pdserver.containers.errors import NotReady
+from pdserver.containers.errors import NotFound, NotReady
 from pdserver.containers.health import wait_ready
 from pdserver.containers.spec import ContainerSpec, PortBinding
 
@@ -122,7 +122,10 @@ class ChuteActions:
         return self._engine.start_container(args["name"])
 
     def stop_container(self, args, progress):
-        return self._engine.stop_container(args["name"])
+        """Stopping a container that is gone leaves it stopped: fine for undo and clean-up alike."""
+        d = self._engine.stop_container(args["name"])
+        d.addErrback(lambda f: f.trap(NotFound) and None)
+        return d
 
     def remove_container(self, args, progress):
         return self._engine.remove_container(args["name"])
@@ -131,7 +134,7 @@ class ChuteActions:
     def wait_ready(self, args, progress):
         try:
             yield wait_ready(self._engine, args["name"], args["network"], self._reactor, grace=self._grace,
-                             timeout=self._timeout, web_port=args.get("web_port"))
+                             timeout=self._timeout, web_port=args.get("web_port"), service=args.get("service"))
         except NotReady as e:
             logs = yield self._engine.logs(args["name"], tail=10)
             detail = ("; last output: " + " | ".join(logs[-5:])) if logs else ""

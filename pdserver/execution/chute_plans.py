@@ -84,7 +84,8 @@ def _start(spec: ChuteSpec, deployment: int) -> List[Step]:
     for svc in spec.services:
         web_port = spec.web_port if spec.web_service == svc.name else None
         steps.append(Step("wait_ready", {"name": naming.container_name(spec.name, svc.name, deployment),
-                                         "network": naming.network_name(spec.name), "web_port": web_port},
+                                         "network": naming.network_name(spec.name), "web_port": web_port,
+                                         "service": svc.name},
                           f"waiting for service {svc.name} to be ready"))
     return steps
 

@@ -1,9 +1,11 @@
 """Parsers of the engine's streams, and the translation of SDK failures, without an engine."""
 import docker
 import pytest
+from zope.interface.verify import verifyObject
 
 from pdserver.containers.engine import DockerEngine, container_state
 from pdserver.containers.errors import EngineUnavailable
+from pdserver.containers.interfaces import IContainerEngine
 from pdserver.containers.streams import BuildOutput, LineSplitter, PullProgress
 
 
@@ -75,3 +77,7 @@ def test_container_state_of_a_restarting_container():
         "web", "busybox", "restarting", False, 3)
     assert (state.health, state.health_output, state.restart_count, state.labels, state.addresses) == (
         "unhealthy", "no", 2, {}, {"bridge": "172.17.0.2"})
+
+
+def test_docker_engine_provides_the_container_engine_interface():
+    assert verifyObject(IContainerEngine, DockerEngine(reactor=None))
