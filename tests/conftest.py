@@ -74,6 +74,7 @@ def start_node(make_settings):
     for node in reversed(started):
         pytest_twisted.blockon(node.service.stopService())
         node.conn.close()
+        remove_docker_objects(node.settings.state_dir)
 
 
 @pytest.fixture
@@ -139,15 +140,43 @@ class NodeProcess:
         return s
 
 
-@pytest.fixture
-def node_process(tmp_path):
-    """A running ``pdserver node`` subprocess; killed at teardown whatever happened."""
-    proc = NodeProcess(tmp_path / "state")
-    proc.start()
-    yield proc
+def remove_docker_objects(state_dir: Path) -> None:
+    """Remove every Docker object a test node made (they carry its node id), even after a failure."""
+    node_id_file = state_dir / "node-id"
+    if not node_id_file.exists():
+        return
+    import docker
+    label = f"org.paradrop.node={node_id_file.read_text().strip()}"
+    client = docker.from_env()
+    try:
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+        for network in client.networks.list(filters={"label": label}):
+            network.remove()
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+        for image in client.images.list(filters={"label": label}):
+            client.images.remove(image.id, force=True)
+    finally:
+        client.close()
+
+
+def _finish(proc: "NodeProcess") -> None:
     if proc.proc is not None and proc.proc.poll() is None:
         proc.proc.kill()
         proc.proc.wait()
+    remove_docker_objects(proc.state_dir)
+
+
+@pytest.fixture
+def node_process(tmp_path):
+    """A running ``pdserver node`` subprocess; killed at teardown whatever happened, its Docker objects removed."""
+    proc = NodeProcess(tmp_path / "state")
+    try:
+        proc.start()
+        yield proc
+    finally:
+        _finish(proc)
 
 
 @pytest.fixture
@@ -161,6 +190,4 @@ def node_process_factory(tmp_path):
         return proc
     yield make
     for proc in made:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
+        _finish(proc)
