@@ -301,7 +301,7 @@ class DockerEngine:
             nano_cpus=int(round(spec.cpu_fraction * 1e9)) if spec.cpu_fraction else None,
             mem_limit=spec.memory,
             restart_policy=dict(spec.restart_policy) if spec.restart_policy else None,
-            network_mode=spec.network)
+            network_mode=spec.network, init=spec.init)
         networking = None
         if spec.network:
             endpoint = api.create_endpoint_config(aliases=list(spec.aliases) or None)

@@ -38,6 +38,9 @@ class ContainerSpec:
     user: Optional[str] = None
     restart_policy: Dict[str, object] = dataclasses.field(default_factory=_unless_stopped)
     healthcheck: Optional[dict] = None
+    # A tiny init as PID 1 forwards SIGTERM and reaps zombies: without it `sh -c ...` or a server that
+    # ignores signals as PID 1 holds every stop for the full timeout.
+    init: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
