@@ -18,6 +18,7 @@ from pdserver.auth.tokens import TokenIssuer
 from pdserver.auth.users import UserStore
 from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.queue import ChangeQueue
+from pdserver.chutes import naming
 from pdserver.chutes.naming import LABEL_NODE
 from pdserver.chutes.store import ChuteStore
 from pdserver.containers.engine import DockerEngine
@@ -79,13 +80,17 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     audit = AuditLog(conn, clock)
     chutes = ChuteStore(conn)
 
-    def chute_deployment(name):
+    def chute_token_valid(name: str, deployment: int) -> bool:
+        """Current deployment, or the one the running change is bringing up (it may call us while starting)."""
         record = chutes.get(name)
-        return record.deployment if record else None
+        if record is not None and record.deployment == deployment:
+            return True
+        running = queue.running_change
+        return running == deployment and queue.journal.get(running).target == name
 
     tokens = TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl, clock)
     auth = Auth(UserStore(conn, clock), tokens, Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0),
-                audit, clock, run_in_thread, chute_deployment)
+                audit, clock, run_in_thread, chute_token_valid)
     created = auth.bootstrap_admin(settings.admin_password,
                                    lambda pw: write_secret_file(settings.initial_password_path, pw + "\n"),
                                    random_password)
@@ -101,7 +106,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     settings.chute_sources_dir.mkdir(parents=True, exist_ok=True)
     node_label = {LABEL_NODE: load_or_create_secret(settings.node_id_path, nbytes=6)}
     chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, node_label,
-                                 chute_environment(settings, engine, tokens), settings.ready_grace,
+                                 chute_environment(settings, engine, tokens, lambda: http), settings.ready_grace,
                                  settings.ready_timeout)
     executor = Executor({**host_actions(hostconfig_store), **chute_actions.actions()},
                         after_step=crash_hook(settings))
@@ -123,31 +128,49 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
 
     root = SequentialMultiService()
     queue.setServiceParent(root)
-    ReconcileAtStart(queue).setServiceParent(root)
     http.setServiceParent(root)
+    ReconcileAtStart(queue, chutes, engine, http).setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
 
 
 class ReconcileAtStart(Service):
-    """Queues one reconcile change per start, after crash recovery: chutes come back, orphans go."""
+    """After crash recovery and once the API listens: serve the API to installed chutes again and queue
+    one reconcile change (chutes come back, orphans go)."""
 
-    def __init__(self, queue: ChangeQueue):
+    log = Logger()
+
+    def __init__(self, queue: ChangeQueue, chutes: ChuteStore, engine, http: HttpService):
         self._queue = queue
+        self._chutes = chutes
+        self._engine = engine
+        self._http = http
 
+    @defer.inlineCallbacks
     def startService(self):
         super().startService()
         self._queue.submit("reconcile", None, None)
+        for record in self._chutes.list():
+            try:
+                gateway = yield self._engine.network_gateway(naming.network_name(record.name))
+                yield self._http.listen_also(gateway)
+            except Exception as e:
+                self.log.info("chute {chute} cannot reach the API yet: {error}", chute=record.name, error=str(e))
 
 
-def chute_environment(settings: Settings, engine, tokens: TokenIssuer):
-    """The PARADROP_* variables that depend on the node: how a chute reaches the Edge API, and its token."""
+def chute_environment(settings: Settings, engine, tokens: TokenIssuer, get_http):
+    """The PARADROP_* variables that depend on the node: how a chute reaches the Edge API, and its token.
+
+    The API is served on the chute network's gateway address, so chutes reach it there.
+    """
     router_id = settings.pdid or socket.gethostname()
 
     @defer.inlineCallbacks
     def environment(chute: str, deployment: int, network: str):
         gateway = yield engine.network_gateway(network)
-        base = f"http://{gateway}:{settings.port}"
+        http = get_http()
+        yield http.listen_also(gateway)
+        base = f"http://{gateway}:{http.port}"
         return {"PARADROP_ROUTER_ID": router_id, "PARADROP_BASE_URL": base, "PARADROP_API_URL": base + "/api/v1",
-                "PARADROP_WS_API_URL": f"ws://{gateway}:{settings.port}/ws",
+                "PARADROP_WS_API_URL": f"ws://{gateway}:{http.port}/ws",
                 "PARADROP_API_TOKEN": tokens.issue_chute(chute, deployment)}
     return environment

@@ -59,7 +59,11 @@ class ApiSite(Site):
 
 
 class HttpService(Service):
-    """Listens on host:port; ``port`` holds the bound port number once started (for port 0)."""
+    """Listens on host:port; ``port`` holds the bound port number once started (for port 0).
+
+    ``listen_also(address)`` adds the same site on another local address (a chute network's
+    gateway, so chutes reach the API without it listening on every interface).
+    """
 
     log = Logger()
 
@@ -69,20 +73,37 @@ class HttpService(Service):
         self._host = host
         self._requested_port = port
         self._listening = None
+        self._extra = {}
         self.port = None
+
+    def _listen(self, host: str, port: int):
+        endpoint = endpoints.TCP4ServerEndpoint(self._reactor, port, backlog=128, interface=host)
+        return endpoint.listen(self._site)
 
     @defer.inlineCallbacks
     def startService(self):
-        endpoint = endpoints.TCP4ServerEndpoint(self._reactor, self._requested_port, backlog=128,
-                                                interface=self._host)
-        self._listening = yield endpoint.listen(self._site)
+        self._listening = yield self._listen(self._host, self._requested_port)
         self.port = self._listening.getHost().port
         super().startService()
         self.log.info("Edge API listening on http://{host}:{port}/", host=self._host, port=self.port)
 
+    @defer.inlineCallbacks
+    def listen_also(self, address: str):
+        if not self.running or address in self._extra or self._host in ("0.0.0.0", address):
+            return
+        self._extra[address] = None
+        try:
+            self._extra[address] = yield self._listen(address, self.port)
+        except Exception:
+            del self._extra[address]
+            raise
+        self.log.info("Edge API also listening on http://{host}:{port}/ for chutes", host=address, port=self.port)
+
     def stopService(self):
         super().stopService()
-        if self._listening is None:
-            return defer.succeed(None)
-        listening, self._listening = self._listening, None
-        return defer.maybeDeferred(listening.stopListening)
+        ports = [p for p in self._extra.values() if p is not None]
+        self._extra = {}
+        if self._listening is not None:
+            ports.append(self._listening)
+            self._listening = None
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])

@@ -62,7 +62,7 @@ class Auth:
     def __init__(self, users: UserStore, tokens: TokenIssuer, passwords: Passwords, throttle: LoginThrottle,
                  audit: AuditLog, clock: Callable[[], float],
                  run_in_thread: Callable[..., defer.Deferred],
-                 chute_deployment: Callable[[str], Optional[int]] = lambda name: None):
+                 chute_token_valid: Callable[[str, int], bool] = lambda name, deployment: False):
         self.users = users
         self.tokens = tokens
         self.passwords = passwords
@@ -71,7 +71,7 @@ class Auth:
         self._clock = clock
         self._run_in_thread = run_in_thread
         self._basic_cache = {}
-        self._chute_deployment = chute_deployment
+        self._chute_token_valid = chute_token_valid
 
     @defer.inlineCallbacks
     def _check_password(self, username: str, password: str, address: Optional[str], action: str):
@@ -120,7 +120,7 @@ class Auth:
         except InvalidToken as e:
             raise Unauthenticated(f"invalid token: {e}") from None
         if "chute" in claims:
-            if self._chute_deployment(claims["chute"]) != claims.get("dep"):
+            if not self._chute_token_valid(claims["chute"], claims.get("dep")):
                 raise Unauthenticated("token of a chute deployment that is no longer current")
             return Principal(claims["sub"], Role.GUEST, "chute-token", chute=claims["chute"])
         user = self.users.get(claims["sub"])

@@ -1,5 +1,7 @@
 """Chutes on the real Docker engine through the Edge API: install, networking, environment, limits,
 updates (good and broken), stop/start, delete, and coming back after a daemon restart."""
+import json
+
 import docker
 import pytest
 import requests
@@ -225,3 +227,28 @@ def test_a_chutes_token_reaches_only_its_own_chute_and_context_routes(node_proce
     assert chute.get(f"{url}/api/v1/audit").status_code == 403
     assert act(session, url, names[0], "delete")["state"] == "succeeded"
     assert chute.get(f"{url}/api/v1/chutes/{names[0]}").status_code == 401
+
+
+def test_a_chute_reaches_the_edge_api_with_its_own_environment_and_logs_stream_over_websocket(node_process):
+    session, url = node_process.session(), node_process.url
+    name = unique("api")
+    config = {"name": name, "version": 1, "services": {"main": {
+        "type": "light", "image": "busybox",
+        "command": "sh -c 'while true; do wget -qO- --header \"Authorization: Bearer $PARADROP_API_TOKEN\" "
+                   "$PARADROP_API_URL/chutes/$PARADROP_CHUTE_NAME && echo; sleep 0.5; done'"}}}
+    response = session.post(f"{url}/api/v1/chutes", json={"config": config})
+    assert wait_change(session, url, response.json()["change_id"])["state"] == "succeeded"
+
+    def answered():
+        return any(f'"name": "{name}"' in line["message"] for line in logs_of(session, url, name))
+    wait_until(answered, timeout=20, message="the chute to read its own record from the API")
+
+    from websockets.sync.client import connect
+    ws_url = url.replace("http://", "ws://") + f"/ws/chute_logs/{name}"
+    with connect(ws_url, additional_headers={"Authorization": session.headers["Authorization"]}) as ws:
+        frames = []
+        while not frames or name not in frames[-1]["message"]:
+            assert len(frames) < 50, frames
+            frames.append(json.loads(ws.recv(timeout=20)))
+    assert all(f["service"] == "main" and isinstance(f["timestamp"], float) for f in frames)
+    assert not any("401" in f["message"] for f in frames), "the chute's token works while it starts"
