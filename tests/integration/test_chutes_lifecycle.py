@@ -103,6 +103,7 @@ def test_two_services_reach_each_other_by_name_and_see_env_data_and_limits(node_
     assert web.attrs["HostConfig"]["NanoCpus"] == 500_000_000
     assert web.attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
     assert web.labels["org.paradrop.chute"] == name and web.labels["org.paradrop.version"] == "1"
+    assert web.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
     description["version"] = 2
     change = install(session, url, write_project(tmp_path / "p2", description), name=name)
@@ -252,3 +253,16 @@ def test_a_chute_reaches_the_edge_api_with_its_own_environment_and_logs_stream_o
             frames.append(json.loads(ws.recv(timeout=20)))
     assert all(f["service"] == "main" and isinstance(f["timestamp"], float) for f in frames)
     assert not any("401" in f["message"] for f in frames), "the chute's token works while it starts"
+
+
+def test_a_failing_docker_health_check_fails_the_install_and_leaves_nothing(node_process):
+    session, url = node_process.session(), node_process.url
+    name = unique("hc")
+    config = {"name": name, "version": 1, "services": {"main": {
+        "type": "image", "image": "paradrop/busybox:latest", "command": ["sleep", "3600"],
+        "healthcheck": {"test": "exit 1", "interval": 0.2, "timeout": 1, "retries": 1}}}}
+    response = session.post(f"{url}/api/v1/chutes", json={"config": config})
+    change = wait_change(session, url, response.json()["change_id"])
+    assert change["state"] == "failed" and "unhealthy" in change["result"]["message"], change
+    assert objects_labelled(name) == {"containers": [], "networks": [], "volumes": [], "images": []}
+    assert session.get(f"{url}/api/v1/chutes/{name}").status_code == 404
