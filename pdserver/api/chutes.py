@@ -25,6 +25,8 @@ from pdserver.monitor.chutes import StatusUnavailable
 
 TAR_TYPES = {"application/x-tar", "application/tar", "application/gzip", "application/x-gzip",
              "application/x-compressed-tar", "application/octet-stream"}
+_RESTART_BODY = {"type": "object", "additionalProperties": False, "required": ["environment"],
+                 "properties": {"environment": {"type": "object"}}}
 _CONFIG_BODY = {"type": "object", "additionalProperties": False, "required": ["config"],
                 "properties": {"config": {"type": "object"}}}
 
@@ -179,10 +181,21 @@ class ChutesResource:
         return self._submit("stop", chute, call)
 
     @routes.route("/api/v1/chutes/<chute>/restart", "POST", permission=Permission.MANAGE_CHUTES, status=202,
-                  summary="Restart a chute's services")
+                  summary="Restart a chute's services; a body {environment} restarts it with those variables")
     def restart(self, call: Call, chute):
-        self._record(chute)
-        return self._submit("restart", chute, call)
+        record = self._record(chute)
+        request = call.request
+        request.content.seek(0)
+        if not request.content.read(1):
+            return self._submit("restart", chute, call)
+        body = read_json(request, _RESTART_BODY, self._max_upload)
+        description = {**record.description, "environment": body["environment"]}
+        try:
+            build(description)
+        except SpecError as e:
+            raise errors.BadRequest(e.message, field=e.field, code="invalid_chute") from None
+        return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
+                                                     "same_version_ok": True})
 
     @routes.route("/api/v1/chutes/<chute>/cache", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
                   summary="Internal details of a chute's installation (for debugging; not stable)")
