@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 STATE_DIR ?= .pdserver
 
-.PHONY: run test system venv engine images bench clean
+.PHONY: run test system venv engine images compat bench clean
 
 system:
 	tools/setup-system
@@ -28,7 +28,10 @@ run: venv images
 	@echo "is in $(STATE_DIR)/initial-admin-password on first start (or set PARADROP_ADMIN_PASSWORD)."
 	exec $(VENV)/bin/pdserver node --state-dir $(STATE_DIR)
 
-test: venv images
+compat: system
+	tools/setup-pdtools-compat
+
+test: venv images compat
 	$(VENV)/bin/pytest
 
 bench: venv

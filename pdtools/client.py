@@ -8,8 +8,12 @@
 
 Every failure is a pdtools.errors.PdtoolsError: ApiError for a refusal by the node, ConnectionFailed when it
 cannot be reached, BadResponse when what answered is not an Edge API.
+
+Calls that make a change on the node (install_chute, stop_chute, set_chute_config...) return the node's
+`{"change_id": N}` at once; follow the change with stream_change(N).
 """
 import json
+from urllib.parse import quote
 
 import requests
 from websockets.exceptions import ConnectionClosedError, InvalidStatus, WebSocketException
@@ -20,6 +24,9 @@ from pdtools.errors import ApiError, BadResponse, ConnectionFailed
 
 API_PREFIX = "/api/v1"
 INFO_KINDS = ("hardware", "software", "features")
+CHUTE_ACTIONS = ("start", "stop", "restart")
+#: Uploads of a project get longer than the other calls: the node unpacks and checks the archive before it answers.
+UPLOAD_TIMEOUT = 300.0
 
 
 class NodeClient:
@@ -71,7 +78,60 @@ class NodeClient:
         Each is a dict {"time", "message"}; the last one also has "state" and "result". The connection opens on
         the first next() and closes when the iteration ends or is abandoned.
         """
-        url = websocket_url(self.base_url, f"/ws/changes/{int(change_id)}/stream")
+        return self._follow(f"/ws/changes/{int(change_id)}/stream")
+
+    # -- chutes
+
+    def list_chutes(self):
+        return self._request("GET", "/chutes")
+
+    def get_chute(self, name):
+        """The chute's summary with "environment" and "service_states"."""
+        return self._request("GET", f"/chutes/{_segment(name)}")
+
+    def install_chute(self, project):
+        """Install from a tar of the project (a binary file object, read from its current position) or from a
+        description (a dict, the paradrop.yaml of a project that needs no files)."""
+        return self._send_project("POST", "/chutes", project)
+
+    def update_chute(self, name, project):
+        """Replace chute `name` by a newer version of it, given as for install_chute."""
+        return self._send_project("PUT", f"/chutes/{_segment(name)}", project)
+
+    def remove_chute(self, name):
+        return self._request("DELETE", f"/chutes/{_segment(name)}")
+
+    def chute_action(self, name, action):
+        """Start, stop or restart a chute."""
+        if action not in CHUTE_ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(CHUTE_ACTIONS)}, not {action!r}")
+        return self._request("POST", f"/chutes/{_segment(name)}/{action}")
+
+    def get_chute_config(self, name):
+        """The chute's description (its paradrop.yaml as JSON)."""
+        return self._request("GET", f"/chutes/{_segment(name)}/config")
+
+    def set_chute_config(self, name, description):
+        """Replace the chute's description (same name; the version may stay) and restart it with it."""
+        return self._request("PUT", f"/chutes/{_segment(name)}/config", body=description)
+
+    def chute_logs(self, name, tail=None):
+        """The last `tail` lines (node default if None) of each service: [{"service", "message"}]."""
+        params = {"tail": tail} if tail is not None else None
+        return self._request("GET", f"/chutes/{_segment(name)}/logs", params=params)["lines"]
+
+    def follow_chute_logs(self, name):
+        """Yield the output of the chute's services as {"service", "timestamp", "message"} until the node closes
+        the stream (the connection opens on the first next(), as for stream_change)."""
+        return self._follow(f"/ws/chute_logs/{_segment(name)}")
+
+    def _send_project(self, method, path, project):
+        if isinstance(project, dict):
+            return self._request(method, path, body={"config": project}, timeout=UPLOAD_TIMEOUT)
+        return self._request(method, path, data=project, content_type="application/x-tar", timeout=UPLOAD_TIMEOUT)
+
+    def _follow(self, path):
+        url = websocket_url(self.base_url, path)
         try:
             connection = connect(url, additional_headers=self._auth_header(), open_timeout=self.timeout)
         except InvalidStatus as exc:
@@ -89,12 +149,15 @@ class NodeClient:
     def _auth_header(self):
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def _request(self, method, path, body=None, params=None, auth=True):
+    def _request(self, method, path, body=None, params=None, auth=True, data=None, content_type=None, timeout=None):
+        """One call: `body` goes as JSON, or `data` (bytes or a file object) as `content_type`."""
         url = self.base_url + API_PREFIX + path
         headers = self._auth_header() if auth else {}
+        if content_type:
+            headers["Content-Type"] = content_type
         try:
             response = self._session.request(
-                method, url, json=body, params=params, headers=headers, timeout=self.timeout
+                method, url, json=body, data=data, params=params, headers=headers, timeout=timeout or self.timeout
             )
         except requests.RequestException as exc:
             raise ConnectionFailed(url, _reason(exc, self.timeout)) from exc
@@ -111,6 +174,11 @@ def websocket_url(base_url, path):
     """The ws:// (or wss:// for https) URL of a websocket route of the node at base_url."""
     scheme, rest = normalize_target(base_url).split("://", 1)
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
+
+
+def _segment(name):
+    """A chute name as one path segment: a name with '/' or '?' must not reach another route."""
+    return quote(str(name), safe="")
 
 
 def _decode_frame(url, frame):

@@ -57,7 +57,14 @@ class ApiError(PdtoolsError):
             return cls(status, f"http_{status}", f"HTTP {status} {_phrase(status)}".rstrip(), None, retry_after)
 
     def __str__(self):
-        return f"{self.message} (field: {self.field})" if self.field else self.message
+        return with_field(self.message, self.field)
+
+
+def with_field(message, field):
+    """The message with "(field: F)" after it, unless there is no field or the message starts by naming it."""
+    if not field or message.startswith(f"{field}: "):
+        return message
+    return f"{message} (field: {field})"
 
 
 def _phrase(status):

@@ -1,11 +1,14 @@
 """Entry point of the `pdtools` command (also `python -m pdtools.main`).
 
-The root stays small: each area (node, and later chute, cloud, store) is its own group in its own module.
+The root stays small: each area (node, chute, and later cloud, store) is its own group in its own module; the
+chute commands of `node` live in node_chutes.
 """
 import click
 
+from pdtools.chute import chute
 from pdtools.errors import PdtoolsError
 from pdtools.node import node
+from pdtools.node_chutes import COMMANDS as NODE_CHUTE_COMMANDS
 from pdtools.output import CliError
 
 
@@ -25,6 +28,9 @@ def pdtools():
 
 
 pdtools.add_command(node)
+pdtools.add_command(chute)
+for command in NODE_CHUTE_COMMANDS:
+    node.add_command(command)
 
 
 def main():

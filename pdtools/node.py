@@ -70,7 +70,7 @@ def _normalize_target_option(ctx, param, value):
     metavar="URL",
     help="Base URL of the node (host:port means http://host:port).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (info, list-changes, watch-change).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (every command that prints data or progress).")
 @click.pass_context
 def node(ctx, target, as_json):
     """Work with one ParaDrop node over its HTTP API."""
@@ -144,7 +144,17 @@ def list_changes(session, state, limit):
 @click.pass_context
 def watch_change(ctx, session, change_id):
     """Follow a change's progress until it ends; exit code 0 only if it succeeded."""
-    client = session.client()
+    final = follow_change(session, session.client(), change_id)
+    ctx.exit(0 if final.get("state") == "succeeded" else 1)
+
+
+def follow_change(session, client, change_id):
+    """Print a change's progress as it comes (one JSON object a line with --json); return its final state.
+
+    The final state is the last frame of the stream (it has "state" and "result"), or, from a node whose stream
+    ends without one, the change as GET /changes/<id> shows it. A stream that ends while the change is still
+    queued or running is an error.
+    """
     final = None
     for message in client.stream_change(change_id):
         if session.as_json:
@@ -165,7 +175,7 @@ def watch_change(ctx, session, change_id):
         click.echo(f"change {change_id} {state}")
         if final.get("result") is not None:
             click.echo(f"result: {json.dumps(final['result'])}")
-    ctx.exit(0 if state == "succeeded" else 1)
+    return final
 
 
 @node.command("set-password")

@@ -3,6 +3,7 @@ and the real Docker engine (init -> validate -> install -> inspect -> stop/start
 import json
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 import requests
 
 from tests.conftest import REPO, free_port, wait_until
+
+pytestmark = pytest.mark.docker
 
 FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
 
@@ -71,6 +74,21 @@ def page(port):
         return None
 
 
+def read_line(process, timeout=10):
+    """The next line of a child's stdout, waiting at most `timeout` s for it to start."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout} s"
+    return process.stdout.readline()
+
+
+def logs_with(pdtools, name, text):
+    """`chute-logs` output once it contains `text` (a container's output reaches the engine's log a bit later)."""
+    def found():
+        out = pdtools("node", "chute-logs", name, "--tail", "20").stdout
+        return out if text in out else None
+    return wait_until(found, timeout=10, interval=0.2, message=f"{text!r} in the chute's logs")
+
+
 def succeeded(result):
     assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result
@@ -105,9 +123,8 @@ def test_a_chute_from_init_to_remove(pdtools, node_process, chute_names, tmp_pat
     details = json.loads(succeeded(pdtools("node", "describe-chute", name, "--json")).stdout)
     assert [s["running"] for s in details["service_states"]] == [True]
 
-    logs = wait_until(lambda: "[main] serving " in (out := pdtools("node", "chute-logs", name, "--tail", "20").stdout)
-                      and out, timeout=10, interval=0.2, message="the chute's first log line")
-    assert '"GET / HTTP/1.1" 200' in logs
+    logs = logs_with(pdtools, name, '"GET / HTTP/1.1" 200')
+    assert "[main] serving /opt/chute/www on port 8000" in logs
 
     # stop and start: the node's state and the published port follow
     succeeded(pdtools("node", "stop-chute", name))
@@ -145,7 +162,7 @@ def test_a_chute_from_init_to_remove(pdtools, node_process, chute_names, tmp_pat
     follow = pdtools.popen("node", "watch-chute-logs", name)
     try:
         wait_until(lambda: page(port), timeout=10, message="the page after the configuration change")
-        line = follow.stdout.readline()
+        line = read_line(follow)
         assert line.startswith("[main] "), line
         follow.send_signal(signal.SIGINT)
         assert follow.wait(timeout=10) == 0, follow.stderr.read()

@@ -1,6 +1,6 @@
 """`pdtools chute init` and `pdtools chute validate`: local authoring, no node."""
-import yaml
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from pdserver.chutes.spec import build

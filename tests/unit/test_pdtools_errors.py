@@ -25,3 +25,11 @@ def test_a_connection_failure_names_the_url():
     assert str(ConnectionFailed("http://10.0.0.9:8080/api/v1/health", "Connection refused")) == (
         "cannot reach http://10.0.0.9:8080/api/v1/health: Connection refused"
     )
+
+
+def test_a_message_that_starts_with_its_field_is_not_followed_by_it_again():
+    body = (b'{"error": {"code": "invalid_chute", "field": "services.main.memory", '
+            b'"message": "services.main.memory: \'lots\' is not valid"}}')
+    assert str(ApiError.from_response(400, body, {})) == "services.main.memory: 'lots' is not valid"
+    body = b'{"error": {"code": "missing_field", "field": "web.port", "message": "web.port is required"}}'
+    assert str(ApiError.from_response(400, body, {})) == "web.port is required (field: web.port)"

@@ -8,6 +8,7 @@ import json
 import sys
 import tarfile
 import threading
+import time
 from collections import namedtuple
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -192,7 +193,6 @@ def progress(change_id):
 
 
 def _clock(timestamp):
-    import time
     return time.strftime("%H:%M:%S", time.localtime(timestamp))
 
 

@@ -1,0 +1,72 @@
+"""`pdtools chute ...`: write and check a chute project on this computer (no node involved)."""
+import os
+from pathlib import Path
+
+import click
+
+from pdtools.output import CliError
+from pdtools.project import ProjectError, check_project, description_path, read_description
+from pdtools.templates import LIGHT_IMAGES, PORT, default_name, project_files
+
+
+@click.group()
+def chute():
+    """Author chute projects: a directory with paradrop.yaml at its top."""
+
+
+@chute.command()
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
+@click.option("--name", help="The chute's name (default: made from the directory's name).")
+@click.option("--type", "type_", type=click.Choice(("light", "image")), default="light", show_default=True,
+              help="light: built from a ParaDrop base with the project's files; image: an image run as it is.")
+@click.option("--image", metavar="IMAGE",
+              help=f"light: the base, one of {', '.join(LIGHT_IMAGES)} (default python3); "
+                   "image: an image reference (default paradrop/python3:latest).")
+@click.option("--host-port", type=click.IntRange(1, 65535), default=PORT, show_default=True,
+              help="The node's port on which the chute's web page is published.")
+def init(directory, name, type_, image, host_port):
+    """Write an example chute project.
+
+    Writes, in DIR (default: the current directory), a chute that serves a web page on port 8000: paradrop.yaml
+    and, for a light chute, a tiny app and www/index.html. Refuses to overwrite any file.
+    """
+    target = Path(directory)
+    if name is None:
+        name = default_name(target.resolve().name)
+        if name is None:
+            raise click.UsageError(f"cannot make a chute name from {target.resolve().name!r}: give one with --name")
+    try:
+        files = project_files(name, type_, image, host_port)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    existing = sorted(path for path in files if os.path.lexists(target / path))
+    if existing:
+        raise CliError(f"{directory} already has {', '.join(existing)}: refusing to overwrite")
+    try:
+        for path, text in files.items():
+            (target / path).parent.mkdir(parents=True, exist_ok=True)
+            with open(target / path, "x", encoding="utf-8") as f:
+                f.write(text)
+    except OSError as exc:
+        raise CliError(f"cannot write the project in {directory}: {exc}") from None
+    click.echo(f"Wrote chute {name} in {directory}: {', '.join(sorted(files))}")
+    click.echo(f"Next: pdtools chute validate {directory} && pdtools node install-chute {directory}")
+
+
+@chute.command()
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(exists=True, file_okay=False))
+def validate(directory):
+    """Check a project's paradrop.yaml as a node would.
+
+    Checks DIR/paradrop.yaml (default: the current directory) and the files its services need; prints
+    the first error, naming its field, and exits 1 if the project would be refused.
+    """
+    description = read_description(directory)  # its errors name the file already
+    try:
+        spec = check_project(directory, description)
+    except ProjectError as exc:
+        raise CliError(f"{description_path(directory)}: {exc}") from None
+    services = ", ".join(
+        f"{s.name} ({s.type} {s.image})" if s.image else f"{s.name} ({s.type})" for s in spec.services)
+    click.echo(f"{description_path(directory)}: chute {spec.name} version {spec.version} is valid; "
+               f"services: {services}")
