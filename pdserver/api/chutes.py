@@ -3,6 +3,7 @@
 Every modification is a change in the queue; these routes validate what they can
 at once (4xx naming the field) and answer 202 with the change id.
 """
+import datetime
 import json
 import shutil
 import time
@@ -35,6 +36,15 @@ def _content_type(request) -> str:
     return (request.getHeader("content-type") or "").split(";")[0].strip().lower()
 
 
+def split_timestamp(line: str):
+    """(unix time, text) of an engine log line prefixed with its RFC 3339 time."""
+    stamp, _, text = line.partition(" ")
+    try:
+        return datetime.datetime.fromisoformat(stamp).timestamp(), text
+    except ValueError:
+        return time.time(), line
+
+
 class ChuteLogsProtocol(WebSocketServerProtocol):
     """Follows every service of a chute; each frame is {"service", "timestamp", "message"}."""
 
@@ -44,12 +54,12 @@ class ChuteLogsProtocol(WebSocketServerProtocol):
     def onOpen(self):
         self._followers = []
         for service, name in self.containers:
-            d = self.monitor.follow(name, lambda line, service=service: self._send(service, line))
+            d = self.monitor.follow(name, lambda line, service=service: self._send(service, *split_timestamp(line)))
             d.addCallbacks(self._followers.append, lambda f, service=service: self._send(
-                service, f"[logs unavailable: {f.getErrorMessage()}]"))
+                service, time.time(), f"[logs unavailable: {f.getErrorMessage()}]"))
 
-    def _send(self, service, line):
-        self.sendMessage(json.dumps({"service": service, "timestamp": time.time(), "message": line}).encode(),
+    def _send(self, service, timestamp, line):
+        self.sendMessage(json.dumps({"service": service, "timestamp": timestamp, "message": line}).encode(),
                          isBinary=False)
 
     def onMessage(self, payload, isBinary):
@@ -109,6 +119,22 @@ class ChutesResource:
                                     field="config.services", code="invalid_chute")
         return body["config"], None
 
+    @staticmethod
+    def _check_supported(description: dict, prefix: str = "") -> None:
+        """Refuse what this node cannot give yet rather than install a chute without it."""
+        for name, service in (description.get("services") or {}).items():
+            if service.get("interfaces"):
+                raise errors.BadRequest(
+                    "network interfaces (wifi-ap, lan, vlan) are not available on this node yet",
+                    field=f"{prefix}services.{name}.interfaces", code="unsupported")
+
+    def _check_supported_or_discard(self, description, source):
+        try:
+            self._check_supported(description)
+        except errors.ApiError:
+            _discard(source)
+            raise
+
     def _submit(self, type_, target, call, params=None):
         change = self._queue.submit(type_, target, call.username, params or {})
         return Response({"change_id": change.id}, 202)
@@ -129,6 +155,7 @@ class ChutesResource:
     @defer.inlineCallbacks
     def install(self, call: Call):
         description, source = yield self._read_chute(call)
+        self._check_supported_or_discard(description, source)
         name = description["name"]
         if self._store.get(name) is not None:
             _discard(source)
@@ -142,6 +169,7 @@ class ChutesResource:
     def update(self, call: Call, chute):
         record = self._record(chute)
         description, source = yield self._read_chute(call)
+        self._check_supported_or_discard(description, source)
         if description["name"] != chute:
             _discard(source)
             raise errors.BadRequest(f"the project is chute {description['name']}, not {chute}", field="name")
@@ -228,8 +256,15 @@ class ChutesResource:
             build(description)
         except SpecError as e:
             raise errors.BadRequest(e.message, field=e.field, code="invalid_chute") from None
+        self._check_supported(description)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})
+
+    @routes.route("/api/v1/chutes/<chute>/networks", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
+                  summary="The host networks (Wi-Fi AP, LAN, VLAN) a chute has")
+    def networks(self, call: Call, chute):
+        spec = self._record(chute).spec()
+        return [{"name": interface, "service": svc.name} for svc in spec.services for interface in svc.interfaces]
 
     @routes.route("/api/v1/chutes/<chute>/logs", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
                   summary="The last lines of output of each service",

@@ -53,5 +53,5 @@ class ChuteMonitor:
         return out
 
     def follow(self, container: str, on_line: Callable[[str], None], tail: int = 100):
-        """Fires with a follower (``.stop()``) of one container's output."""
-        return self._engine.follow_logs(container, on_line, tail=tail)
+        """Fires with a follower (``.stop()``) of one container's output; lines start with their RFC 3339 time."""
+        return self._engine.follow_logs(container, on_line, tail=tail, timestamps=True)

@@ -266,3 +266,13 @@ def test_a_failing_docker_health_check_fails_the_install_and_leaves_nothing(node
     assert change["state"] == "failed" and "unhealthy" in change["result"]["message"], change
     assert objects_labelled(name) == {"containers": [], "networks": [], "volumes": [], "images": []}
     assert session.get(f"{url}/api/v1/chutes/{name}").status_code == 404
+
+
+def test_chutes_asking_for_host_interfaces_are_refused_until_the_node_can_give_them(node_process):
+    session, url = node_process.session(), node_process.url
+    config = {"name": unique("wifi"), "version": 1, "services": {"main": {
+        "type": "image", "image": "paradrop/busybox:latest",
+        "interfaces": {"wlan0": {"type": "wifi-ap", "wireless": {"ssid": "Hello", "key": "secret-psk"}}}}}}
+    response = session.post(f"{url}/api/v1/chutes", json={"config": config})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "services.main.interfaces"
