@@ -49,7 +49,7 @@ class ChuteActions:
         return {name: getattr(self, name) for name in (
             "check_source", "remove_source", "ensure_image", "build_image", "remove_image", "create_network",
             "remove_network", "create_volume", "remove_volume", "create_container", "start_container",
-            "stop_container", "remove_container", "wait_ready", "save_chute", "restore_chute", "forget_chute")}
+            "start_containers", "stop_container", "remove_container", "wait_ready", "save_chute", "restore_chute", "forget_chute")}
 
     def check_source(self, args, progress):
         if not Path(args["path"], "paradrop.yaml").is_file():
@@ -120,6 +120,13 @@ class ChuteActions:
 
     def start_container(self, args, progress):
         return self._engine.start_container(args["name"])
+
+    def start_containers(self, args, progress):
+        """Start many at once: the engine spends ~0.3 s per start mostly waiting, so they overlap well."""
+        starts = [self._engine.start_container(name) for name in args["names"]]
+        d = defer.gatherResults(starts, consumeErrors=True)
+        d.addErrback(lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
+        return d
 
     def stop_container(self, args, progress):
         """Stopping a container that is gone leaves it stopped: fine for undo and clean-up alike."""

@@ -197,6 +197,7 @@ def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dic
     {name: {}} for the objects carrying our chute label. Every step is idempotent and committed.
     """
     steps: List[Step] = []
+    to_start: List[str] = []
     wanted = {"containers": set(), "networks": set(), "volumes": set(), "images": set()}
     for record in records:
         spec = record.spec()
@@ -223,8 +224,10 @@ def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dic
                 steps.append(Step("create_container", container_args(spec, svc, refs[svc.name], record.deployment),
                                   f"recreating service {svc.name} of {spec.name}", commit=True))
             if record.state == RUNNING and not (container or {}).get("running"):
-                steps.append(Step("start_container", {"name": name}, f"starting service {svc.name} of {spec.name}",
-                                  commit=True))
+                to_start.append(name)
+    if to_start:
+        steps.append(Step("start_containers", {"names": to_start}, f"starting {len(to_start)} service(s) together",
+                          commit=True))
     removals = {"containers": "remove_container", "networks": "remove_network", "volumes": "remove_volume",
                 "images": "remove_image"}
     for kind in ("containers", "images", "networks", "volumes"):

@@ -83,9 +83,10 @@ def test_reconcile_recreates_missing_objects_starts_stopped_ones_and_removes_orp
                 "images": {"paradrop-chute/hello-main:1-5": {}, "paradrop-chute/gone-main:1-1": {}}}
     steps = plans.plan_reconcile([rec], observed)
     got = [(s.action, s.args.get("name") or s.args.get("image")) for s in steps]
-    assert got == [("create_network", "paradrop-hello"), ("start_container", "paradrop-hello-main-5"),
+    assert got == [("create_network", "paradrop-hello"), ("start_containers", None),
                    ("remove_container", "paradrop-gone-main-1"), ("remove_image", "paradrop-chute/gone-main:1-1"),
                    ("remove_network", "paradrop-gone")]
+    assert steps[1].args["names"] == ["paradrop-hello-main-5"]
     assert all(s.commit for s in steps)
     settled = {"containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
                "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}}

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ["startup.py", "rss.py", "queue.py"]
+BENCHMARKS = ["startup.py", "rss.py", "queue.py", "deploy.py"]
 LIMIT = 120.0  # seconds per benchmark
+LIMITS = {"deploy.py": 240.0}  # exceptions: deploy.py drives the Docker engine (about 1.5 min when idle)
 
 
 def _raise_on_sigterm(signum, frame):
@@ -19,12 +20,13 @@ def _raise_on_sigterm(signum, frame):
 
 
 def run(path: str):
+    limit = LIMITS.get(os.path.basename(path), LIMIT)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, path])
     try:
-        code = proc.wait(LIMIT)
+        code = proc.wait(limit)
     except subprocess.TimeoutExpired:
-        print(f"{os.path.basename(path)}: over {LIMIT:.0f} s, stopping it", flush=True)
+        print(f"{os.path.basename(path)}: over {limit:.0f} s, stopping it", flush=True)
         code = "timeout"
     except KeyboardInterrupt:  # a terminal's Ctrl-C reached the benchmark too: give it time to clean up
         proc.wait(15)
