@@ -140,6 +140,19 @@ class NodeProcess:
         return s
 
 
+@pytest.fixture(scope="session")
+def docker_client():
+    """The Docker SDK client of the engine `make test` started; fails clearly when it does not answer."""
+    import docker
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"the Docker engine does not answer ({exc}): run tools/start-engine")
+    yield client
+    client.close()
+
+
 def remove_docker_objects(state_dir: Path) -> None:
     """Remove every Docker object a test node made (they carry its node id), even after a failure."""
     node_id_file = state_dir / "node-id"

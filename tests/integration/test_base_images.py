@@ -15,15 +15,9 @@ TEST_LABELS = {"org.paradrop.test": "1"}
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-@pytest.fixture(scope="module")
-def client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"the Docker engine does not answer ({exc}): run tools/start-engine")
-    yield client
-    client.close()
+@pytest.fixture
+def client(docker_client):
+    return docker_client
 
 
 @pytest.fixture

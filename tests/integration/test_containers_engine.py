@@ -27,15 +27,9 @@ def sleep(seconds):
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-@pytest.fixture(scope="module")
-def client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"the Docker engine does not answer ({exc}): run tools/start-engine")
-    yield client
-    client.close()
+@pytest.fixture
+def client(docker_client):
+    return docker_client
 
 
 @pytest.fixture

@@ -8,20 +8,18 @@ import os
 import re
 import socket
 import stat
-import threading
 import time
 from collections import namedtuple
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from click.testing import CliRunner
-from websockets.server import ServerProtocol
 
 from pdtools import config
 from pdtools.client import NodeClient, websocket_url
 from pdtools.errors import ApiError, ConnectionFailed
 from pdtools.main import pdtools
+from tests.unit.fake_node import FakeServer, JsonHandler, serving
 
 TOKEN = "good-token"
 PASSWORD = "right-password"
@@ -60,32 +58,16 @@ BROKEN_STREAM = 10  # ends with the TCP connection dropped, no websocket close
 Seen = namedtuple("Seen", "method path query body authorization")
 
 
-class FakeNode(ThreadingHTTPServer):
+class FakeNode(FakeServer):
     """Serves canned Edge API answers and records every request it saw."""
 
-    daemon_threads = True
 
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.seen = []
-        self.url = f"http://127.0.0.1:{self.server_port}"
 
     def last(self, path):
         return [seen for seen in self.seen if seen.path == path][-1]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # websocket clients refuse an HTTP/1.0 answer, even a 401
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self._route("GET")
-
-    def do_POST(self):
-        self._route("POST")
-
+class _Handler(JsonHandler):
     def _route(self, method):
         url = urlsplit(self.path)
         path, query = url.path, dict(parse_qsl(url.query))
@@ -118,51 +100,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"message": f"password of {body['username']} changed"})
         return self._error(404, "not_found", f"no route {path}")
 
-    def _json(self, status, value, headers=None):
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        for name, header in {"Content-Type": "application/json", **(headers or {})}.items():
-            self.send_header(name, header)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def _error(self, status, code, message, field=None, headers=None):
-        self._json(status, {"error": {"code": code, "message": message, "field": field}}, headers)
-
-    def _stream(self, frames, clean_close):
-        """Accept the websocket upgrade, send the frames, close with 1000 and wait for the client's close."""
-        protocol = ServerProtocol()
-        header_lines = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
-        protocol.receive_data(f"{self.requestline}\r\n{header_lines}\r\n".encode())  # http.server consumed it
-        [request] = protocol.events_received()
-        protocol.send_response(protocol.accept(request))
-        for frame in frames:
-            protocol.send_text(json.dumps(frame).encode())
-        if clean_close:
-            protocol.send_close(1000)
-        self.wfile.write(b"".join(protocol.data_to_send()))
-        self.wfile.flush()
-        self.close_connection = True
-        if not clean_close:
-            return
-        self.connection.settimeout(5)
-        while protocol.close_rcvd is None:
-            data = self.rfile.read1(4096)
-            if not data:
-                break
-            protocol.receive_data(data)
+FakeNode.handler = _Handler
 
 
 @pytest.fixture
 def fake_node():
-    server = FakeNode()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(FakeNode()) as server:
+        yield server
 
 
 @pytest.fixture

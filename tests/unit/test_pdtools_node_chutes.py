@@ -7,19 +7,17 @@ import io
 import json
 import sys
 import tarfile
-import threading
 import time
 from collections import namedtuple
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from websockets.server import ServerProtocol
 
 from pdtools import config
 from pdtools.main import pdtools
+from tests.unit.fake_node import FakeServer, JsonHandler, serving
 
 TOKEN = "good-token"
 T0 = 1_700_000_000.0
@@ -45,36 +43,14 @@ LOG_FRAMES = [{"service": "main", "timestamp": T0, "message": "tick 1"},
 Seen = namedtuple("Seen", "method path query content_type body")
 
 
-class FakeNode(ThreadingHTTPServer):
-    daemon_threads = True
+class FakeNode(FakeServer):
 
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.url = f"http://127.0.0.1:{self.server_port}"
-        self.seen = []
 
     def requests_to(self, method, path):
         return [seen for seen in self.seen if (seen.method, seen.path) == (method, path)]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self._route("GET")
-
-    def do_POST(self):
-        self._route("POST")
-
-    def do_PUT(self):
-        self._route("PUT")
-
-    def do_DELETE(self):
-        self._route("DELETE")
-
+class _Handler(JsonHandler):
     def _route(self, method):
         url = urlsplit(self.path)
         path, query = url.path.rstrip("/"), dict(parse_qsl(url.query))
@@ -84,9 +60,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(401, "unauthorized", "missing or invalid token")
         parts = path.split("/")
         if path.startswith("/ws/changes/"):
-            return self._websocket(STREAMS[int(parts[3])])
+            return self._stream(STREAMS[int(parts[3])])
         if path == "/ws/chute_logs/hello":
-            return self._websocket(LOG_FRAMES)
+            return self._stream(LOG_FRAMES)
         if path == "/api/v1/chutes":
             if method == "GET":
                 return self._json(200, [SUMMARY])
@@ -108,36 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(202, {"change_id": 7})
         return self._error(404, "not_found", "no such resource", field="path")
 
-    def _json(self, status, value):
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def _error(self, status, code, message, field=None):
-        self._json(status, {"error": {"code": code, "message": message, "field": field}})
-
-    def _websocket(self, frames):
-        """Accept the upgrade (http.server has read the request: replay it), send the frames, close cleanly."""
-        protocol = ServerProtocol()
-        headers = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
-        protocol.receive_data(f"{self.requestline}\r\n{headers}\r\n".encode())
-        [request] = protocol.events_received()
-        protocol.send_response(protocol.accept(request))
-        for frame in frames:
-            protocol.send_text(json.dumps(frame).encode())
-        protocol.send_close(1000)
-        self.wfile.write(b"".join(protocol.data_to_send()))
-        self.wfile.flush()
-        self.close_connection = True
-        self.connection.settimeout(5)
-        while protocol.close_rcvd is None:
-            data = self.rfile.read1(4096)
-            if not data:
-                break
-            protocol.receive_data(data)
+FakeNode.handler = _Handler
 
 
 def _tar_description(body):
@@ -152,13 +100,8 @@ def tar_names(body):
 
 @pytest.fixture
 def fake_node():
-    server = FakeNode()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(FakeNode()) as server:
+        yield server
 
 
 @pytest.fixture
