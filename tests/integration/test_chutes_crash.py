@@ -18,7 +18,7 @@ FAST = {"PARADROP_READY_GRACE": "0.2"}
 def busybox_web(name, version, port):
     return {"name": name, "version": version, "web": {"service": "main", "port": 8000},
             "services": {"main": {"type": "light", "image": "busybox",
-                                  "command": f"httpd -f -p 8000 -h /opt/chute/www",
+                                  "command": "httpd -f -p 8000 -h /opt/chute/www",
                                   "requests": {"port-bindings": [{"external": port, "internal": 8000}]}}}}
 
 
