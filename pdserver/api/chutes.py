@@ -19,7 +19,7 @@ from pdserver.api.body import read_json
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
 from pdserver.auth.roles import Permission
 from pdserver.chutes import naming
-from pdserver.chutes.source import SourceError, extract_project
+from pdserver.chutes.source import extract_project
 from pdserver.chutes.spec import SpecError, build, load_yaml
 from pdserver.chutes.versions import is_newer
 from pdserver.monitor.chutes import StatusUnavailable
