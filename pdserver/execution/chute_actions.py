@@ -5,6 +5,7 @@ and volumes, recording the chute), so recovery can run them again safely.
 """
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -12,7 +13,7 @@ from twisted.internet import defer, threads
 
 from pdserver.chutes.source import resolve_inside
 from pdserver.chutes.store import ChuteRecord, ChuteStore
-from pdserver.containers.errors import NotFound, NotReady
+from pdserver.containers.errors import ImageUnavailable, NotFound, NotReady
 from pdserver.containers.health import wait_ready
 from pdserver.containers.spec import ContainerSpec, PortBinding
 
@@ -65,14 +66,23 @@ class ChuteActions:
             progress(f"pulling image {args['image']}")
             yield self._engine.pull_image(args["image"], progress)
 
+    @defer.inlineCallbacks
     def build_image(self, args, progress):
-        tag = args["tag"]
-        if args["source_dir"]:
-            context = resolve_inside(Path(args["source_dir"]), args.get("service_source") or ".")
-        else:
-            context = self._build_dir / tag.replace("/", "_").replace(":", "_")
-            context.mkdir(parents=True, exist_ok=True)
         light = args.get("light")
+        if light and not (yield self._engine.image_exists(light["base"])):
+            raise ImageUnavailable(f"the base image {light['base']} is not built on this node; build it with "
+                                   f"tools/build-base-images {light['base'].split('/')[1].split(':')[0]}")
+        if not args["source_dir"]:
+            self._build_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self._build_dir) as empty:
+                image_id = yield self._build(Path(empty), args, progress)
+            return image_id
+        context = resolve_inside(Path(args["source_dir"]), args.get("service_source") or ".")
+        image_id = yield self._build(context, args, progress)
+        return image_id
+
+    def _build(self, context: Path, args, progress):
+        tag, light = args["tag"], args.get("light")
         if light:
             (context / LIGHT_DOCKERFILE).write_text(light_dockerfile(light["base"], light["command"],
                                                                      light["as_root"]))

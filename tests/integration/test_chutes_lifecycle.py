@@ -276,3 +276,22 @@ def test_chutes_asking_for_host_interfaces_are_refused_until_the_node_can_give_t
     response = session.post(f"{url}/api/v1/chutes", json={"config": config})
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "services.main.interfaces"
+
+
+def test_a_normal_chute_is_built_from_its_own_dockerfile_and_a_failing_build_names_its_step(node_process, tmp_path):
+    session, url = node_process.session(), node_process.url
+    name, port = unique("norm"), free_port()
+    description = {"name": name, "version": 1, "web": {"service": "main", "port": 8000},
+                   "services": {"main": {"type": "normal",
+                                         "requests": {"port-bindings": [{"external": port, "internal": 8000}]}}}}
+    files = {"Dockerfile": "FROM paradrop/busybox:latest\nCOPY www /www\nCMD [\"httpd\", \"-f\", \"-p\", \"8000\", \"-h\", \"/www\"]\n",
+             "www/index.html": "built from a Dockerfile"}
+    assert install(session, url, write_project(tmp_path / "ok", description, files))["state"] == "succeeded"
+    assert http_text(port) == "built from a Dockerfile"
+
+    broken = {**description, "name": unique("norm")}
+    files["Dockerfile"] = "FROM paradrop/busybox:latest\nRUN echo compiling && exit 3\n"
+    change = install(session, url, write_project(tmp_path / "bad", broken, files))
+    assert change["state"] == "failed"
+    assert "RUN echo compiling && exit 3" in change["result"]["message"]
+    assert objects_labelled(broken["name"]) == {"containers": [], "networks": [], "volumes": [], "images": []}
