@@ -17,6 +17,7 @@ from pdserver.auth.throttle import LoginThrottle
 from pdserver.auth.tokens import TokenIssuer
 from pdserver.auth.users import UserStore
 from pdserver.changes.journal import ChangeJournal
+from pdserver.changes.model import ChangeState
 from pdserver.changes.queue import ChangeQueue
 from pdserver.chutes import naming
 from pdserver.chutes.naming import LABEL_NODE
@@ -111,7 +112,9 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     executor = Executor({**host_actions(hostconfig_store), **chute_actions.actions()},
                         after_step=crash_hook(settings))
     change_handlers = {**HostConfigHandlers(executor, hostconfig_store).handlers(),
-                       **ChuteHandlers(executor, chutes, engine, reactor, node_label).handlers(), **(handlers or {})}
+                       **ChuteHandlers(executor, chutes, engine, reactor, node_label, settings.chute_sources_dir,
+                                       lambda: pending_sources(queue)).handlers(),
+                       **(handlers or {})}
 
     def audit_change(change):
         audit.record(change.user, f"change:{change.type}", change.state.value, target=change.target,
@@ -131,6 +134,12 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     http.setServiceParent(root)
     ReconcileAtStart(queue, chutes, engine, http).setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
+
+
+def pending_sources(queue: ChangeQueue):
+    """Project dirs that queued or running changes will still read."""
+    changes = queue.journal.list(ChangeState.QUEUED, limit=10000) + queue.journal.list(ChangeState.RUNNING)
+    return [c.params["source_dir"] for c in changes if c.params.get("source_dir")]
 
 
 class ReconcileAtStart(Service):

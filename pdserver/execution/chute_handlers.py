@@ -1,5 +1,8 @@
 """Handlers of chute changes: read the committed state, plan, run. Checks repeat at run time
 because the state may have changed while the change waited in the queue."""
+from pathlib import Path
+from typing import Callable, List
+
 from twisted.internet import defer
 
 from pdserver.changes.model import ChangeFailed
@@ -12,7 +15,11 @@ from pdserver.execution.handlers import run_plan
 
 
 class ChuteHandlers:
-    def __init__(self, executor: Executor, store: ChuteStore, engine, clock, node_labels: dict):
+    def __init__(self, executor: Executor, store: ChuteStore, engine, clock, node_labels: dict,
+                 sources_dir: Path, pending_sources: Callable[[], List[str]]):
+        """``pending_sources()`` names the project dirs that queued changes will still use."""
+        self._sources_dir = sources_dir
+        self._pending_sources = pending_sources
         self._node_label = "{}={}".format(*next(iter(node_labels.items())))
         self._executor = executor
         self._store = store
@@ -79,7 +86,8 @@ class ChuteHandlers:
     def reconcile(self, context):
         context.progress("comparing installed chutes with the Docker engine")
         observed = yield self.observe()
-        steps = plans.plan_reconcile(self._store.list(), observed)
+        on_disk = [str(p) for p in self._sources_dir.iterdir()] if self._sources_dir.is_dir() else []
+        steps = plans.plan_reconcile(self._store.list(), observed, (on_disk, self._pending_sources()))
         result = yield run_plan(self._executor, context, steps, f"converged with {len(steps)} step(s)")
         return result
 

@@ -190,11 +190,14 @@ def plan_restart(old: ChuteRecord, now: float) -> List[Step]:
     return _stop(old, undo=old.state == RUNNING) + plan_start(old, now)
 
 
-def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dict]]) -> List[Step]:
+def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dict]],
+                   sources: Tuple[List[str], List[str]] = ((), ())) -> List[Step]:
     """Converge the engine on the records: recreate what is missing, start what should run, remove orphans.
 
     ``observed`` maps "containers" to {name: {"running": bool}}, and "networks", "volumes", "images" to
-    {name: {}} for the objects carrying our chute label. Every step is idempotent and committed.
+    {name: {}} for the objects carrying our chute label. ``sources`` is (project dirs on disk, dirs that
+    queued changes still need): unpacked projects that no record or change uses are removed too.
+    Every step is idempotent and committed.
     """
     steps: List[Step] = []
     to_start: List[str] = []
@@ -234,4 +237,8 @@ def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dic
         for name in sorted(set(observed[kind]) - wanted[kind]):
             key = "image" if kind == "images" else "name"
             steps.append(Step(removals[kind], {key: name}, f"removing orphaned {kind[:-1]} {name}", commit=True))
+    on_disk, pending = sources
+    used = {r.source_dir for r in records if r.source_dir} | set(pending)
+    for path in sorted(set(on_disk) - used):
+        steps.append(Step("remove_source", {"path": path}, f"removing unused project files {path}", commit=True))
     return steps

@@ -91,3 +91,11 @@ def test_reconcile_recreates_missing_objects_starts_stopped_ones_and_removes_orp
     settled = {"containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
                "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}}
     assert plans.plan_reconcile([rec], settled) == []
+
+
+def test_reconcile_removes_unpacked_projects_that_nothing_uses():
+    rec = record(spec(1), source="/state/src/5")
+    settled = {"containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
+               "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}}
+    steps = plans.plan_reconcile([rec], settled, (["/state/src/5", "/state/src/6", "/state/src/7"], ["/state/src/7"]))
+    assert [(s.action, s.args["path"]) for s in steps] == [("remove_source", "/state/src/6")]
