@@ -1,11 +1,12 @@
 """The local base images built by tools/build-base-images run on the real Docker engine."""
 
-import time
 import urllib.error
 import urllib.request
 
 import docker
 import pytest
+
+from tests.conftest import wait_until
 
 BUSYBOX = "paradrop/busybox:latest"
 PYTHON3 = "paradrop/python3:latest"
@@ -55,18 +56,16 @@ def run_to_exit(container, timeout=30):
 
 
 def get_when_answering(url, timeout=10.0):
-    """GET url, retrying until something answers HTTP or timeout seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """GET url once something answers HTTP there (bounded poll)."""
+    def attempt():
         try:
             with _opener.open(url, timeout=1) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no HTTP answer from {url} within {timeout} s: {exc}") from exc
-            time.sleep(0.05)
+        except OSError:
+            return None
+    return wait_until(attempt, timeout=timeout, interval=0.05, message=f"an HTTP answer from {url}")
 
 
 def test_busybox_image_runs_a_shell_command_and_knows_the_paradrop_user(client, create_container):
