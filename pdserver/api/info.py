@@ -55,7 +55,8 @@ def software() -> dict:
     }
 
 
-FEATURES = ("edge-api-v1", "change-queue", "change-stream", "audit-log", "roles", "hostconfig")
+FEATURES = ("edge-api-v1", "change-queue", "change-stream", "audit-log", "roles", "hostconfig", "chutes",
+            "chute-logs", "chute-tokens")
 
 
 class InfoResource:

@@ -68,10 +68,6 @@ class ChangeQueue(Service):
         return self._clock.seconds()
 
     @property
-    def types(self):
-        return sorted(self._handlers)
-
-    @property
     def running_change(self) -> Optional[int]:
         return self._running
 

@@ -4,7 +4,7 @@ Everything here is pure: a ChuteSpec is frozen data that plans are generated fro
 """
 import dataclasses
 import re
-from typing import Dict, List, Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import yaml
 
@@ -60,10 +60,6 @@ class ChuteSpec:
 
     def service(self, name: str) -> ServiceSpec:
         return next(s for s in self.services if s.name == name)
-
-    @property
-    def needs_source(self) -> bool:
-        return any(s.type in ("light", "normal") for s in self.services)
 
 
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KkMmGg]?)[Bb]?$")
@@ -166,7 +162,3 @@ def build(data: dict) -> ChuteSpec:
         web_service=(web.get("service") or services[0].name) if web else None,
         web_port=web.get("port"), raw=data)
 
-
-def environment_of(chute: ChuteSpec, service: ServiceSpec) -> Dict[str, str]:
-    """The service's own environment over the chute's."""
-    return {**dict(chute.environment), **dict(service.environment)}

@@ -1,9 +1,6 @@
-"""Chute names and versions: names are DNS-like labels, versions compare numerically when numeric."""
+"""Chute versions compare numerically when numeric (the schema checks their characters)."""
 import re
 from typing import Tuple, Union
-
-NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,31}$")
 
 
 def version_key(version: Union[str, int, float]) -> Tuple:
