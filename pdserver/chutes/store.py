@@ -1,5 +1,6 @@
 """Installed chutes in SQLite (mirrored in memory: a node holds tens of chutes, not thousands)."""
 import dataclasses
+import functools
 import json
 import sqlite3
 from typing import Dict, List, Optional
@@ -37,10 +38,15 @@ class ChuteRecord:
     updated: float
 
     def spec(self) -> ChuteSpec:
+        return self._spec
+
+    @functools.cached_property
+    def _spec(self) -> ChuteSpec:
+        """Validated once per record: list and status routes ask for it on every request."""
         return build(self.description)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ChuteRecord":
