@@ -1,11 +1,11 @@
 """Changes: list, inspect, cancel, and the progress stream websocket."""
 import json
 
-from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 
 from pdserver.api import errors
 from pdserver.api.routing import Call, QueryParam, RouteTable
+from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
 from pdserver.changes.model import ChangeState
 from pdserver.changes.queue import NotCancellable
@@ -93,7 +93,4 @@ class ChangesResource:
                   summary="Websocket: a change's progress messages, then its result", websocket=True)
     def stream_change(self, call: Call, change_id):
         self._get(change_id)
-        factory = WebSocketServerFactory()
-        factory.protocol = type("BoundChangeStream", (ChangeStreamProtocol,),
-                                {"queue": self._queue, "change_id": change_id})
-        return WebSocketResource(factory)
+        return bound_websocket(ChangeStreamProtocol, queue=self._queue, change_id=change_id)

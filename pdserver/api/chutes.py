@@ -10,13 +10,13 @@ import time
 import uuid
 from pathlib import Path
 
-from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer
 
 from pdserver.api import errors
 from pdserver.api.body import read_json
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
+from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
 from pdserver.chutes import naming
 from pdserver.chutes.source import extract_project
@@ -276,10 +276,8 @@ class ChutesResource:
 
     def _logs_socket(self, chute):
         record = self._record(chute)
-        factory = WebSocketServerFactory()
-        factory.protocol = type("BoundChuteLogs", (ChuteLogsProtocol,),
-                                {"monitor": self._monitor, "containers": self._monitor.containers(record)})
-        return WebSocketResource(factory)
+        return bound_websocket(ChuteLogsProtocol, monitor=self._monitor,
+                               containers=self._monitor.containers(record))
 
     @routes.route("/ws/chute_logs/<chute>", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
                   websocket=True, summary="Websocket: follow the output of all of a chute's services")

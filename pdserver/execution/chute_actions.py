@@ -20,6 +20,13 @@ from pdserver.containers.spec import ContainerSpec, PortBinding
 LIGHT_DOCKERFILE = ".paradrop.Dockerfile"
 
 
+def all_of(deferreds):
+    """Fires with all results, or fails with the first failure itself (not wrapped in FirstError)."""
+    d = defer.gatherResults(deferreds, consumeErrors=True)
+    d.addErrback(lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
+    return d
+
+
 def light_dockerfile(base: str, command, as_root: bool) -> str:
     """The Dockerfile of a light service: the project in /opt/chute, /data writable by the chute user."""
     cmd = command if isinstance(command, list) else ["/bin/sh", "-c", command]
@@ -133,10 +140,7 @@ class ChuteActions:
 
     def start_containers(self, args, progress):
         """Start many at once: the engine spends ~0.3 s per start mostly waiting, so they overlap well."""
-        starts = [self._engine.start_container(name) for name in args["names"]]
-        d = defer.gatherResults(starts, consumeErrors=True)
-        d.addErrback(lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
-        return d
+        return all_of([self._engine.start_container(name) for name in args["names"]])
 
     def stop_container(self, args, progress):
         """Stopping a container that is gone leaves it stopped: fine for undo and clean-up alike."""

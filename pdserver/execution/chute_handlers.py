@@ -10,6 +10,7 @@ from pdserver.chutes.spec import SpecError, build
 from pdserver.chutes.store import RUNNING, STOPPED, ChuteStore
 from pdserver.chutes.versions import is_newer
 from pdserver.execution import chute_plans as plans
+from pdserver.execution.chute_actions import all_of
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import run_plan
 
@@ -95,11 +96,9 @@ class ChuteHandlers:
     def observe(self):
         """What the engine holds with our chute label, in the shape plan_reconcile takes."""
         found = yield self._engine.list_objects(self._node_label)
-        containers = {}
-        for name, _labels in found["containers"]:
-            state = yield self._engine.inspect_container(name)
-            if state is not None:
-                containers[name] = {"running": state.running}
+        names = [name for name, _labels in found["containers"]]
+        states = yield all_of([self._engine.inspect_container(name) for name in names])
+        containers = {name: {"running": state.running} for name, state in zip(names, states) if state is not None}
         return {"containers": containers,
                 "networks": {name: {} for name, _ in found["networks"]},
                 "volumes": {name: {} for name, _ in found["volumes"]},
