@@ -4,15 +4,13 @@ from typing import Optional
 import jsonschema
 from jsonschema.validators import Draft202012Validator
 
+from pdserver.errors import InvalidInput
+
 _validators = {}
 
 
-class SchemaError(ValueError):
-    def __init__(self, message: str, field: Optional[str], code: str):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.code = code
+class SchemaError(InvalidInput):
+    """An instance its schema refuses; ``code`` says how (unknown, missing or invalid field)."""
 
 
 def _validator_for(schema: dict) -> Draft202012Validator:

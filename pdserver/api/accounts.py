@@ -1,5 +1,5 @@
 """Login, password change and user management."""
-from pdserver.api import errors
+from pdserver import errors
 from pdserver.api.routing import PUBLIC, Call, Response, RouteTable
 from pdserver.auth.roles import Permission, Role
 
@@ -22,7 +22,7 @@ class AccountsResource:
                   body={"type": "object", "additionalProperties": False, "required": ["token"],
                         "properties": {"token": _STR}})
     def login_cloud(self, call: Call):
-        raise errors.Unauthorized("this node is not provisioned with a controller", field="token",
+        raise errors.Unauthenticated("this node is not provisioned with a controller", field="token",
                                   code="not_provisioned")
 
     @routes.route("/api/v1/password/change", "POST", permission=Permission.CHANGE_OWN_PASSWORD,

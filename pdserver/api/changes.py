@@ -3,12 +3,11 @@ import json
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 
-from pdserver.api import errors
+from pdserver import errors
 from pdserver.api.routing import Call, QueryParam, RouteTable
 from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
 from pdserver.changes.model import ChangeState
-from pdserver.changes.queue import NotCancellable
 
 
 class ChangeStreamProtocol(WebSocketServerProtocol):
@@ -83,11 +82,7 @@ class ChangesResource:
                   summary="Cancel a queued change")
     def cancel_change(self, call: Call, change_id):
         self._get(change_id)
-        try:
-            change = self._queue.cancel(change_id, call.username)
-        except NotCancellable as e:
-            raise errors.Conflict(str(e), field="change_id", code="not_cancellable") from None
-        return change.summary()
+        return self._queue.cancel(change_id, call.username).summary()
 
     @routes.route("/ws/changes/<int:change_id>/stream", "GET", permission=Permission.READ_CHANGES,
                   summary="Websocket: a change's progress messages, then its result", websocket=True)

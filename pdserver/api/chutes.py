@@ -13,7 +13,7 @@ from pathlib import Path
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer
 
-from pdserver.api import errors
+from pdserver import errors
 from pdserver.api.body import read_json
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
 from pdserver.api.websocket import bound_websocket
@@ -22,7 +22,6 @@ from pdserver.chutes import naming
 from pdserver.chutes.source import extract_project
 from pdserver.chutes.spec import SpecError, build, load_yaml
 from pdserver.chutes.versions import is_newer
-from pdserver.monitor.chutes import StatusUnavailable
 
 TAR_TYPES = {"application/x-tar", "application/tar", "application/gzip", "application/x-gzip",
              "application/x-compressed-tar", "application/octet-stream"}
@@ -93,7 +92,7 @@ class ChutesResource:
         """(description, source dir or None) from a tar upload or a JSON {"config": ...} body."""
         request = call.request
         if getattr(request, "body_too_large", False):
-            raise errors.PayloadTooLarge("the upload exceeds the size limit", field="body")
+            raise errors.TooLarge("the upload exceeds the size limit", field="body")
         if _content_type(request) in TAR_TYPES:
             dest = self._sources / uuid.uuid4().hex
             request.content.seek(0)
@@ -104,18 +103,18 @@ class ChutesResource:
             except (SpecError, UnicodeDecodeError, OSError) as e:
                 shutil.rmtree(dest, ignore_errors=True)
                 if isinstance(e, SpecError):
-                    raise errors.BadRequest(e.message, field=e.field, code="invalid_chute") from None
-                raise errors.BadRequest(f"cannot read the project: {e}", field="archive",
+                    raise errors.InvalidInput(e.message, field=e.field, code="invalid_chute") from None
+                raise errors.InvalidInput(f"cannot read the project: {e}", field="archive",
                                         code="invalid_chute") from None
             return description, str(root)
         body = read_json(request, _CONFIG_BODY, self._max_upload)
         try:
             build(body["config"])
         except SpecError as e:
-            raise errors.BadRequest(e.message, field=f"config.{e.field}" if e.field else "config",
+            raise errors.InvalidInput(e.message, field=f"config.{e.field}" if e.field else "config",
                                     code="invalid_chute") from None
         if any(s.get("type") == "normal" for s in (body["config"].get("services") or {}).values()):
-            raise errors.BadRequest("normal services need their Dockerfile: upload the project as a tar",
+            raise errors.InvalidInput("normal services need their Dockerfile: upload the project as a tar",
                                     field="config.services", code="invalid_chute")
         return body["config"], None
 
@@ -124,14 +123,14 @@ class ChutesResource:
         """Refuse what this node cannot give yet rather than install a chute without it."""
         for name, service in (description.get("services") or {}).items():
             if service.get("interfaces"):
-                raise errors.BadRequest(
+                raise errors.InvalidInput(
                     "network interfaces (wifi-ap, lan, vlan) are not available on this node yet",
                     field=f"{prefix}services.{name}.interfaces", code="unsupported")
 
     def _check_supported_or_discard(self, description, source):
         try:
             self._check_supported(description)
-        except errors.ApiError:
+        except errors.Error:
             _discard(source)
             raise
 
@@ -172,7 +171,7 @@ class ChutesResource:
         self._check_supported_or_discard(description, source)
         if description["name"] != chute:
             _discard(source)
-            raise errors.BadRequest(f"the project is chute {description['name']}, not {chute}", field="name")
+            raise errors.InvalidInput(f"the project is chute {description['name']}, not {chute}", field="name")
         if not is_newer(str(description["version"]), record.version):
             _discard(source)
             raise errors.Conflict(f"version {description['version']} is not newer than the installed "
@@ -184,10 +183,7 @@ class ChutesResource:
     @defer.inlineCallbacks
     def get_chute(self, call: Call, chute):
         record = self._record(chute)
-        try:
-            services = yield self._monitor.services(record)
-        except StatusUnavailable as e:
-            raise errors.ServiceUnavailable(f"cannot read the state of {chute}: {e}", field="engine") from None
+        services = yield self._monitor.services(record)
         return {**self._summary(record), "environment": dict(record.spec().environment), "service_states": services}
 
     @routes.route("/api/v1/chutes/<chute>", "DELETE", permission=Permission.MANAGE_CHUTES, status=202,
@@ -218,10 +214,7 @@ class ChutesResource:
             return self._submit("restart", chute, call)
         body = read_json(request, _RESTART_BODY, self._max_upload)
         description = {**record.description, "environment": body["environment"]}
-        try:
-            build(description)
-        except SpecError as e:
-            raise errors.BadRequest(e.message, field=e.field, code="invalid_chute") from None
+        build(description)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})
 
@@ -250,12 +243,9 @@ class ChutesResource:
         description = {**description, "name": description.get("name", chute),
                        "version": description.get("version", record.version)}
         if description["name"] != chute:
-            raise errors.BadRequest(f"the description is of chute {description['name']}, not {chute}",
+            raise errors.InvalidInput(f"the description is of chute {description['name']}, not {chute}",
                                     field="name")
-        try:
-            build(description)
-        except SpecError as e:
-            raise errors.BadRequest(e.message, field=e.field, code="invalid_chute") from None
+        build(description)
         self._check_supported(description)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})

@@ -16,11 +16,10 @@ from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 
-from pdserver.api import errors
+from pdserver import errors
 from pdserver.api.body import read_json
 from pdserver.auth.principal import Principal
 from pdserver.auth.roles import CHUTE_CONTEXT, CHUTE_SELF, Permission, allowed
-from pdserver.auth.service import AuthError, Conflict, Forbidden, InvalidInput, NotFound, Throttled, Unauthenticated
 
 log = Logger()
 
@@ -119,35 +118,18 @@ def _parse_query(request, params: Dict[str, QueryParam]) -> Dict[str, Any]:
             try:
                 value = int(raw)
             except ValueError:
-                raise errors.BadRequest(f"{name} must be an integer", field=name, code="invalid_field") from None
+                raise errors.InvalidInput(f"{name} must be an integer", field=name, code="invalid_field") from None
             if (param.minimum is not None and value < param.minimum) or \
                     (param.maximum is not None and value > param.maximum):
-                raise errors.BadRequest(f"{name} must be between {param.minimum} and {param.maximum}",
+                raise errors.InvalidInput(f"{name} must be between {param.minimum} and {param.maximum}",
                                         field=name, code="invalid_field")
         else:
             value = raw
         if param.choices is not None and value not in param.choices:
-            raise errors.BadRequest(f"{name} must be one of {', '.join(map(str, param.choices))}",
+            raise errors.InvalidInput(f"{name} must be one of {', '.join(map(str, param.choices))}",
                                     field=name, code="invalid_field")
         out[name] = value
     return out
-
-
-def _map_auth_error(error: AuthError) -> errors.ApiError:
-    if isinstance(error, Throttled):
-        seconds = int(error.retry_after) + 1
-        return errors.TooManyRequests(error.message, headers={"Retry-After": str(seconds)})
-    if isinstance(error, Unauthenticated):
-        return errors.Unauthorized(error.message, field=error.field)
-    if isinstance(error, Forbidden):
-        return errors.Forbidden(error.message, field=error.field)
-    if isinstance(error, InvalidInput):
-        return errors.BadRequest(error.message, field=error.field, code="invalid_field")
-    if isinstance(error, Conflict):
-        return errors.Conflict(error.message, field=error.field)
-    if isinstance(error, NotFound):
-        return errors.NotFound(error.message, field=error.field)
-    return errors.BadRequest(error.message, field=error.field)
 
 
 def _check_chute_scope(spec: RouteSpec, principal: Principal, kwargs: dict) -> None:
@@ -168,7 +150,7 @@ def write_json(request, status: int, body, headers: Optional[dict] = None) -> by
     return json.dumps(body).encode() + b"\n"
 
 
-def write_error(request, error: errors.ApiError) -> bytes:
+def write_error(request, error: errors.Error) -> bytes:
     return write_json(request, error.status, error.body(), error.headers)
 
 
@@ -218,10 +200,8 @@ class Router:
                 query = _parse_query(request, spec.query)
                 body = read_json(request, spec.body, max_body) if spec.body is not None else None
                 result = yield defer.maybeDeferred(func, Call(request, principal, address, body, query), **kwargs)
-            except errors.ApiError as e:
+            except errors.Error as e:
                 return write_error(request, e)
-            except AuthError as e:
-                return write_error(request, _map_auth_error(e))
             except defer.CancelledError:
                 raise
             except Exception:

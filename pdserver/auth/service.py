@@ -12,47 +12,13 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from pdserver.auth.audit import AuditLog
+from pdserver.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled, Unauthenticated
 from pdserver.auth.passwords import Passwords, password_problem
 from pdserver.auth.principal import Principal
 from pdserver.auth.roles import Role
 from pdserver.auth.throttle import LoginThrottle
 from pdserver.auth.tokens import InvalidToken, TokenIssuer
 from pdserver.auth.users import USERNAME, User, UserExists, UserStore
-
-
-class AuthError(Exception):
-    """Base of the auth failures the API maps to status codes."""
-
-    def __init__(self, message: str, field: Optional[str] = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class Unauthenticated(AuthError):
-    pass
-
-
-class Forbidden(AuthError):
-    pass
-
-
-class Throttled(AuthError):
-    def __init__(self, retry_after: float):
-        super().__init__(f"too many failed logins; retry in {int(retry_after) + 1} s")
-        self.retry_after = retry_after
-
-
-class InvalidInput(AuthError):
-    pass
-
-
-class Conflict(AuthError):
-    pass
-
-
-class NotFound(AuthError):
-    pass
 
 
 class Auth:
@@ -80,7 +46,7 @@ class Auth:
         wait = self.throttle.retry_after(key)
         if wait:
             self.audit.record(username, action, "throttled", address=address)
-            raise Throttled(wait)
+            raise Throttled(wait, f"too many failed logins; retry in {int(wait) + 1} s")
         user = self.users.get(username)
         ok = yield self._run_in_thread(self.passwords.verify, user.password_hash if user else None, password)
         user = self.users.get(username)

@@ -12,6 +12,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pdserver import errors
 from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.model import Change, ChangeFailed, ChangeState
 
@@ -22,8 +23,8 @@ class UnknownChangeType(ValueError):
     pass
 
 
-class NotCancellable(Exception):
-    pass
+class NotCancellable(errors.Conflict):
+    code = "not_cancellable"
 
 
 class ChangeContext:
@@ -86,7 +87,8 @@ class ChangeQueue(Service):
         if change is None:
             raise KeyError(change_id)
         if change.state is not ChangeState.QUEUED:
-            raise NotCancellable(f"change {change_id} is {change.state.value}; only queued changes can be cancelled")
+            raise NotCancellable(f"change {change_id} is {change.state.value}; only queued changes can be cancelled",
+                                 field="change_id")
         try:
             self._pending.remove(change_id)
         except ValueError:

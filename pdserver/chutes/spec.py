@@ -9,18 +9,16 @@ from typing import List, Optional, Tuple, Union
 import yaml
 
 from pdserver.chutes.schema import CHUTE
+from pdserver.errors import InvalidInput
 from pdserver.validation import SchemaError, check
 
 LEGACY_KEYS = {"type", "use", "image", "command", "config"}
 
 
-class SpecError(ValueError):
+class SpecError(InvalidInput):
     """A chute description we cannot accept; ``field`` is the dotted path of the culprit."""
 
-    def __init__(self, message: str, field: Optional[str] = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+    code = "invalid_chute"
 
 
 @dataclasses.dataclass(frozen=True)

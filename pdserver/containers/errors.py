@@ -1,12 +1,11 @@
-"""The one error hierarchy of the container engine adapter. Messages are written for people."""
+"""The container engine adapter's branch of the node's error hierarchy. Messages are written for people."""
+from pdserver import errors
 
 
-class EngineError(Exception):
+class EngineError(errors.Error):
     """Something the Docker engine refused or failed to do."""
 
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.__class__.__name__
+    status, code = 503, "engine_error"
 
 
 class EngineUnavailable(EngineError):
@@ -24,15 +23,15 @@ class BuildFailed(EngineError):
     """An image build stopped with an error; the message names the step and ends with the last output."""
 
 
-class Conflict(EngineError):
+class Conflict(errors.Conflict, EngineError):
     """An object with that name exists already (or differs from what was asked)."""
 
 
-class NotFound(EngineError):
+class NotFound(errors.NotFound, EngineError):
     """No container, network, volume or image of that name."""
 
 
-class InUse(EngineError):
+class InUse(errors.Conflict, EngineError):
     """An object cannot be removed while something (a container, say) uses it."""
 
 

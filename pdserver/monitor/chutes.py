@@ -3,12 +3,13 @@ from typing import Callable, List, Tuple
 
 from twisted.internet import defer
 
+from pdserver import errors
 from pdserver.chutes import naming
 from pdserver.chutes.store import ChuteRecord
 from pdserver.containers.errors import EngineError
 
 
-class StatusUnavailable(Exception):
+class StatusUnavailable(errors.Unavailable):
     """The engine could not tell us (it is down, say); the message says why."""
 
 
@@ -31,7 +32,7 @@ class ChuteMonitor:
             try:
                 state = yield self._engine.inspect_container(name)
             except EngineError as e:
-                raise StatusUnavailable(e.message) from None
+                raise StatusUnavailable(f"cannot read the state of {record.name}: {e.message}", field="engine") from None
             out.append({"name": svc, "type": spec.service(svc).type, "container": name,
                         "status": state.status if state else "missing",
                         "running": bool(state and state.running), "health": state.health if state else None,

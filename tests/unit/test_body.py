@@ -2,7 +2,7 @@
 import pytest
 
 from pdserver.api.body import validate
-from pdserver.api.errors import BadRequest
+from pdserver.errors import InvalidInput
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
     "name": {"type": "string"},
@@ -18,7 +18,7 @@ SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"],
      "services.main.ports[0].external"),
 ])
 def test_errors_name_the_field(body, code, field):
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         validate(body, SCHEMA)
     assert info.value.code == code
     assert info.value.field == field
