@@ -114,7 +114,17 @@ class ChangeQueue(Service):
         self.journal.add_message(change_id, now, message)
         event = {"time": now, "message": message}
         for observer in list(self._observers.get(change_id, [])):
+            self._notify(change_id, observer, event)
+
+    def _notify(self, change_id: int, observer: Observer, event: dict) -> None:
+        """An observer that raises (a websocket closed at the wrong moment) is dropped; the change goes on."""
+        try:
             observer(event)
+        except Exception:
+            self.log.failure("observer of change {id} failed; unsubscribed", id=change_id)
+            observers = self._observers.get(change_id, [])
+            if observer in observers:
+                observers.remove(observer)
 
     def _finish(self, change_id: int, state: ChangeState, result: Optional[dict],
                 needs_attention: bool = False) -> None:
@@ -126,9 +136,12 @@ class ChangeQueue(Service):
         self.journal.add_message(change_id, now, message)
         final = {"time": now, "message": message, "state": state.value, "result": result}
         for observer in self._observers.pop(change_id, []):
-            observer(final)
+            self._notify(change_id, observer, final)
         if self._on_finished is not None:
-            self._on_finished(self.journal.get(change_id))
+            try:
+                self._on_finished(self.journal.get(change_id))
+            except Exception:
+                self.log.failure("on_finished of change {id} failed", id=change_id)
 
     @defer.inlineCallbacks
     def startService(self):
@@ -197,8 +210,13 @@ class ChangeQueue(Service):
         context = ChangeContext(self, change)
         done = defer.maybeDeferred(self._handlers[change.type], context)
         done.addCallbacks(self._succeeded, self._failed, callbackArgs=(change,), errbackArgs=(change,))
+        done.addErrback(self._log_lost, change)
         self._running_done = done
         done.addBoth(self._next, change)
+
+    def _log_lost(self, failure: Failure, change: Change) -> None:
+        """The end of the chain: whatever failed while finishing a change is logged, never dropped."""
+        self.log.failure("finishing change {id} ({type}) failed", failure, id=change.id, type=change.type)
 
     def _succeeded(self, result, change: Change) -> None:
         self._finish(change.id, ChangeState.SUCCEEDED, result if isinstance(result, dict) else None)

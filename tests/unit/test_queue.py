@@ -158,3 +158,35 @@ def test_ids_keep_growing_after_reopening_the_database(tmp_path):
     conn = open_database(tmp_path / "a.db")
     assert ChangeJournal(conn).create("t", None, "u", {}, 2.0).id > first
     conn.close()
+
+
+def test_a_raising_observer_or_finish_hook_neither_fails_the_change_nor_stops_the_queue(conn):
+    gates = Gates()
+
+    def broken_hook(change):
+        raise RuntimeError("audit is down")
+
+    clock = Clock()
+    queue = ChangeQueue(ChangeJournal(conn), {"t": gates}, clock, on_finished=broken_hook)
+    queue.startService()
+    first, second = queue.submit("t", "a", "u"), queue.submit("t", "b", "u")
+    seen = []
+    queue.observe(first.id, lambda event: (_ for _ in ()).throw(ConnectionError("socket closed")))
+    queue.observe(first.id, seen.append)
+    clock.advance(0)
+    gates.gates["a"].callback({"message": "done"})
+    clock.advance(0)
+    gates.gates["b"].callback(None)
+    assert queue.journal.get(first.id).state is ChangeState.SUCCEEDED
+    assert queue.journal.get(second.id).state is ChangeState.SUCCEEDED
+    assert seen[-1]["state"] == "succeeded"
+
+
+def test_a_plan_that_cannot_be_journaled_leaves_no_half_written_steps(conn):
+    journal = ChangeJournal(conn)
+    change = journal.create("t", "a", "u", {}, 0.0)
+    with pytest.raises(TypeError):
+        journal.record_plan(change.id, [{"action": "ok"}, {"action": object()}])
+    assert journal.steps(change.id) == []
+    journal.record_plan(change.id, [{"action": "ok"}])
+    assert [s["step"] for s in journal.steps(change.id)] == [{"action": "ok"}]
