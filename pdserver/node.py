@@ -17,7 +17,6 @@ from pdserver.auth.throttle import LoginThrottle
 from pdserver.auth.tokens import TokenIssuer
 from pdserver.auth.users import UserStore
 from pdserver.changes.journal import ChangeJournal
-from pdserver.changes.model import ChangeState
 from pdserver.changes.queue import ChangeQueue
 from pdserver.chutes import naming
 from pdserver.chutes.naming import LABEL_NODE
@@ -87,7 +86,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
         if record is not None and record.deployment == deployment:
             return True
         running = queue.running_change
-        return running == deployment and queue.journal.get(running).target == name
+        return running == deployment and queue.get(running).target == name
 
     tokens = TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl, clock)
     auth = Auth(UserStore(conn, clock), tokens, Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0),
@@ -138,8 +137,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
 
 def pending_sources(queue: ChangeQueue):
     """Project dirs that queued or running changes will still read."""
-    changes = queue.journal.list(ChangeState.QUEUED, limit=10000) + queue.journal.list(ChangeState.RUNNING)
-    return [c.params["source_dir"] for c in changes if c.params.get("source_dir")]
+    return [c.params["source_dir"] for c in queue.unfinished() if c.params.get("source_dir")]
 
 
 class ReconcileAtStart(Service):
