@@ -72,8 +72,9 @@ class Auth:
                 attempt.withdraw()
                 raise
         if not ok or user is None or self.users.get(username) != user:
-            self.audit.record(username if possible else None, action, "denied", address=address)
-            self.log.info("failed login for {username} from {address}", username=username, address=address)
+            name = username if possible else None  # no attacker's text of any length or form in logs
+            self.audit.record(name, action, "denied", address=address)
+            self.log.info("failed login for {username} from {address}", username=name, address=address)
             raise Unauthenticated("wrong username or password")
         attempt.succeeded()
         return user

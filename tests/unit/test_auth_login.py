@@ -4,7 +4,6 @@ import base64
 
 import pytest
 from twisted.internet import defer
-from twisted.internet.task import Clock
 
 from pdserver.auth.principal import Principal
 from pdserver.auth.roles import Role
@@ -126,6 +125,6 @@ def test_text_utf8_cannot_hold_is_a_400_naming_its_field(tmp_path, call, field):
     "Basic " + base64.b64encode(("a" * 100000 + ":" + "b" * 100000).encode()).decode(),
 ])
 def test_any_authorization_header_is_a_401_not_an_exception(tmp_path, authorization):
-    auth = make_auth(tmp_path / "n.db", clock=Clock())
+    auth = make_auth(tmp_path / "n.db")
     error = result_of(auth.authenticate(authorization, "10.0.0.1")).value
     assert isinstance(error, Error) and error.status == 401
