@@ -116,9 +116,13 @@ def _cleanup(record: ChuteRecord, keep_source: Optional[str] = None) -> List[Ste
     return steps
 
 
-def _adopt(source_dir: Optional[str]) -> List[Step]:
+def _adopt(source_dir: Optional[str], current: Optional[str] = None) -> List[Step]:
+    """Check the project to build from; a rollback removes an upload, never the installed chute's project
+    (an update from the same project, as a restart with new environment variables, reuses it)."""
     if not source_dir:
         return []
+    if source_dir == current:
+        return [Step("check_source", {"path": source_dir}, "checking the installed project")]
     return [Step("check_source", {"path": source_dir}, "checking the uploaded project",
                  undo=Step("remove_source", {"path": source_dir}, "removing the uploaded project"))]
 
@@ -148,7 +152,7 @@ def plan_update(old: ChuteRecord, spec: ChuteSpec, deployment: int, source_dir: 
     network, volume = naming.network_name(spec.name), naming.volume_name(spec.name)
     stop_first = old.state == RUNNING and bool(_ports(old.spec()))
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now)
-    steps = _adopt(source_dir) + image_steps + [
+    steps = _adopt(source_dir, old.source_dir) + image_steps + [
         Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists"),
         Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists"),
     ]

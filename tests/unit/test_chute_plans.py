@@ -76,6 +76,15 @@ def test_stop_start_restart_record_the_state():
     assert actions(plans.plan_restart(old, 3.0))[:2] == ["stop_container", "start_container"]
 
 
+def test_an_update_from_the_installed_project_does_not_remove_it_when_rolled_back():
+    old = record(spec(1), source="/state/src/5")
+    steps = plans.plan_update(old, spec(1), 9, "/state/src/5", 20.0)
+    assert steps[0].action == "check_source" and steps[0].undo is None
+    assert "remove_source" not in actions(steps)
+    uploaded = plans.plan_update(old, spec(2), 9, "/state/src/9", 20.0)
+    assert uploaded[0].undo.args == {"path": "/state/src/9"}
+
+
 def test_reconcile_recreates_missing_objects_starts_stopped_ones_and_removes_orphans():
     rec = record(spec(1))
     observed = {"containers": {"paradrop-hello-main-5": {"running": False}, "paradrop-gone-main-1": {"running": True}},
