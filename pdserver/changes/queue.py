@@ -83,6 +83,10 @@ class ChangeQueue(Service):
     def messages(self, change_id: int) -> List[dict]:
         return self._journal.messages(change_id)
 
+    def steps(self, change_id: int) -> List[dict]:
+        """The change's plan as journaled, with each step's state."""
+        return self._journal.steps(change_id)
+
     def unfinished(self) -> List[Change]:
         """The running change and the queued ones: what still reads its parameters (upload dirs, say)."""
         return self._journal.list(ChangeState.QUEUED, limit=-1) + self._journal.list(ChangeState.RUNNING)

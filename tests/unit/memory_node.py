@@ -144,14 +144,14 @@ class UnitNode:
         change = self.queue.submit(type_, target, "tester", params)
         for _ in range(1000):
             self.clock.advance(0.1)
-            change = self.queue.journal.get(change.id)
+            change = self.queue.get(change.id)
             if change.state.final:
                 return change
         raise AssertionError(f"change {change.id} did not end")
 
     def steps(self, change_id):
         """The plan of a change as journaled, step by step."""
-        return [entry["step"] for entry in self.queue.journal.steps(change_id)]
+        return [entry["step"] for entry in self.queue.steps(change_id)]
 
     def observed(self) -> dict:
         """What the node holds: our engine objects (containers as name -> running) and project dirs."""
