@@ -71,13 +71,16 @@ class Resources:
                     "fds": self._proc.num_fds()}
 
     def fd_kinds(self, api_port: int) -> dict:
-        """Open fds by kind: API connections (TCP on the API port), other TCP, unix sockets, pipes, files..."""
+        """Open fds by kind: listening sockets, API connections, other TCP, unix sockets, pipes, files..."""
         kinds, tcp = {}, {}
         try:
-            # psutil may list a socket once per thread: one entry per fd
+            # one entry per fd
             for conn in {c.fd: c for c in self._proc.net_connections(kind="inet")}.values():
-                if conn.laddr and conn.laddr.port == api_port:
-                    key = "tcp listen" if conn.status == psutil.CONN_LISTEN else "tcp api client"
+                if conn.status == psutil.CONN_LISTEN:
+                    # the API on loopback, and on each chute network's gateway (for the chutes)
+                    key = "tcp listen " + ("loopback" if conn.laddr.ip.startswith("127.") else "other addresses")
+                elif conn.laddr and conn.laddr.port == api_port:
+                    key = "tcp api client"
                 else:
                     key = f"tcp {conn.status.lower()} to port {conn.raddr.port if conn.raddr else '-'}"
                 tcp[key] = tcp.get(key, 0) + 1

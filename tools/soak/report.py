@@ -115,6 +115,16 @@ def traceback_classes(failures):
     return sorted(groups.items(), key=lambda x: -x[1]["count"])
 
 
+def _cpu_per_request(ld) -> float:
+    """Daemon CPU ms per answered GET of the load (the driver's few requests included)."""
+    return ld["daemon_cpu"] * ld["load_wall"] * 1000 / max(ld["requests"], 1)
+
+
+def _others(ld) -> float:
+    """CPU (in cores) that neither the daemon, the load clients nor this harness used during the load."""
+    return max(0.0, ld["machine_cpu"] - ld["daemon_cpu"] - ld["client_cpu"] - ld["harness_cpu"])
+
+
 def print_notes(results: dict) -> None:
     ld = results.get("load")
     if ld:
@@ -122,8 +132,10 @@ def print_notes(results: dict) -> None:
         print(f"load client: {ld['client_cpu'] * 100:.0f}% of one core over {ld['client_procs']} process(es), "
               f"reactor lag p99 {_ms_value(ld['client_lag_p99'])}; canary (one client, one request at a time): "
               f"p50 {_ms_value(c['p50'])}, p99 {_ms_value(c['p99'])}, {c['errors']} errors; daemon CPU "
-              f"{ld['daemon_cpu'] * 100:.0f}% of one core; machine {ld['machine_cpu'] * 100:.0f}% of one core "
-              f"({ld['cores']} cores, shared)")
+              f"{ld['daemon_cpu'] * 100:.0f}% of one core ({_cpu_per_request(ld):.2f} ms per request), its reactor "
+              f"thread runnable but waiting for a CPU "
+              f"{ld['reactor_cpu_wait'] * 100:.0f}% of the time; machine {ld['machine_cpu'] * 100:.0f}% of one "
+              f"core ({ld['cores']} cores), of which {_others(ld) * 100:.0f}% not this run's")
         print(f"daemon fds by kind: idle {ld['fd_kinds']['idle']}; after {ld['fd_kinds']['after']}")
     classes = failure_classes(results)
     if classes:
@@ -203,8 +215,11 @@ def markdown(results: dict, rows_, args) -> str:
                 f"Client: {ld['client_cpu'] * 100:.0f}% of one core, reactor lag p99 {_ms_value(ld['client_lag_p99'])}. "
                 f"Canary (one client, one request at a time): {ld['canary']['requests']} requests, "
                 f"{ld['canary']['errors']} errors, p50 {_ms_value(ld['canary']['p50'])}, "
-                f"p99 {_ms_value(ld['canary']['p99'])}. Daemon CPU {ld['daemon_cpu'] * 100:.0f}% of one core; whole machine "
-                f"{ld['machine_cpu'] * 100:.0f}% of one core ({ld['cores']} cores, shared with other work).",
+                f"p99 {_ms_value(ld['canary']['p99'])}. Daemon CPU {ld['daemon_cpu'] * 100:.0f}% of one core "
+                f"({_cpu_per_request(ld):.2f} ms per request), its reactor "
+                f"thread waiting for a CPU {ld['reactor_cpu_wait'] * 100:.0f}% of the time; whole machine "
+                f"{ld['machine_cpu'] * 100:.0f}% of one core ({ld['cores']} cores), of which "
+                f"{_others(ld) * 100:.0f}% not this run's (dockerd, other work on the machine).",
                 f"Resources idle {ld['idle']}, peak {ld['peak']}, after {ld['after']} (after {ld['settled_in']:.1f} s).",
                 f"Open fds by kind: idle {ld['fd_kinds']['idle']}, after {ld['fd_kinds']['after']}.",
                 "", "| path | requests | errors | statuses |", "|---|---|---|---|"]

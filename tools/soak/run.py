@@ -100,7 +100,9 @@ def run_load(node, args, workdir: Path, resources, change_id: int) -> dict:
     canary = churn.Canary(node.url, node.token)
     daemon = psutil.Process(node.pid)
     resources.start_peak()
-    cpu0, sys0, t0 = daemon.cpu_times(), psutil.cpu_times(), time.monotonic()
+    me = psutil.Process()
+    cpu0, sys0, wait0, t0 = daemon.cpu_times(), psutil.cpu_times(), _run_delay(node.pid), time.monotonic()
+    me0 = me.cpu_times()
     driver.start()
     canary.start()
     try:
@@ -115,7 +117,8 @@ def run_load(node, args, workdir: Path, resources, change_id: int) -> dict:
         canary.stop.set()
         driver.stop.set()
     load_wall = time.monotonic() - t0
-    cpu1, sys1 = daemon.cpu_times(), psutil.cpu_times()
+    cpu1, sys1, wait1 = daemon.cpu_times(), psutil.cpu_times(), _run_delay(node.pid)
+    me1 = me.cpu_times()
     driver.join(timeout=300)
     canary.join(timeout=30)
     peak = resources.stop_peak()
@@ -146,7 +149,7 @@ def run_load(node, args, workdir: Path, resources, change_id: int) -> dict:
     lag.sort()
     busy = sum(getattr(sys1, f) - getattr(sys0, f) for f in ("user", "system", "nice", "irq", "softirq"))
     return {
-        "requests": len(latencies), "rps": len(latencies) / args.seconds,
+        "requests": len(latencies), "rps": len(latencies) / args.seconds, "load_wall": load_wall,
         "errors": sum(b["count"] for b in errors.values()), "error_classes": errors, "per_path": per_path,
         "p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "max": latencies[-1] if latencies else None,
         "idle": idle, "peak": peak, "after": after, "settled_in": waited,
@@ -155,10 +158,19 @@ def run_load(node, args, workdir: Path, resources, change_id: int) -> dict:
                    "p50": _pct(sorted(canary.latencies), 50), "p99": _pct(sorted(canary.latencies), 99)},
         "client_cpu": client_cpu / load_wall, "client_lag_p99": _pct(lag, 99),
         "daemon_cpu": ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / load_wall,
-        "machine_cpu": busy / load_wall, "cores": psutil.cpu_count(), "clients": args.clients,
+        "machine_cpu": busy / load_wall, "reactor_cpu_wait": (wait1 - wait0) / load_wall,
+        "harness_cpu": (sum(me1[:2]) - sum(me0[:2])) / load_wall, "cores": psutil.cpu_count(), "clients": args.clients,
         "seconds": args.seconds, "think": args.think, "client_procs": procs,
         "fd_kinds": {"idle": idle_fds, "after": after_fds},
     }
+
+
+def _run_delay(pid: int) -> float:
+    """Seconds the process's main thread (the daemon's reactor) has spent runnable but waiting for a CPU."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _pct(values, q):
