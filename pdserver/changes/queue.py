@@ -53,7 +53,8 @@ class ChangeQueue(Service):
     STOP_GRACE = 30.0
 
     def __init__(self, journal: ChangeJournal, handlers: Mapping[str, Handler], clock,
-                 recover: Optional[Recovery] = None, on_finished: Optional[Callable[[Change], None]] = None):
+                 recover: Optional[Recovery] = None, on_finished: Optional[Callable[[Change], None]] = None,
+                 max_queued: int = 100):
         self._journal = journal
         self._handlers = dict(handlers)
         self._clock = clock
@@ -64,6 +65,7 @@ class ChangeQueue(Service):
         self._running_done: Optional[defer.Deferred] = None
         self._pump_scheduled = False
         self._observers: Dict[int, List[Observer]] = {}
+        self._max_queued = max_queued
 
     def _now(self) -> float:
         return self._clock.seconds()
@@ -92,8 +94,11 @@ class ChangeQueue(Service):
         return self._journal.list(ChangeState.QUEUED, limit=-1) + self._journal.list(ChangeState.RUNNING)
 
     def submit(self, type_: str, target: Optional[str], user: Optional[str], params: Optional[dict] = None) -> Change:
+        """Journal and queue a change; Throttled when ``max_queued`` changes already wait."""
         if type_ not in self._handlers:
             raise UnknownChangeType(type_)
+        if len(self._pending) >= self._max_queued:
+            raise errors.Throttled(5.0, f"{len(self._pending)} changes are waiting already; retry when they have run")
         change = self._journal.create(type_, target, user, params or {}, self._now())
         self._journal.add_message(change.id, change.created, f"change {change.id} queued: {type_}"
                                  + (f" {target}" if target else ""))
