@@ -52,6 +52,10 @@ class MethodNotAllowed(Error):
     status, code = 405, "method_not_allowed"
 
 
+class RequestTimeout(Error):
+    status, code = 408, "request_timeout"
+
+
 class Conflict(Error):
     status, code = 409, "conflict"
 

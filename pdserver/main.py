@@ -27,12 +27,14 @@ def node(state_dir, port, host, config_file):
     from twisted.internet import reactor
     from twisted.logger import Logger
 
+    from pdserver.api.connections import raise_fd_limit
     from pdserver.logs import start_logging
     from pdserver.node import build_node
 
     log = Logger(namespace="pdserver")
     try:
         start_logging(settings.log_dir, settings.log_level)
+        raise_fd_limit()  # every idle client holds a descriptor: take all the kernel allows us
         built = build_node(settings, reactor)
     except OSError as e:
         click.echo(f"error: cannot prepare state dir {settings.state_dir}: {e}", err=True)
