@@ -103,6 +103,10 @@ class ConnectionGuard(WrappingFactory):
     def open_connections(self) -> int:
         return len(self._open)
 
+    @property
+    def idle_connections(self) -> int:
+        return sum(p.idle for p in self._open)
+
     def startFactory(self):
         self._sweeper = task.LoopingCall(self._cut_late_heads)
         self._sweeper.clock = self._reactor

@@ -166,7 +166,7 @@ class HttpService(Service):
 
     def __init__(self, reactor, factory, host: str, port: int):
         self._reactor = reactor
-        self._factory = factory
+        self.factory = factory
         self._host = host
         self._requested_port = port
         self._listening = None
@@ -175,7 +175,7 @@ class HttpService(Service):
 
     def _listen(self, host: str, port: int):
         endpoint = endpoints.TCP4ServerEndpoint(self._reactor, port, backlog=LISTEN_BACKLOG, interface=host)
-        return endpoint.listen(self._factory)
+        return endpoint.listen(self.factory)
 
     @defer.inlineCallbacks
     def startService(self):
