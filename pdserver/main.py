@@ -1,4 +1,5 @@
 """``pdserver``: the node daemon (and, later, the cloud controller)."""
+import gc
 import sys
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def node(state_dir, port, host, config_file):
         sys.exit(1)
 
     def started(_):
+        gc.freeze()  # what start-up made lives as long as the node: keep full collections from walking it
         log.info("ParaDrop node ready: API at {url} (state in {state})", url=built.url,
                  state=str(settings.state_dir))
         if settings.initial_password_path.exists():

@@ -156,8 +156,9 @@ def _check(settings: Settings) -> None:
         raise SettingsError("max_body_bytes", "must be at least 1024")
     if settings.max_upload_bytes < settings.max_body_bytes:
         raise SettingsError("max_upload_bytes", "must be at least max_body_bytes")
-    if settings.header_timeout <= 0 or settings.idle_timeout <= 0:
-        raise SettingsError("header_timeout", "header_timeout and idle_timeout must be positive")
+    for name in ("header_timeout", "idle_timeout"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(name, "must be positive")
     if settings.max_connections_per_address < 1:
         raise SettingsError("max_connections_per_address", "must be at least 1")
     if settings.max_connections is not None and settings.max_connections < 1:

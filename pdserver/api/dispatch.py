@@ -80,7 +80,7 @@ class ApiResource(Resource):
 
         def failed(failure):
             if finished:
-                if not failure.check(defer.CancelledError):
+                if not failure.check(defer.CancelledError, errors.Error):
                     log.failure("error after the client of {method} {path} left", failure, method=spec.method,
                                 path=spec.path)
                 return None

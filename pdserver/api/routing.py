@@ -12,17 +12,18 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
+from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed as NoSuchMethod
 from werkzeug.exceptions import NotFound as NoSuchPath
 from werkzeug.routing import BaseConverter, Map, RequestRedirect, Rule
 
 from pdserver import errors
 from pdserver.api.body import JSON_COMPATIBLE
-from pdserver.api.params import INT64_MAX, QueryParam, parse_int
+from pdserver.api.params import INT64_MAX, QueryParam, parse_int  # resources import QueryParam from here
 from pdserver.auth.principal import Principal
 from pdserver.auth.roles import CHUTE_CONTEXT, CHUTE_SELF, Permission, allowed
 
-__all__ = ["PUBLIC", "Call", "QueryParam", "Response", "RouteTable", "Router", "write_error", "write_json"]
+log = Logger()
 
 JSON_HEADERS = {b"content-type": b"application/json", b"cache-control": b"no-store",
                 b"x-content-type-options": b"nosniff"}
@@ -108,8 +109,8 @@ class RouteTable:
         (``body_required=False``: only when one was sent). ``upload=True``: the route also takes a tar of a
         chute project, up to the upload limit, and reads its body itself (``body`` then documents its JSON form).
         ``chute_param`` names the URL part holding a chute name: a chute's own token may use the route for that
-        chute only (and only with a permission in CHUTE_SELF). ``error_statuses``: those the handler itself can
-        answer beyond those its declaration implies (for the OpenAPI document).
+        chute only (and only with a permission in CHUTE_SELF). ``error_statuses``: error statuses the handler
+        itself answers beyond those the declaration implies (for the OpenAPI document).
         """
         def declare(func):
             self.specs.append(RouteSpec(path, method, func, summary, permission, body, status, websocket,
@@ -223,6 +224,9 @@ class Router:
             return Admission(route, args, principal, basic, limit)
         except errors.Error as e:
             return Admission(error=e)
+        except Exception:
+            log.failure("unhandled error admitting {method} {path}", method=method, path=path[:200])
+            return Admission(error=errors.InternalError("internal error; see the node log"))
 
     def admit_request(self, request) -> Admission:
         """The same for a request that arrived whole (not through our channel)."""

@@ -29,8 +29,6 @@ import _common as c  # noqa: E402
 
 SOCKETS = 20_000
 SPREAD = 400  # addresses of the second flood
-
-
 PER_CHILD = 5_000  # sockets one flooding child holds (a process has fewer descriptors than the flood needs)
 
 
@@ -65,7 +63,8 @@ class Flood:
         self._children = []
         for start in range(0, len(sources), PER_CHILD):
             ours, theirs = multiprocessing.Pipe()
-            child = multiprocessing.Process(target=flood, args=(port, sources[start:start + PER_CHILD], theirs))
+            child = multiprocessing.Process(target=flood, args=(port, sources[start:start + PER_CHILD], theirs),
+                                            daemon=True)
             child.start()
             self._children.append((child, ours))
         self.opened = sum(pipe.recv() for _, pipe in self._children)
