@@ -68,6 +68,10 @@ class UnsupportedMediaType(Error):
     status, code = 415, "unsupported_media_type"
 
 
+class UpgradeRequired(Error):
+    status, code = 426, "upgrade_required"
+
+
 class Throttled(Error):
     status, code = 429, "too_many_requests"
 

@@ -19,10 +19,12 @@ _ERROR_RESPONSES = {
     405: "Method not allowed here; the Allow header lists the methods that are",
     413: "The body is larger than this route takes",
     415: "The body's content type is not one this route takes",
+    426: "This route is a websocket: the request must ask for the upgrade",
     429: "Too many attempts or connections; retry after Retry-After seconds",
 }
 _HEADERS = {
     405: {"Allow": {"description": "The methods this path takes", "schema": {"type": "string"}}},
+    426: {"Upgrade": {"description": "websocket", "schema": {"type": "string"}}},
     429: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
 }
 ERROR_SCHEMA = {
@@ -42,6 +44,8 @@ def _error_statuses(spec: RouteSpec) -> List[int]:
         statuses |= {400, 404}
     if not spec.public:
         statuses |= {401, 403}
+    if spec.websocket:
+        statuses.add(426)
     return sorted(statuses | set(spec.error_statuses))
 
 

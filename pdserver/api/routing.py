@@ -220,6 +220,9 @@ class Router:
             principal = basic = None
             if spec.permission is not None:
                 principal, basic = self._authenticate(spec, args, headers.getRawHeaders(b"authorization"))
+            if spec.websocket and b"websocket" not in b",".join(headers.getRawHeaders(b"upgrade", [])).lower():
+                raise errors.UpgradeRequired("this route is a websocket: upgrade the connection", field="Upgrade",
+                                             headers={"Upgrade": "websocket"})
             limit = 0 if body_length == 0 else self._body_limit(spec, headers, body_length)
             return Admission(route, args, principal, basic, limit)
         except errors.Error as e:

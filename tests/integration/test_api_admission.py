@@ -4,6 +4,8 @@ Each test sends a head announcing a large body over a raw socket and sends no bo
 arrives anyway proves the node decided without reading (or spooling) the body. Refused requests with a body
 close their connection; the answer is the usual JSON error.
 """
+import socket
+
 import pytest_twisted
 from twisted.internet import threads
 
@@ -45,6 +47,7 @@ async def test_an_upload_without_valid_credentials_is_refused_before_its_body(st
     answer = await refused_at_once(node, "POST", "/api/v1/chutes", {**TAR, "Authorization": f"Bearer {expired}"},
                                    401, "unauthorized", None)
     assert "expired" in answer.error["message"]
+    assert not any(node.node.settings.chute_sources_dir.iterdir())
 
 
 @pytest_twisted.ensureDeferred
@@ -128,7 +131,7 @@ async def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(start_no
                 sock.sendall(b"400\r\n" + b" " * 1024 + b"\r\n")
                 sent += 1024
                 try:
-                    first = sock.recv(1, 0x02)  # MSG_PEEK: has the answer come?
+                    first = sock.recv(1, socket.MSG_PEEK)  # has the answer come?
                 except TimeoutError:
                     continue
                 if first:
@@ -165,3 +168,11 @@ async def test_a_refused_request_without_a_body_keeps_its_connection(node):
     assert first.status == 401 and first.error["code"] == "unauthorized"
     assert "connection" not in first.headers
     assert second.status == 200 and second.body["status"] == "ok"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_route_asked_without_the_upgrade_is_426(node):
+    token = await node.login()
+    code, body = await get_json(node.url + "/ws/changes/1/stream", token)
+    assert code == 426 and body["error"]["code"] == "upgrade_required" and body["error"]["field"] == "Upgrade"
+    assert (await get_json(node.url + "/ws/changes/1/stream"))[0] == 401
