@@ -7,7 +7,6 @@ import re
 from typing import Any, Dict, List
 
 from pdserver import __version__
-from pdserver.api.params import QueryParam
 from pdserver.api.routing import PATH_ID_BOUNDS, PUBLIC, UPLOAD_TYPES, Call, RouteSpec, RouteTable
 
 _PARAM = re.compile(r"<(?:([a-z]+):)?([a-zA-Z_]+)>")
@@ -57,13 +56,9 @@ def _parameters(spec: RouteSpec) -> List[dict]:
             schema = {"type": "integer", "minimum": PATH_ID_BOUNDS[0], "maximum": PATH_ID_BOUNDS[1]}
         out.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name, param in spec.query.items():
-        out.append(_query(name, param))
+        out.append({"name": name, "in": "query", "required": False, "description": param.description,
+                    "schema": param.schema()})
     return out
-
-
-def _query(name: str, param: QueryParam) -> dict:
-    return {"name": name, "in": "query", "required": False, "description": param.description,
-            "schema": param.schema()}
 
 
 def _request_body(spec: RouteSpec, max_body: int, max_upload: int) -> dict:
