@@ -52,6 +52,10 @@ class MethodNotAllowed(Error):
     status, code = 405, "method_not_allowed"
 
 
+class RequestTimeout(Error):
+    status, code = 408, "request_timeout"
+
+
 class Conflict(Error):
     status, code = 409, "conflict"
 
@@ -62,6 +66,10 @@ class TooLarge(Error):
 
 class UnsupportedMediaType(Error):
     status, code = 415, "unsupported_media_type"
+
+
+class UpgradeRequired(Error):
+    status, code = 426, "upgrade_required"
 
 
 class Throttled(Error):

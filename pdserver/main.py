@@ -1,4 +1,5 @@
 """``pdserver``: the node daemon (and, later, the cloud controller)."""
+import gc
 import sys
 from pathlib import Path
 
@@ -27,18 +28,21 @@ def node(state_dir, port, host, config_file):
     from twisted.internet import reactor
     from twisted.logger import Logger
 
+    from pdserver.api.connections import raise_fd_limit
     from pdserver.logs import start_logging
     from pdserver.node import build_node
 
     log = Logger(namespace="pdserver")
     try:
         start_logging(settings.log_dir, settings.log_level)
+        raise_fd_limit()  # every idle client holds a descriptor: take all the kernel allows us
         built = build_node(settings, reactor)
     except OSError as e:
         click.echo(f"error: cannot prepare state dir {settings.state_dir}: {e}", err=True)
         sys.exit(1)
 
     def started(_):
+        gc.freeze()  # what start-up made lives as long as the node: keep full collections from walking it
         log.info("ParaDrop node ready: API at {url} (state in {state})", url=built.url,
                  state=str(settings.state_dir))
         if settings.initial_password_path.exists():

@@ -8,8 +8,8 @@ from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from pdserver.api.app import build_router
-from pdserver.api.site import ApiSite, HttpService
+from pdserver.api.app import api_listener, build_router
+from pdserver.api.site import HttpService
 from pdserver.auth.audit import AuditLog
 from pdserver.auth.hashing import HashingPool
 from pdserver.auth.passwords import Passwords
@@ -127,8 +127,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     router = build_router(settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig_store,
                           chutes=chutes, monitor=ChuteMonitor(engine), run_in_thread=run_in_thread,
                           clock=reactor, started_at=reactor.seconds())
-    http = HttpService(reactor, ApiSite(router.app.resource(), settings.max_body_bytes, settings.max_upload_bytes,
-                                        reactor=reactor), settings.host, settings.port)
+    http = HttpService(reactor, api_listener(settings, router, auth, reactor), settings.host, settings.port)
 
     root = SequentialMultiService()
     hashing.setServiceParent(root)

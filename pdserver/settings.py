@@ -28,6 +28,10 @@ class Settings:
     token_ttl: int = 24 * 3600
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 256 * 1024 * 1024
+    header_timeout: float = 5.0
+    idle_timeout: float = 60.0
+    max_connections_per_address: int = 64
+    max_connections: Optional[int] = None
     ready_grace: float = 1.0
     ready_timeout: float = 30.0
     login_failures_per_minute: int = 5
@@ -152,6 +156,13 @@ def _check(settings: Settings) -> None:
         raise SettingsError("max_body_bytes", "must be at least 1024")
     if settings.max_upload_bytes < settings.max_body_bytes:
         raise SettingsError("max_upload_bytes", "must be at least max_body_bytes")
+    for name in ("header_timeout", "idle_timeout"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(name, "must be positive")
+    if settings.max_connections_per_address < 1:
+        raise SettingsError("max_connections_per_address", "must be at least 1")
+    if settings.max_connections is not None and settings.max_connections < 1:
+        raise SettingsError("max_connections", "must be at least 1")
     if settings.ready_grace < 0 or settings.ready_timeout <= 0:
         raise SettingsError("ready_timeout", "ready_grace must be >= 0 and ready_timeout > 0")
     if settings.login_failures_per_minute < 1:

@@ -1,1 +1,1 @@
-"""The Edge API: ParaDrop v1 paths over Klein, one module per resource."""
+"""The Edge API: ParaDrop v1 paths, one module per resource, served by one router (pdserver.api.routing)."""

@@ -13,12 +13,14 @@ class AccountsResource:
         self._auth = auth
 
     @routes.route("/api/v1/auth/local", "POST", permission=PUBLIC, summary="Log in with a local user",
+                  error_statuses=(401,),
                   body={"type": "object", "additionalProperties": False, "required": ["username", "password"],
                         "properties": {"username": _STR, "password": _STR}})
     def login(self, call: Call):
         return self._auth.login(call.body["username"], call.body["password"], call.address)
 
     @routes.route("/api/v1/auth/cloud", "POST", permission=PUBLIC, summary="Log in with a controller token",
+                  error_statuses=(401,),
                   body={"type": "object", "additionalProperties": False, "required": ["token"],
                         "properties": {"token": _STR}})
     def login_cloud(self, call: Call):

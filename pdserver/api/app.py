@@ -1,21 +1,33 @@
-"""The Edge API: every resource's routes on one Klein app."""
+"""The Edge API: every resource's routes in one router, served by one listener."""
 from pdserver.api.accounts import AccountsResource
 from pdserver.api.audit import AuditResource
 from pdserver.api.changes import ChangesResource
 from pdserver.api.chutes import ChutesResource
 from pdserver.api.config import ConfigResource
+from pdserver.api.connections import ConnectionGuard, default_max_connections
+from pdserver.api.dispatch import ApiResource
 from pdserver.api.info import InfoResource
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.routing import Router
+from pdserver.api.site import ApiSite
 
 
 def build_router(*, settings, auth, queue, hostconfig_store, chutes, monitor, run_in_thread, clock,
                  started_at: float) -> Router:
-    router = Router(auth, settings.max_body_bytes)
+    router = Router(auth, settings.max_body_bytes, settings.max_upload_bytes)
     for resource in (AccountsResource(auth), InfoResource(started_at, clock), ChangesResource(queue),
                      ChutesResource(queue, chutes, monitor, settings.chute_sources_dir, settings.max_upload_bytes,
                                     run_in_thread),
                      ConfigResource(settings, queue, hostconfig_store), AuditResource(auth.audit),
-                     OpenApiResource(router)):
+                     OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
     return router
+
+
+def api_listener(settings, router: Router, auth, reactor) -> ConnectionGuard:
+    """The protocol factory the API listens with: connection limits around the Site around the router."""
+    site = ApiSite(ApiResource(router, auth), router, idle_timeout=settings.idle_timeout, reactor=reactor,
+                   access_log=settings.log_level == "debug")
+    return ConnectionGuard(site, per_address=settings.max_connections_per_address,
+                           max_connections=settings.max_connections or default_max_connections(),
+                           header_timeout=settings.header_timeout, reactor=reactor)

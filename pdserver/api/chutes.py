@@ -150,7 +150,7 @@ class ChutesResource:
                 "web": {"service": spec.web_service, "port": spec.web_port} if spec.web_port else None}
 
     @routes.route("/api/v1/chutes", "POST", permission=Permission.INSTALL_CHUTE, status=202,
-                  summary="Install a chute from a tar of its project or JSON {config}")
+                  summary="Install a chute from a tar of its project or JSON {config}", upload=True, body=_CONFIG_BODY)
     @defer.inlineCallbacks
     def install(self, call: Call):
         description, source = yield self._read_chute(call)
@@ -163,7 +163,7 @@ class ChutesResource:
         return self._submit("install", name, call, {"description": description, "source_dir": source})
 
     @routes.route("/api/v1/chutes/<chute>", "PUT", permission=Permission.MANAGE_CHUTES, status=202,
-                  summary="Update a chute to a newer version")
+                  summary="Update a chute to a newer version", upload=True, body=_CONFIG_BODY)
     @defer.inlineCallbacks
     def update(self, call: Call, chute):
         record = self._record(chute)
@@ -205,7 +205,8 @@ class ChutesResource:
         return self._submit("stop", chute, call)
 
     @routes.route("/api/v1/chutes/<chute>/restart", "POST", permission=Permission.MANAGE_CHUTES, status=202,
-                  summary="Restart a chute's services; a body {environment} restarts it with those variables")
+                  summary="Restart a chute's services; a body {environment} restarts it with those variables",
+                  body=_RESTART_BODY, body_required=False)
     def restart(self, call: Call, chute):
         record = self._record(chute)
         request = call.request

@@ -1,23 +1,25 @@
-"""Route tables: each resource declares its routes with the permission they need.
+"""Route tables and the router: each resource declares its routes once, with the permission and body they take.
 
-One declaration drives three things: the Klein route (both slash forms, since
-ParaDrop's clients post to ``/chutes/``), the auth check, and the OpenAPI
-document, so the document cannot drift from what is served.
+One declaration drives four things: matching (both slash forms, since ParaDrop's clients post to ``/chutes/``),
+admission from a request's head before its body is read (route, caller, body kind and size), dispatch
+(pdserver.api.dispatch) and the OpenAPI document, so the document cannot drift from what is served. Errors of
+every layer (pdserver.errors) become the JSON answer here, in one place.
 """
 import dataclasses
+import functools
 import json
 import re
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote_to_bytes
 
-from klein import Klein
-from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web.resource import IResource
-from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
-from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.exceptions import MethodNotAllowed as NoSuchMethod
+from werkzeug.exceptions import NotFound as NoSuchPath
+from werkzeug.routing import BaseConverter, Map, RequestRedirect, Rule
 
 from pdserver import errors
-from pdserver.api.body import read_json
+from pdserver.api.body import JSON_COMPATIBLE
+from pdserver.api.params import INT64_MAX, QueryParam, parse_int  # resources import QueryParam from here
 from pdserver.auth.principal import Principal
 from pdserver.auth.roles import CHUTE_CONTEXT, CHUTE_SELF, Permission, allowed
 
@@ -25,16 +27,12 @@ log = Logger()
 
 JSON_HEADERS = {b"content-type": b"application/json", b"cache-control": b"no-store",
                 b"x-content-type-options": b"nosniff"}
-
-
-@dataclasses.dataclass(frozen=True)
-class QueryParam:
-    kind: type = str
-    default: Any = None
-    minimum: Optional[int] = None
-    maximum: Optional[int] = None
-    choices: Optional[tuple] = None
-    description: str = ""
+# Chute projects arrive as a tar (often gzipped) under any of these names; only upload routes take them.
+UPLOAD_TYPES = frozenset({"application/x-tar", "application/tar", "application/gzip", "application/x-gzip",
+                          "application/x-compressed-tar", "application/octet-stream"})
+PATH_ID_BOUNDS = (1, INT64_MAX)
+MATCH_CACHE_SIZE = 1024  # request lines whose match is remembered (cleared when full: bounded memory)
+_INT_PARAM = re.compile(r"<int:([a-zA-Z_]+)>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +48,17 @@ class RouteSpec:
     query: Dict[str, QueryParam] = dataclasses.field(default_factory=dict)
     tag: str = ""
     chute_param: Optional[str] = None
+    body_required: bool = True
+    upload: bool = False
+    error_statuses: Tuple[int, ...] = ()
 
     @property
     def public(self) -> bool:
         return self.permission is None
+
+    @property
+    def int_params(self) -> List[str]:
+        return _INT_PARAM.findall(self.path)
 
 
 @dataclasses.dataclass
@@ -62,13 +67,21 @@ class Call:
 
     request: Any
     principal: Optional[Principal]
-    address: Optional[str]
     body: Any
     query: Dict[str, Any]
 
     @property
     def username(self) -> Optional[str]:
         return self.principal.username if self.principal else None
+
+    @functools.cached_property
+    def address(self) -> Optional[str]:
+        """The client's IP address (looked up only by the handlers that use it)."""
+        return client_address(self.request)
+
+
+def client_address(request) -> Optional[str]:
+    return getattr(request.getClientAddress(), "host", None)
 
 
 @dataclasses.dataclass
@@ -88,57 +101,27 @@ class RouteTable:
 
     def route(self, path: str, method: str = "GET", *, permission: Optional[Permission], summary: str,
               body: Optional[dict] = None, status: int = 200, websocket: bool = False,
-              query: Optional[Dict[str, QueryParam]] = None, chute_param: Optional[str] = None):
+              query: Optional[Dict[str, QueryParam]] = None, chute_param: Optional[str] = None,
+              body_required: bool = True, upload: bool = False, error_statuses: Tuple[int, ...] = ()):
         """Declare a route; ``permission=PUBLIC`` (None) means no token is needed.
 
-        ``chute_param`` names the URL part holding a chute name: a chute's own token may use the
-        route for that chute only (and only with a permission in CHUTE_SELF).
+        ``body`` is the JSON Schema of the body, which the router parses and validates into ``call.body``
+        (``body_required=False``: only when one was sent). ``upload=True``: the route also takes a tar of a
+        chute project, up to the upload limit, and reads its body itself (``body`` then documents its JSON form).
+        ``chute_param`` names the URL part holding a chute name: a chute's own token may use the route for that
+        chute only (and only with a permission in CHUTE_SELF). ``error_statuses``: error statuses the handler
+        itself answers beyond those the declaration implies (for the OpenAPI document).
         """
         def declare(func):
             self.specs.append(RouteSpec(path, method, func, summary, permission, body, status, websocket,
-                                        query or {}, self.tag, chute_param))
+                                        query or {}, self.tag, chute_param, body_required, upload,
+                                        tuple(error_statuses)))
             return func
         return declare
 
 
-def _client_address(request) -> Optional[str]:
-    peer = request.getClientAddress()
-    return getattr(peer, "host", None)
-
-
-def _parse_query(request, params: Dict[str, QueryParam]) -> Dict[str, Any]:
-    out = {}
-    for name, param in params.items():
-        values = request.args.get(name.encode())
-        if not values:
-            out[name] = param.default
-            continue
-        raw = values[-1].decode("utf-8", "replace")
-        if param.kind is int:
-            try:
-                value = int(raw)
-            except ValueError:
-                raise errors.InvalidInput(f"{name} must be an integer", field=name, code="invalid_field") from None
-            if (param.minimum is not None and value < param.minimum) or \
-                    (param.maximum is not None and value > param.maximum):
-                raise errors.InvalidInput(f"{name} must be between {param.minimum} and {param.maximum}",
-                                        field=name, code="invalid_field")
-        else:
-            value = raw
-        if param.choices is not None and value not in param.choices:
-            raise errors.InvalidInput(f"{name} must be one of {', '.join(map(str, param.choices))}",
-                                    field=name, code="invalid_field")
-        out[name] = value
-    return out
-
-
-def _check_chute_scope(spec: RouteSpec, principal: Principal, kwargs: dict) -> None:
-    if spec.permission in CHUTE_CONTEXT:
-        return
-    if spec.permission in CHUTE_SELF and spec.chute_param and kwargs.get(spec.chute_param) == principal.chute:
-        return
-    raise errors.Forbidden(f"the token of chute {principal.chute} may not {spec.permission.value} here",
-                           field="token")
+def encode(body) -> bytes:
+    return json.dumps(body).encode() + b"\n"
 
 
 def write_json(request, status: int, body, headers: Optional[dict] = None) -> bytes:
@@ -147,116 +130,164 @@ def write_json(request, status: int, body, headers: Optional[dict] = None) -> by
         request.setHeader(name, value)
     for name, value in (headers or {}).items():
         request.setHeader(name, value)
-    return json.dumps(body).encode() + b"\n"
+    return encode(body)
 
 
 def write_error(request, error: errors.Error) -> bytes:
     return write_json(request, error.status, error.body(), error.headers)
 
 
-class Router:
-    """Builds one Klein app from route tables and applies auth, bodies and the error model."""
+def media_type(raw: Optional[List[bytes]]) -> str:
+    """The media type of a Content-Type header, lower case without parameters; none means JSON."""
+    if not raw:
+        return "application/json"
+    return raw[0].split(b";", 1)[0].strip().lower().decode("latin-1")
 
-    def __init__(self, auth, max_body_bytes: int):
-        self.app = Klein()
+
+def authorize(spec: RouteSpec, principal: Principal, args: dict) -> None:
+    """Raise Forbidden unless ``principal`` may use this route (with these arguments)."""
+    if principal.chute is None:
+        if not allowed(principal.role, spec.permission):
+            raise errors.Forbidden(f"role {principal.role.label} may not {spec.permission.value}", field="role")
+        return
+    if spec.permission in CHUTE_CONTEXT:
+        return
+    if spec.permission in CHUTE_SELF and spec.chute_param and args.get(spec.chute_param) == principal.chute:
+        return
+    raise errors.Forbidden(f"the token of chute {principal.chute} may not {spec.permission.value} here",
+                           field="token")
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    spec: RouteSpec
+    handler: Callable
+    int_params: Tuple[str, ...]
+
+
+class Admission:
+    """What the router made of a request's head: its route, arguments and caller, or the error to answer.
+
+    ``basic`` holds an HTTP Basic Authorization header still to check (argon2 cannot run before the body);
+    ``limit`` is the largest body the route takes with this content type.
+    """
+
+    __slots__ = ("route", "args", "principal", "basic", "limit", "error")
+
+    def __init__(self, route=None, args=None, principal=None, basic=None, limit=0, error=None):
+        self.route = route
+        self.args = args
+        self.principal = principal
+        self.basic = basic
+        self.limit = limit
+        self.error = error
+
+
+class _Segment(BaseConverter):
+    """``<int:...>`` matches any one segment: the router makes it a bounded integer or a 400 naming the
+    parameter (werkzeug's own converter would answer 404 to ``abc`` and pass on ids of any size)."""
+
+    weight = 50
+
+
+class Router:
+    """Matches requests against the route tables and admits them: route, auth, body kind and size."""
+
+    def __init__(self, auth, max_body_bytes: int, max_upload_bytes: int):
         self.specs: List[RouteSpec] = []
         self._auth = auth
         self._max_body = max_body_bytes
-        self.app.handle_errors(WerkzeugNotFound)(self._not_found)
-        self.app.handle_errors(WerkzeugMethodNotAllowed)(self._method_not_allowed)
-
-    def _not_found(self, request, failure):
-        return write_error(request, errors.NotFound("no such resource", field="path"))
-
-    def _method_not_allowed(self, request, failure):
-        return write_error(request, errors.MethodNotAllowed(
-            f"{request.method.decode()} is not allowed here", field="method"))
+        self._max_upload = max_upload_bytes
+        self._routes: Dict[str, Route] = {}
+        self._map = Map(converters={"int": _Segment}, merge_slashes=False, redirect_defaults=False)
+        self._adapter = self._map.bind("node")
+        self._matches: Dict[Tuple[bytes, bytes], Tuple[Route, dict]] = {}
 
     def add(self, resource: Any, table: RouteTable) -> None:
         for spec in table.specs:
-            bound = spec.func.__get__(resource)
-            handler = self._wrap(spec, bound)
+            endpoint = f"{spec.method} {spec.path}"
             base = spec.path.rstrip("/")
-            endpoint = f"{spec.method} {base}"
-            self.app.route(base, methods=[spec.method], endpoint=endpoint)(handler)
-            self.app.route(base + "/", methods=[spec.method], endpoint=endpoint + "/")(handler)
+            for path in (base, base + "/"):
+                self._map.add(Rule(path, methods=[spec.method], endpoint=endpoint))
+            self._routes[endpoint] = Route(spec, spec.func.__get__(resource), tuple(spec.int_params))
             self.specs.append(spec)
 
-    def _wrap(self, spec: RouteSpec, func: Callable):
-        auth, max_body = self._auth, self._max_body
+    def admit(self, method: bytes, path: bytes, headers, body_length: Optional[int]) -> Admission:
+        """Decide from the head of a request; ``body_length`` is None for a chunked body, 0 for none."""
+        try:
+            route, args = self._matches.get((method, path)) or self._match(method, path)
+            spec = route.spec
+            principal = basic = None
+            if spec.permission is not None:
+                principal, basic = self._authenticate(spec, args, headers.getRawHeaders(b"authorization"))
+            if spec.websocket and b"websocket" not in b",".join(headers.getRawHeaders(b"upgrade", [])).lower():
+                raise errors.UpgradeRequired("this route is a websocket: upgrade the connection", field="Upgrade",
+                                             headers={"Upgrade": "websocket"})
+            limit = 0 if body_length == 0 else self._body_limit(spec, headers, body_length)
+            return Admission(route, args, principal, basic, limit)
+        except errors.Error as e:
+            return Admission(error=e)
+        except Exception:
+            log.failure("unhandled error admitting {method} {path}", method=method, path=path[:200])
+            return Admission(error=errors.InternalError("internal error; see the node log"))
 
-        @defer.inlineCallbacks
-        def handle(request, **kwargs):
-            address = _client_address(request)
-            try:
-                principal = None
-                if spec.permission is not None:
-                    principal = yield auth.authenticate(request.getHeader("authorization"), address)
-                    if principal.chute is not None:
-                        _check_chute_scope(spec, principal, kwargs)
-                    elif not allowed(principal.role, spec.permission):
-                        raise errors.Forbidden(
-                            f"role {principal.role.label} may not {spec.permission.value}", field="role")
-                query = _parse_query(request, spec.query)
-                body = read_json(request, spec.body, max_body) if spec.body is not None else None
-                result = yield defer.maybeDeferred(func, Call(request, principal, address, body, query), **kwargs)
-            except errors.Error as e:
-                return write_error(request, e)
-            except defer.CancelledError:
-                raise
-            except Exception:
-                log.failure("unhandled error in {method} {path}", method=spec.method, path=spec.path)
-                return write_error(request, errors.InternalError("internal error; see the node log"))
-            if spec.websocket and IResource.providedBy(result):
-                return result
-            if isinstance(result, Response):
-                return write_json(request, result.status, result.body, result.headers)
-            return write_json(request, spec.status, result)
+    def admit_request(self, request) -> Admission:
+        """The same for a request that arrived whole (not through our channel)."""
+        content = request.content
+        length = 0
+        if content is not None:
+            length = content.seek(0, 2)
+            content.seek(0)
+        return self.admit(request.method, request.path, request.requestHeaders, length)
 
-        handle.__name__ = func.__name__
-        return handle
+    def _match(self, method: bytes, path: bytes):
+        """(route, arguments) of a request line, remembered (the arguments are shared: never change them)."""
+        verb = method.decode("latin-1")
+        try:
+            text = unquote_to_bytes(path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.NotFound("no such resource (the path is not UTF-8)", field="path") from None
+        try:
+            endpoint, args = self._adapter.match(text, verb)
+        except (NoSuchPath, RequestRedirect):
+            raise errors.NotFound("no such resource", field="path") from None
+        except NoSuchMethod as e:
+            allow = ", ".join(sorted(e.valid_methods))
+            raise errors.MethodNotAllowed(f"{verb} is not allowed here; allowed: {allow}", field="method",
+                                          headers={"Allow": allow}) from None
+        route = self._routes[endpoint]
+        for name in route.int_params:
+            args[name] = parse_int(name, args[name], *PATH_ID_BOUNDS)
+        if len(self._matches) >= MATCH_CACHE_SIZE:
+            self._matches.clear()
+        self._matches[(method, path)] = route, args
+        return route, args
 
+    def _authenticate(self, spec: RouteSpec, args: dict, header: Optional[List[bytes]]):
+        """(principal, None) for a valid Bearer token the route admits, (None, header) for HTTP Basic."""
+        if not header:
+            raise errors.Unauthenticated("authentication required")
+        text = header[0].decode("latin-1")
+        scheme, _, credentials = text.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            return None, text
+        if scheme != "bearer":
+            raise errors.Unauthenticated("unsupported authorization scheme")
+        # Bearer tokens verify synchronously (a cached HMAC check and a user lookup): Auth's own check.
+        principal = self._auth._from_token(credentials.strip())
+        authorize(spec, principal, args)
+        return principal, None
 
-_PARAM = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
-
-
-def openapi_document(specs: List[RouteSpec], version: str) -> dict:
-    """OpenAPI 3.1 from the route tables; public routes carry ``security: []``."""
-    paths: Dict[str, dict] = {}
-    for spec in specs:
-        path = _PARAM.sub(r"{\1}", spec.path)
-        op: Dict[str, Any] = {"summary": spec.summary, "operationId": f"{spec.method.lower()}{path}",
-                              "tags": [spec.tag],
-                              "responses": {str(spec.status): {"description": "success"},
-                                            "4XX": {"description": "error",
-                                                    "content": {"application/json": {
-                                                        "schema": {"$ref": "#/components/schemas/Error"}}}}}}
-        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in _PARAM.findall(spec.path)]
-        params += [{"name": name, "in": "query", "required": False, "description": q.description,
-                    "schema": {"type": "integer" if q.kind is int else "string"}}
-                   for name, q in spec.query.items()]
-        if params:
-            op["parameters"] = params
-        if spec.body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": spec.body}}}
-        if spec.public:
-            op["security"] = []
+    def _body_limit(self, spec: RouteSpec, headers, body_length: Optional[int]) -> int:
+        media = media_type(headers.getRawHeaders(b"content-type"))
+        if spec.upload and media in UPLOAD_TYPES:
+            limit = self._max_upload
+        elif media in JSON_COMPATIBLE or media.endswith("+json"):
+            limit = self._max_body
         else:
-            op["x-permission"] = spec.permission.value
-        if spec.websocket:
-            op["x-websocket"] = True
-        paths.setdefault(path, {})[spec.method.lower()] = op
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "ParaDrop Edge API", "version": version},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                                "basic": {"type": "http", "scheme": "basic"}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                "code": {"type": "string"}, "message": {"type": "string"},
-                "field": {"type": ["string", "null"]}}}}}},
-        },
-        "security": [{"bearer": []}, {"basic": []}],
-    }
+            accepted = "a chute project tar or application/json" if spec.upload else "application/json"
+            raise errors.UnsupportedMediaType(f"expected {accepted}, got {media[:100]}", field="Content-Type")
+        if body_length is not None and body_length > limit:
+            raise errors.TooLarge(f"request body exceeds {limit} bytes", field="body")
+        return limit

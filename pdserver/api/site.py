@@ -1,75 +1,172 @@
-"""The HTTP listener: a Site whose requests stop buffering a body past the size limit."""
+"""The HTTP listener: a Site whose channel admits each request from its head, before reading its body.
+
+When a request's headers are complete the router decides (route, method, token, content type, declared size).
+A request that announces a body and is refused gets its error at once, without a byte of the body being read
+(an ``Expect: 100-continue`` client never sends it), and the connection closes: the answer is written, our
+side half-closed, and whatever the client still sends is discarded for a moment before the socket goes, so
+the client reads the answer instead of a reset. A chunked body is counted as it arrives and refused the same
+way past the route's limit. Between requests the idle timeout applies; the deadline of a request's head is the
+connection guard's (pdserver.api.connections), which refuses the late ones through ``refuse`` too.
+"""
 from twisted.application.service import Service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
+from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString
 from twisted.web.server import Request, Site
 
+from pdserver import errors
+from pdserver.api.routing import JSON_HEADERS, encode
 
 _access_log = Logger(namespace="pdserver.api.access")
+LINGER = 2.0  # seconds a refused connection keeps reading (and dropping) what the client still sends
+LISTEN_BACKLOG = 1024  # connect storms: the kernel queues this many before we accept them
 
 
-UPLOAD_TYPES = (b"application/x-tar", b"application/tar", b"application/gzip", b"application/x-gzip",
-                b"application/x-compressed-tar", b"application/octet-stream")
+def raw_answer(error: errors.Error) -> bytes:
+    """A whole HTTP/1.1 response carrying ``error`` and closing the connection, for answers written before
+    (or instead of) a request object."""
+    body = encode(error.body())
+    headers = [(b"Date", datetimeToString()), (b"Connection", b"close"), (b"Content-Length", b"%d" % len(body))]
+    headers += list(JSON_HEADERS.items())
+    headers += [(name.encode("latin-1"), str(value).encode("latin-1")) for name, value in error.headers.items()]
+    head = [b"HTTP/1.1 %d %s" % (error.status, RESPONSES.get(error.status, b"Error"))]
+    head += [b"%s: %s" % pair for pair in headers]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-def limited_request_class(max_body_bytes: int, max_upload_bytes: int):
-    class LimitedRequest(Request):
-        """Drops body bytes past the limit (larger for chute archives, which go to a temporary file);
-        the route then answers 413 instead of holding them."""
+def _ignore(*args):
+    return None
 
-        body_too_large = False
-        _received = 0
-        _limit = max_body_bytes
 
-        def gotLength(self, length):
-            content_type = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
-            if content_type.split(b";")[0].strip().lower() in UPLOAD_TYPES:
-                self._limit = max_upload_bytes
-            if length is not None and length > self._limit:
-                self.body_too_large = True
-                length = 0
-            super().gotLength(length)
+def close_after_answer(protocol, answer: bytes):
+    """Write ``answer``, half-close, drop further input, and close once the client does or after LINGER s;
+    returns the delayed close, for ``connectionLost`` to cancel."""
+    transport = protocol.transport
+    protocol.dataReceived = _ignore
+    transport.write(answer)
+    transport.loseWriteConnection()
+    return protocol.callLater(LINGER, transport.loseConnection)
 
-        def handleContentChunk(self, data):
-            if self.body_too_large:
-                return
-            self._received += len(data)
-            if self._received > self._limit:
-                self.body_too_large = True
-                self.content.seek(0)
-                self.content.truncate()
-                return
-            super().handleContentChunk(data)
 
-    return LimitedRequest
+def cancel(delayed_call) -> None:
+    if delayed_call is not None and delayed_call.active():
+        delayed_call.cancel()
+
+
+class ApiRequest(Request):
+    """Counts a body as it arrives and has the channel refuse it past the admitted limit."""
+
+    admission = None
+    _received = 0
+
+    def handleContentChunk(self, data):
+        if self.content is None:
+            return
+        self._received += len(data)
+        if self.admission is not None and self._received > self.admission.limit:
+            self.channel.refuse(errors.TooLarge(f"request body exceeds {self.admission.limit} bytes",
+                                                field="body"))
+            return
+        self.content.write(data)
+
+
+class ApiChannel(HTTPChannel):
+    """See the module docstring. For the connection guard (pdserver.api.connections): ``idle`` says it may
+    shed this connection, ``head_started`` since when a request head is being awaited (None: it is not)."""
+
+    head_started = None
+    _linger = None
+    _between_requests = False
+    _refused = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.requests and not self._refused
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.head_started = self.site.reactor.seconds()
+
+    def dataReceived(self, data):
+        if self._between_requests:  # the first bytes of the next request on a kept-alive connection
+            self._between_requests = False
+            self.head_started = self.site.reactor.seconds()
+        super().dataReceived(data)
+
+    def allHeadersReceived(self):
+        self.head_started = None
+        request = self.requests[-1]
+        admission = self.site.router.admit(self._command, self._path.split(b"?", 1)[0], request.requestHeaders,
+                                           self.length)
+        request.admission = admission
+        if admission.error is not None and self.length != 0:
+            self.refuse(admission.error)
+            return
+        super().allHeadersReceived()
+
+    def requestDone(self, request):
+        self._between_requests = True
+        super().requestDone(request)
+
+    def refuse(self, error: errors.Error) -> None:
+        """Answer ``error`` now, read no more of this request, and close (module docstring)."""
+        if self._refused:
+            return
+        self._refused = True
+        self.head_started = None
+        self.setTimeout(None)
+        for request in self.requests:
+            if request.content is not None:
+                request.content.close()
+                request.content = None
+        del self.requests[:]
+        self.lineReceived = self.rawDataReceived = self.allContentReceived = _ignore
+        self._networkProducer.unregisterProducer()
+        self.site.log_refused(self, error)
+        self._linger = close_after_answer(self, raw_answer(error))
+
+    def connectionLost(self, reason):
+        self.head_started = None
+        cancel(self._linger)
+        super().connectionLost(reason)
 
 
 class ApiSite(Site):
-    """Quiet access log: request lines go to the node log at debug level, not stdout."""
+    """Site of the Edge API; its access log (debug level) is written only when that level is on."""
 
-    def __init__(self, resource, max_body_bytes: int, max_upload_bytes: int, reactor=None):
-        super().__init__(resource, reactor=reactor)
-        self.requestFactory = limited_request_class(max_body_bytes, max_upload_bytes)
-        self.displayTracebacks = False
-        self.noisy = False
+    protocol = ApiChannel
+    requestFactory = ApiRequest
+    displayTracebacks = False
+    noisy = False
+
+    def __init__(self, resource, router, *, idle_timeout: float, reactor, access_log: bool = False):
+        super().__init__(resource, timeout=idle_timeout, reactor=reactor)
+        self.router = router
+        self._access_log = access_log
 
     def log(self, request):
-        _access_log.debug("{method} {uri} {code}", method=request.method.decode(), uri=request.uri.decode(),
-                       code=request.code)
+        if self._access_log:
+            _access_log.debug("{method} {uri} {code}", method=request.method.decode("latin-1"),
+                              uri=request.uri.decode("latin-1"), code=request.code)
+
+    def log_refused(self, channel, error: errors.Error):
+        if self._access_log:
+            _access_log.debug("refused {peer} before its body: {code}", peer=str(channel.transport.getPeer()),
+                              code=error.status)
 
 
 class HttpService(Service):
     """Listens on host:port; ``port`` holds the bound port number once started (for port 0).
 
-    ``listen_also(address)`` adds the same site on another local address (a chute network's
+    ``listen_also(address)`` adds the same listener on another local address (a chute network's
     gateway, so chutes reach the API without it listening on every interface).
     """
 
     log = Logger()
 
-    def __init__(self, reactor, site: Site, host: str, port: int):
+    def __init__(self, reactor, factory, host: str, port: int):
         self._reactor = reactor
-        self._site = site
+        self.factory = factory
         self._host = host
         self._requested_port = port
         self._listening = None
@@ -77,8 +174,8 @@ class HttpService(Service):
         self.port = None
 
     def _listen(self, host: str, port: int):
-        endpoint = endpoints.TCP4ServerEndpoint(self._reactor, port, backlog=128, interface=host)
-        return endpoint.listen(self._site)
+        endpoint = endpoints.TCP4ServerEndpoint(self._reactor, port, backlog=LISTEN_BACKLOG, interface=host)
+        return endpoint.listen(self.factory)
 
     @defer.inlineCallbacks
     def startService(self):
