@@ -275,7 +275,7 @@ class Router:
         if scheme != "bearer":
             raise errors.Unauthenticated("unsupported authorization scheme")
         # Bearer tokens verify synchronously (a cached HMAC check and a user lookup): Auth's own check.
-        principal = self._auth._from_token(credentials.strip())
+        principal = self._auth.from_token(credentials.strip())
         authorize(spec, principal, args)
         return principal, None
 

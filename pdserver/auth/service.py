@@ -95,13 +95,15 @@ class Auth:
         scheme = scheme.lower()
         credentials = credentials.strip()
         if scheme == "bearer":
-            return self._from_token(credentials)
+            return self.from_token(credentials)
         if scheme == "basic":
             principal = yield self._from_basic(credentials, address)
             return principal
         raise Unauthenticated("unsupported authorization scheme")
 
-    def _from_token(self, token: str) -> Principal:
+    def from_token(self, token: str) -> Principal:
+        """Synchronous (a cached signature check and a user lookup), so the API can refuse a request from
+        its head, before reading its body."""
         try:
             claims = self.tokens.verify(token)
         except InvalidToken as e:
