@@ -189,7 +189,8 @@ async def test_a_deleted_users_token_stays_dead_across_a_restart(start_node):
 
 
 @pytest_twisted.ensureDeferred
-async def test_of_200_concurrent_logins_five_reach_the_password_check_and_a_later_right_password_is_refused(node):
+async def test_of_200_concurrent_logins_five_reach_the_password_check_and_a_later_right_password_is_refused(start_node):
+    node = await start_node(max_connections_per_address=256)  # 200 at once from one address
     admin = await node.login()
     await create_user(node, admin, "victim", "victim-password", "user")
     url = node.url + "/api/v1/auth/local"
@@ -209,7 +210,8 @@ async def test_of_200_concurrent_logins_five_reach_the_password_check_and_a_late
 
 
 @pytest_twisted.ensureDeferred
-async def test_http_basic_meets_the_same_throttle_under_concurrency(node):
+async def test_http_basic_meets_the_same_throttle_under_concurrency(start_node):
+    node = await start_node(max_connections_per_address=256)  # 200 at once from one address
     url = node.url + "/api/v1/info/features"
     answers = await concurrently(get_json(url, headers=basic("paradrop", f"guess-{i}")) for i in range(200))
     assert collections.Counter(code for code, _ in answers) == {401: 5, 429: 195}
