@@ -98,8 +98,8 @@ class DockerEngine(Service):
         self._in_flight -= 1
         if not self._in_flight:
             waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+            for waiter in waiters:  # in a later turn: the caller's own callbacks run first
+                self._reactor.callLater(0, waiter.callback, None)
         return result
 
     def _thd_client(self):
