@@ -13,6 +13,7 @@ from pdserver import errors
 from pdserver.api.routing import Call, RouteTable
 from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
+from pdserver.monitor.logs import TooManyFollowers
 
 _POLICY_VIOLATION = 1008
 _MAX_REASON_BYTES = 120  # a close frame's reason holds at most 123 bytes
@@ -30,7 +31,7 @@ class ChuteLogsProtocol(WebSocketServerProtocol):
     def onOpen(self):
         try:
             self._listener = self.hub.join(self.chute, self.token, self.containers, self._send)
-        except errors.Throttled as e:
+        except TooManyFollowers as e:
             reason = e.message.encode()[:_MAX_REASON_BYTES].decode(errors="ignore")
             self.sendClose(code=_POLICY_VIOLATION, reason=reason)
 

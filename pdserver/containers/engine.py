@@ -5,6 +5,7 @@ a method named ``_thd_...``; SDK exceptions are turned into pdserver.containers.
 callbacks are called on the reactor thread. The adapter is a service: its pool starts with the node, and
 stopping waits for the calls in flight, ends the log followers and closes the client.
 """
+import contextlib
 import io
 import ipaddress
 import json
@@ -102,31 +103,22 @@ class DockerEngine(Service):
                 self._reactor.callLater(0, waiter.callback, None)
         return result
 
+    def _thd_new_client(self):
+        try:
+            return self._client_factory()
+        except docker.errors.DockerException as exc:
+            raise EngineUnavailable(str(exc)) from exc
+
     def _thd_client(self):
         with self._client_lock:
             if self._client is None:
-                try:
-                    self._client = self._client_factory()
-                except docker.errors.DockerException as exc:
-                    raise EngineUnavailable(str(exc)) from exc
+                self._client = self._thd_new_client()
             return self._client
 
     def _thd_guarded(self, thd_function, *args, **kwargs):
         """Run thd_function(client, ...) and translate what the SDK raises into our errors."""
-        try:
+        with _translated():
             return thd_function(self._thd_client(), *args, **kwargs)
-        except EngineError:
-            raise
-        except docker.errors.NotFound as exc:
-            raise NotFound(_explain(exc)) from exc
-        except docker.errors.APIError as exc:
-            if _status(exc) == 409:
-                raise Conflict(_explain(exc)) from exc
-            raise EngineError(_explain(exc)) from exc
-        except requests.exceptions.RequestException as exc:
-            raise EngineUnavailable(str(exc)) from exc
-        except docker.errors.DockerException as exc:
-            raise EngineError(str(exc)) from exc
 
     def _thd_report(self, progress: Progress, message: str) -> None:
         if progress is not None:
@@ -478,12 +470,19 @@ class DockerEngine(Service):
     def follow_logs(self, name: str, on_line: Callable[[str], None], tail: int = 0, timestamps: bool = False):
         """Fires with a LogFollower once the stream is open (NotFound if there is no such container).
         Lines reach ``on_line`` on the reactor thread; the follower's ``done`` fires when the stream ends.
-        The follower reads in a thread of its own, outside the pool; stopping the adapter ends it."""
+        The follower reads in a thread of its own on a connection of its own, outside the pools (it lasts
+        as long as the container); both end with it, and stopping the adapter ends it."""
         if not self.running:
             return self._not_running()
 
         def thd_open():
-            return self._thd_guarded(self._thd_open_log_stream, name, tail, timestamps)
+            with _translated():
+                client = self._thd_new_client()
+                try:
+                    return _OwnStream(self._thd_open_log_stream(client, name, tail, timestamps), client)
+                except BaseException:
+                    client.close()
+                    raise
 
         def opened(follower):
             self._followers.add(follower)
@@ -496,6 +495,42 @@ class DockerEngine(Service):
     def _thd_open_log_stream(self, client, name, tail, timestamps):
         return client.api.logs(name, stdout=True, stderr=True, stream=True, follow=True, tail=tail,
                                timestamps=timestamps)
+
+
+@contextlib.contextmanager
+def _translated():
+    """What the SDK raises, as pdserver.containers.errors."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except docker.errors.NotFound as exc:
+        raise NotFound(_explain(exc)) from exc
+    except docker.errors.APIError as exc:
+        if _status(exc) == 409:
+            raise Conflict(_explain(exc)) from exc
+        raise EngineError(_explain(exc)) from exc
+    except requests.exceptions.RequestException as exc:
+        raise EngineUnavailable(str(exc)) from exc
+    except docker.errors.DockerException as exc:
+        raise EngineError(str(exc)) from exc
+
+
+class _OwnStream:
+    """A log stream on a client of its own: closing the stream closes the client's connections too."""
+
+    def __init__(self, stream, client):
+        self._stream = stream
+        self._client = client
+
+    def __iter__(self):
+        return iter(self._stream)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._client.close()
 
 
 def _read_text(context_dir: str, dockerfile: str) -> str:

@@ -25,6 +25,12 @@ _REMEMBERED_FAILURES = 256
 Deliver = Callable[[str, float, str], None]  # (service, unix time, text)
 
 
+class TooManyFollowers(errors.Error):
+    """One more listener would pass a cap; ``field`` says which one (chute or token)."""
+
+    status, code = 429, "too_many_followers"
+
+
 def split_timestamp(line: str, now: float) -> Tuple[float, str]:
     """(unix time, text) of an engine log line prefixed with its RFC 3339 time."""
     stamp, _, text = line.partition(" ")
@@ -110,13 +116,13 @@ class LogHub:
         return len(self._readers)
 
     def check(self, chute: str, token: str) -> None:
-        """Throttled when one more listener would pass a cap."""
+        """TooManyFollowers when one more listener would pass a cap."""
         if self._chutes[chute] >= self._per_chute:
-            raise errors.Throttled(f"{self._per_chute} sockets already follow the logs of chute {chute}, the "
-                                   f"most this node allows; close one first", field="chute")
+            raise TooManyFollowers(f"{self._per_chute} sockets already follow the logs of chute {chute}, the "
+                                    f"most this node allows; close one first", field="chute")
         if self._tokens[token] >= self._per_token:
-            raise errors.Throttled(f"this token already follows {self._per_token} log streams, the most this "
-                                   f"node allows; close one first", field="token")
+            raise TooManyFollowers(f"this token already follows {self._per_token} log streams, the most this "
+                                    f"node allows; close one first", field="token")
 
     def join(self, chute: str, token: str, containers: Iterable[Tuple[str, str]], deliver: Deliver) -> Listener:
         """Follow (service, container) pairs; ``deliver(service, time, text)`` gets every line."""
