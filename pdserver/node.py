@@ -109,7 +109,8 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     node_label = {LABEL_NODE: names.node_id}
 
     def chute_policy() -> NodePolicy:
-        return NodePolicy.from_config(hostconfig_store.load(), http.port, settings.chute_default_memory)
+        return NodePolicy.from_config(hostconfig_store.load(), http.port or settings.port,
+                                      settings.chute_default_memory)
     chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, node_label,
                                  chute_environment(settings, engine, tokens, lambda: http), settings.ready_grace,
                                  settings.ready_timeout)
@@ -128,8 +129,8 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                         on_finished=audit_change)
 
     router = build_router(settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig_store,
-                          chutes=chutes, monitor=ChuteMonitor(engine, names, reactor), run_in_thread=run_in_thread,
-                          clock=reactor, started_at=reactor.seconds())
+                          chutes=chutes, monitor=ChuteMonitor(engine, names, reactor, chute_policy),
+                          run_in_thread=run_in_thread, clock=reactor, started_at=reactor.seconds())
     http = HttpService(reactor, ApiSite(router.app.resource(), settings.max_body_bytes, settings.max_upload_bytes,
                                         reactor=reactor), settings.host, settings.port)
 
