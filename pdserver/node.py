@@ -11,13 +11,13 @@ from twisted.logger import Logger
 from pdserver.api.app import build_router
 from pdserver.api.site import ApiSite, HttpService
 from pdserver.auth.audit import AuditLog
+from pdserver.auth.hashing import HashingPool
 from pdserver.auth.passwords import Passwords
 from pdserver.auth.service import Auth
 from pdserver.auth.throttle import LoginThrottle
 from pdserver.auth.tokens import TokenIssuer
 from pdserver.auth.users import UserStore
 from pdserver.changes.journal import ChangeJournal
-from pdserver.changes.model import ChangeState
 from pdserver.changes.queue import ChangeQueue
 from pdserver.chutes.naming import LABEL_NODE, ChuteNames
 from pdserver.chutes.policy import NodePolicy
@@ -87,11 +87,12 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
         if record is not None and record.deployment == deployment:
             return True
         running = queue.running_change
-        return running == deployment and queue.journal.get(running).target == name
+        return running == deployment and queue.get(running).target == name
 
     tokens = TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl, clock)
+    hashing = HashingPool(reactor)
     auth = Auth(UserStore(conn, clock), tokens, Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0),
-                audit, clock, run_in_thread, chute_token_valid)
+                audit, clock, hashing.run, chute_token_valid)
     created = auth.bootstrap_admin(settings.admin_password,
                                    lambda pw: write_secret_file(settings.initial_password_path, pw + "\n"),
                                    random_password)
@@ -135,6 +136,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                                         reactor=reactor), settings.host, settings.port)
 
     root = SequentialMultiService()
+    hashing.setServiceParent(root)
     engine.setServiceParent(root)
     queue.setServiceParent(root)
     http.setServiceParent(root)
@@ -144,8 +146,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
 
 def pending_sources(queue: ChangeQueue):
     """Project dirs that queued or running changes will still read."""
-    changes = queue.journal.list(ChangeState.QUEUED, limit=10000) + queue.journal.list(ChangeState.RUNNING)
-    return [c.params["source_dir"] for c in changes if c.params.get("source_dir")]
+    return [c.params["source_dir"] for c in queue.unfinished() if c.params.get("source_dir")]
 
 
 class ReconcileAtStart(Service):

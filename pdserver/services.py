@@ -6,9 +6,12 @@ start strictly in order here.
 """
 from twisted.application.service import MultiService
 from twisted.internet import defer
+from twisted.logger import Logger
 
 
 class SequentialMultiService(MultiService):
+    log = Logger()
+
     @defer.inlineCallbacks
     def startService(self):
         self.running = 1
@@ -19,4 +22,7 @@ class SequentialMultiService(MultiService):
     def stopService(self):
         self.running = 0
         for service in reversed(list(self)):
-            yield defer.maybeDeferred(service.stopService)
+            try:
+                yield defer.maybeDeferred(service.stopService)
+            except Exception:
+                self.log.failure("stopping {service} failed; stopping the others", service=service)

@@ -18,9 +18,8 @@ class ChangeStreamProtocol(WebSocketServerProtocol):
 
     def onOpen(self):
         self._unsubscribe = None
-        journal = self.queue.journal
-        change = journal.get(self.change_id)
-        history = journal.messages(self.change_id)
+        change = self.queue.get(self.change_id)
+        history = self.queue.messages(self.change_id)
         if change.state.final:
             last = history.pop() if history else {"time": change.finished, "message": change.state.value}
             for message in history:
@@ -57,7 +56,7 @@ class ChangesResource:
         self._queue = queue
 
     def _get(self, change_id: int):
-        change = self._queue.journal.get(change_id)
+        change = self._queue.get(change_id)
         if change is None:
             raise errors.NotFound(f"no change {change_id}", field="change_id")
         return change
@@ -70,13 +69,13 @@ class ChangesResource:
     def list_changes(self, call: Call):
         q = call.query
         state = ChangeState(q["state"]) if q["state"] else None
-        return [c.summary() for c in self._queue.journal.list(state, q["limit"], q["before"])]
+        return [c.summary() for c in self._queue.list(state, q["limit"], q["before"])]
 
     @routes.route("/api/v1/changes/<int:change_id>", "GET", permission=Permission.READ_CHANGES,
                   summary="One change with its progress messages")
     def get_change(self, call: Call, change_id):
         change = self._get(change_id)
-        return {**change.summary(), "messages": self._queue.journal.messages(change_id)}
+        return {**change.summary(), "messages": self._queue.messages(change_id)}
 
     @routes.route("/api/v1/changes/<int:change_id>/cancel", "POST", permission=Permission.CANCEL_CHANGE,
                   summary="Cancel a queued change")

@@ -107,10 +107,14 @@ class ChangeJournal:
     def record_plan(self, change_id: int, steps: List[dict]) -> None:
         """Journal the whole plan before it runs, so recovery can roll forward past a commit."""
         self._conn.execute("BEGIN")
-        self._conn.execute("DELETE FROM change_steps WHERE change_id = ?", (change_id,))
-        self._conn.executemany(
-            "INSERT INTO change_steps (change_id, idx, step, state) VALUES (?, ?, ?, 'pending')",
-            [(change_id, i, json.dumps(step, sort_keys=True)) for i, step in enumerate(steps)])
+        try:
+            self._conn.execute("DELETE FROM change_steps WHERE change_id = ?", (change_id,))
+            self._conn.executemany(
+                "INSERT INTO change_steps (change_id, idx, step, state) VALUES (?, ?, ?, 'pending')",
+                [(change_id, i, json.dumps(step, sort_keys=True)) for i, step in enumerate(steps)])
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         self._conn.execute("COMMIT")
 
     def step_state(self, change_id: int, index: int, state: str, now: float, error: Optional[str] = None) -> None:

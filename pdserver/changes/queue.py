@@ -38,10 +38,10 @@ class ChangeContext:
         self._queue._emit(self.change.id, message)
 
     def record_plan(self, steps: List[dict]) -> None:
-        self._queue.journal.record_plan(self.change.id, steps)
+        self._queue._journal.record_plan(self.change.id, steps)
 
     def step_state(self, index: int, state: str, error: Optional[str] = None) -> None:
-        self._queue.journal.step_state(self.change.id, index, state, self._queue._now(), error)
+        self._queue._journal.step_state(self.change.id, index, state, self._queue._now(), error)
 
 
 Handler = Callable[[ChangeContext], "defer.Deferred | dict | None"]
@@ -54,7 +54,7 @@ class ChangeQueue(Service):
 
     def __init__(self, journal: ChangeJournal, handlers: Mapping[str, Handler], clock,
                  recover: Optional[Recovery] = None, on_finished: Optional[Callable[[Change], None]] = None):
-        self.journal = journal
+        self._journal = journal
         self._handlers = dict(handlers)
         self._clock = clock
         self._recover = recover
@@ -72,18 +72,37 @@ class ChangeQueue(Service):
     def running_change(self) -> Optional[int]:
         return self._running
 
+    def get(self, change_id: int) -> Optional[Change]:
+        return self._journal.get(change_id)
+
+    def list(self, state: Optional[ChangeState] = None, limit: int = 100, before: Optional[int] = None
+             ) -> List[Change]:
+        """Changes newest first, optionally only those in ``state`` or with an id below ``before``."""
+        return self._journal.list(state, limit, before)
+
+    def messages(self, change_id: int) -> List[dict]:
+        return self._journal.messages(change_id)
+
+    def steps(self, change_id: int) -> List[dict]:
+        """The change's plan as journaled, with each step's state."""
+        return self._journal.steps(change_id)
+
+    def unfinished(self) -> List[Change]:
+        """The running change and the queued ones: what still reads its parameters (upload dirs, say)."""
+        return self._journal.list(ChangeState.QUEUED, limit=-1) + self._journal.list(ChangeState.RUNNING)
+
     def submit(self, type_: str, target: Optional[str], user: Optional[str], params: Optional[dict] = None) -> Change:
         if type_ not in self._handlers:
             raise UnknownChangeType(type_)
-        change = self.journal.create(type_, target, user, params or {}, self._now())
-        self.journal.add_message(change.id, change.created, f"change {change.id} queued: {type_}"
+        change = self._journal.create(type_, target, user, params or {}, self._now())
+        self._journal.add_message(change.id, change.created, f"change {change.id} queued: {type_}"
                                  + (f" {target}" if target else ""))
         self._pending.append(change.id)
         self._schedule_pump()
         return change
 
     def cancel(self, change_id: int, user: Optional[str]) -> Change:
-        change = self.journal.get(change_id)
+        change = self._journal.get(change_id)
         if change is None:
             raise KeyError(change_id)
         if change.state is not ChangeState.QUEUED:
@@ -95,7 +114,7 @@ class ChangeQueue(Service):
             pass
         self._emit(change_id, f"cancelled by {user}")
         self._finish(change_id, ChangeState.CANCELLED, {"message": f"cancelled by {user}"})
-        return self.journal.get(change_id)
+        return self._journal.get(change_id)
 
     def observe(self, change_id: int, observer: Observer) -> Callable[[], None]:
         """Call ``observer`` with every future event of a change; returns the unsubscribe function."""
@@ -111,43 +130,56 @@ class ChangeQueue(Service):
 
     def _emit(self, change_id: int, message: str) -> None:
         now = self._now()
-        self.journal.add_message(change_id, now, message)
+        self._journal.add_message(change_id, now, message)
         event = {"time": now, "message": message}
         for observer in list(self._observers.get(change_id, [])):
+            self._notify(change_id, observer, event)
+
+    def _notify(self, change_id: int, observer: Observer, event: dict) -> None:
+        """An observer that raises (a websocket closed at the wrong moment) is dropped; the change goes on."""
+        try:
             observer(event)
+        except Exception:
+            self.log.failure("observer of change {id} failed; unsubscribed", id=change_id)
+            observers = self._observers.get(change_id, [])
+            if observer in observers:
+                observers.remove(observer)
 
     def _finish(self, change_id: int, state: ChangeState, result: Optional[dict],
                 needs_attention: bool = False) -> None:
         now = self._now()
-        self.journal.finish(change_id, state, result, now, needs_attention)
+        self._journal.finish(change_id, state, result, now, needs_attention)
         message = f"change {change_id} {state.value}"
         if result and result.get("message"):
             message += f": {result['message']}"
-        self.journal.add_message(change_id, now, message)
+        self._journal.add_message(change_id, now, message)
         final = {"time": now, "message": message, "state": state.value, "result": result}
         for observer in self._observers.pop(change_id, []):
-            observer(final)
+            self._notify(change_id, observer, final)
         if self._on_finished is not None:
-            self._on_finished(self.journal.get(change_id))
+            try:
+                self._on_finished(self._journal.get(change_id))
+            except Exception:
+                self.log.failure("on_finished of change {id} failed", id=change_id)
 
     @defer.inlineCallbacks
     def startService(self):
         """Roll back what a crash left running, then resume the queued changes in order."""
-        for change_id in self.journal.ids_in_state(ChangeState.RUNNING):
+        for change_id in self._journal.ids_in_state(ChangeState.RUNNING):
             yield self._recover_interrupted(change_id)
-        self._pending.extend(self.journal.ids_in_state(ChangeState.QUEUED))
+        self._pending.extend(self._journal.ids_in_state(ChangeState.QUEUED))
         super().startService()
         self._pump()
 
     @defer.inlineCallbacks
     def _recover_interrupted(self, change_id: int):
-        change = self.journal.get(change_id)
+        change = self._journal.get(change_id)
         context = ChangeContext(self, change)
         self._emit(change_id, "the node stopped while this change was running; rolling back")
         result, needs_attention = {"message": "interrupted by a node restart; rolled back"}, False
         if self._recover is not None:
             try:
-                extra = yield defer.maybeDeferred(self._recover, context, self.journal.steps(change_id))
+                extra = yield defer.maybeDeferred(self._recover, context, self._journal.steps(change_id))
                 result.update(extra or {})
             except ChangeFailed as e:
                 result = {"message": f"interrupted; rollback failed: {e.message}", **e.details}
@@ -185,20 +217,25 @@ class ChangeQueue(Service):
         self._pump_scheduled = False
         while self.running and self._running is None and self._pending:
             change_id = self._pending.popleft()
-            change = self.journal.get(change_id)
+            change = self._journal.get(change_id)
             if change is None or change.state is not ChangeState.QUEUED:
                 continue
             self._start(change)
 
     def _start(self, change: Change) -> None:
         self._running = change.id
-        self.journal.set_running(change.id, self._now())
+        self._journal.set_running(change.id, self._now())
         self._emit(change.id, f"change {change.id} started")
         context = ChangeContext(self, change)
         done = defer.maybeDeferred(self._handlers[change.type], context)
         done.addCallbacks(self._succeeded, self._failed, callbackArgs=(change,), errbackArgs=(change,))
+        done.addErrback(self._log_lost, change)
         self._running_done = done
         done.addBoth(self._next, change)
+
+    def _log_lost(self, failure: Failure, change: Change) -> None:
+        """The end of the chain: whatever failed while finishing a change is logged, never dropped."""
+        self.log.failure("finishing change {id} ({type}) failed", failure, id=change.id, type=change.type)
 
     def _succeeded(self, result, change: Change) -> None:
         self._finish(change.id, ChangeState.SUCCEEDED, result if isinstance(result, dict) else None)

@@ -59,10 +59,10 @@ class Executor:
     def run(self, steps: Sequence[Step], journal: StepJournal):
         self.check(steps)
         journal.record_plan([s.to_dict() for s in steps])
-        yield self._run_from(list(enumerate(steps)), len(steps), journal, committed=False)
+        yield self._run_from(list(enumerate(steps)), len(steps), _Guarded(journal), committed=False)
 
     @defer.inlineCallbacks
-    def _run_from(self, indexed: List[tuple], total: int, journal: StepJournal, committed: bool):
+    def _run_from(self, indexed: List[tuple], total: int, journal: "_Guarded", committed: bool):
         done: List[tuple] = []
         for index, step in indexed:
             journal.step_state(index, "started")
@@ -70,7 +70,7 @@ class Executor:
             try:
                 yield defer.maybeDeferred(self._actions[step.action], step.args, journal.progress)
             except Exception as e:
-                journal.step_state(index, "failed", str(e))
+                journal.note_state(index, "failed", str(e))
                 if committed:
                     journal.progress(f"step {index + 1} failed after the change was committed: {e}")
                     raise StepFailed(index, step, str(e), [], committed=True)
@@ -90,6 +90,7 @@ class Executor:
         Returns ("forward" | "back", number of steps run); raises RollbackFailed
         or StepFailed when that cannot be completed.
         """
+        journal = _Guarded(journal)
         steps = [(entry["index"], Step.from_dict(entry["step"]), entry["state"]) for entry in journaled]
         if any(step.commit and state == "finished" for _, step, state in steps):
             remaining = [(i, step) for i, step, state in steps if state != "finished"]
@@ -103,7 +104,7 @@ class Executor:
         return "back", len(started)
 
     @defer.inlineCallbacks
-    def _undo(self, steps_newest_first, journal: StepJournal):
+    def _undo(self, steps_newest_first, journal: "_Guarded"):
         errors = []
         for index, step in steps_newest_first:
             if step.undo is None:
@@ -114,8 +115,37 @@ class Executor:
                 self.log.failure("undo of step {index} ({description}) failed", index=index,
                                  description=step.description)
                 errors.append(f"undo of step {index + 1} ({step.description}) failed: {e}")
-                journal.step_state(index, "undo-failed", str(e))
+                journal.note_state(index, "undo-failed", str(e))
                 continue
-            journal.step_state(index, "undone")
+            journal.note_state(index, "undone")
             journal.progress(f"undid step {index + 1}: {step.undo.description}")
         return errors
+
+
+class _Guarded:
+    """A step journal whose progress reports cannot fail a step or stop a rollback halfway.
+
+    Forward step states still raise: a change whose steps cannot be journaled must not go on.
+    """
+
+    log = Logger()
+
+    def __init__(self, journal: StepJournal):
+        self._journal = journal
+
+    def progress(self, message: str) -> None:
+        try:
+            self._journal.progress(message)
+        except Exception:
+            self.log.failure("progress report failed: {message}", message=message)
+
+    def step_state(self, index: int, state: str, error: Optional[str] = None) -> None:
+        self._journal.step_state(index, state, error)
+
+    def note_state(self, index: int, state: str, error: Optional[str] = None) -> None:
+        """For failure and undo records: a rollback goes on when its record fails, since undoing the rest
+        matters more than the record."""
+        try:
+            self._journal.step_state(index, state, error)
+        except Exception:
+            self.log.failure("recording {state} of step {index} failed", state=state, index=index)

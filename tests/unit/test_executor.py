@@ -117,3 +117,28 @@ def test_hostconfig_plan_is_pure_and_undoable():
     assert Step.from_dict(steps[0].to_dict()) == steps[0]
     assert plan_hostconfig(old, dict(old)) == []
     assert old == {"wan": {"proto": "dhcp"}}
+
+
+class BrokenReports(Journal):
+    """A journal whose progress reports and undo records fail, as a closed websocket's observer would."""
+
+    def progress(self, message):
+        raise ConnectionError("observer went away")
+
+    def step_state(self, index, state, error=None):
+        if state in ("failed", "undone", "undo-failed"):
+            raise ConnectionError("cannot record")
+        super().step_state(index, state, error)
+
+
+def test_failing_progress_reports_neither_fail_a_change_nor_stop_its_rollback():
+    log = []
+    executor = Executor(recording_actions(log))
+    assert result_of(executor.run([step("a"), step("b")], BrokenReports())) is None
+    assert log == ["a", "b"]
+
+    log.clear()
+    executor = Executor(recording_actions(log, fail_on={"c"}))
+    failure = result_of(executor.run([step("a"), step("b"), step("c")], BrokenReports()))
+    assert failure.check(StepFailed) and failure.value.index == 2
+    assert log == ["a", "b", "undo-c", "undo-b", "undo-a"]

@@ -52,9 +52,9 @@ def test_changes_run_one_at_a_time_in_submission_order(conn):
     gates.gates["b"].errback(ChangeFailed("no space left", {"disk": "full"}))
     clock.advance(0)
     gates.gates["c"].callback(None)
-    states = [queue.journal.get(i).state for i in ids]
+    states = [queue.get(i).state for i in ids]
     assert states == [ChangeState.SUCCEEDED, ChangeState.FAILED, ChangeState.SUCCEEDED]
-    assert queue.journal.get(ids[1]).result == {"message": "no space left", "disk": "full"}
+    assert queue.get(ids[1]).result == {"message": "no space left", "disk": "full"}
     assert [c.id for c in finished] == ids
 
 
@@ -80,9 +80,9 @@ def test_an_unexpected_exception_fails_the_change_without_stopping_the_queue(con
     a, b = queue.submit("boom", None, "u"), queue.submit("ok", None, "u")
     clock.advance(0)
     clock.advance(0)
-    assert queue.journal.get(a.id).state is ChangeState.FAILED
-    assert "internal error" in queue.journal.get(a.id).result["message"]
-    assert queue.journal.get(b.id).state is ChangeState.SUCCEEDED
+    assert queue.get(a.id).state is ChangeState.FAILED
+    assert "internal error" in queue.get(a.id).result["message"]
+    assert queue.get(b.id).state is ChangeState.SUCCEEDED
 
 
 def test_observers_get_progress_then_the_final_event(conn):
@@ -115,10 +115,10 @@ def test_at_start_running_changes_are_interrupted_and_recovered_and_queued_ones_
     gates = Gates()
     clock, queue = make_queue(conn, {"t": gates}, recover=recover)
     assert recovered == [(crashed.id, [0])]
-    change = queue.journal.get(crashed.id)
+    change = queue.get(crashed.id)
     assert change.state is ChangeState.INTERRUPTED and change.result["rolled_back_steps"] == 1
     assert gates.started == ["b"]
-    assert queue.journal.get(waiting.id).state is ChangeState.RUNNING
+    assert queue.get(waiting.id).state is ChangeState.RUNNING
 
 
 def test_a_failed_recovery_flags_the_change_for_attention(conn):
@@ -158,3 +158,35 @@ def test_ids_keep_growing_after_reopening_the_database(tmp_path):
     conn = open_database(tmp_path / "a.db")
     assert ChangeJournal(conn).create("t", None, "u", {}, 2.0).id > first
     conn.close()
+
+
+def test_a_raising_observer_or_finish_hook_neither_fails_the_change_nor_stops_the_queue(conn):
+    gates = Gates()
+
+    def broken_hook(change):
+        raise RuntimeError("audit is down")
+
+    clock = Clock()
+    queue = ChangeQueue(ChangeJournal(conn), {"t": gates}, clock, on_finished=broken_hook)
+    queue.startService()
+    first, second = queue.submit("t", "a", "u"), queue.submit("t", "b", "u")
+    seen = []
+    queue.observe(first.id, lambda event: (_ for _ in ()).throw(ConnectionError("socket closed")))
+    queue.observe(first.id, seen.append)
+    clock.advance(0)
+    gates.gates["a"].callback({"message": "done"})
+    clock.advance(0)
+    gates.gates["b"].callback(None)
+    assert queue.get(first.id).state is ChangeState.SUCCEEDED
+    assert queue.get(second.id).state is ChangeState.SUCCEEDED
+    assert seen[-1]["state"] == "succeeded"
+
+
+def test_a_plan_that_cannot_be_journaled_leaves_no_half_written_steps(conn):
+    journal = ChangeJournal(conn)
+    change = journal.create("t", "a", "u", {}, 0.0)
+    with pytest.raises(TypeError):
+        journal.record_plan(change.id, [{"action": "ok"}, {"action": object()}])
+    assert journal.steps(change.id) == []
+    journal.record_plan(change.id, [{"action": "ok"}])
+    assert [s["step"] for s in journal.steps(change.id)] == [{"action": "ok"}]
