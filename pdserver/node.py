@@ -19,8 +19,8 @@ from pdserver.auth.tokens import TokenIssuer
 from pdserver.auth.users import UserStore
 from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.queue import ChangeQueue
-from pdserver.chutes import naming
-from pdserver.chutes.naming import LABEL_NODE
+from pdserver.chutes.naming import LABEL_NODE, ChuteNames
+from pdserver.chutes.policy import NodePolicy
 from pdserver.chutes.store import ChuteStore
 from pdserver.containers.engine import DockerEngine
 from pdserver.execution.chute_actions import ChuteActions
@@ -104,17 +104,22 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
             log.info("created user 'paradrop' (owner) with the password from PARADROP_ADMIN_PASSWORD")
 
     hostconfig_store = HostConfigStore(settings.hostconfig_path)
-    engine = DockerEngine(reactor)
+    engine = DockerEngine(reactor, owner_label=LABEL_NODE)
     settings.chute_sources_dir.mkdir(parents=True, exist_ok=True)
-    node_label = {LABEL_NODE: load_or_create_secret(settings.node_id_path, nbytes=6)}
+    names = ChuteNames(load_or_create_secret(settings.node_id_path, nbytes=6))
+    node_label = {LABEL_NODE: names.node_id}
+
+    def chute_policy() -> NodePolicy:
+        return NodePolicy.from_config(hostconfig_store.load(), http.port or settings.port,
+                                      settings.chute_default_memory)
     chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, node_label,
                                  chute_environment(settings, engine, tokens, lambda: http), settings.ready_grace,
                                  settings.ready_timeout)
     executor = Executor({**host_actions(hostconfig_store), **chute_actions.actions()},
                         after_step=crash_hook(settings))
     change_handlers = {**HostConfigHandlers(executor, hostconfig_store).handlers(),
-                       **ChuteHandlers(executor, chutes, engine, reactor, node_label, settings.chute_sources_dir,
-                                       lambda: pending_sources(queue)).handlers(),
+                       **ChuteHandlers(executor, chutes, engine, reactor, names, chute_policy,
+                                       settings.chute_sources_dir, lambda: pending_sources(queue)).handlers(),
                        **(handlers or {})}
 
     def audit_change(change):
@@ -125,15 +130,16 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                         on_finished=audit_change)
 
     router = build_router(settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig_store,
-                          chutes=chutes, monitor=ChuteMonitor(engine), run_in_thread=run_in_thread,
-                          clock=reactor, started_at=reactor.seconds())
+                          chutes=chutes, monitor=ChuteMonitor(engine, names, reactor, chute_policy),
+                          run_in_thread=run_in_thread, clock=reactor, started_at=reactor.seconds())
     http = HttpService(reactor, api_listener(settings, router, auth, reactor), settings.host, settings.port)
 
     root = SequentialMultiService()
     hashing.setServiceParent(root)
+    engine.setServiceParent(root)
     queue.setServiceParent(root)
     http.setServiceParent(root)
-    ReconcileAtStart(queue, chutes, engine, http).setServiceParent(root)
+    ReconcileAtStart(queue, chutes, engine, names, http).setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
 
 
@@ -148,10 +154,11 @@ class ReconcileAtStart(Service):
 
     log = Logger()
 
-    def __init__(self, queue: ChangeQueue, chutes: ChuteStore, engine, http: HttpService):
+    def __init__(self, queue: ChangeQueue, chutes: ChuteStore, engine, names: ChuteNames, http: HttpService):
         self._queue = queue
         self._chutes = chutes
         self._engine = engine
+        self._names = names
         self._http = http
 
     @defer.inlineCallbacks
@@ -160,7 +167,7 @@ class ReconcileAtStart(Service):
         self._queue.submit("reconcile", None, None)
         for record in self._chutes.list():
             try:
-                gateway = yield self._engine.network_gateway(naming.network_name(record.name))
+                gateway = yield self._engine.network_gateway(self._names.network(record.name))
                 yield self._http.listen_also(gateway)
             except Exception as e:
                 self.log.info("chute {chute} cannot reach the API yet: {error}", chute=record.name, error=str(e))

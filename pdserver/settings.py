@@ -35,6 +35,7 @@ class Settings:
     ready_grace: float = 1.0
     ready_timeout: float = 30.0
     login_failures_per_minute: int = 5
+    chute_default_memory: int = 256 * 1024 * 1024
     log_level: str = "info"
     pdid: Optional[str] = None
     admin_password: Optional[str] = dataclasses.field(default=None, repr=False)
@@ -167,6 +168,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("ready_timeout", "ready_grace must be >= 0 and ready_timeout > 0")
     if settings.login_failures_per_minute < 1:
         raise SettingsError("login_failures_per_minute", "must be at least 1")
+    if settings.chute_default_memory < 4 * 1024 * 1024:
+        raise SettingsError("chute_default_memory", "must be at least 4 MiB (4194304)")
     if settings.log_level not in ("debug", "info", "warn", "error"):
         raise SettingsError("log_level", "must be one of debug, info, warn, error")
     if settings.admin_password is not None and len(settings.admin_password) < 8:

@@ -2,6 +2,7 @@
 from pdserver.api.accounts import AccountsResource
 from pdserver.api.audit import AuditResource
 from pdserver.api.changes import ChangesResource
+from pdserver.api.chute_logs import ChuteLogsResource
 from pdserver.api.chutes import ChutesResource
 from pdserver.api.config import ConfigResource
 from pdserver.api.connections import ConnectionGuard, default_max_connections
@@ -18,6 +19,7 @@ def build_router(*, settings, auth, queue, hostconfig_store, chutes, monitor, ru
     for resource in (AccountsResource(auth), InfoResource(started_at, clock), ChangesResource(queue),
                      ChutesResource(queue, chutes, monitor, settings.chute_sources_dir, settings.max_upload_bytes,
                                     run_in_thread),
+                     ChuteLogsResource(chutes, monitor),
                      ConfigResource(settings, queue, hostconfig_store), AuditResource(auth.audit),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)

@@ -3,22 +3,16 @@
 Every modification is a change in the queue; these routes validate what they can
 at once (4xx naming the field) and answer 202 with the change id.
 """
-import datetime
-import json
 import shutil
-import time
 import uuid
 from pathlib import Path
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer
 
 from pdserver import errors
 from pdserver.api.body import read_json
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
-from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
-from pdserver.chutes import naming
 from pdserver.chutes.source import extract_project
 from pdserver.chutes.spec import SpecError, build, load_yaml
 from pdserver.chutes.versions import is_newer
@@ -33,41 +27,6 @@ _CONFIG_BODY = {"type": "object", "additionalProperties": False, "required": ["c
 
 def _content_type(request) -> str:
     return (request.getHeader("content-type") or "").split(";")[0].strip().lower()
-
-
-def split_timestamp(line: str):
-    """(unix time, text) of an engine log line prefixed with its RFC 3339 time."""
-    stamp, _, text = line.partition(" ")
-    try:
-        return datetime.datetime.fromisoformat(stamp).timestamp(), text
-    except ValueError:
-        return time.time(), line
-
-
-class ChuteLogsProtocol(WebSocketServerProtocol):
-    """Follows every service of a chute; each frame is {"service", "timestamp", "message"}."""
-
-    monitor = None
-    containers = ()
-
-    def onOpen(self):
-        self._followers = []
-        for service, name in self.containers:
-            d = self.monitor.follow(name, lambda line, service=service: self._send(service, *split_timestamp(line)))
-            d.addCallbacks(self._followers.append, lambda f, service=service: self._send(
-                service, time.time(), f"[logs unavailable: {f.getErrorMessage()}]"))
-
-    def _send(self, service, timestamp, line):
-        self.sendMessage(json.dumps({"service": service, "timestamp": timestamp, "message": line}).encode(),
-                         isBinary=False)
-
-    def onMessage(self, payload, isBinary):
-        """Clients only listen."""
-
-    def onClose(self, wasClean, code, reason):
-        for follower in getattr(self, "_followers", []):
-            follower.stop()
-        self._followers = []
 
 
 class ChutesResource:
@@ -223,13 +182,7 @@ class ChutesResource:
                   summary="Internal details of a chute's installation (for debugging; not stable)")
     def cache(self, call: Call, chute):
         record = self._record(chute)
-        spec = record.spec()
-        return {"deployment": record.deployment, "source_dir": record.source_dir,
-                "network": naming.network_name(chute), "volume": naming.volume_name(chute),
-                "containers": {s.name: naming.container_name(chute, s.name, record.deployment) for s in spec.services},
-                "images": {s.name: (s.image if s.type == "image" else
-                                    naming.image_tag(chute, s.name, spec.version, record.deployment))
-                           for s in spec.services}}
+        return {"deployment": record.deployment, "source_dir": record.source_dir, **self._monitor.objects(record)}
 
     @routes.route("/api/v1/chutes/<chute>/config", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
                   summary="A chute's description (its paradrop.yaml)")
@@ -264,22 +217,6 @@ class ChutesResource:
     def logs(self, call: Call, chute):
         lines = yield self._monitor.tail(self._record(chute), call.query["tail"])
         return {"lines": lines}
-
-    def _logs_socket(self, chute):
-        record = self._record(chute)
-        return bound_websocket(ChuteLogsProtocol, monitor=self._monitor,
-                               containers=self._monitor.containers(record))
-
-    @routes.route("/ws/chute_logs/<chute>", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
-                  websocket=True, summary="Websocket: follow the output of all of a chute's services")
-    def chute_logs_socket(self, call: Call, chute):
-        return self._logs_socket(chute)
-
-    @routes.route("/sockjs/logs/<chute>", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
-                  websocket=True, summary="Websocket: the same, at the path ParaDrop's pdtools uses")
-    def sockjs_logs_socket(self, call: Call, chute):
-        return self._logs_socket(chute)
-
 
 
 def _discard(source):

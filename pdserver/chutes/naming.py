@@ -1,4 +1,9 @@
-"""Names and labels of the Docker objects of a chute. Labels let reconciliation find orphans."""
+"""Names and labels of the Docker objects of a chute. Labels let reconciliation find orphans.
+
+Several nodes may share one engine, so every name carries a short key of the node: two nodes installing
+a chute of the same name get separate networks, volumes, containers and images.
+"""
+import hashlib
 import re
 from typing import Dict, Optional
 
@@ -9,21 +14,34 @@ LABEL_DEPLOYMENT = "org.paradrop.deployment"
 LABEL_NODE = "org.paradrop.node"  # which node made it: reconciliation touches only its own node's objects
 
 
-def network_name(chute: str) -> str:
-    return f"paradrop-{chute}"
+def node_key(node_id: str) -> str:
+    """8 hex digits of the node id: valid in every kind of Docker name (image names must be lower case)."""
+    return hashlib.sha256(node_id.encode()).hexdigest()[:8]
 
 
-def volume_name(chute: str) -> str:
-    return f"paradrop-{chute}-data"
+class ChuteNames:
+    """The names one node gives the Docker objects of its chutes."""
 
+    def __init__(self, node_id: str):
+        self.node_id = node_id
+        self._prefix = f"paradrop-{node_key(node_id)}"
 
-def container_name(chute: str, service: str, deployment: int) -> str:
-    """Deployment (the id of the change that made it) keeps an update's containers apart from the old ones."""
-    return f"paradrop-{chute}-{service}-{deployment}"
+    def network(self, chute: str) -> str:
+        return f"{self._prefix}-{chute}"
 
+    def volume(self, chute: str) -> str:
+        return f"{self._prefix}-{chute}-data"
 
-def image_tag(chute: str, service: str, version: str, deployment: int) -> str:
-    return f"paradrop-chute/{chute}-{service}:{re.sub(r'[^A-Za-z0-9_.-]', '_', version)}-{deployment}"
+    def container(self, chute: str, service: str, deployment: int) -> str:
+        """Deployment (the id of the change that made it) keeps an update's containers apart from the old ones."""
+        return f"{self._prefix}-{chute}-{service}-{deployment}"
+
+    def image(self, chute: str, service: str, version: str, deployment: int) -> str:
+        return (f"paradrop-chute/{node_key(self.node_id)}-{chute}-{service}:"
+                f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version)}-{deployment}")
+
+    def node_labels(self) -> Dict[str, str]:
+        return {LABEL_NODE: self.node_id}
 
 
 def labels(chute: str, version: str, deployment: Optional[int] = None, service: Optional[str] = None

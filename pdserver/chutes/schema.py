@@ -1,4 +1,5 @@
 """JSON Schema of paradrop.yaml in ParaDrop's multi-service form (the legacy form is converted first)."""
+from pdserver.chutes.capabilities import LINUX_CAPABILITIES
 
 _ENV = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
         "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
@@ -41,6 +42,8 @@ SERVICE = {
             "cpu-fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 64},
             "memory": _SIZE,
             "as-root": {"type": "boolean"},
+            "capabilities": {"type": "array", "uniqueItems": True, "maxItems": len(LINUX_CAPABILITIES),
+                             "items": {"enum": list(LINUX_CAPABILITIES)}},
         }},
         "interfaces": {"type": "object", "additionalProperties": _INTERFACE,
                        "propertyNames": {"pattern": "^[a-z][a-z0-9]{0,14}$"}},

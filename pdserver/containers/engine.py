@@ -1,11 +1,16 @@
 """DockerEngine: the Docker SDK behind Deferreds.
 
-Every public method returns a Deferred and runs its blocking SDK calls in the injected thread pool, in a
-method named ``_thd_...``; SDK exceptions are turned into pdserver.containers.errors there. Progress
-callbacks are called on the reactor thread.
+Every public method returns a Deferred and runs its blocking SDK calls in the adapter's own thread pool, in
+a method named ``_thd_...``; SDK exceptions are turned into pdserver.containers.errors there. Progress
+callbacks are called on the reactor thread. The adapter is a service: its pool starts with the node, and
+stopping waits for the calls in flight, ends the log followers and closes the client.
 """
+import contextlib
+import io
 import ipaddress
+import json
 import os
+import tempfile
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -13,8 +18,11 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
-from twisted.internet import threads
+from dockerfile_parse import DockerfileParser
+from twisted.application.service import Service
+from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from pdserver.containers import logs as logs_module
@@ -38,45 +46,79 @@ def _status(exc: Exception) -> Optional[int]:
 
 
 @implementer(IContainerEngine)
-class DockerEngine:
-    def __init__(self, reactor, threadpool=None, client_factory=docker.from_env):
+class DockerEngine(Service):
+    """``owner_label`` names the label that says who made an object (the node): networks and volumes of
+    another owner are never reused (Conflict), and every layer and intermediate container of a build
+    carries the owner's label, so a build killed halfway leaves nothing another owner could mistake for
+    its own or that reconciliation cannot find."""
+
+    def __init__(self, reactor, client_factory=docker.from_env, owner_label: Optional[str] = None,
+                 max_threads: int = 8):
         self._reactor = reactor
-        self._threadpool = threadpool
         self._client_factory = client_factory
+        self._owner_label = owner_label
         self._client = None
         self._client_lock = threading.Lock()
+        self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name="pd-docker")
+        self._in_flight = 0
+        self._idle_waiters: List[defer.Deferred] = []
+        self._followers = set()
+
+    # lifetime
+
+    def startService(self):
+        super().startService()
+        self._pool.start()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Refuse new calls, wait for those in flight, end the followers, then stop the threads."""
+        super().stopService()
+        if self._in_flight:
+            waiter = defer.Deferred()
+            self._idle_waiters.append(waiter)
+            yield waiter
+        yield defer.DeferredList([follower.stop() for follower in list(self._followers)])
+        self._pool.stop()
+        self.close()
 
     # plumbing
 
+    def _not_running(self):
+        return defer.fail(EngineUnavailable("the container engine adapter is not running (the node is "
+                                            "starting or stopping)"))
+
     def _call(self, thd_function, *args, **kwargs):
-        pool = self._threadpool if self._threadpool is not None else self._reactor.getThreadPool()
-        return threads.deferToThreadPool(self._reactor, pool, self._thd_guarded, thd_function, *args, **kwargs)
+        if not self.running:
+            return self._not_running()
+        self._in_flight += 1
+        d = threads.deferToThreadPool(self._reactor, self._pool, self._thd_guarded, thd_function, *args, **kwargs)
+        return d.addBoth(self._landed)
+
+    def _landed(self, result):
+        self._in_flight -= 1
+        if not self._in_flight:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:  # in a later turn: the caller's own callbacks run first
+                self._reactor.callLater(0, waiter.callback, None)
+        return result
+
+    def _thd_new_client(self):
+        try:
+            return self._client_factory()
+        except docker.errors.DockerException as exc:
+            raise EngineUnavailable(str(exc)) from exc
 
     def _thd_client(self):
         with self._client_lock:
             if self._client is None:
-                try:
-                    self._client = self._client_factory()
-                except docker.errors.DockerException as exc:
-                    raise EngineUnavailable(str(exc)) from exc
+                self._client = self._thd_new_client()
             return self._client
 
     def _thd_guarded(self, thd_function, *args, **kwargs):
         """Run thd_function(client, ...) and translate what the SDK raises into our errors."""
-        try:
+        with _translated():
             return thd_function(self._thd_client(), *args, **kwargs)
-        except EngineError:
-            raise
-        except docker.errors.NotFound as exc:
-            raise NotFound(_explain(exc)) from exc
-        except docker.errors.APIError as exc:
-            if _status(exc) == 409:
-                raise Conflict(_explain(exc)) from exc
-            raise EngineError(_explain(exc)) from exc
-        except requests.exceptions.RequestException as exc:
-            raise EngineUnavailable(str(exc)) from exc
-        except docker.errors.DockerException as exc:
-            raise EngineError(str(exc)) from exc
 
     def _thd_report(self, progress: Progress, message: str) -> None:
         if progress is not None:
@@ -148,15 +190,23 @@ class DockerEngine:
 
     def _thd_build_image(self, client, context_dir, tag, labels, progress, dockerfile):
         output = BuildOutput(tag)
-        if not os.path.isfile(os.path.join(context_dir, dockerfile)):
+        path = os.path.join(context_dir, dockerfile)
+        if not os.path.isfile(path):
             raise BuildFailed(f"building image {tag} failed: no {dockerfile} in {context_dir}")
-        try:
-            for chunk in client.api.build(path=context_dir, tag=tag, labels=labels, dockerfile=dockerfile,
-                                          rm=True, forcerm=True, decode=True):
-                for message in output.feed(chunk):
-                    self._thd_report(progress, message)
-        except docker.errors.APIError as exc:
-            output.fail(_explain(exc))
+        with tempfile.TemporaryDirectory(prefix="pd-build-") as outside:
+            if self._owner_label in labels:
+                # Outside the context: the SDK sends it along, and the project's files stay untouched.
+                path = os.path.join(outside, "Dockerfile")
+                with open(path, "w") as f:
+                    f.write(owner_labelled(_read_text(context_dir, dockerfile), self._owner_label,
+                                           labels[self._owner_label]))
+            try:
+                for chunk in client.api.build(path=context_dir, tag=tag, labels=labels, dockerfile=path,
+                                              rm=True, forcerm=True, decode=True):
+                    for message in output.feed(chunk):
+                        self._thd_report(progress, message)
+            except docker.errors.APIError as exc:
+                output.fail(_explain(exc))
         output.finish()
         if output.error:
             self._thd_remove_layers(client, output.created_layers)
@@ -188,11 +238,19 @@ class DockerEngine:
 
     def create_network(self, name: str, labels: Dict[str, str], subnet: Optional[str] = None):
         """A bridge network; fires with its id. Idempotent: an existing network of that name is returned
-        (Conflict if ``subnet`` is given and the existing network has another one)."""
+        (Conflict if it belongs to another owner, or ``subnet`` is given and it has another one)."""
         return self._call(self._thd_create_network, name, dict(labels), subnet)
 
+    def _check_owner(self, kind: str, name: str, theirs: Optional[dict], ours: Dict[str, str]) -> None:
+        if self._owner_label is None:
+            return
+        owner, mine = (theirs or {}).get(self._owner_label), ours.get(self._owner_label)
+        if owner != mine:
+            raise Conflict(f"{kind} {name} exists and belongs to {self._owner_label}={owner or '(none)'}, "
+                           f"not to {mine}: it is never reused")
+
     def _thd_create_network(self, client, name, labels, subnet):
-        existing = self._thd_find_network(client, name, subnet)
+        existing = self._thd_find_network(client, name, subnet, labels)
         if existing:
             return existing
         ipam = None
@@ -203,16 +261,17 @@ class DockerEngine:
                                              check_duplicate=True)["Id"]
         except docker.errors.APIError as exc:
             if _status(exc) == 409:  # created by someone else meanwhile
-                existing = self._thd_find_network(client, name, subnet)
+                existing = self._thd_find_network(client, name, subnet, labels)
                 if existing:
                     return existing
             if "overlaps" in _explain(exc):
                 raise Conflict(f"network {name}: {_explain(exc)}") from exc
             raise
 
-    def _thd_find_network(self, client, name, subnet=None) -> Optional[str]:
+    def _thd_find_network(self, client, name, subnet, labels) -> Optional[str]:
         for network in client.api.networks(names=[name]):  # a name filter matches substrings
             if network["Name"] == name:
+                self._check_owner("network", name, network.get("Labels"), labels)
                 subnets = [c.get("Subnet") for c in (network.get("IPAM") or {}).get("Config") or []]
                 if subnet and subnet not in subnets:
                     raise Conflict(f"network {name} exists with subnet {', '.join(subnets) or 'unknown'}, "
@@ -259,14 +318,17 @@ class DockerEngine:
     # volumes
 
     def create_volume(self, name: str, labels: Dict[str, str]):
-        """A local volume; fires with its name. Idempotent."""
+        """A local volume; fires with its name. Idempotent (Conflict if it belongs to another owner)."""
         return self._call(self._thd_create_volume, name, dict(labels))
 
     def _thd_create_volume(self, client, name, labels):
         try:
-            return client.api.inspect_volume(name)["Name"]
+            existing = client.api.inspect_volume(name)
         except docker.errors.NotFound:
-            return client.api.create_volume(name, driver="local", labels=labels)["Name"]
+            # Creating is idempotent in the engine: a volume made meanwhile comes back as it is.
+            existing = client.api.create_volume(name, driver="local", labels=labels)
+        self._check_owner("volume", name, existing.get("Labels"), labels)
+        return existing["Name"]
 
     def remove_volume(self, name: str):
         """Nothing if there is no such volume; InUse while a container (even stopped) mounts it."""
@@ -301,7 +363,9 @@ class DockerEngine:
             nano_cpus=int(round(spec.cpu_fraction * 1e9)) if spec.cpu_fraction else None,
             mem_limit=spec.memory,
             restart_policy=dict(spec.restart_policy) if spec.restart_policy else None,
-            network_mode=spec.network, init=spec.init)
+            network_mode=spec.network, init=spec.init,
+            cap_drop=["ALL"], cap_add=list(spec.capabilities) or None,
+            security_opt=["no-new-privileges"] if spec.no_new_privileges else None)
         networking = None
         if spec.network:
             endpoint = api.create_endpoint_config(aliases=list(spec.aliases) or None)
@@ -405,14 +469,82 @@ class DockerEngine:
 
     def follow_logs(self, name: str, on_line: Callable[[str], None], tail: int = 0, timestamps: bool = False):
         """Fires with a LogFollower once the stream is open (NotFound if there is no such container).
-        Lines reach ``on_line`` on the reactor thread; the follower's ``done`` fires when the stream ends."""
+        Lines reach ``on_line`` on the reactor thread; the follower's ``done`` fires when the stream ends.
+        The follower reads in a thread of its own on a connection of its own, outside the pools (it lasts
+        as long as the container); both end with it, and stopping the adapter ends it."""
+        if not self.running:
+            return self._not_running()
+
         def thd_open():
-            return self._thd_guarded(self._thd_open_log_stream, name, tail, timestamps)
-        return logs_module.start_follower(self._reactor, name, on_line, thd_open)
+            with _translated():
+                client = self._thd_new_client()
+                try:
+                    return _OwnStream(self._thd_open_log_stream(client, name, tail, timestamps), client)
+                except BaseException:
+                    client.close()
+                    raise
+
+        def opened(follower):
+            self._followers.add(follower)
+            follower.done.addBoth(lambda result: self._followers.discard(follower) or result)
+            if not self.running:
+                follower.stop()
+            return follower
+        return logs_module.start_follower(self._reactor, name, on_line, thd_open).addCallback(opened)
 
     def _thd_open_log_stream(self, client, name, tail, timestamps):
         return client.api.logs(name, stdout=True, stderr=True, stream=True, follow=True, tail=tail,
                                timestamps=timestamps)
+
+
+@contextlib.contextmanager
+def _translated():
+    """What the SDK raises, as pdserver.containers.errors."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except docker.errors.NotFound as exc:
+        raise NotFound(_explain(exc)) from exc
+    except docker.errors.APIError as exc:
+        if _status(exc) == 409:
+            raise Conflict(_explain(exc)) from exc
+        raise EngineError(_explain(exc)) from exc
+    except requests.exceptions.RequestException as exc:
+        raise EngineUnavailable(str(exc)) from exc
+    except docker.errors.DockerException as exc:
+        raise EngineError(str(exc)) from exc
+
+
+class _OwnStream:
+    """A log stream on a client of its own: closing the stream closes the client's connections too."""
+
+    def __init__(self, stream, client):
+        self._stream = stream
+        self._client = client
+
+    def __iter__(self):
+        return iter(self._stream)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._client.close()
+
+
+def _read_text(context_dir: str, dockerfile: str) -> str:
+    with open(os.path.join(context_dir, dockerfile), encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def owner_labelled(dockerfile: str, key: str, value: str) -> str:
+    """The Dockerfile with a LABEL of the owner right after every FROM: every layer and intermediate
+    container of every stage then carries it (the builder's own ``labels`` only reach the last layer)."""
+    parser = DockerfileParser(fileobj=io.BytesIO())
+    parser.content = dockerfile
+    parser.add_lines(f"LABEL {json.dumps(key)}={json.dumps(value)}", all_stages=True, at_start=True)
+    return parser.content
 
 
 def container_state(attrs: dict) -> ContainerState:
@@ -441,4 +573,13 @@ def container_state(attrs: dict) -> ContainerState:
         started_at=started_at,
         labels=dict(config.get("Labels") or {}),
         addresses={net: info["IPAddress"] for net, info in networks.items() if info.get("IPAddress")},
+        capabilities=_capabilities(attrs.get("HostConfig") or {}),
+        memory=(attrs.get("HostConfig") or {}).get("Memory") or None,
     )
+
+
+def _capabilities(host_config: dict) -> Optional[Tuple[str, ...]]:
+    """The capabilities added back after dropping all, or None when the engine's default set applies."""
+    if "ALL" not in [c.upper().removeprefix("CAP_") for c in host_config.get("CapDrop") or []]:
+        return None
+    return tuple(sorted(c.upper().removeprefix("CAP_") for c in host_config.get("CapAdd") or []))

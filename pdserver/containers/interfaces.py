@@ -4,7 +4,8 @@ from zope.interface import Interface
 
 
 class IContainerEngine(Interface):
-    """Every method returns a Deferred; failures are pdserver.containers.errors.EngineError subclasses."""
+    """Every method returns a Deferred; failures are pdserver.containers.errors.EngineError subclasses.
+    An object's owner is the value of the engine's owner label in its labels (the node that made it)."""
 
     def ping():
         """-> the engine's version string."""
@@ -19,13 +20,13 @@ class IContainerEngine(Interface):
         """-> image id; ImageUnavailable when the registry cannot give it."""
 
     def build_image(context_dir, tag, labels, progress=None, dockerfile="Dockerfile"):
-        """-> image id; BuildFailed naming the failing step."""
+        """-> image id; BuildFailed naming the failing step. Every layer carries the owner's label."""
 
     def remove_image(ref):
         """Nothing if absent; InUse while a container uses it."""
 
     def create_network(name, labels, subnet=None):
-        """-> network id; idempotent."""
+        """-> network id; idempotent for its owner, Conflict for a network of another owner."""
 
     def network_gateway(name):
         """-> the host's IPv4 address on the network; NotFound if there is no such network."""
@@ -34,7 +35,7 @@ class IContainerEngine(Interface):
         """Disconnects containers first; nothing if absent."""
 
     def create_volume(name, labels):
-        """-> volume name; idempotent."""
+        """-> volume name; idempotent for its owner, Conflict for a volume of another owner."""
 
     def remove_volume(name):
         """Nothing if absent; InUse while a container mounts it."""

@@ -1,4 +1,5 @@
 """Following a container's output: a reader thread, lines delivered on the reactor thread."""
+import sys
 import threading
 from typing import Callable, Iterable, Optional
 
@@ -91,13 +92,15 @@ class LogFollower:
             call(self._finish, Failure())
         else:
             call(self._finish, None)
+        finally:
+            _close(stream)
 
 
 def _close(stream) -> None:
     try:
         stream.close()
-    except OSError:
-        pass  # the stream ended on its own meanwhile
+    except Exception:  # closed twice, or the stream ended on its own meanwhile: either way it is closed
+        log.debug("closing a log stream: {error}", error=str(sys.exc_info()[1]))
 
 
 def start_follower(reactor, name: str, on_line: Callable[[str], None],

@@ -111,10 +111,11 @@ def _ports_clash(a, b) -> bool:
 @implementer(IContainerEngine)
 class MemoryEngine:
     def __init__(self, clock=None, images: Optional[Mapping[str, Mapping[str, str]]] = None,
-                 registry: Optional[Mapping[str, Mapping[str, str]]] = None):
+                 registry: Optional[Mapping[str, Mapping[str, str]]] = None, owner_label: Optional[str] = None):
         """``images`` are on the node from the start and ``registry`` can be pulled (ref -> labels);
-        ``clock`` (``seconds()``) stamps output lines and starts."""
+        ``clock`` (``seconds()``) stamps output lines and starts; ``owner_label`` as DockerEngine's."""
         self._clock = clock if clock is not None else task.Clock()
+        self._owner_label = owner_label
         self._ids = itertools.count(1)
         self._subnets = ipaddress.ip_network("10.0.0.0/8").subnets(new_prefix=24)
         self._registry = {ref: dict(labels) for ref, labels in (registry or {}).items()}
@@ -278,6 +279,7 @@ class MemoryEngine:
     def _create_network(self, name, labels, subnet):
         existing = self._networks.get(name)
         if existing is not None:
+            self._check_owner("network", name, existing.labels, labels)
             if subnet and ipaddress.ip_network(subnet) != existing.subnet:
                 raise Conflict(f"network {name} exists with subnet {existing.subnet}, not {subnet}")
             return existing.id
@@ -310,8 +312,13 @@ class MemoryEngine:
         return self._call("create_volume", self._create_volume, name, dict(labels))
 
     def _create_volume(self, name, labels):
-        self._volumes.setdefault(name, labels)
+        self._check_owner("volume", name, self._volumes.setdefault(name, labels), labels)
         return name
+
+    def _check_owner(self, kind: str, name: str, theirs: Dict[str, str], ours: Dict[str, str]) -> None:
+        if self._owner_label is not None and theirs.get(self._owner_label) != ours.get(self._owner_label):
+            raise Conflict(f"{kind} {name} exists and belongs to {self._owner_label}="
+                           f"{theirs.get(self._owner_label) or '(none)'}, not to {ours.get(self._owner_label)}")
 
     def remove_volume(self, name):
         return self._call("remove_volume", self._remove_volume, name)
@@ -413,7 +420,8 @@ class MemoryEngine:
             health=("healthy" if running else "starting") if container.spec.healthcheck else None,
             health_output=None, restart_count=container.restart_count, started_at=container.started_at,
             labels=dict(container.labels),
-            addresses={container.network: container.address} if container.address else {})
+            addresses={container.network: container.address} if container.address else {},
+            capabilities=tuple(sorted(container.spec.capabilities)), memory=container.spec.memory)
 
     # listing and logs
 

@@ -1,6 +1,6 @@
 """What we ask of the engine (ContainerSpec) and what it tells us (ContainerState): plain frozen data."""
 import dataclasses
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +41,10 @@ class ContainerSpec:
     # A tiny init as PID 1 forwards SIGTERM and reaps zombies: without it `sh -c ...` or a server that
     # ignores signals as PID 1 holds every stop for the full timeout.
     init: bool = True
+    # Every capability is dropped; these (names without CAP_) are added back.
+    capabilities: Tuple[str, ...] = ()
+    # setuid binaries and file capabilities cannot raise a process's privileges.
+    no_new_privileges: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +55,9 @@ class ContainerState:
     true only while the process runs (Docker also calls a container waiting to be restarted running).
     ``exit_code`` is the last exit code (Docker resets it to 0 when a restart starts the process again).
     ``health`` is None without a health check, else "starting", "healthy" or "unhealthy";
-    ``health_output`` is the output of the last check. ``addresses`` maps network name -> IPv4 address."""
+    ``health_output`` is the output of the last check. ``addresses`` maps network name -> IPv4 address.
+    ``capabilities`` are those added back after dropping all (None: the engine's default set); ``memory``
+    is the limit in bytes (None: unlimited)."""
     id: str
     name: str
     image: str
@@ -65,3 +71,5 @@ class ContainerState:
     started_at: Optional[str]
     labels: Dict[str, str]
     addresses: Dict[str, str]
+    capabilities: Optional[Tuple[str, ...]] = None
+    memory: Optional[int] = None

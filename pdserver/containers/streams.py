@@ -8,17 +8,28 @@ _NEW_LAYER = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 
 
 class LineSplitter:
-    """Bytes in arbitrary chunks -> complete text lines (UTF-8, undecodable bytes replaced)."""
+    """Bytes in arbitrary chunks -> complete text lines (UTF-8, undecodable bytes replaced). A line longer
+    than ``max_line`` bytes comes out in pieces of that size: output without newlines cannot grow us."""
 
-    def __init__(self):
+    def __init__(self, max_line: int = 16384):
         self._partial = b""
+        self._max = max_line
 
     def feed(self, data: bytes) -> List[str]:
         if isinstance(data, str):
             data = data.encode("utf-8")
         pieces = (self._partial + data).split(b"\n")
         self._partial = pieces.pop()
-        return [_text(piece) for piece in pieces]
+        lines = []
+        for piece in pieces:
+            lines.extend(self._cut(piece))
+        while len(self._partial) >= self._max:
+            lines.append(_text(self._partial[:self._max]))
+            self._partial = self._partial[self._max:]
+        return lines
+
+    def _cut(self, piece: bytes) -> List[str]:
+        return [_text(piece[i:i + self._max]) for i in range(0, len(piece), self._max)] or [""]
 
     def flush(self) -> List[str]:
         rest, self._partial = self._partial, b""

@@ -6,6 +6,8 @@ from typing import Callable, List
 from twisted.internet import defer
 
 from pdserver.changes.model import ChangeFailed
+from pdserver.chutes import policy
+from pdserver.chutes.naming import LABEL_NODE, ChuteNames
 from pdserver.chutes.spec import SpecError, build
 from pdserver.chutes.store import RUNNING, STOPPED, ChuteStore
 from pdserver.chutes.versions import is_newer
@@ -16,12 +18,16 @@ from pdserver.execution.handlers import run_plan
 
 
 class ChuteHandlers:
-    def __init__(self, executor: Executor, store: ChuteStore, engine, clock, node_labels: dict,
-                 sources_dir: Path, pending_sources: Callable[[], List[str]]):
-        """``pending_sources()`` names the project dirs that queued changes will still use."""
+    def __init__(self, executor: Executor, store: ChuteStore, engine, clock, names: ChuteNames,
+                 node_policy: Callable[[], policy.NodePolicy], sources_dir: Path,
+                 pending_sources: Callable[[], List[str]]):
+        """``pending_sources()`` names the project dirs that queued changes will still use;
+        ``node_policy()`` is the node's policy for chutes as it stands (the host config can change)."""
         self._sources_dir = sources_dir
         self._pending_sources = pending_sources
-        self._node_label = "{}={}".format(*next(iter(node_labels.items())))
+        self._names = names
+        self._node_policy = node_policy
+        self._node_label = f"{LABEL_NODE}={names.node_id}"
         self._executor = executor
         self._store = store
         self._engine = engine
@@ -31,11 +37,17 @@ class ChuteHandlers:
         return {"install": self.install, "update": self.update, "delete": self.delete, "start": self.start,
                 "stop": self.stop, "restart": self.restart, "reconcile": self.reconcile}
 
-    def _spec(self, params):
+    def _facts(self) -> plans.NodeFacts:
+        return plans.NodeFacts(self._names, self._node_policy())
+
+    def _spec(self, params, facts: plans.NodeFacts):
+        """The chute as the node accepts it: valid, and within the node's policy."""
         try:
-            return build(params["description"])
+            spec = build(params["description"])
+            policy.check(spec, facts.policy)
         except SpecError as e:
             raise ChangeFailed(f"invalid chute: {e.message}", {"field": e.field}) from None
+        return spec
 
     def _record(self, name):
         record = self._store.get(name)
@@ -44,43 +56,45 @@ class ChuteHandlers:
         return record
 
     def install(self, context):
-        spec = self._spec(context.change.params)
+        facts = self._facts()
+        spec = self._spec(context.change.params, facts)
         if self._store.get(spec.name) is not None:
             raise ChangeFailed(f"chute {spec.name} is already installed; update it instead")
-        steps = plans.plan_install(spec, context.change.id, context.change.params.get("source_dir"),
+        steps = plans.plan_install(facts, spec, context.change.id, context.change.params.get("source_dir"),
                                    self._clock.seconds())
         return run_plan(self._executor, context, steps, f"installed {spec.name} {spec.version}")
 
     def update(self, context):
         params = context.change.params
-        spec = self._spec(params)
+        facts = self._facts()
+        spec = self._spec(params, facts)
         old = self._record(spec.name)
         if not params.get("same_version_ok") and not is_newer(spec.version, old.version):
             raise ChangeFailed(f"version {spec.version} is not newer than the installed {old.version}")
-        steps = plans.plan_update(old, spec, context.change.id, params.get("source_dir"), self._clock.seconds())
+        steps = plans.plan_update(facts, old, spec, context.change.id, params.get("source_dir"), self._clock.seconds())
         return run_plan(self._executor, context, steps, f"updated {spec.name} to {spec.version}")
 
     def delete(self, context):
         record = self._record(context.change.target)
-        return run_plan(self._executor, context, plans.plan_delete(record), f"removed {record.name}")
+        return run_plan(self._executor, context, plans.plan_delete(self._facts(), record), f"removed {record.name}")
 
     def start(self, context):
         record = self._record(context.change.target)
         if record.state == RUNNING:
             context.progress(f"{record.name} is already running; checking its services")
-        return run_plan(self._executor, context, plans.plan_start(record, self._clock.seconds()),
+        return run_plan(self._executor, context, plans.plan_start(self._facts(), record, self._clock.seconds()),
                         f"{record.name} is running")
 
     def stop(self, context):
         record = self._record(context.change.target)
         if record.state == STOPPED:
             context.progress(f"{record.name} is already stopped")
-        return run_plan(self._executor, context, plans.plan_stop(record, self._clock.seconds()),
+        return run_plan(self._executor, context, plans.plan_stop(self._facts(), record, self._clock.seconds()),
                         f"{record.name} is stopped")
 
     def restart(self, context):
         record = self._record(context.change.target)
-        return run_plan(self._executor, context, plans.plan_restart(record, self._clock.seconds()),
+        return run_plan(self._executor, context, plans.plan_restart(self._facts(), record, self._clock.seconds()),
                         f"{record.name} restarted")
 
     @defer.inlineCallbacks
@@ -88,7 +102,7 @@ class ChuteHandlers:
         context.progress("comparing installed chutes with the Docker engine")
         observed = yield self.observe()
         on_disk = [str(p) for p in self._sources_dir.iterdir()] if self._sources_dir.is_dir() else []
-        steps = plans.plan_reconcile(self._store.list(), observed, (on_disk, self._pending_sources()))
+        steps = plans.plan_reconcile(self._facts(), self._store.list(), observed, (on_disk, self._pending_sources()))
         result = yield run_plan(self._executor, context, steps, f"converged with {len(steps)} step(s)")
         return result
 

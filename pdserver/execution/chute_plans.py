@@ -4,9 +4,10 @@ Each plan ends its reversible part with one commit step (``save_chute`` or
 ``forget_chute``) that records the new state; everything after it only cleans
 up what the old state left and is safe to repeat.
 """
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
-from pdserver.chutes import naming
+from pdserver.chutes import naming, policy
 from pdserver.chutes.spec import ChuteSpec, ServiceSpec
 from pdserver.chutes.store import RUNNING, STOPPED, ChuteRecord
 from pdserver.execution.steps import Step
@@ -15,14 +16,23 @@ BASE_IMAGES = {"busybox": "paradrop/busybox:latest", "python3": "paradrop/python
                "node": "paradrop/node:latest"}
 
 
-def _images(spec: ChuteSpec, deployment: int, source_dir: Optional[str]) -> Tuple[List[Step], Dict[str, str]]:
+@dataclasses.dataclass(frozen=True)
+class NodeFacts:
+    """What plans need of the node: the names it gives Docker objects, and its policy for chutes."""
+    names: naming.ChuteNames
+    policy: policy.NodePolicy
+
+
+
+def _images(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: Optional[str]
+            ) -> Tuple[List[Step], Dict[str, str]]:
     steps, refs = [], {}
     for svc in spec.services:
         if svc.type == "image":
             refs[svc.name] = svc.image
             steps.append(Step("ensure_image", {"image": svc.image}, f"making sure image {svc.image} is here"))
             continue
-        tag = naming.image_tag(spec.name, svc.name, spec.version, deployment)
+        tag = node.names.image(spec.name, svc.name, spec.version, deployment)
         refs[svc.name] = tag
         args = {"tag": tag, "labels": naming.labels(spec.name, spec.version, deployment, svc.name),
                 "source_dir": source_dir, "service_source": svc.source}
@@ -39,61 +49,63 @@ def _command(command):
     return list(command) if isinstance(command, tuple) else command
 
 
-def container_args(spec: ChuteSpec, svc: ServiceSpec, image: str, deployment: int) -> dict:
+def container_args(node: NodeFacts, spec: ChuteSpec, svc: ServiceSpec, image: str, deployment: int) -> dict:
     environment = {**dict(spec.environment), **dict(svc.environment),
                    "PARADROP_CHUTE_NAME": spec.name, "PARADROP_CHUTE_VERSION": spec.version,
                    "PARADROP_DATA_DIR": "/data"}
+    grant = policy.grants(spec, node.policy)[svc.name]
     return {
-        "name": naming.container_name(spec.name, svc.name, deployment),
+        "name": node.names.container(spec.name, svc.name, deployment),
         "image": image,
         "command": None if svc.type == "light" else _command(svc.command),
         "environment": environment,
         "labels": naming.labels(spec.name, spec.version, deployment, svc.name),
-        "network": naming.network_name(spec.name),
+        "network": node.names.network(spec.name),
         "aliases": [svc.name],
         "port_bindings": [[b.external, b.internal, b.protocol] for b in svc.port_bindings],
-        "volumes": {naming.volume_name(spec.name): "/data"},
+        "volumes": {node.names.volume(spec.name): "/data"},
         "cpu_fraction": svc.cpu_fraction,
-        "memory": svc.memory,
+        "memory": grant.memory,
+        "capabilities": list(grant.capabilities),
         "healthcheck": svc.healthcheck,
         "chute": spec.name,
         "deployment": deployment,
     }
 
 
-def _names(record_or_spec, deployment: int) -> List[Tuple[str, str]]:
+def _names(node: NodeFacts, record_or_spec, deployment: int) -> List[Tuple[str, str]]:
     spec = record_or_spec if isinstance(record_or_spec, ChuteSpec) else record_or_spec.spec()
-    return [(svc.name, naming.container_name(spec.name, svc.name, deployment)) for svc in spec.services]
+    return [(svc.name, node.names.container(spec.name, svc.name, deployment)) for svc in spec.services]
 
 
-def _start_new(spec: ChuteSpec, deployment: int, refs: Dict[str, str]) -> List[Step]:
+def _start_new(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str]) -> List[Step]:
     steps = []
     for svc in spec.services:
-        args = container_args(spec, svc, refs[svc.name], deployment)
+        args = container_args(node, spec, svc, refs[svc.name], deployment)
         steps.append(Step("create_container", args, f"creating service {svc.name}",
                           undo=Step("remove_container", {"name": args["name"]}, f"removing service {svc.name}")))
-    steps += _start(spec, deployment)
+    steps += _start(node, spec, deployment)
     return steps
 
 
-def _start(spec: ChuteSpec, deployment: int) -> List[Step]:
+def _start(node: NodeFacts, spec: ChuteSpec, deployment: int) -> List[Step]:
     steps = []
-    for svc_name, name in _names(spec, deployment):
+    for svc_name, name in _names(node, spec, deployment):
         steps.append(Step("start_container", {"name": name}, f"starting service {svc_name}",
                           undo=Step("stop_container", {"name": name}, f"stopping service {svc_name}")))
     for svc in spec.services:
         web_port = spec.web_port if spec.web_service == svc.name else None
-        steps.append(Step("wait_ready", {"name": naming.container_name(spec.name, svc.name, deployment),
-                                         "network": naming.network_name(spec.name), "web_port": web_port,
+        steps.append(Step("wait_ready", {"name": node.names.container(spec.name, svc.name, deployment),
+                                         "network": node.names.network(spec.name), "web_port": web_port,
                                          "service": svc.name},
                           f"waiting for service {svc.name} to be ready"))
     return steps
 
 
-def _stop(record: ChuteRecord, undo: bool) -> List[Step]:
+def _stop(node: NodeFacts, record: ChuteRecord, undo: bool) -> List[Step]:
     return [Step("stop_container", {"name": name}, f"stopping service {svc}",
                  undo=Step("start_container", {"name": name}, f"starting service {svc} again") if undo else None)
-            for svc, name in _names(record, record.deployment)]
+            for svc, name in _names(node, record, record.deployment)]
 
 
 def _save(new: ChuteRecord, old: Optional[ChuteRecord], description: str) -> Step:
@@ -102,14 +114,14 @@ def _save(new: ChuteRecord, old: Optional[ChuteRecord], description: str) -> Ste
                           "restoring the previous chute record"))
 
 
-def _cleanup(record: ChuteRecord, keep_source: Optional[str] = None) -> List[Step]:
+def _cleanup(node: NodeFacts, record: ChuteRecord, keep_source: Optional[str] = None) -> List[Step]:
     """Remove the containers, built images and source of one deployment of a chute."""
     spec = record.spec()
     steps = [Step("remove_container", {"name": name}, f"removing old service {svc}")
-             for svc, name in _names(record, record.deployment)]
+             for svc, name in _names(node, record, record.deployment)]
     for svc in spec.services:
         if svc.type != "image":
-            tag = naming.image_tag(spec.name, svc.name, spec.version, record.deployment)
+            tag = node.names.image(spec.name, svc.name, spec.version, record.deployment)
             steps.append(Step("remove_image", {"image": tag}, f"removing image {tag}"))
     if record.source_dir and record.source_dir != keep_source:
         steps.append(Step("remove_source", {"path": record.source_dir}, "removing the old project files"))
@@ -127,29 +139,31 @@ def _adopt(source_dir: Optional[str], current: Optional[str] = None) -> List[Ste
                  undo=Step("remove_source", {"path": source_dir}, "removing the uploaded project"))]
 
 
-def plan_install(spec: ChuteSpec, deployment: int, source_dir: Optional[str], now: float) -> List[Step]:
+def plan_install(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: Optional[str], now: float
+                 ) -> List[Step]:
     labels = naming.labels(spec.name, spec.version)
-    image_steps, refs = _images(spec, deployment, source_dir)
-    network, volume = naming.network_name(spec.name), naming.volume_name(spec.name)
+    image_steps, refs = _images(node, spec, deployment, source_dir)
+    network, volume = node.names.network(spec.name), node.names.volume(spec.name)
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now)
     return (_adopt(source_dir) + image_steps + [
         Step("create_network", {"name": network, "labels": labels}, f"creating network {network}",
              undo=Step("remove_network", {"name": network}, f"removing network {network}")),
         Step("create_volume", {"name": volume, "labels": labels}, "creating the /data volume",
              undo=Step("remove_volume", {"name": volume}, "removing the /data volume")),
-    ] + _start_new(spec, deployment, refs) + [_save(record, None, f"recording {spec.name} {spec.version} as installed")])
+    ] + _start_new(node, spec, deployment, refs) + [
+        _save(record, None, f"recording {spec.name} {spec.version} as installed")])
 
 
 def _ports(spec: ChuteSpec) -> set:
     return {(b.external, b.protocol) for svc in spec.services for b in svc.port_bindings}
 
 
-def plan_update(old: ChuteRecord, spec: ChuteSpec, deployment: int, source_dir: Optional[str],
+def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: int, source_dir: Optional[str],
                 now: float) -> List[Step]:
     """New version beside the old one; the old one stops first only when they would share a host port."""
-    image_steps, refs = _images(spec, deployment, source_dir)
+    image_steps, refs = _images(node, spec, deployment, source_dir)
     labels = naming.labels(spec.name, spec.version)
-    network, volume = naming.network_name(spec.name), naming.volume_name(spec.name)
+    network, volume = node.names.network(spec.name), node.names.volume(spec.name)
     stop_first = old.state == RUNNING and bool(_ports(old.spec()))
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now)
     steps = _adopt(source_dir, old.source_dir) + image_steps + [
@@ -157,20 +171,20 @@ def plan_update(old: ChuteRecord, spec: ChuteSpec, deployment: int, source_dir: 
         Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists"),
     ]
     if stop_first:
-        steps += _stop(old, undo=True)
-    steps += _start_new(spec, deployment, refs)
+        steps += _stop(node, old, undo=True)
+    steps += _start_new(node, spec, deployment, refs)
     steps.append(_save(record, old, f"recording {spec.name} {spec.version} as installed"))
     if not stop_first:
-        steps += _stop(old, undo=False)
-    return steps + _cleanup(old, keep_source=source_dir)
+        steps += _stop(node, old, undo=False)
+    return steps + _cleanup(node, old, keep_source=source_dir)
 
 
-def plan_delete(old: ChuteRecord) -> List[Step]:
-    network, volume = naming.network_name(old.name), naming.volume_name(old.name)
-    return _stop(old, undo=old.state == RUNNING) + [
+def plan_delete(node: NodeFacts, old: ChuteRecord) -> List[Step]:
+    network, volume = node.names.network(old.name), node.names.volume(old.name)
+    return _stop(node, old, undo=old.state == RUNNING) + [
         Step("forget_chute", {"name": old.name}, f"removing {old.name} from the installed chutes", commit=True,
              undo=Step("restore_chute", {"name": old.name, "record": old.to_dict()}, "restoring the chute record")),
-    ] + _cleanup(old) + [
+    ] + _cleanup(node, old) + [
         Step("remove_network", {"name": network}, f"removing network {network}"),
         Step("remove_volume", {"name": volume}, "removing the /data volume"),
     ]
@@ -181,17 +195,18 @@ def _with_state(record: ChuteRecord, state: str, now: float) -> ChuteRecord:
                        record.source_dir, record.installed, now)
 
 
-def plan_stop(old: ChuteRecord, now: float) -> List[Step]:
-    return _stop(old, undo=True) + [_save(_with_state(old, STOPPED, now), old, f"recording {old.name} as stopped")]
+def plan_stop(node: NodeFacts, old: ChuteRecord, now: float) -> List[Step]:
+    return _stop(node, old, undo=True) + [
+        _save(_with_state(old, STOPPED, now), old, f"recording {old.name} as stopped")]
 
 
-def plan_start(old: ChuteRecord, now: float) -> List[Step]:
-    return _start(old.spec(), old.deployment) + [
+def plan_start(node: NodeFacts, old: ChuteRecord, now: float) -> List[Step]:
+    return _start(node, old.spec(), old.deployment) + [
         _save(_with_state(old, RUNNING, now), old, f"recording {old.name} as running")]
 
 
-def plan_restart(old: ChuteRecord, now: float) -> List[Step]:
-    return _stop(old, undo=old.state == RUNNING) + plan_start(old, now)
+def plan_restart(node: NodeFacts, old: ChuteRecord, now: float) -> List[Step]:
+    return _stop(node, old, undo=old.state == RUNNING) + plan_start(node, old, now)
 
 
 _REMOVALS = {"containers": "remove_container", "networks": "remove_network", "volumes": "remove_volume",
@@ -204,15 +219,16 @@ def _orphans(observed: Dict[str, Dict[str, dict]], wanted: Dict[str, set], kinds
             for kind in kinds for name in sorted(set(observed[kind]) - wanted[kind])]
 
 
-def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dict]],
+def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[str, Dict[str, dict]],
                    sources: Tuple[List[str], List[str]] = ((), ())) -> List[Step]:
     """Converge the engine on the records: recreate what is missing, start what should run and stop what
     should not, remove orphans.
 
     ``observed`` maps "containers" to {name: {"running": bool}}, and "networks", "volumes", "images" to
-    {name: {}} for the objects carrying our chute label. ``sources`` is (project dirs on disk, dirs that
-    queued changes still need): unpacked projects that no record or change uses are removed too.
-    Every step is idempotent and committed.
+    {name: {}} for the objects carrying this node's label (dangling layers of a build killed halfway
+    included: they carry it too). ``sources`` is (project dirs on disk, dirs that queued changes still
+    need): unpacked projects that no record or change uses are removed too. Every step is idempotent and
+    committed.
     """
     steps: List[Step] = []
     to_start: List[str] = []
@@ -220,7 +236,7 @@ def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dic
     for record in records:
         spec = record.spec()
         labels = naming.labels(spec.name, spec.version)
-        network, volume = naming.network_name(spec.name), naming.volume_name(spec.name)
+        network, volume = node.names.network(spec.name), node.names.volume(spec.name)
         wanted["networks"].add(network)
         wanted["volumes"].add(volume)
         if network not in observed["networks"]:
@@ -229,17 +245,18 @@ def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dic
         if volume not in observed["volumes"]:
             steps.append(Step("create_volume", {"name": volume, "labels": labels},
                               f"recreating the /data volume of {spec.name}", commit=True))
-        image_steps, refs = _images(spec, record.deployment, record.source_dir)
+        image_steps, refs = _images(node, spec, record.deployment, record.source_dir)
         for svc, image_step in zip(spec.services, image_steps):
             if svc.type != "image":
                 wanted["images"].add(refs[svc.name])
-            name = naming.container_name(spec.name, svc.name, record.deployment)
+            name = node.names.container(spec.name, svc.name, record.deployment)
             wanted["containers"].add(name)
             container = observed["containers"].get(name)
             if container is None:
                 if svc.type == "image" or refs[svc.name] not in observed["images"]:
                     steps.append(Step(image_step.action, image_step.args, image_step.description, commit=True))
-                steps.append(Step("create_container", container_args(spec, svc, refs[svc.name], record.deployment),
+                steps.append(Step("create_container", container_args(node, spec, svc, refs[svc.name],
+                                                                     record.deployment),
                                   f"recreating service {svc.name} of {spec.name}", commit=True))
             running = (container or {}).get("running", False)
             if record.state == RUNNING and not running:

@@ -4,9 +4,11 @@ from typing import Callable, List, Tuple
 from twisted.internet import defer
 
 from pdserver import errors
-from pdserver.chutes import naming
+from pdserver.chutes.naming import ChuteNames
+from pdserver.chutes.policy import NodePolicy
 from pdserver.chutes.store import ChuteRecord
 from pdserver.containers.errors import EngineError
+from pdserver.monitor.logs import LogHub
 
 
 class StatusUnavailable(errors.Unavailable):
@@ -14,19 +16,32 @@ class StatusUnavailable(errors.Unavailable):
 
 
 class ChuteMonitor:
-    def __init__(self, engine):
+    def __init__(self, engine, names: ChuteNames, clock, policy: Callable[[], NodePolicy]):
+        """``policy()`` is the node's policy for chutes as it stands, for the API to check requests with."""
         self._engine = engine
+        self._names = names
+        self.policy = policy
+        self.logs = LogHub(engine, clock)
 
-    @staticmethod
-    def containers(record: ChuteRecord) -> List[Tuple[str, str]]:
+    def containers(self, record: ChuteRecord) -> List[Tuple[str, str]]:
         """(service, container name) of the chute's current deployment."""
-        return [(s.name, naming.container_name(record.name, s.name, record.deployment))
+        return [(s.name, self._names.container(record.name, s.name, record.deployment))
                 for s in record.spec().services]
+
+    def objects(self, record: ChuteRecord) -> dict:
+        """The names of the chute's Docker objects."""
+        spec, names = record.spec(), self._names
+        return {"network": names.network(record.name), "volume": names.volume(record.name),
+                "containers": {svc: name for svc, name in self.containers(record)},
+                "images": {s.name: (s.image if s.type == "image" else
+                                    names.image(record.name, s.name, spec.version, record.deployment))
+                           for s in spec.services}}
 
     @defer.inlineCallbacks
     def services(self, record: ChuteRecord):
+        """The state of each service; ``capabilities`` and ``memory`` are what its container was granted."""
         out = []
-        network = naming.network_name(record.name)
+        network = self._names.network(record.name)
         spec = record.spec()
         for svc, name in self.containers(record):
             try:
@@ -38,6 +53,9 @@ class ChuteMonitor:
                         "running": bool(state and state.running), "health": state.health if state else None,
                         "restart_count": state.restart_count if state else 0,
                         "address": state.addresses.get(network) if state else None,
+                        "capabilities": list(state.capabilities) if state and state.capabilities is not None
+                        else None,
+                        "memory": state.memory if state else None,
                         "ports": [{"external": b.external, "internal": b.internal, "protocol": b.protocol}
                                   for b in spec.service(svc).port_bindings]})
         return out
@@ -52,7 +70,3 @@ class ChuteMonitor:
                 text = [f"[logs unavailable: {e.message}]"]
             out.extend({"service": svc, "message": line} for line in text)
         return out
-
-    def follow(self, container: str, on_line: Callable[[str], None], tail: int = 100):
-        """Fires with a follower (``.stop()``) of one container's output; lines start with their RFC 3339 time."""
-        return self._engine.follow_logs(container, on_line, tail=tail, timestamps=True)

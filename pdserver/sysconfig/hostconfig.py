@@ -49,7 +49,8 @@ SCHEMA = {
         "system": {"type": "object", "additionalProperties": False, "properties": {
             "chuteSubnetPool": _CIDR,
             "chutePrefixSize": {"type": "integer", "minimum": 8, "maximum": 30},
-            "onMissingWiFi": {"enum": ["ignore", "warn", "error"]}}},
+            "onMissingWiFi": {"enum": ["ignore", "warn", "error"]},
+            "chutePrivilegedPorts": {"type": "boolean"}}},
         "telemetry": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "interval": {"type": "integer", "minimum": 10, "maximum": 86400}}},
     },
@@ -62,7 +63,9 @@ DEFAULT = {
     "wifi": [],
     "wifi-interfaces": [],
     "firewall": {"defaults": {"input": "ACCEPT", "output": "ACCEPT", "forward": "ACCEPT"}},
-    "system": {"chuteSubnetPool": "10.128.0.0/9", "chutePrefixSize": 24, "onMissingWiFi": "warn"},
+    # chutePrivilegedPorts: chutes may publish host ports below 1024 (ParaDrop's examples bind port 81).
+    "system": {"chuteSubnetPool": "10.128.0.0/9", "chutePrefixSize": 24, "onMissingWiFi": "warn",
+               "chutePrivilegedPorts": True},
     "telemetry": {"enabled": True, "interval": 60},
 }
 

@@ -92,3 +92,15 @@ def objects_labelled(chute: str) -> dict:
                 "images": [t for i in client.images.list(filters=label) for t in i.tags]}
     finally:
         client.close()
+
+
+def container_of(chute: str, service: str) -> str:
+    """The name of the one container of a chute's service (names carry the node: find it by its labels)."""
+    import docker
+    client = docker.from_env()
+    try:
+        [container] = client.containers.list(all=True, filters={"label": [f"org.paradrop.chute={chute}",
+                                                                          f"org.paradrop.service={service}"]})
+        return container.name
+    finally:
+        client.close()

@@ -3,6 +3,8 @@ old or the new state, never in between, and leaves no orphan container, network,
 import pytest
 import requests
 
+from pdserver.chutes.naming import ChuteNames
+from pdserver.chutes.policy import NodePolicy
 from pdserver.chutes.spec import build
 from pdserver.chutes.store import RUNNING, ChuteRecord
 from pdserver.execution import chute_plans
@@ -30,9 +32,10 @@ def project(tmp_path, name, version, port):
 def plan_length(kind):
     spec1, spec2 = build(busybox_web("x", 1, 1)), build(busybox_web("x", 2, 1))
     record = ChuteRecord("x", "1", RUNNING, spec1.raw, 1, "/src/1", 0.0, 0.0)
-    return len({"install": chute_plans.plan_install(spec1, 2, "/src/2", 0.0),
-                "update": chute_plans.plan_update(record, spec2, 2, "/src/2", 0.0),
-                "delete": chute_plans.plan_delete(record)}[kind])
+    node = chute_plans.NodeFacts(ChuteNames("any"), NodePolicy(api_port=8080))
+    return len({"install": chute_plans.plan_install(node, spec1, 2, "/src/2", 0.0),
+                "update": chute_plans.plan_update(node, record, spec2, 2, "/src/2", 0.0),
+                "delete": chute_plans.plan_delete(node, record)}[kind])
 
 
 CASES = [(kind, step) for kind in ("install", "update", "delete") for step in range(plan_length(kind))]

@@ -7,8 +7,9 @@ import pytest
 import requests
 
 from tests.conftest import free_port, wait_until
-from tests.integration.chute_helpers import (act, http_text, install, objects_labelled, submit_tar, unique,
-                                             wait_change, web_chute, write_project)
+from pdserver.chutes.naming import node_key
+from tests.integration.chute_helpers import (act, container_of, http_text, install, objects_labelled, submit_tar,
+                                             unique, wait_change, web_chute, write_project)
 
 pytestmark = pytest.mark.docker
 
@@ -32,7 +33,8 @@ def test_light_chute_serves_http_on_its_published_port_and_update_serves_the_new
     change = install(session, url, write_project(tmp_path / "v1", description, files))
     assert change["state"] == "succeeded", change
     messages = [m["message"] for m in session.get(f"{url}/api/v1/changes/{change['id']}").json()["messages"]]
-    assert any(f"building image paradrop-chute/{name}-main:1-" in m and "(step 2/" in m for m in messages)
+    key = node_key((node_process.state_dir / "node-id").read_text().strip())
+    assert any(f"building image paradrop-chute/{key}-{name}-main:1-" in m and "(step 2/" in m for m in messages)
     assert any("starting service main" in m for m in messages)
     assert http_text(port) == "version one"
 
@@ -99,7 +101,8 @@ def test_two_services_reach_each_other_by_name_and_see_env_data_and_limits(node_
     assert any(line.startswith("PARADROP_API_URL=http://") for line in lines)
     assert "persisted-1" in lines
 
-    web = engine.containers.get(f"paradrop-{name}-web-{change['id']}")
+    web = engine.containers.get(container_of(name, "web"))
+    assert web.name.endswith(f"-{name}-web-{change['id']}")
     assert web.attrs["HostConfig"]["NanoCpus"] == 500_000_000
     assert web.attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
     assert web.labels["org.paradrop.chute"] == name and web.labels["org.paradrop.version"] == "1"
@@ -195,7 +198,7 @@ def test_a_daemon_restart_brings_chutes_back_and_removes_orphans(node_process, t
     change = install(session, url, write_project(tmp_path / "p", description, files))
     node_id = (node_process.state_dir / "node-id").read_text().strip()
     node_process.stop()
-    engine.containers.get(f"paradrop-{name}-main-{change['id']}").remove(force=True)
+    engine.containers.get(container_of(name, "main")).remove(force=True)
     orphan = engine.containers.create("paradrop/busybox:latest", "sleep 3600", name=unique("orphan"),
                                       labels={"org.paradrop.chute": "ghost", "org.paradrop.node": node_id})
     node_process.start()

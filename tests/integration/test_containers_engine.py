@@ -3,6 +3,7 @@
 Every object a test makes is named pdtest-... and labelled org.paradrop.test=1; the ``made`` fixture
 removes all of them afterwards, also when the test fails.
 """
+import threading
 import time
 import uuid
 
@@ -10,10 +11,10 @@ import docker
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task, threads
 
-from pdserver.containers import (BuildFailed, Conflict, ContainerSpec, DockerEngine, ImageUnavailable, InUse,
-                                 NotFound, NotReady, PortBinding, wait_ready)
+from pdserver.containers import (BuildFailed, Conflict, ContainerSpec, DockerEngine, EngineUnavailable,
+                                 ImageUnavailable, InUse, NotFound, NotReady, PortBinding, wait_ready)
 from tests.conftest import free_port
 
 BUSYBOX = "paradrop/busybox:latest"
@@ -35,8 +36,9 @@ def client(docker_client):
 @pytest.fixture
 def engine(client):
     engine = DockerEngine(reactor)
+    engine.startService()
     yield engine
-    engine.close()
+    pytest_twisted.blockon(engine.stopService())
 
 
 def remove_test_objects(client):
@@ -242,6 +244,8 @@ async def test_a_web_service_runs_limited_published_and_with_its_volume(engine, 
     assert state.image == BUSYBOX and state.started_at
     host_config = client.api.inspect_container(web.name)["HostConfig"]
     assert (host_config["NanoCpus"], host_config["Memory"]) == (500_000_000, 64 * 1024 * 1024)
+    assert (state.capabilities, state.memory) == ((), 64 * 1024 * 1024)  # every capability dropped by default
+    assert host_config["SecurityOpt"] == ["no-new-privileges"]
     assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
     assert await http_get(f"http://{state.addresses[network]}:8000/") == (200, "hi\n")
     assert await http_get(f"http://127.0.0.1:{external}/", timeout=5.0) == (200, "hi\n")
@@ -249,6 +253,17 @@ async def test_a_web_service_runs_limited_published_and_with_its_volume(engine, 
     code, output = await run_to_exit(engine, one_shot(made, "reader", ["cat", "/data/proof"],
                                                       volumes={volume: "/data"}))
     assert (code, output) == (0, ["kept"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_container_has_only_the_capabilities_it_is_given_and_no_new_privileges(engine, made):
+    status = "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"
+    code, output = await run_to_exit(engine, one_shot(made, "bare", ["sh", "-c", status + "; ip link set lo down"]))
+    assert code != 0 and {"CapEff:\t0000000000000000", "NoNewPrivs:\t1"} <= set(output)  # stderr comes in any order
+    code, output = await run_to_exit(engine, one_shot(made, "admin", ["sh", "-c", "ip link set lo down"],
+                                                      capabilities=("NET_ADMIN",)))
+    assert (code, output) == (0, [])
+    assert (await engine.inspect_container(made.name("admin"))).capabilities == ("NET_ADMIN",)
 
 
 @pytest_twisted.ensureDeferred
@@ -459,3 +474,84 @@ async def test_list_objects_finds_what_we_made_by_label(engine, made, tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_ping_names_the_engine_version(engine):
     assert (await engine.ping())[0].isdigit()
+
+
+OWNER = "org.paradrop.test.owner"
+
+
+@pytest.fixture
+def owned(client):
+    """An engine adapter that marks what it makes with the owner label OWNER."""
+    engine = DockerEngine(reactor, owner_label=OWNER)
+    engine.startService()
+    yield engine
+    pytest_twisted.blockon(engine.stopService())
+
+
+@pytest_twisted.ensureDeferred
+async def test_networks_and_volumes_of_another_owner_are_never_reused(owned, made):
+    mine, theirs = {**made.labels, OWNER: "node-a"}, {**made.labels, OWNER: "node-b"}
+    network = await owned.create_network(made.name("net"), mine)
+    assert await owned.create_network(made.name("net"), {**mine, "org.paradrop.version": "2"}) == network
+    await owned.create_volume(made.name("vol"), mine)
+    with pytest.raises(Conflict, match=f"belongs to {OWNER}=node-a"):
+        await owned.create_network(made.name("net"), theirs)
+    with pytest.raises(Conflict, match=f"belongs to {OWNER}=node-a"):
+        await owned.create_volume(made.name("vol"), theirs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_layer_and_intermediate_container_of_a_build_carries_the_owner(owned, made, tmp_path, client):
+    """So a build killed halfway leaves nothing unlabelled: its dangling layer is found by the label."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BUSYBOX} AS first\nRUN echo one > /one\n"
+        f"FROM {BUSYBOX}\nCOPY --from=first /one /one\nRUN echo {made.name('x')} > /two && sleep 1\n")
+    run = made.labels["org.paradrop.test.run"]
+    labels = {**made.labels, OWNER: run}
+    building = owned.build_image(tmp_path, made.name("img") + ":1", labels)
+    seen = []
+    while not building.called:
+        seen += [c["Id"] for c in client.api.containers(all=True, filters={"label": f"{OWNER}={run}"})]
+        await sleep(0.05)
+    image_id = await building
+    assert seen, "the builder's intermediate containers carry the owner label"
+    layer, parents = image_id, []
+    while layer:
+        attrs = client.api.inspect_image(layer)
+        if (attrs["Config"].get("Labels") or {}).get(OWNER) != run:
+            break
+        parents.append(layer)
+        layer = attrs.get("Parent")
+    assert client.api.inspect_image(layer)["Id"] == client.api.inspect_image(BUSYBOX)["Id"]
+    assert len(parents) >= 4  # LABEL, COPY, RUN and the builder's own LABEL steps of the last stage
+    assert (tmp_path / "Dockerfile").read_text().count("LABEL") == 0, "the project's files stay untouched"
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_the_adapter_waits_for_calls_in_flight_and_refuses_new_ones(made):
+    engine = DockerEngine(reactor)
+    engine.startService()
+    stubborn = spec(made, "stubborn", ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"], init=False)
+    await engine.create_container(stubborn)
+    await engine.start_container(stubborn.name)
+    order = []
+    stopping_container = engine.stop_container(stubborn.name, timeout=1)
+    stopping_container.addCallback(lambda _: order.append("container stopped"))
+    stopped = engine.stopService()
+    stopped.addCallback(lambda _: order.append("adapter stopped"))
+    with pytest.raises(EngineUnavailable, match="not running"):
+        await engine.ping()
+    await stopped
+    assert order == ["container stopped", "adapter stopped"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_engine_calls_do_not_wait_for_the_reactors_shared_thread_pool(engine):
+    pool = reactor.getThreadPool()
+    release = threading.Event()
+    blockers = [threads.deferToThread(release.wait, 30) for _ in range(pool.max)]
+    try:
+        assert (await engine.ping().addTimeout(5, reactor))[0].isdigit()  # a shared pool would hold it 30 s
+    finally:
+        release.set()
+        await defer.gatherResults(blockers)

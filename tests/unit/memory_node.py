@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.queue import ChangeQueue
 from pdserver.chutes import naming
+from pdserver.chutes.policy import NodePolicy
 from pdserver.chutes.store import RUNNING, ChuteRecord, ChuteStore
 from pdserver.containers.errors import EngineError
 from pdserver.containers.memory import MemoryEngine
@@ -21,7 +22,8 @@ from pdserver.execution.chute_plans import BASE_IMAGES
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import RecoveryHandler
 
-NODE_LABELS = {naming.LABEL_NODE: "unit-node"}
+NAMES = naming.ChuteNames("unit-node")
+NODE_LABELS = {naming.LABEL_NODE: NAMES.node_id}
 NODE_LABEL = "{}={}".format(*next(iter(NODE_LABELS.items())))
 PULLED_IMAGE = "registry.example/side:1"
 
@@ -111,7 +113,7 @@ class UnitNode:
     def __init__(self, root: Path):
         self.clock = InlineReactor()
         self.engine = MemoryEngine(self.clock, images={ref: {} for ref in BASE_IMAGES.values()},
-                                   registry={PULLED_IMAGE: {}})
+                                   registry={PULLED_IMAGE: {}}, owner_label=naming.LABEL_NODE)
         conn = memory_database()
         self.store = ChuteStore(conn)
         self.sources = root / "sources"
@@ -121,8 +123,8 @@ class UnitNode:
         actions = ChuteActions(self.engine, self.store, self.clock, root / "build", NODE_LABELS, self._environment,
                                ready_grace=0.3, ready_timeout=2.0, ready_probe=answered)
         executor = Executor(self.faults.wrap(actions.actions()))
-        handlers = ChuteHandlers(executor, self.store, self.engine, self.clock, NODE_LABELS, self.sources,
-                                 lambda: [])
+        handlers = ChuteHandlers(executor, self.store, self.engine, self.clock, NAMES,
+                                 lambda: NodePolicy(api_port=8080), self.sources, lambda: [])
         self.queue = ChangeQueue(ChangeJournal(conn), handlers.handlers(), self.clock,
                                  recover=RecoveryHandler(executor))
         self.queue.startService()
@@ -170,12 +172,12 @@ def expected(records) -> dict:
     for record in records:
         spec = record.spec()
         for svc in spec.services:
-            state["containers"][naming.container_name(record.name, svc.name, record.deployment)] = \
+            state["containers"][NAMES.container(record.name, svc.name, record.deployment)] = \
                 record.state == RUNNING
             if svc.type != "image":
-                state["images"].add(naming.image_tag(record.name, svc.name, spec.version, record.deployment))
-        state["networks"].add(naming.network_name(record.name))
-        state["volumes"].add(naming.volume_name(record.name))
+                state["images"].add(NAMES.image(record.name, svc.name, spec.version, record.deployment))
+        state["networks"].add(NAMES.network(record.name))
+        state["volumes"].add(NAMES.volume(record.name))
         if record.source_dir:
             state["sources"].add(record.source_dir)
     return state

@@ -1,7 +1,12 @@
 """Chute plans are pure: the same inputs give the same steps, each reversible before the commit."""
+from pdserver.chutes.naming import ChuteNames, node_key
+from pdserver.chutes.policy import NodePolicy
 from pdserver.chutes.spec import build
 from pdserver.chutes.store import RUNNING, STOPPED, ChuteRecord
 from pdserver.execution import chute_plans as plans
+
+NODE = plans.NodeFacts(ChuteNames("unit-node"), NodePolicy(api_port=8080, default_memory=128 * 2 ** 20))
+K = node_key("unit-node")
 
 
 def spec(version=1, port=8001, image_service=False):
@@ -22,7 +27,7 @@ def actions(steps):
 
 
 def test_install_builds_then_networks_then_starts_then_commits_last():
-    steps = plans.plan_install(spec(image_service=True), 7, "/state/src/7", 10.0)
+    steps = plans.plan_install(NODE, spec(image_service=True), 7, "/state/src/7", 10.0)
     assert actions(steps) == ["check_source", "build_image", "ensure_image", "create_network", "create_volume",
                               "create_container", "create_container", "start_container", "start_container",
                               "wait_ready", "wait_ready", "save_chute"]
@@ -30,23 +35,23 @@ def test_install_builds_then_networks_then_starts_then_commits_last():
     assert all(s.undo is not None for s in steps if s.action in ("build_image", "create_network", "create_volume",
                                                                     "create_container", "start_container"))
     create = next(s for s in steps if s.action == "create_container")
-    assert create.args["name"] == "paradrop-hello-main-7"
+    assert create.args["name"] == f"paradrop-{K}-hello-main-7"
     assert create.args["labels"]["org.paradrop.chute"] == "hello"
     assert create.args["environment"]["PARADROP_DATA_DIR"] == "/data"
     assert create.args["port_bindings"] == [[8001, 8000, "tcp"]]
     assert "PARADROP_API_TOKEN" not in create.args["environment"]
     wait = [s for s in steps if s.action == "wait_ready"]
-    assert {s.args["name"]: s.args["web_port"] for s in wait} == {"paradrop-hello-main-7": 8000,
-                                                                  "paradrop-hello-side-7": None}
-    assert plans.plan_install(spec(), 7, None, 10.0) == plans.plan_install(spec(), 7, None, 10.0)
+    assert {s.args["name"]: s.args["web_port"] for s in wait} == {f"paradrop-{K}-hello-main-7": 8000,
+                                                                  f"paradrop-{K}-hello-side-7": None}
+    assert plans.plan_install(NODE, spec(), 7, None, 10.0) == plans.plan_install(NODE, spec(), 7, None, 10.0)
 
 
 def test_update_with_a_shared_port_stops_the_old_version_first_and_can_restart_it():
     old = record(spec(1))
-    steps = plans.plan_update(old, spec(2), 9, "/state/src/9", 20.0)
+    steps = plans.plan_update(NODE, old, spec(2), 9, "/state/src/9", 20.0)
     names = [(s.action, s.args.get("name")) for s in steps]
-    stop_old = names.index(("stop_container", "paradrop-hello-main-5"))
-    start_new = names.index(("start_container", "paradrop-hello-main-9"))
+    stop_old = names.index(("stop_container", f"paradrop-{K}-hello-main-5"))
+    start_new = names.index(("start_container", f"paradrop-{K}-hello-main-9"))
     commit = next(i for i, s in enumerate(steps) if s.commit)
     assert stop_old < start_new < commit
     assert steps[stop_old].undo.action == "start_container"
@@ -56,14 +61,14 @@ def test_update_with_a_shared_port_stops_the_old_version_first_and_can_restart_i
 
 
 def test_update_without_host_ports_runs_both_versions_until_the_commit():
-    steps = plans.plan_update(record(spec(1, port=None)), spec(2, port=None), 9, None, 20.0)
+    steps = plans.plan_update(NODE, record(spec(1, port=None)), spec(2, port=None), 9, None, 20.0)
     commit = next(i for i, s in enumerate(steps) if s.commit)
-    assert ("stop_container", "paradrop-hello-main-5") in [(s.action, s.args.get("name")) for s in steps[commit:]]
-    assert all(s.args.get("name") != "paradrop-hello-main-5" for s in steps[:commit])
+    assert ("stop_container", f"paradrop-{K}-hello-main-5") in [(s.action, s.args.get("name")) for s in steps[commit:]]
+    assert all(s.args.get("name") != f"paradrop-{K}-hello-main-5" for s in steps[:commit])
 
 
 def test_delete_commits_right_after_stopping_and_then_removes_everything():
-    steps = plans.plan_delete(record(spec(1)))
+    steps = plans.plan_delete(NODE, record(spec(1)))
     assert actions(steps) == ["stop_container", "forget_chute", "remove_container", "remove_image", "remove_source",
                               "remove_network", "remove_volume"]
     assert steps[1].commit
@@ -71,47 +76,68 @@ def test_delete_commits_right_after_stopping_and_then_removes_everything():
 
 def test_stop_start_restart_record_the_state():
     old = record(spec(1))
-    assert plans.plan_stop(old, 3.0)[-1].args["record"]["state"] == STOPPED
-    assert plans.plan_start(record(spec(1), state=STOPPED), 3.0)[-1].args["record"]["state"] == RUNNING
-    assert actions(plans.plan_restart(old, 3.0))[:2] == ["stop_container", "start_container"]
+    assert plans.plan_stop(NODE, old, 3.0)[-1].args["record"]["state"] == STOPPED
+    assert plans.plan_start(NODE, record(spec(1), state=STOPPED), 3.0)[-1].args["record"]["state"] == RUNNING
+    assert actions(plans.plan_restart(NODE, old, 3.0))[:2] == ["stop_container", "start_container"]
 
 
 def test_an_update_from_the_installed_project_does_not_remove_it_when_rolled_back():
     old = record(spec(1), source="/state/src/5")
-    steps = plans.plan_update(old, spec(1), 9, "/state/src/5", 20.0)
+    steps = plans.plan_update(NODE, old, spec(1), 9, "/state/src/5", 20.0)
     assert steps[0].action == "check_source" and steps[0].undo is None
     assert "remove_source" not in actions(steps)
-    uploaded = plans.plan_update(old, spec(2), 9, "/state/src/9", 20.0)
+    uploaded = plans.plan_update(NODE, old, spec(2), 9, "/state/src/9", 20.0)
     assert uploaded[0].undo.args == {"path": "/state/src/9"}
 
 
 def test_reconcile_recreates_missing_objects_starts_stopped_ones_and_removes_orphans():
     rec = record(spec(1))
-    observed = {"containers": {"paradrop-hello-main-5": {"running": False}, "paradrop-gone-main-1": {"running": True}},
-                "networks": {"paradrop-gone": {}}, "volumes": {"paradrop-hello-data": {}},
-                "images": {"paradrop-chute/hello-main:1-5": {}, "paradrop-chute/gone-main:1-1": {}}}
-    steps = plans.plan_reconcile([rec], observed)
+    observed = {"containers": {f"paradrop-{K}-hello-main-5": {"running": False}, f"paradrop-{K}-gone-main-1": {"running": True}},
+                "networks": {f"paradrop-{K}-gone": {}}, "volumes": {f"paradrop-{K}-hello-data": {}},
+                "images": {f"paradrop-chute/{K}-hello-main:1-5": {}, f"paradrop-chute/{K}-gone-main:1-1": {}}}
+    steps = plans.plan_reconcile(NODE, [rec], observed)
     got = [(s.action, s.args.get("name") or s.args.get("image")) for s in steps]
-    assert got == [("create_network", "paradrop-hello"), ("remove_container", "paradrop-gone-main-1"),
-                   ("start_containers", None), ("remove_image", "paradrop-chute/gone-main:1-1"),
-                   ("remove_network", "paradrop-gone")]
-    assert steps[2].args["names"] == ["paradrop-hello-main-5"]
+    assert got == [("create_network", f"paradrop-{K}-hello"), ("remove_container", f"paradrop-{K}-gone-main-1"),
+                   ("start_containers", None), ("remove_image", f"paradrop-chute/{K}-gone-main:1-1"),
+                   ("remove_network", f"paradrop-{K}-gone")]
+    assert steps[2].args["names"] == [f"paradrop-{K}-hello-main-5"]
     assert all(s.commit for s in steps)
-    settled = {"containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
-               "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}}
-    assert plans.plan_reconcile([rec], settled) == []
+    settled = {"containers": {f"paradrop-{K}-hello-main-5": {"running": True}}, "networks": {f"paradrop-{K}-hello": {}},
+               "volumes": {f"paradrop-{K}-hello-data": {}}, "images": {f"paradrop-chute/{K}-hello-main:1-5": {}}}
+    assert plans.plan_reconcile(NODE, [rec], settled) == []
 
 
 def test_reconcile_stops_the_services_of_a_stopped_chute():
-    steps = plans.plan_reconcile([record(spec(1), state=STOPPED)], {
-        "containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
-        "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}})
-    assert [(s.action, s.args["name"]) for s in steps] == [("stop_container", "paradrop-hello-main-5")]
+    steps = plans.plan_reconcile(NODE, [record(spec(1), state=STOPPED)], {
+        "containers": {f"paradrop-{K}-hello-main-5": {"running": True}}, "networks": {f"paradrop-{K}-hello": {}},
+        "volumes": {f"paradrop-{K}-hello-data": {}}, "images": {f"paradrop-chute/{K}-hello-main:1-5": {}}})
+    assert [(s.action, s.args["name"]) for s in steps] == [("stop_container", f"paradrop-{K}-hello-main-5")]
 
 
 def test_reconcile_removes_unpacked_projects_that_nothing_uses():
     rec = record(spec(1), source="/state/src/5")
-    settled = {"containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
-               "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}}
-    steps = plans.plan_reconcile([rec], settled, (["/state/src/5", "/state/src/6", "/state/src/7"], ["/state/src/7"]))
+    settled = {"containers": {f"paradrop-{K}-hello-main-5": {"running": True}}, "networks": {f"paradrop-{K}-hello": {}},
+               "volumes": {f"paradrop-{K}-hello-data": {}}, "images": {f"paradrop-chute/{K}-hello-main:1-5": {}}}
+    steps = plans.plan_reconcile(NODE, [rec], settled, (["/state/src/5", "/state/src/6", "/state/src/7"], ["/state/src/7"]))
     assert [(s.action, s.args["path"]) for s in steps] == [("remove_source", "/state/src/6")]
+
+
+def test_two_nodes_name_every_object_of_a_same_named_chute_apart():
+    other = plans.NodeFacts(ChuteNames("other-node"), NODE.policy)
+
+    def objects(node):
+        steps = plans.plan_install(node, spec(), 7, "/state/src/7", 10.0)
+        return {s.args.get("name") or s.args.get("tag") for s in steps if s.action != "check_source"} - {None}
+    mine, theirs = objects(NODE), objects(other)
+    assert len(mine) == 4 and not mine & theirs  # image, network, volume, container
+
+
+def test_containers_get_the_policy_grants_default_memory_and_asked_capabilities():
+    description = {"name": "caps", "version": 1, "services": {
+        "plain": {"type": "image", "image": "x"},
+        "admin": {"type": "image", "image": "x", "requests": {"capabilities": ["NET_ADMIN"], "memory": "64M"}}}}
+    steps = plans.plan_install(NODE, build(description), 3, None, 1.0)
+    creates = {s.args["aliases"][0]: s.args for s in steps if s.action == "create_container"}
+    assert (creates["plain"]["capabilities"], creates["plain"]["memory"]) == (["NET_BIND_SERVICE"], 128 * 2 ** 20)
+    assert (creates["admin"]["capabilities"], creates["admin"]["memory"]) == (
+        ["NET_ADMIN", "NET_BIND_SERVICE"], 64 * 2 ** 20)

@@ -12,7 +12,7 @@ import pytest
 
 from pdserver.changes.model import ChangeState
 from pdserver.containers.errors import EngineUnavailable
-from tests.unit.memory_node import UnitNode, committed, description, expected
+from tests.unit.memory_node import NAMES, UnitNode, committed, description, expected
 
 
 def install(node, **kwargs):
@@ -33,11 +33,11 @@ def drift(node):
     install(node, port=None)
     install(node, name="spare", port=8002)
     hello, spare = node.store.get("hello"), node.store.get("spare")
-    node.engine.remove_container(f"paradrop-hello-main-{hello.deployment}")
-    node.engine.stop_container(f"paradrop-hello-side-{hello.deployment}")
+    node.engine.remove_container(NAMES.container("hello", "main", hello.deployment))
+    node.engine.stop_container(NAMES.container("hello", "side", hello.deployment))
     for service in ("main", "side"):
-        node.engine.remove_container(f"paradrop-spare-{service}-{spare.deployment}")
-    node.engine.remove_image(f"paradrop-chute/spare-main:1-{spare.deployment}")
+        node.engine.remove_container(NAMES.container("spare", service, spare.deployment))
+    node.engine.remove_image(NAMES.image("spare", "main", "1", spare.deployment))
     install(node, name="gone", port=8002)
     node.store.delete("gone")
     (node.sources / "stray").mkdir()

@@ -5,7 +5,7 @@ again less than 5 s after the daemon's process starts.
 
 1. Install. One daemon per PARADROP_READY_GRACE setting (the default 1.0 s, then 0). Each round POSTs an image
    chute (paradrop/busybox:latest running httpd) and polls the engine (docker SDK inspect, every 5 ms) until
-   the container the node names paradrop-<chute>-main-<change id> has status "running"; the change's own
+   the container the node names paradrop-<node key>-<chute>-main-<change id> has status "running"; the change's own
    "finished" time (wall clock, taken by the node) gives the time until the install change succeeded, which
    includes the ready grace. The chute is then deleted through the API. Baseline, interleaved round by round:
    ``client.containers.run(image, command, detach=True)`` of the same image and command, polled the same way
@@ -27,6 +27,7 @@ Everything made is removed at the end, also on an error, Ctrl-C or SIGTERM: chut
 daemon runs, then every container, network and volume with this run's node label (or the label put on the
 baseline containers) through the SDK; Scratch stops the daemons and removes the temp dir.
 """
+import hashlib
 import os
 import re
 import statistics
@@ -65,6 +66,7 @@ class Daemon:
     def __init__(self, scratch: c.Scratch, state, env: dict):
         self.port = c.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.state = state
         self.wall0 = time.time()
         self.t0 = time.perf_counter()
         # /usr/bin/env execs the daemon in the same process, so Scratch still owns (and stops) it by its pid
@@ -72,6 +74,11 @@ class Daemon:
                                   + [c.PYTHON, "-m", "pdserver.main", "node", "--state-dir", str(state),
                                      "--port", str(self.port)], "daemon.log")
         self.http = None
+
+    def container(self, chute: str, service: str, deployment: int) -> str:
+        """The name the node gives a chute's container (as pdserver.chutes.naming does)."""
+        key = hashlib.sha256((self.state / "node-id").read_text().strip().encode()).hexdigest()[:8]
+        return f"paradrop-{key}-{chute}-{service}-{deployment}"
 
     def login(self):
         c.wait_healthy(self.proc, self.port, self.t0)
@@ -185,7 +192,7 @@ def install_round(daemon: Daemon, client, name: str):
     wall0, t0 = time.time(), time.perf_counter()
     change_id = daemon.submit("POST", "/api/v1/chutes", install_body(name, HTTPD))
     accepted = time.perf_counter() - t0
-    running = wait_running(client, f"paradrop-{name}-main-{change_id}", t0)
+    running = wait_running(client, daemon.container(name, "main", change_id), t0)
     change = daemon.wait_change(change_id)
     finished = change["finished"] - wall0
     daemon.wait_change(daemon.submit("DELETE", f"/api/v1/chutes/{name}"))
