@@ -8,7 +8,9 @@ from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from pdserver.api.app import api_listener, build_router
+from pdserver.api.app import add_resources, api_listener
+from pdserver.api.gateways import ChuteGateways
+from pdserver.api.routing import Router
 from pdserver.api.site import HttpService
 from pdserver.auth.audit import AuditLog
 from pdserver.auth.hashing import HashingPool
@@ -69,78 +71,115 @@ def crash_hook(settings: Settings):
 
 
 def build_node(settings: Settings, reactor, handlers=None) -> Node:
-    """Wire the node. ``handlers`` adds change types (tests use it for controllable changes)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(settings.state_dir, 0o700)
+    """Wire the node, part by part. ``handlers`` adds change types (tests use it for controllable changes)."""
+    prepare_state_dir(settings)
     conn = open_database(settings.database_path)
     clock = reactor.seconds
-
-    def run_in_thread(f, *args):
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
-
     audit = AuditLog(conn, clock)
     chutes = ChuteStore(conn)
+    hostconfig = HostConfigStore(settings.hostconfig_path)
+    names = ChuteNames(load_or_create_secret(settings.node_id_path, nbytes=6))
+    queue = ChangeQueue(ChangeJournal(conn), {}, reactor)
 
-    def chute_token_valid(name: str, deployment: int) -> bool:
-        """Current deployment, or the one the running change is bringing up (it may call us while starting)."""
-        record = chutes.get(name)
-        if record is not None and record.deployment == deployment:
-            return True
-        running = queue.running_change
-        return running == deployment and queue.get(running).target == name
-
-    tokens = TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl, clock)
     hashing = HashingPool(reactor)
-    auth = Auth(UserStore(conn, clock), tokens, Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0),
-                audit, clock, hashing.run, chute_token_valid)
+    tokens = TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl, clock)
+    auth = Auth(UserStore(conn, clock), tokens, Passwords(),
+                LoginThrottle(clock, settings.login_failures_per_minute, 60.0), audit, clock, hashing.run,
+                LiveDeployments(chutes, queue).token_valid)
+    bootstrap_admin(settings, auth)
+
+    engine = DockerEngine(reactor, owner_label=LABEL_NODE)
+    router = Router(auth, settings.max_body_bytes, settings.max_upload_bytes)
+    http = HttpService(reactor, api_listener(settings, router, auth, reactor), settings.host, settings.port)
+    gateways = ChuteGateways(http, engine.network_gateway, lambda: [names.network(r.name) for r in chutes.list()])
+    policy = ChutePolicySource(hostconfig, http, settings)
+
+    chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, names.node_labels(),
+                                 chute_environment(settings, gateways, tokens), settings.ready_grace,
+                                 settings.ready_timeout)
+    executor = Executor({**host_actions(hostconfig), **chute_actions.actions()}, after_step=crash_hook(settings))
+    queue.plug({**HostConfigHandlers(executor, hostconfig).handlers(),
+                **ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
+                                settings.chute_sources_dir, lambda: pending_sources(queue)).handlers(),
+                **(handlers or {})},
+               recover=RecoveryHandler(executor), on_finished=AfterChange(audit, gateways).finished)
+
+    add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
+                  monitor=ChuteMonitor(engine, names, reactor, policy.current), run_in_thread=run_in_thread(reactor),
+                  clock=reactor, started_at=reactor.seconds())
+
+    root = SequentialMultiService()
+    for part in (hashing, engine, queue, http, gateways, ReconcileAtStart(queue)):
+        part.setServiceParent(root)
+    return Node(settings, root, http, queue, auth, conn, engine, chutes)
+
+
+def prepare_state_dir(settings: Settings) -> None:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.state_dir, 0o700)
+    settings.chute_sources_dir.mkdir(parents=True, exist_ok=True)
+
+
+def run_in_thread(reactor):
+    def run(f, *args):
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+    return run
+
+
+def bootstrap_admin(settings: Settings, auth: Auth) -> None:
     created = auth.bootstrap_admin(settings.admin_password,
                                    lambda pw: write_secret_file(settings.initial_password_path, pw + "\n"),
                                    random_password)
-    if created is not None:
-        if settings.admin_password is None:
-            log.warn("created user 'paradrop' (owner); its password is in {path} (mode 0600)",
-                     path=str(settings.initial_password_path))
-        else:
-            log.info("created user 'paradrop' (owner) with the password from PARADROP_ADMIN_PASSWORD")
+    if created is None:
+        return
+    if settings.admin_password is None:
+        log.warn("created user 'paradrop' (owner); its password is in {path} (mode 0600)",
+                 path=str(settings.initial_password_path))
+    else:
+        log.info("created user 'paradrop' (owner) with the password from PARADROP_ADMIN_PASSWORD")
 
-    hostconfig_store = HostConfigStore(settings.hostconfig_path)
-    engine = DockerEngine(reactor, owner_label=LABEL_NODE)
-    settings.chute_sources_dir.mkdir(parents=True, exist_ok=True)
-    names = ChuteNames(load_or_create_secret(settings.node_id_path, nbytes=6))
-    node_label = {LABEL_NODE: names.node_id}
 
-    def chute_policy() -> NodePolicy:
-        return NodePolicy.from_config(hostconfig_store.load(), http.port or settings.port,
-                                      settings.chute_default_memory)
-    chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, node_label,
-                                 chute_environment(settings, engine, tokens, lambda: http), settings.ready_grace,
-                                 settings.ready_timeout)
-    executor = Executor({**host_actions(hostconfig_store), **chute_actions.actions()},
-                        after_step=crash_hook(settings))
-    change_handlers = {**HostConfigHandlers(executor, hostconfig_store).handlers(),
-                       **ChuteHandlers(executor, chutes, engine, reactor, names, chute_policy,
-                                       settings.chute_sources_dir, lambda: pending_sources(queue)).handlers(),
-                       **(handlers or {})}
+class LiveDeployments:
+    """Which deployments of a chute are live: the installed one, and the one its running change is bringing
+    up (a starting chute may call the API already). A chute's token is valid for those only."""
 
-    def audit_change(change):
-        audit.record(change.user, f"change:{change.type}", change.state.value, target=change.target,
-                     detail={"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})})
+    def __init__(self, chutes: ChuteStore, queue: ChangeQueue):
+        self._chutes = chutes
+        self._queue = queue
 
-    queue = ChangeQueue(ChangeJournal(conn), change_handlers, reactor, recover=RecoveryHandler(executor),
-                        on_finished=audit_change)
+    def token_valid(self, chute: str, deployment: int) -> bool:
+        record = self._chutes.get(chute)
+        if record is not None and record.deployment == deployment:
+            return True
+        running = self._queue.running_change
+        return running == deployment and self._queue.get(running).target == chute
 
-    router = build_router(settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig_store,
-                          chutes=chutes, monitor=ChuteMonitor(engine, names, reactor, chute_policy),
-                          run_in_thread=run_in_thread, clock=reactor, started_at=reactor.seconds())
-    http = HttpService(reactor, api_listener(settings, router, auth, reactor), settings.host, settings.port)
 
-    root = SequentialMultiService()
-    hashing.setServiceParent(root)
-    engine.setServiceParent(root)
-    queue.setServiceParent(root)
-    http.setServiceParent(root)
-    ReconcileAtStart(queue, chutes, engine, names, http).setServiceParent(root)
-    return Node(settings, root, http, queue, auth, conn, engine, chutes)
+class ChutePolicySource:
+    """The node's chute policy as it stands: the host config's switches and the port the API really uses."""
+
+    def __init__(self, hostconfig: HostConfigStore, http: HttpService, settings: Settings):
+        self._hostconfig = hostconfig
+        self._http = http
+        self._settings = settings
+
+    def current(self) -> NodePolicy:
+        return NodePolicy.from_config(self._hostconfig.load(), self._http.port or self._settings.port,
+                                      self._settings.chute_default_memory)
+
+
+class AfterChange:
+    """What follows every change: its audit record, and the API's listeners following the chutes' networks."""
+
+    def __init__(self, audit: AuditLog, gateways: ChuteGateways):
+        self._audit = audit
+        self._gateways = gateways
+
+    def finished(self, change) -> None:
+        detail = {"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})}
+        self._audit.record(change.user, f"change:{change.type}", change.state.value, target=change.target,
+                           detail=detail)
+        self._gateways.sync()
 
 
 def pending_sources(queue: ChangeQueue):
@@ -149,44 +188,27 @@ def pending_sources(queue: ChangeQueue):
 
 
 class ReconcileAtStart(Service):
-    """After crash recovery and once the API listens: serve the API to installed chutes again and queue
-    one reconcile change (chutes come back, orphans go)."""
+    """After crash recovery and once the API listens: queue one reconcile change (chutes come back, orphans
+    go)."""
 
-    log = Logger()
-
-    def __init__(self, queue: ChangeQueue, chutes: ChuteStore, engine, names: ChuteNames, http: HttpService):
+    def __init__(self, queue: ChangeQueue):
         self._queue = queue
-        self._chutes = chutes
-        self._engine = engine
-        self._names = names
-        self._http = http
 
-    @defer.inlineCallbacks
     def startService(self):
         super().startService()
         self._queue.submit("reconcile", None, None)
-        for record in self._chutes.list():
-            try:
-                gateway = yield self._engine.network_gateway(self._names.network(record.name))
-                yield self._http.listen_also(gateway)
-            except Exception as e:
-                self.log.info("chute {chute} cannot reach the API yet: {error}", chute=record.name, error=str(e))
 
 
-def chute_environment(settings: Settings, engine, tokens: TokenIssuer, get_http):
-    """The PARADROP_* variables that depend on the node: how a chute reaches the Edge API, and its token.
-
-    The API is served on the chute network's gateway address, so chutes reach it there.
-    """
+def chute_environment(settings: Settings, gateways: ChuteGateways, tokens: TokenIssuer):
+    """The PARADROP_* variables that depend on the node: how a chute reaches the Edge API (on its network's
+    gateway, where the gateways service makes the API listen), and its token."""
     router_id = settings.pdid or socket.gethostname()
 
     @defer.inlineCallbacks
     def environment(chute: str, deployment: int, network: str):
-        gateway = yield engine.network_gateway(network)
-        http = get_http()
-        yield http.listen_also(gateway)
-        base = f"http://{gateway}:{http.port}"
+        gateway = yield gateways.serve(network)
+        base = f"http://{gateway}:{gateways.api_port}"
         return {"PARADROP_ROUTER_ID": router_id, "PARADROP_BASE_URL": base, "PARADROP_API_URL": base + "/api/v1",
-                "PARADROP_WS_API_URL": f"ws://{gateway}:{http.port}/ws",
+                "PARADROP_WS_API_URL": f"ws://{gateway}:{gateways.api_port}/ws",
                 "PARADROP_API_TOKEN": tokens.issue_chute(chute, deployment)}
     return environment

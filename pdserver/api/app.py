@@ -13,9 +13,9 @@ from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 
 
-def build_router(*, settings, auth, queue, hostconfig_store, chutes, monitor, run_in_thread, clock,
-                 started_at: float) -> Router:
-    router = Router(auth, settings.max_body_bytes, settings.max_upload_bytes)
+def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor,
+                  run_in_thread, clock, started_at: float) -> None:
+    """Every resource's routes on ``router`` (which may already be listening: it serves what it has)."""
     for resource in (AccountsResource(auth), InfoResource(started_at, clock), ChangesResource(queue),
                      ChutesResource(queue, chutes, monitor, settings.chute_sources_dir, settings.max_upload_bytes,
                                     run_in_thread),
@@ -23,7 +23,6 @@ def build_router(*, settings, auth, queue, hostconfig_store, chutes, monitor, ru
                      ConfigResource(settings, queue, hostconfig_store), AuditResource(auth.audit),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
-    return router
 
 
 def api_listener(settings, router: Router, auth, reactor) -> ConnectionGuard:

@@ -196,6 +196,14 @@ class HttpService(Service):
             raise
         self.log.info("Edge API also listening on http://{host}:{port}/ for chutes", host=address, port=self.port)
 
+    def stop_listening_on(self, address: str):
+        """Close the listener ``listen_also`` opened on ``address`` (nothing if there is none)."""
+        port = self._extra.pop(address, None)
+        if port is None:
+            return defer.succeed(None)
+        self.log.info("Edge API no longer listening on {host}", host=address)
+        return defer.maybeDeferred(port.stopListening)
+
     def stopService(self):
         super().stopService()
         ports = [p for p in self._extra.values() if p is not None]

@@ -67,6 +67,16 @@ class ChangeQueue(Service):
         self._observers: Dict[int, List[Observer]] = {}
         self._max_queued = max_queued
 
+    def plug(self, handlers: Mapping[str, Handler], recover: Optional[Recovery] = None,
+             on_finished: Optional[Callable[[Change], None]] = None) -> None:
+        """Add change types (and the crash recovery and end-of-change hook) before the queue starts: the
+        queue knows no change type itself, the node plugs them in."""
+        if self.running:
+            raise RuntimeError("plug change types in before the queue starts")
+        self._handlers.update(handlers)
+        self._recover = recover if recover is not None else self._recover
+        self._on_finished = on_finished if on_finished is not None else self._on_finished
+
     def _now(self) -> float:
         return self._clock.seconds()
 

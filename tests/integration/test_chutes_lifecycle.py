@@ -3,6 +3,7 @@ updates (good and broken), stop/start, delete, and coming back after a daemon re
 import json
 
 import docker
+import psutil
 import pytest
 import requests
 
@@ -116,11 +117,18 @@ def test_two_services_reach_each_other_by_name_and_see_env_data_and_limits(node_
     assert "persisted-1" in marks, "the /data volume must survive an update"
 
 
+def listening_addresses(process) -> set:
+    return {c.laddr.ip for c in psutil.Process(process.proc.pid).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN}
+
+
 def test_stop_start_restart_and_delete_leave_nothing_behind(node_process, tmp_path):
     session, url = node_process.session(), node_process.url
     name, port = unique("life"), free_port()
     description, files = web_chute(name, 1, port, "alive")
+    assert listening_addresses(node_process) == {"127.0.0.1"}
     assert install(session, url, write_project(tmp_path / "p", description, files))["state"] == "succeeded"
+    assert len(listening_addresses(node_process)) == 2, "the API listens on the chute network's gateway"
     assert act(session, url, name, "stop")["state"] == "succeeded"
     assert session.get(f"{url}/api/v1/chutes/{name}").json()["state"] == "stopped"
     with pytest.raises(requests.ConnectionError):
@@ -132,6 +140,7 @@ def test_stop_start_restart_and_delete_leave_nothing_behind(node_process, tmp_pa
     assert act(session, url, name, "delete")["state"] == "succeeded"
     assert objects_labelled(name) == {"containers": [], "networks": [], "volumes": [], "images": []}
     assert session.get(f"{url}/api/v1/chutes/{name}").status_code == 404
+    assert listening_addresses(node_process) == {"127.0.0.1"}, "the gateway listener went with the chute"
 
 
 def test_bad_specs_and_archives_get_4xx_naming_the_field(node_process, tmp_path):
@@ -195,7 +204,7 @@ def test_a_daemon_restart_brings_chutes_back_and_removes_orphans(node_process, t
     session, url = node_process.session(), node_process.url
     name, port = unique("back"), free_port()
     description, files = web_chute(name, 1, port, "back again")
-    change = install(session, url, write_project(tmp_path / "p", description, files))
+    assert install(session, url, write_project(tmp_path / "p", description, files))["state"] == "succeeded"
     node_id = (node_process.state_dir / "node-id").read_text().strip()
     node_process.stop()
     engine.containers.get(container_of(name, "main")).remove(force=True)

@@ -82,7 +82,7 @@ def test_between_requests_the_idle_timeout_applies_not_the_head_deadline():
 
 def test_a_crowded_address_sheds_its_oldest_idle_connection_and_refuses_when_none_is_idle():
     factory, clock = guard(per_address=2)
-    (first, first_t), (second, second_t) = connect(factory), connect(factory)
+    (_, first_t), (second, second_t) = connect(factory), connect(factory)
     third, third_t = connect(factory)
     assert first_t.disconnecting and not second_t.disconnecting and not third_t.disconnecting
     for protocol in (second, third):
