@@ -110,17 +110,19 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                                  settings.ready_timeout)
     executor = Executor({**host_actions(hostconfig_store), **chute_actions.actions()},
                         after_step=crash_hook(settings))
+    chute_handlers = ChuteHandlers(executor, chutes, engine, reactor, node_label, settings.chute_sources_dir,
+                                   lambda: pending_sources(queue))
     change_handlers = {**HostConfigHandlers(executor, hostconfig_store).handlers(),
-                       **ChuteHandlers(executor, chutes, engine, reactor, node_label, settings.chute_sources_dir,
-                                       lambda: pending_sources(queue)).handlers(),
+                       **chute_handlers.handlers(),
                        **(handlers or {})}
 
-    def audit_change(change):
+    def change_finished(change):
         audit.record(change.user, f"change:{change.type}", change.state.value, target=change.target,
                      detail={"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})})
+        chute_handlers.finished(change)
 
     queue = ChangeQueue(ChangeJournal(conn), change_handlers, reactor, recover=RecoveryHandler(executor),
-                        on_finished=audit_change)
+                        on_finished=change_finished)
 
     router = build_router(settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig_store,
                           chutes=chutes, monitor=ChuteMonitor(engine), run_in_thread=run_in_thread,
