@@ -13,16 +13,25 @@ import re
 from typing import Iterable, Optional, Union
 
 import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
+
+try:
+    from yaml.cyaml import CParser
+except ImportError:
+    CParser = None
 
 from pdserver.errors import InvalidInput, shorten
 
 MAX_DEPTH = 32
 INT_MIN, INT_MAX = -2 ** 63, 2 ** 63 - 1
-MAX_YAML_BYTES = 256 * 1024
+MAX_YAML_BYTES = 64 * 1024
 #: Nodes plus scalar characters a YAML document may expand to through its aliases.
-YAML_BUDGET = 512 * 1024
+YAML_BUDGET = 256 * 1024
 _MAX_NUMBER_CHARS = 128  # a 64-bit integer in any notation (0b..., 1_000_...) fits; longer ones are refused unparsed
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -119,12 +128,24 @@ def _refuse(path, root: str, reason: str):
     raise InvalidInput(f"{field} {reason}", field=field, code="invalid_field")
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that counts what aliases expand to while composing and bounds the nesting depth,
-    so a billion-laughs document fails after a few hundred nodes, not after building them."""
+class _PythonEvents(Reader, Scanner, Parser):
+    """PyYAML's own scanner and parser (where the libyaml binding is not built)."""
 
-    def __init__(self, stream, budget: int, max_depth: int):
-        super().__init__(stream)
+    def __init__(self, stream):
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+
+
+class _BoundedComposer(Composer, SafeConstructor, Resolver):
+    """Composes parser events into nodes counting what aliases expand to and bounding the nesting depth, so
+    a billion-laughs document fails after a few hundred nodes, not after building them; constructs only
+    the safe types, with integers and floats of bounded length."""
+
+    def __init__(self, budget: int, max_depth: int):
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
         self._budget = budget
         self._max_depth = max_depth
         self._depth = 0
@@ -180,25 +201,40 @@ class _BoundedLoader(yaml.SafeLoader):
         return mapping
 
 
-_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
-_BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader.construct_yaml_float)
+_BoundedComposer.add_constructor("tag:yaml.org,2002:int", _BoundedComposer.construct_yaml_int)
+_BoundedComposer.add_constructor("tag:yaml.org,2002:float", _BoundedComposer.construct_yaml_float)
 # Dates stay the text they were written as: JSON has no date type.
-_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+_BoundedComposer.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+
+
+def _loader(events: type) -> type:
+    class Loader(_BoundedComposer, events):
+        def __init__(self, stream, budget: int, max_depth: int):
+            events.__init__(self, stream)
+            _BoundedComposer.__init__(self, budget, max_depth)
+    return Loader
+
+
+#: Scanning and parsing in C (libyaml) when PyYAML was built with it, else in Python; composing in Python.
+LOADERS = {"python": _loader(_PythonEvents)}
+if CParser is not None:
+    LOADERS["libyaml"] = _loader(CParser)
+_LOADER = LOADERS.get("libyaml", LOADERS["python"])
 
 
 def load_yaml(text: str, root: str, max_chars: int = MAX_YAML_BYTES, budget: int = YAML_BUDGET,
-              max_depth: int = MAX_DEPTH):
+              max_depth: int = MAX_DEPTH, loader: type = _LOADER):
     """One YAML document as JSON's data model; InvalidInput (field ``root`` or the path inside it)."""
     if len(text) > max_chars:
         raise InvalidInput(f"{root} is larger than {max_chars} characters", field=root, code="too_large")
     stream = io.StringIO(text)
     stream.name = root  # YAML's error marks name it
     try:
-        loader = _BoundedLoader(stream, budget, max_depth)
+        parser = loader(stream, budget, max_depth)
         try:
-            data = loader.get_single_data()
+            data = parser.get_single_data()
         finally:
-            loader.dispose()
+            parser.dispose()
     except yaml.YAMLError as e:
         raise InvalidInput(f"{root} is not valid YAML: {e}", field=root, code="malformed_yaml") from None
     check_tree(data, root, max_depth)
