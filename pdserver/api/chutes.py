@@ -123,13 +123,13 @@ class ChutesResource:
         return config, None
 
     @staticmethod
-    def _check_supported(description: dict, prefix: str = "") -> None:
+    def _check_supported(description: dict) -> None:
         """Refuse what this node cannot give yet rather than install a chute without it."""
         for name, service in (description.get("services") or {}).items():
             if service.get("interfaces"):
                 raise errors.InvalidInput(
                     "network interfaces (wifi-ap, lan, vlan) are not available on this node yet",
-                    field=f"{prefix}services.{name}.interfaces", code="unsupported")
+                    field=f"services.{name}.interfaces", code="unsupported")
 
     def _discard(self, source) -> defer.Deferred:
         """Remove an uploaded project (in a thread: a tree of thousands of files)."""
