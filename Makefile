@@ -1,10 +1,13 @@
 # The two commands of the README: `make run` and `make test`. Each installs what is missing first.
+# `make soak` (not part of `make test`): schemathesis, hostile probes and a load run against a fresh node.
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+SOAK_STAMP := $(VENV)/.soak-installed
+SOAK_ARGS ?=
 STATE_DIR ?= .pdserver
 
-.PHONY: run test system venv engine images compat bench clean
+.PHONY: run test system venv engine images compat bench soak clean
 
 system:
 	tools/setup-system
@@ -36,6 +39,15 @@ test: venv images compat
 
 bench: venv
 	$(VENV)/bin/python tools/bench/run_all.py
+
+# schemathesis and its dependencies, pinned; they go into .venv (pip finds no conflict with requirements.txt)
+$(SOAK_STAMP): $(STAMP) requirements-soak.txt
+	$(VENV)/bin/pip install -q -r requirements-soak.txt
+	touch $(SOAK_STAMP)
+
+# e.g. make soak SOAK_ARGS="--cases 500 --seconds 20"; tools/soak/run.py --help lists the options
+soak: venv images $(SOAK_STAMP)
+	$(VENV)/bin/python tools/soak/run.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

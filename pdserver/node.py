@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from pdserver.api.app import build_router
 from pdserver.api.site import ApiSite, HttpService
 from pdserver.auth.audit import AuditLog
+from pdserver.auth.hashing import HashingPool
 from pdserver.auth.passwords import Passwords
 from pdserver.auth.service import Auth
 from pdserver.auth.throttle import LoginThrottle
@@ -89,8 +90,9 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
         return running == deployment and queue.get(running).target == name
 
     tokens = TokenIssuer(load_or_create_secret(settings.secret_path), settings.token_ttl, clock)
+    hashing = HashingPool(reactor)
     auth = Auth(UserStore(conn, clock), tokens, Passwords(), LoginThrottle(clock, settings.login_failures_per_minute, 60.0),
-                audit, clock, run_in_thread, chute_token_valid)
+                audit, clock, hashing.run, chute_token_valid)
     created = auth.bootstrap_admin(settings.admin_password,
                                    lambda pw: write_secret_file(settings.initial_password_path, pw + "\n"),
                                    random_password)
@@ -131,6 +133,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                                         reactor=reactor), settings.host, settings.port)
 
     root = SequentialMultiService()
+    hashing.setServiceParent(root)
     queue.setServiceParent(root)
     http.setServiceParent(root)
     ReconcileAtStart(queue, chutes, engine, http).setServiceParent(root)

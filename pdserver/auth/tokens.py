@@ -27,11 +27,11 @@ class TokenIssuer:
         self._cache: "collections.OrderedDict[str, dict]" = collections.OrderedDict()
         self._cache_size = cache_size
 
-    def issue(self, username: str, generation: int) -> tuple:
-        """A signed token and its expiry time (unix seconds)."""
+    def issue(self, username: str, uid: str, generation: int) -> tuple:
+        """A signed token for the user row ``uid`` at password ``generation``, and its expiry (unix seconds)."""
         now = int(self._clock())
         expires = now + self._ttl
-        claims = {"sub": username, "gen": generation, "iat": now, "exp": expires, "iss": ISSUER,
+        claims = {"sub": username, "uid": uid, "gen": generation, "iat": now, "exp": expires, "iss": ISSUER,
                   "aud": AUDIENCE, "jti": secrets.token_hex(8)}
         return jwt.encode(claims, self._secret, algorithm="HS256"), expires
 
@@ -62,7 +62,7 @@ class TokenIssuer:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
                                 options={"verify_exp": False, "verify_iat": False,
                                          "require": ["sub", "exp", "gen"]})
-        except jwt.PyJWTError as e:
+        except (jwt.PyJWTError, ValueError) as e:  # ValueError: text the token's encoding cannot hold
             raise InvalidToken(str(e)) from None
         if not isinstance(claims["exp"], (int, float)) or not isinstance(claims["gen"], int):
             raise InvalidToken("malformed claims")

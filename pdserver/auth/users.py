@@ -1,13 +1,14 @@
 """Users in SQLite; the small table is mirrored in memory so token checks stay off the disk."""
 import dataclasses
 import re
+import secrets
 import sqlite3
 from typing import Callable, Dict, List, Optional
 
 from pdserver.auth.roles import Role
 from pdserver.storage import migrate
 
-USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+USERNAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")  # use with fullmatch: ``$`` would let a final newline in
 
 _MIGRATIONS = [
     """CREATE TABLE users (
@@ -17,7 +18,17 @@ _MIGRATIONS = [
         generation INTEGER NOT NULL DEFAULT 0,
         created REAL NOT NULL,
         password_changed REAL NOT NULL)""",
+    # Each row gets an identity of its own: a user re-created under an old name is another user, and the
+    # tokens of the deleted one (which carry its uid) stay dead. Rows from before get theirs here.
+    """ALTER TABLE users ADD COLUMN uid TEXT;
+       UPDATE users SET uid = lower(hex(randomblob(16)));
+       CREATE UNIQUE INDEX users_uid ON users (uid)""",
 ]
+
+
+def new_uid() -> str:
+    """128 random bits: never reused, also across restarts, deletions and restored backups."""
+    return secrets.token_hex(16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +39,7 @@ class User:
     generation: int
     created: float
     password_changed: float
+    uid: str
 
     def public(self) -> dict:
         return {"username": self.username, "role": self.role.label, "created": self.created,
@@ -39,7 +51,8 @@ class UserExists(Exception):
 
 
 class UserStore:
-    """CRUD on users. ``generation`` grows on every password change, revoking older tokens."""
+    """CRUD on users. A token names the row it was issued for (``uid``) and the row's ``generation``, which
+    grows on every password change: deleting the row or changing its password revokes older tokens."""
 
     def __init__(self, conn: sqlite3.Connection, clock: Callable[[], float]):
         self._conn = conn
@@ -51,7 +64,7 @@ class UserStore:
     @staticmethod
     def _from_row(row) -> User:
         return User(row["username"], row["password_hash"], Role.parse(row["role"]), row["generation"],
-                    row["created"], row["password_changed"])
+                    row["created"], row["password_changed"], row["uid"])
 
     def count(self) -> int:
         return len(self._cache)
@@ -66,10 +79,10 @@ class UserStore:
         if username in self._cache:
             raise UserExists(username)
         now = self._clock()
-        user = User(username, password_hash, role, 0, now, now)
+        user = User(username, password_hash, role, 0, now, now, new_uid())
         self._conn.execute(
-            "INSERT INTO users (username, password_hash, role, generation, created, password_changed) "
-            "VALUES (?, ?, ?, 0, ?, ?)", (username, password_hash, role.label, now, now))
+            "INSERT INTO users (username, password_hash, role, generation, created, password_changed, uid) "
+            "VALUES (?, ?, ?, 0, ?, ?, ?)", (username, password_hash, role.label, now, now, user.uid))
         self._cache[username] = user
         return user
 

@@ -53,7 +53,8 @@ class ChangeQueue(Service):
     STOP_GRACE = 30.0
 
     def __init__(self, journal: ChangeJournal, handlers: Mapping[str, Handler], clock,
-                 recover: Optional[Recovery] = None, on_finished: Optional[Callable[[Change], None]] = None):
+                 recover: Optional[Recovery] = None, on_finished: Optional[Callable[[Change], None]] = None,
+                 max_queued: int = 100):
         self._journal = journal
         self._handlers = dict(handlers)
         self._clock = clock
@@ -64,6 +65,7 @@ class ChangeQueue(Service):
         self._running_done: Optional[defer.Deferred] = None
         self._pump_scheduled = False
         self._observers: Dict[int, List[Observer]] = {}
+        self._max_queued = max_queued
 
     def _now(self) -> float:
         return self._clock.seconds()
@@ -83,13 +85,20 @@ class ChangeQueue(Service):
     def messages(self, change_id: int) -> List[dict]:
         return self._journal.messages(change_id)
 
+    def steps(self, change_id: int) -> List[dict]:
+        """The change's plan as journaled, with each step's state."""
+        return self._journal.steps(change_id)
+
     def unfinished(self) -> List[Change]:
         """The running change and the queued ones: what still reads its parameters (upload dirs, say)."""
         return self._journal.list(ChangeState.QUEUED, limit=-1) + self._journal.list(ChangeState.RUNNING)
 
     def submit(self, type_: str, target: Optional[str], user: Optional[str], params: Optional[dict] = None) -> Change:
+        """Journal and queue a change; Throttled when ``max_queued`` changes already wait."""
         if type_ not in self._handlers:
             raise UnknownChangeType(type_)
+        if len(self._pending) >= self._max_queued:
+            raise errors.Throttled(5.0, f"{len(self._pending)} changes are waiting already; retry when they have run")
         change = self._journal.create(type_, target, user, params or {}, self._now())
         self._journal.add_message(change.id, change.created, f"change {change.id} queued: {type_}"
                                  + (f" {target}" if target else ""))

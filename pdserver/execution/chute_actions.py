@@ -7,14 +7,14 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from twisted.internet import defer, threads
 
 from pdserver.chutes.source import resolve_inside
 from pdserver.chutes.store import ChuteRecord, ChuteStore
 from pdserver.containers.errors import ImageUnavailable, NotFound, NotReady
-from pdserver.containers.health import wait_ready
+from pdserver.containers.health import Probe, wait_ready
 from pdserver.containers.spec import ContainerSpec, PortBinding
 
 LIGHT_DOCKERFILE = ".paradrop.Dockerfile"
@@ -40,10 +40,12 @@ def light_dockerfile(base: str, command, as_root: bool) -> str:
 
 class ChuteActions:
     def __init__(self, engine, store: ChuteStore, reactor, build_dir: Path, node_labels: dict,
-                 chute_environment: Callable[[str, int, str], dict], ready_grace: float, ready_timeout: float):
+                 chute_environment: Callable[[str, int, str], dict], ready_grace: float, ready_timeout: float,
+                 ready_probe: Optional[Probe] = None):
         """``chute_environment(chute, deployment, network)`` gives the PARADROP_* variables that depend on
         the node (API address, token); they are computed at creation so no secret lands in the journal.
-        ``node_labels`` go on every object we create, next to the plan's labels."""
+        ``node_labels`` go on every object we create, next to the plan's labels. ``ready_probe`` replaces
+        the HTTP probe of web services (unit tests open no sockets)."""
         self._engine = engine
         self._node_labels = dict(node_labels)
         self._store = store
@@ -52,6 +54,7 @@ class ChuteActions:
         self._chute_environment = chute_environment
         self._grace = ready_grace
         self._timeout = ready_timeout
+        self._probe = ready_probe
 
     def actions(self) -> dict:
         return {name: getattr(self, name) for name in (
@@ -155,7 +158,8 @@ class ChuteActions:
     def wait_ready(self, args, progress):
         try:
             yield wait_ready(self._engine, args["name"], args["network"], self._reactor, grace=self._grace,
-                             timeout=self._timeout, web_port=args.get("web_port"), service=args.get("service"))
+                             timeout=self._timeout, web_port=args.get("web_port"), service=args.get("service"),
+                             probe=self._probe)
         except NotReady as e:
             logs = yield self._engine.logs(args["name"], tail=10)
             detail = ("; last output: " + " | ".join(logs[-5:])) if logs else ""

@@ -116,9 +116,13 @@ def _cleanup(record: ChuteRecord, keep_source: Optional[str] = None) -> List[Ste
     return steps
 
 
-def _adopt(source_dir: Optional[str]) -> List[Step]:
+def _adopt(source_dir: Optional[str], current: Optional[str] = None) -> List[Step]:
+    """Check the project to build from; a rollback removes an upload, never the installed chute's project
+    (an update from the same project, as a restart with new environment variables, reuses it)."""
     if not source_dir:
         return []
+    if source_dir == current:
+        return [Step("check_source", {"path": source_dir}, "checking the installed project")]
     return [Step("check_source", {"path": source_dir}, "checking the uploaded project",
                  undo=Step("remove_source", {"path": source_dir}, "removing the uploaded project"))]
 
@@ -148,7 +152,7 @@ def plan_update(old: ChuteRecord, spec: ChuteSpec, deployment: int, source_dir: 
     network, volume = naming.network_name(spec.name), naming.volume_name(spec.name)
     stop_first = old.state == RUNNING and bool(_ports(old.spec()))
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now)
-    steps = _adopt(source_dir) + image_steps + [
+    steps = _adopt(source_dir, old.source_dir) + image_steps + [
         Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists"),
         Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists"),
     ]
@@ -190,9 +194,20 @@ def plan_restart(old: ChuteRecord, now: float) -> List[Step]:
     return _stop(old, undo=old.state == RUNNING) + plan_start(old, now)
 
 
+_REMOVALS = {"containers": "remove_container", "networks": "remove_network", "volumes": "remove_volume",
+             "images": "remove_image"}
+
+
+def _orphans(observed: Dict[str, Dict[str, dict]], wanted: Dict[str, set], kinds) -> List[Step]:
+    return [Step(_REMOVALS[kind], {"image" if kind == "images" else "name": name},
+                 f"removing orphaned {kind[:-1]} {name}", commit=True)
+            for kind in kinds for name in sorted(set(observed[kind]) - wanted[kind])]
+
+
 def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dict]],
                    sources: Tuple[List[str], List[str]] = ((), ())) -> List[Step]:
-    """Converge the engine on the records: recreate what is missing, start what should run, remove orphans.
+    """Converge the engine on the records: recreate what is missing, start what should run and stop what
+    should not, remove orphans.
 
     ``observed`` maps "containers" to {name: {"running": bool}}, and "networks", "volumes", "images" to
     {name: {}} for the objects carrying our chute label. ``sources`` is (project dirs on disk, dirs that
@@ -226,17 +241,17 @@ def plan_reconcile(records: List[ChuteRecord], observed: Dict[str, Dict[str, dic
                     steps.append(Step(image_step.action, image_step.args, image_step.description, commit=True))
                 steps.append(Step("create_container", container_args(spec, svc, refs[svc.name], record.deployment),
                                   f"recreating service {svc.name} of {spec.name}", commit=True))
-            if record.state == RUNNING and not (container or {}).get("running"):
+            running = (container or {}).get("running", False)
+            if record.state == RUNNING and not running:
                 to_start.append(name)
+            elif record.state != RUNNING and running:
+                steps.append(Step("stop_container", {"name": name}, f"stopping service {svc.name} of {spec.name}",
+                                  commit=True))
+    steps += _orphans(observed, wanted, ("containers",))  # first: one may hold a host port a start needs
     if to_start:
         steps.append(Step("start_containers", {"names": to_start}, f"starting {len(to_start)} service(s) together",
                           commit=True))
-    removals = {"containers": "remove_container", "networks": "remove_network", "volumes": "remove_volume",
-                "images": "remove_image"}
-    for kind in ("containers", "images", "networks", "volumes"):
-        for name in sorted(set(observed[kind]) - wanted[kind]):
-            key = "image" if kind == "images" else "name"
-            steps.append(Step(removals[kind], {key: name}, f"removing orphaned {kind[:-1]} {name}", commit=True))
+    steps += _orphans(observed, wanted, ("images", "networks", "volumes"))
     on_disk, pending = sources
     used = {r.source_dir for r in records if r.source_dir} | set(pending)
     for path in sorted(set(on_disk) - used):

@@ -76,6 +76,15 @@ def test_stop_start_restart_record_the_state():
     assert actions(plans.plan_restart(old, 3.0))[:2] == ["stop_container", "start_container"]
 
 
+def test_an_update_from_the_installed_project_does_not_remove_it_when_rolled_back():
+    old = record(spec(1), source="/state/src/5")
+    steps = plans.plan_update(old, spec(1), 9, "/state/src/5", 20.0)
+    assert steps[0].action == "check_source" and steps[0].undo is None
+    assert "remove_source" not in actions(steps)
+    uploaded = plans.plan_update(old, spec(2), 9, "/state/src/9", 20.0)
+    assert uploaded[0].undo.args == {"path": "/state/src/9"}
+
+
 def test_reconcile_recreates_missing_objects_starts_stopped_ones_and_removes_orphans():
     rec = record(spec(1))
     observed = {"containers": {"paradrop-hello-main-5": {"running": False}, "paradrop-gone-main-1": {"running": True}},
@@ -83,14 +92,21 @@ def test_reconcile_recreates_missing_objects_starts_stopped_ones_and_removes_orp
                 "images": {"paradrop-chute/hello-main:1-5": {}, "paradrop-chute/gone-main:1-1": {}}}
     steps = plans.plan_reconcile([rec], observed)
     got = [(s.action, s.args.get("name") or s.args.get("image")) for s in steps]
-    assert got == [("create_network", "paradrop-hello"), ("start_containers", None),
-                   ("remove_container", "paradrop-gone-main-1"), ("remove_image", "paradrop-chute/gone-main:1-1"),
+    assert got == [("create_network", "paradrop-hello"), ("remove_container", "paradrop-gone-main-1"),
+                   ("start_containers", None), ("remove_image", "paradrop-chute/gone-main:1-1"),
                    ("remove_network", "paradrop-gone")]
-    assert steps[1].args["names"] == ["paradrop-hello-main-5"]
+    assert steps[2].args["names"] == ["paradrop-hello-main-5"]
     assert all(s.commit for s in steps)
     settled = {"containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
                "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}}
     assert plans.plan_reconcile([rec], settled) == []
+
+
+def test_reconcile_stops_the_services_of_a_stopped_chute():
+    steps = plans.plan_reconcile([record(spec(1), state=STOPPED)], {
+        "containers": {"paradrop-hello-main-5": {"running": True}}, "networks": {"paradrop-hello": {}},
+        "volumes": {"paradrop-hello-data": {}}, "images": {"paradrop-chute/hello-main:1-5": {}}})
+    assert [(s.action, s.args["name"]) for s in steps] == [("stop_container", "paradrop-hello-main-5")]
 
 
 def test_reconcile_removes_unpacked_projects_that_nothing_uses():

@@ -6,6 +6,7 @@ from twisted.internet.task import Clock
 from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.model import ChangeFailed, ChangeState
 from pdserver.changes.queue import ChangeQueue, NotCancellable, UnknownChangeType
+from pdserver.errors import Throttled
 from pdserver.storage import open_database
 
 
@@ -190,3 +191,18 @@ def test_a_plan_that_cannot_be_journaled_leaves_no_half_written_steps(conn):
     assert journal.steps(change.id) == []
     journal.record_plan(change.id, [{"action": "ok"}])
     assert [s["step"] for s in journal.steps(change.id)] == [{"action": "ok"}]
+
+
+def test_a_full_queue_refuses_more_changes_until_some_have_run(conn):
+    gates = Gates()
+    clock = Clock()
+    queue = ChangeQueue(ChangeJournal(conn), {"t": gates}, clock, max_queued=3)
+    queue.startService()
+    for name in ("a", "b", "c"):
+        queue.submit("t", name, "u")
+    with pytest.raises(Throttled) as refused:
+        queue.submit("t", "d", "u")
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"]
+    clock.advance(0)
+    assert gates.started == ["a"]
+    assert queue.submit("t", "d", "u").target == "d"
