@@ -4,7 +4,6 @@ answering meanwhile, and nothing stays on disk or grows the journal past a small
 import io
 import json
 import tarfile
-import time
 
 import pytest_twisted
 import treq
@@ -121,20 +120,16 @@ class TestHostileUploads:
         await quiet(node)
         slow = "a: [" + "1," * 30_000 + "1]\n" + BOMB  # 30,000 nodes to compose, then the bomb
         assert len(slow) < MAX_YAML_BYTES
-        started = time.monotonic()
         upload = defer.ensureDeferred(post_raw(node.url + "/api/v1/chutes", tar_of({"paradrop.yaml": slow.encode()}),
                                                token, "application/x-tar"))
-        latencies = []
+        answered = 0
         while not upload.called:
-            asked = time.monotonic()
             assert (await get_json(node.url + "/api/v1/health"))[0] == 200
-            if not upload.called:
-                latencies.append(time.monotonic() - asked)
+            answered += not upload.called
         code, body = await upload
-        took = time.monotonic() - started
         assert_refused(code, body, 400, "paradrop.yaml")
-        assert latencies, "the upload finished before any health check could be answered"
-        assert max(latencies) < took / 2, (max(latencies), took)
+        # Client and node share this reactor: parsing on it would let no health check through (0 when tried).
+        assert answered >= 3, answered
         assert uploads(node) == []
 
 
