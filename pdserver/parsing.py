@@ -20,12 +20,12 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
+from pdserver.errors import InvalidInput, shorten
+
 try:
     from yaml.cyaml import CParser
-except ImportError:
+except ImportError:  # PyYAML built without libyaml
     CParser = None
-
-from pdserver.errors import InvalidInput, shorten
 
 MAX_DEPTH = 32
 INT_MIN, INT_MAX = -2 ** 63, 2 ** 63 - 1

@@ -18,6 +18,11 @@ from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import run_plan
 
 
+def _failed(error: errors.Error) -> ChangeFailed:
+    """A request check that fails at run time, with the field and code the API would have answered."""
+    return ChangeFailed(error.message, {"field": error.field, "code": error.code})
+
+
 class ChuteHandlers:
     def __init__(self, executor: Executor, store: ChuteStore, engine, clock, node_labels: dict,
                  sources_dir: Path, pending_sources: Callable[[], List[str]]):
@@ -38,7 +43,7 @@ class ChuteHandlers:
         try:
             return checks.installed(self._store, name)
         except errors.Error as e:
-            raise ChangeFailed(e.message, {"field": e.field}) from None
+            raise _failed(e) from None
 
     @defer.inlineCallbacks
     def _bringing_upload(self, context, run):
@@ -48,7 +53,7 @@ class ChuteHandlers:
             result = yield defer.maybeDeferred(run, context.change.params)
         except errors.Error as e:
             yield self._discard_upload(context.change)
-            raise ChangeFailed(e.message, {"field": e.field, "code": e.code}) from None
+            raise _failed(e) from None
         except BaseException:
             yield self._discard_upload(context.change)
             raise
