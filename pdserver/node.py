@@ -98,14 +98,15 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                                  chute_environment(settings, gateways, tokens), settings.ready_grace,
                                  settings.ready_timeout)
     executor = Executor({**host_actions(hostconfig), **chute_actions.actions()}, after_step=crash_hook(settings))
-    queue.plug({**HostConfigHandlers(executor, hostconfig).handlers(),
-                **ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
-                                settings.chute_sources_dir, lambda: pending_sources(queue)).handlers(),
-                **(handlers or {})},
-               recover=RecoveryHandler(executor), on_finished=AfterChange(audit, gateways).finished)
+    chute_handlers = ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
+                                   settings.chute_sources_dir, lambda: pending_sources(queue))
+    queue.plug({**HostConfigHandlers(executor, hostconfig).handlers(), **chute_handlers.handlers(), **(handlers or {})},
+               recover=RecoveryHandler(executor),
+               on_finished=AfterChange(audit, gateways, chute_handlers.finished).finished)
 
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
-                  monitor=ChuteMonitor(engine, names, reactor, policy.current), run_in_thread=run_in_thread(reactor),
+                  monitor=ChuteMonitor(engine, names, reactor), chute_policy=policy.current,
+                  run_in_thread=run_in_thread(reactor),
                   clock=reactor, started_at=reactor.seconds())
 
     root = SequentialMultiService()
@@ -169,16 +170,19 @@ class ChutePolicySource:
 
 
 class AfterChange:
-    """What follows every change: its audit record, and the API's listeners following the chutes' networks."""
+    """What follows every change: its audit record, the removal of an upload a failed change leaves, and the
+    API's listeners following the chutes' networks."""
 
-    def __init__(self, audit: AuditLog, gateways: ChuteGateways):
+    def __init__(self, audit: AuditLog, gateways: ChuteGateways, discard_upload):
         self._audit = audit
         self._gateways = gateways
+        self._discard_upload = discard_upload
 
     def finished(self, change) -> None:
         detail = {"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})}
         self._audit.record(change.user, f"change:{change.type}", change.state.value, target=change.target,
                            detail=detail)
+        self._discard_upload(change)
         self._gateways.sync()
 
 

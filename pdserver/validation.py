@@ -1,12 +1,23 @@
-"""JSON Schema checks whose errors name the field a person has to fix (``services.main.ports[0]``)."""
+"""JSON Schema checks whose errors name the field a person has to fix (``services.main.ports[0]``).
+
+Messages are built here from the failed keyword and a shortened view of the value, never from the
+validator's own message, which formats the whole (possibly huge) instance.
+"""
+import itertools
+import reprlib
 from typing import Optional
 
 import jsonschema
 from jsonschema.validators import Draft202012Validator
 
 from pdserver.errors import InvalidInput
+from pdserver.parsing import field_name
+
+MAX_ERRORS = 100  # the most useful error is among the first ones; a huge bad document has many more
 
 _validators = {}
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict, _repr.maxlevel = 40, 40, 3, 3, 2
 
 
 class SchemaError(InvalidInput):
@@ -21,20 +32,68 @@ def _validator_for(schema: dict) -> Draft202012Validator:
     return _validators[key][1]
 
 
+def show(value) -> str:
+    """A short representation of any value: long strings and big collections are cut."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return "a very large integer"
+    return _repr.repr(value)
+
+
+def _join(prefix: Optional[str], name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _property_name_error(error: jsonschema.ValidationError) -> bool:
+    return "propertyNames" in error.absolute_schema_path
+
+
 def field_path(error: jsonschema.ValidationError) -> Optional[str]:
-    parts = []
-    for item in error.absolute_path:
-        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
-    prefix = "".join(parts)
-    name = None
-    if error.validator == "required":
-        name = error.message.split("'")[1] if "'" in error.message else None
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    prefix = field_name(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [p for p in error.validator_value if p not in error.instance]
+        return _join(prefix, missing[0]) if missing else prefix
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         extra = [p for p in error.instance if p not in error.schema.get("properties", {})]
-        name = extra[0] if extra else None
-    if name:
-        return f"{prefix}.{name}" if prefix else name
-    return prefix or None
+        return _join(prefix, str(extra[0])) if extra else prefix
+    if _property_name_error(error):
+        return _join(prefix, str(error.instance))
+    return prefix
+
+
+def _either(values) -> str:
+    shown = [show(v) for v in itertools.islice(values, 8)]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+def explain(error: jsonschema.ValidationError) -> str:
+    """What is wrong with the value, from the keyword that refused it."""
+    keyword, expected, value = error.validator, error.validator_value, show(error.instance)
+    if _property_name_error(error):
+        return f"is not an allowed name ({keyword} {show(expected)})"
+    if keyword in ("anyOf", "oneOf"):
+        types = [branch.get("type") for branch in expected]
+        if all(types):
+            return f"{value} is not of type {_either(t for ts in types for t in ([ts] if isinstance(ts, str) else ts))}"
+        return f"{value} matches none of the allowed forms"
+    simple = {
+        "type": lambda: f"{value} is not of type {_either(expected if isinstance(expected, list) else [expected])}",
+        "enum": lambda: f"{value} is not one of {_either(expected)}",
+        "const": lambda: f"{value} is not {show(expected)}",
+        "pattern": lambda: f"{value} does not match {show(expected)}",
+        "minLength": lambda: "must not be empty" if expected == 1 else f"is shorter than {expected} characters",
+        "maxLength": lambda: f"is longer than {expected} characters",
+        "minimum": lambda: f"{value} is less than the minimum of {expected}",
+        "maximum": lambda: f"{value} is greater than the maximum of {expected}",
+        "exclusiveMinimum": lambda: f"{value} is less than or equal to the minimum of {expected}",
+        "exclusiveMaximum": lambda: f"{value} is greater than or equal to the maximum of {expected}",
+        "minItems": lambda: f"has fewer than {expected} items",
+        "maxItems": lambda: f"has more than {expected} items",
+        "minProperties": lambda: f"has fewer than {expected} entries",
+        "maxProperties": lambda: f"has more than {expected} entries",
+    }
+    if keyword in simple:
+        return simple[keyword]()
+    return f"{value} fails {keyword} {show(expected)}"
 
 
 def _priority(error: jsonschema.ValidationError) -> tuple:
@@ -43,15 +102,25 @@ def _priority(error: jsonschema.ValidationError) -> tuple:
     return (rank, len(error.absolute_path), list(map(str, error.absolute_path)))
 
 
+def _most_specific(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For an anyOf, the error of the branch the value's type matches (a version string that breaks the
+    pattern, not "is not an integer"); the anyOf itself when the type matches no branch."""
+    if error.validator in ("anyOf", "oneOf"):
+        matching = [e for e in error.context if not (e.validator == "type" and not e.path)]
+        if matching:
+            return _most_specific(min(matching, key=_priority))
+    return error
+
+
 def check(instance, schema: dict) -> None:
     """Raise SchemaError for the most useful of the instance's errors."""
-    errors = list(_validator_for(schema).iter_errors(instance))
+    errors = list(itertools.islice(_validator_for(schema).iter_errors(instance), MAX_ERRORS))
     if not errors:
         return
-    error = min(errors, key=_priority)
+    error = _most_specific(min(errors, key=_priority))
     field = field_path(error)
     if error.validator == "required":
         raise SchemaError(f"{field} is required", field, "missing_field")
     if error.validator == "additionalProperties":
         raise SchemaError(f"{field} is not a known field", field, "unknown_field")
-    raise SchemaError(f"{field or 'body'}: {error.message}", field, "invalid_field")
+    raise SchemaError(f"{field or 'body'}: {explain(error)}", field, "invalid_field")

@@ -5,18 +5,15 @@
     with pack_project(directory) as archive:    # a tar of the project, ready to upload
         client.install_chute(archive)
 
-Validation is the node's: pdtools and pdserver ship in one distribution, so this module imports the pure
-paradrop.yaml model of pdserver (pdserver.chutes.spec: the schema and its checks, no reactor, no Docker) and a
-project that passes here passes the node's upload checks too.
+Parsing and validation are the node's: pdtools and pdserver ship in one distribution, so this module imports
+the pure paradrop.yaml model of pdserver (pdserver.chutes: the hostile-input YAML parser, the schema and its
+checks, no reactor, no Docker) and a project that passes here passes the node's upload checks too.
 """
-import io
 import os
 import stat
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
-
-import yaml
 
 from pdtools.errors import PdtoolsError, with_field
 
@@ -54,16 +51,14 @@ def read_description(directory):
 
 
 def parse_description(text, source=DESCRIPTION_FILE):
-    """A YAML text as a description dict; ProjectError for bad YAML or anything but a mapping."""
-    stream = io.StringIO(text)
-    stream.name = source  # YAML's error marks name it
+    """A YAML text as a description dict, parsed as the node parses it; ProjectError for bad YAML (also a
+    document too large, too deep, or whose aliases expand too far) or anything but a mapping."""
+    from pdserver.chutes.spec import SpecError, load_yaml  # the parser is the node's; imported when needed
+
     try:
-        data = yaml.safe_load(stream)
-    except yaml.YAMLError as exc:
-        raise ProjectError(f"{source} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ProjectError(f"{source} must hold a mapping (name, version, services...)")
-    return data
+        return load_yaml(text, source)
+    except SpecError as exc:
+        raise ProjectError(exc.message, None if exc.field == source else exc.field) from None
 
 
 def check_description(description):
@@ -99,8 +94,10 @@ def check_project(directory, description=None):
 
 
 def _inside(root, relative, field):
-    path = (root / relative).resolve()
-    if path != root and root not in path.parents:
+    from pdserver.chutes.source import path_inside
+
+    path = path_inside(root, relative)
+    if path is None:
         raise ProjectError(f"{field}: {relative!r} points outside the project", field)
     return path
 

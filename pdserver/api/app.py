@@ -13,12 +13,12 @@ from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 
 
-def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor,
+def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_policy,
                   run_in_thread, clock, started_at: float) -> None:
     """Every resource's routes on ``router`` (which may already be listening: it serves what it has)."""
     for resource in (AccountsResource(auth), InfoResource(started_at, clock), ChangesResource(queue),
-                     ChutesResource(queue, chutes, monitor, settings.chute_sources_dir, settings.max_upload_bytes,
-                                    run_in_thread),
+                     ChutesResource(queue, chutes, monitor, chute_policy, settings.chute_sources_dir,
+                                    settings.max_upload_bytes, run_in_thread),
                      ChuteLogsResource(chutes, monitor),
                      ConfigResource(settings, queue, hostconfig_store), AuditResource(auth.audit),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):

@@ -6,91 +6,111 @@ at once (4xx naming the field) and answer 202 with the change id.
 import shutil
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from twisted.internet import defer
 
 from pdserver import errors
-from pdserver.api.body import read_json
+from pdserver.api.body import INLINE_BYTES, TAR_TYPES, media_type, parse_json, raw_json, read_json_deferred
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
 from pdserver.auth.roles import Permission
-from pdserver.chutes.source import extract_project
-from pdserver.chutes.spec import SpecError, build, load_yaml
-from pdserver.chutes.versions import is_newer
+from pdserver.chutes import checks, policy
+from pdserver.chutes.source import DESCRIPTION, thd_unpack_project
+from pdserver.chutes.spec import SpecError, build
 
-TAR_TYPES = {"application/x-tar", "application/tar", "application/gzip", "application/x-gzip",
-             "application/x-compressed-tar", "application/octet-stream"}
 _RESTART_BODY = {"type": "object", "additionalProperties": False, "required": ["environment"],
                  "properties": {"environment": {"type": "object"}}}
 _CONFIG_BODY = {"type": "object", "additionalProperties": False, "required": ["config"],
                 "properties": {"config": {"type": "object"}}}
 
 
-def _content_type(request) -> str:
-    return (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+def parse_config_body(raw: bytes) -> dict:
+    """Thread-safe: the validated description of a JSON install/update body ``{"config": {...}}``."""
+    config = parse_json(raw, _CONFIG_BODY)["config"]
+    try:
+        spec = build(config)
+    except SpecError as e:
+        field = f"config.{e.field}" if e.field else "config"
+        raise SpecError(e.message if e.field else f"config: {e.message}", field) from None
+    if any(service.type == "normal" for service in spec.services):
+        raise SpecError("normal services need their Dockerfile: upload the project as a tar", "config.services")
+    return config
 
 
 class ChutesResource:
     routes = RouteTable("chutes")
 
-    def __init__(self, queue, store, monitor, sources_dir: Path, max_upload_bytes: int, run_in_thread):
+    def __init__(self, queue, store, monitor, chute_policy: Callable[[], policy.NodePolicy], sources_dir: Path,
+                 max_upload_bytes: int, run_in_thread):
+        """``chute_policy()`` is the node's policy for chutes as it stands (the change handler applies it
+        again at run time)."""
         self._queue = queue
         self._store = store
         self._monitor = monitor
+        self._chute_policy = chute_policy
         self._sources = sources_dir
         self._max_upload = max_upload_bytes
         self._run_in_thread = run_in_thread
 
     def _record(self, name):
-        record = self._store.get(name)
-        if record is None:
-            raise errors.NotFound(f"no chute {name} is installed", field="chute")
-        return record
+        return checks.installed(self._store, name)
+
+    def _thread_owning(self, dest: Path, f, *args) -> defer.Deferred:
+        """Run thread code that creates ``dest``. The dispatcher cancels a request's Deferred when its client goes
+        away, but not the thread: then wait for the thread and remove what it made."""
+        work = self._run_in_thread(f, *args)
+        result = defer.Deferred(lambda _: work.addBoth(lambda _: self._discard(str(dest))))
+        work.addCallbacks(lambda value: result.called or result.callback(value),
+                          lambda failure: result.called or result.errback(failure))
+        return result
 
     @defer.inlineCallbacks
     def _read_chute(self, call: Call):
-        """(description, source dir or None) from a tar upload or a JSON {"config": ...} body."""
+        """(description, source dir or None) from a tar upload or a JSON {"config": ...} body, parsed and
+        validated in a thread when it can be large. The caller keeps or discards the source dir."""
         request = call.request
         if getattr(request, "body_too_large", False):
             raise errors.TooLarge("the upload exceeds the size limit", field="body")
-        if _content_type(request) in TAR_TYPES:
+        if media_type(request.getHeader("content-type")) in TAR_TYPES:
             dest = self._sources / uuid.uuid4().hex
             request.content.seek(0)
             try:
-                root = yield self._run_in_thread(extract_project, request.content, dest, self._max_upload)
-                description = load_yaml((root / "paradrop.yaml").read_text(errors="replace"))
-                build(description)
-            except (SpecError, UnicodeDecodeError, OSError) as e:
-                shutil.rmtree(dest, ignore_errors=True)
-                if isinstance(e, SpecError):
-                    raise errors.InvalidInput(e.message, field=e.field, code="invalid_chute") from None
-                raise errors.InvalidInput(f"cannot read the project: {e}", field="archive",
-                                        code="invalid_chute") from None
-            return description, str(root)
-        body = read_json(request, _CONFIG_BODY, self._max_upload)
-        try:
-            build(body["config"])
-        except SpecError as e:
-            raise errors.InvalidInput(e.message, field=f"config.{e.field}" if e.field else "config",
-                                    code="invalid_chute") from None
-        if any(s.get("type") == "normal" for s in (body["config"].get("services") or {}).values()):
-            raise errors.InvalidInput("normal services need their Dockerfile: upload the project as a tar",
-                                    field="config.services", code="invalid_chute")
-        return body["config"], None
+                description = yield self._thread_owning(dest, thd_unpack_project, request.content, dest,
+                                                        self._max_upload)
+            except SpecError as e:
+                raise SpecError(e.message, e.field or DESCRIPTION) from None
+            return description, str(dest)
+        raw = raw_json(request, self._max_upload)
+        if len(raw) > INLINE_BYTES:
+            config = yield self._run_in_thread(parse_config_body, raw)
+        else:
+            config = parse_config_body(raw)
+        return config, None
 
-    @staticmethod
-    def _check_supported(description: dict, prefix: str = "") -> None:
-        """Refuse what this node cannot give yet rather than install a chute without it."""
+    def _check_supported(self, description: dict) -> None:
+        """Refuse what this node cannot give (yet, or by its policy) rather than queue a change that fails."""
         for name, service in (description.get("services") or {}).items():
             if service.get("interfaces"):
                 raise errors.InvalidInput(
                     "network interfaces (wifi-ap, lan, vlan) are not available on this node yet",
-                    field=f"{prefix}services.{name}.interfaces", code="unsupported")
+                    field=f"services.{name}.interfaces", code="unsupported")
+        policy.check(build(description), self._chute_policy())
 
-    def _check_supported_or_discard(self, description, source):
+    def _discard(self, source) -> defer.Deferred:
+        """Remove an uploaded project (in a thread: a tree of thousands of files)."""
+        if not source:
+            return defer.succeed(None)
+        return self._run_in_thread(shutil.rmtree, source, True)
+
+    @defer.inlineCallbacks
+    def _submit_upload(self, type_, call, description, source, check):
+        """Submit a change that brings an upload; on any failure (a 4xx check, a 500) the upload goes."""
         try:
             self._check_supported(description)
-        except errors.Error:
-            _discard(source)
+            check()
+            return self._submit(type_, description["name"], call, {"description": description, "source_dir": source})
+        except BaseException:
+            yield self._discard(source)
             raise
 
     def _submit(self, type_, target, call, params=None):
@@ -113,29 +133,22 @@ class ChutesResource:
     @defer.inlineCallbacks
     def install(self, call: Call):
         description, source = yield self._read_chute(call)
-        self._check_supported_or_discard(description, source)
-        name = description["name"]
-        if self._store.get(name) is not None:
-            _discard(source)
-            raise errors.Conflict(f"chute {name} is already installed; update it with PUT /api/v1/chutes/{name}",
-                                  field="name", code="chute_exists")
-        return self._submit("install", name, call, {"description": description, "source_dir": source})
+        response = yield self._submit_upload("install", call, description, source,
+                                             lambda: checks.name_free(self._store, description["name"]))
+        return response
 
     @routes.route("/api/v1/chutes/<chute>", "PUT", permission=Permission.MANAGE_CHUTES, status=202,
                   summary="Update a chute to a newer version", upload=True, body=_CONFIG_BODY)
     @defer.inlineCallbacks
     def update(self, call: Call, chute):
-        record = self._record(chute)
+        self._record(chute)
         description, source = yield self._read_chute(call)
-        self._check_supported_or_discard(description, source)
-        if description["name"] != chute:
-            _discard(source)
-            raise errors.InvalidInput(f"the project is chute {description['name']}, not {chute}", field="name")
-        if not is_newer(str(description["version"]), record.version):
-            _discard(source)
-            raise errors.Conflict(f"version {description['version']} is not newer than the installed "
-                                  f"{record.version}", field="version", code="version_not_newer")
-        return self._submit("update", chute, call, {"description": description, "source_dir": source})
+
+        def check():
+            checks.same_chute(description["name"], chute)
+            checks.newer(self._record(chute), description["version"])
+        response = yield self._submit_upload("update", call, description, source, check)
+        return response
 
     @routes.route("/api/v1/chutes/<chute>", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
                   summary="A chute with the state of its services")
@@ -164,15 +177,16 @@ class ChutesResource:
         return self._submit("stop", chute, call)
 
     @routes.route("/api/v1/chutes/<chute>/restart", "POST", permission=Permission.MANAGE_CHUTES, status=202,
-                  summary="Restart a chute's services; a body {environment} restarts it with those variables",
-                  body=_RESTART_BODY, body_required=False)
+                  summary="Restart a chute's services; a body {environment} restarts it with those variables")
+    @defer.inlineCallbacks
     def restart(self, call: Call, chute):
-        record = self._record(chute)
+        self._record(chute)
         request = call.request
         request.content.seek(0)
         if not request.content.read(1):
             return self._submit("restart", chute, call)
-        body = read_json(request, _RESTART_BODY, self._max_upload)
+        body = yield read_json_deferred(request, _RESTART_BODY, self._max_upload, self._run_in_thread)
+        record = self._record(chute)
         description = {**record.description, "environment": body["environment"]}
         build(description)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
@@ -196,10 +210,9 @@ class ChutesResource:
         description = call.body.get("config", call.body) if set(call.body) == {"config"} else call.body
         description = {**description, "name": description.get("name", chute),
                        "version": description.get("version", record.version)}
-        if description["name"] != chute:
-            raise errors.InvalidInput(f"the description is of chute {description['name']}, not {chute}",
-                                    field="name")
+        checks.same_chute(description["name"], chute)
         build(description)
+        checks.newer(record, description["version"], same_version_ok=True)
         self._check_supported(description)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})
@@ -217,8 +230,3 @@ class ChutesResource:
     def logs(self, call: Call, chute):
         lines = yield self._monitor.tail(self._record(chute), call.query["tail"])
         return {"lines": lines}
-
-
-def _discard(source):
-    if source:
-        shutil.rmtree(source, ignore_errors=True)

@@ -1,13 +1,20 @@
 """The change journal in SQLite: changes, their progress messages and their executed steps.
 
-Ids come from AUTOINCREMENT, so they keep growing across restarts and are never reused.
+Ids come from AUTOINCREMENT, so they keep growing across restarts and are never reused. What one
+change stores is bounded: its parameters (refused past MAX_PARAMS_BYTES), each message and step error
+(shortened), its number of messages (past MAX_MESSAGES the last row holds the newest one) and its result.
 """
 import json
 import sqlite3
 from typing import List, Optional
 
 from pdserver.changes.model import Change, ChangeState
+from pdserver.errors import MAX_MESSAGE, TooLarge, shorten
 from pdserver.storage import migrate
+
+MAX_PARAMS_BYTES = 256 * 1024
+MAX_MESSAGES = 1000
+MAX_RESULT_BYTES = 16 * 1024
 
 _MIGRATIONS = [
     """CREATE TABLE changes (
@@ -41,6 +48,28 @@ _MIGRATIONS = [
 ]
 
 
+def _bounded(value, text_limit: int = 1000, items: int = 20):
+    """A JSON value with long strings shortened and long lists cut."""
+    if isinstance(value, str):
+        return shorten(value, text_limit)
+    if isinstance(value, list):
+        return [_bounded(v, text_limit, items) for v in value[:items]]
+    if isinstance(value, dict):
+        return {k: _bounded(v, text_limit, items) for k, v in list(value.items())[:items]}
+    return value
+
+
+def _result_text(result: Optional[dict]) -> Optional[str]:
+    if result is None:
+        return None
+    text = json.dumps(result, sort_keys=True)
+    if len(text) > MAX_RESULT_BYTES:
+        text = json.dumps(_bounded(result), sort_keys=True)
+    if len(text) > MAX_RESULT_BYTES:
+        text = json.dumps({"message": shorten(str(result.get("message", "")), MAX_MESSAGE), "truncated": True})
+    return text
+
+
 def _row_to_change(row) -> Change:
     return Change(
         id=row["id"], type=row["type"], target=row["target"], user=row["user"],
@@ -56,9 +85,13 @@ class ChangeJournal:
         migrate(conn, "changes", _MIGRATIONS)
 
     def create(self, type_: str, target: Optional[str], user: Optional[str], params: dict, now: float) -> Change:
+        text = json.dumps(params, sort_keys=True)
+        if len(text) > MAX_PARAMS_BYTES:
+            raise TooLarge(f"the change's parameters take {len(text)} bytes (at most {MAX_PARAMS_BYTES})",
+                           field="body")
         cursor = self._conn.execute(
             "INSERT INTO changes (type, target, user, state, params, created) VALUES (?, ?, ?, ?, ?, ?)",
-            (type_, target, user, ChangeState.QUEUED.value, json.dumps(params, sort_keys=True), now))
+            (type_, target, user, ChangeState.QUEUED.value, text, now))
         return Change(cursor.lastrowid, type_, target, user, ChangeState.QUEUED, params, now)
 
     def get(self, change_id: int) -> Optional[Change]:
@@ -91,14 +124,13 @@ class ChangeJournal:
                needs_attention: bool = False) -> None:
         self._conn.execute(
             "UPDATE changes SET state = ?, finished = ?, result = ?, needs_attention = ? WHERE id = ?",
-            (state.value, now, json.dumps(result, sort_keys=True) if result is not None else None,
-             int(needs_attention), change_id))
+            (state.value, now, _result_text(result), int(needs_attention), change_id))
 
     def add_message(self, change_id: int, time: float, message: str) -> None:
         self._conn.execute(
-            "INSERT INTO change_messages (change_id, seq, time, message) VALUES (?, "
-            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM change_messages WHERE change_id = ?), ?, ?)",
-            (change_id, change_id, time, message))
+            "INSERT OR REPLACE INTO change_messages (change_id, seq, time, message) VALUES (?, "
+            "(SELECT MIN(COALESCE(MAX(seq), 0) + 1, ?) FROM change_messages WHERE change_id = ?), ?, ?)",
+            (change_id, MAX_MESSAGES, change_id, time, shorten(message)))
 
     def messages(self, change_id: int) -> List[dict]:
         return [{"time": r["time"], "message": r["message"]} for r in self._conn.execute(
@@ -121,7 +153,7 @@ class ChangeJournal:
         column = "started" if state == "started" else "finished"
         self._conn.execute(
             f"UPDATE change_steps SET state = ?, {column} = ?, error = ? WHERE change_id = ? AND idx = ?",
-            (state, now, error, change_id, index))
+            (state, now, shorten(error) if error is not None else None, change_id, index))
 
     def steps(self, change_id: int) -> List[dict]:
         return [{"index": r["idx"], "step": json.loads(r["step"]), "state": r["state"], "error": r["error"]}

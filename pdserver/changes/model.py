@@ -3,6 +3,8 @@ import dataclasses
 import enum
 from typing import Optional
 
+from pdserver.errors import shorten
+
 
 class ChangeState(str, enum.Enum):
     QUEUED = "queued"
@@ -41,6 +43,7 @@ class ChangeFailed(Exception):
     """A change handler's failure with a message for people and optional details."""
 
     def __init__(self, message: str, details: Optional[dict] = None, needs_attention: bool = False):
+        message = shorten(message)
         super().__init__(message)
         self.message = message
         self.details = details or {}

@@ -1,27 +1,39 @@
-"""JSON Schema of paradrop.yaml in ParaDrop's multi-service form (the legacy form is converted first)."""
+"""JSON Schema of paradrop.yaml in ParaDrop's multi-service form (the legacy form is converted first).
+
+Every string, list and mapping has a size limit: what a chute record and a change record store is
+bounded (pdserver.chutes.spec also caps the whole description).
+"""
 from pdserver.chutes.capabilities import LINUX_CAPABILITIES
 
-_ENV = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
-        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
+_TEXT = 4096  # a command, an environment value, a description
+_ENV = {"type": "object", "maxProperties": 64,
+        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": _TEXT}, {"type": ["number", "boolean"]}]},
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 _SIZE = {"anyOf": [{"type": "integer", "minimum": 4194304},
-                   {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?[KkMmGg]?[Bb]?$"}]}
+                   {"type": "string", "maxLength": 32, "pattern": "^[0-9]+(\\.[0-9]+)?[KkMmGg]?[Bb]?$"}]}
+_COMMAND = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": _TEXT},
+                      {"type": "array", "minItems": 1, "maxItems": 64,
+                       "items": {"type": "string", "maxLength": _TEXT}}]}
+_NAME = {"type": "string", "maxLength": 64}
 
 _INTERFACE = {
     "type": "object", "additionalProperties": False, "required": ["type"],
     "properties": {
         "type": {"enum": ["wifi-ap", "lan", "vlan"]},
-        "intfName": {"type": "string"},
+        "intfName": {"type": "string", "maxLength": 15},
         "dhcp": {"type": "object", "additionalProperties": False, "properties": {
-            "start": {"type": "integer", "minimum": 1}, "limit": {"type": "integer", "minimum": 1},
-            "leasetime": {"type": "string"}}},
+            "start": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "leasetime": {"type": "string", "maxLength": 16}}},
         "wireless": {"type": "object", "additionalProperties": False, "properties": {
             "ssid": {"type": "string", "minLength": 1, "maxLength": 32},
             "key": {"type": "string", "minLength": 8, "maxLength": 63},
             "hidden": {"type": "boolean"}, "isolate": {"type": "boolean"}}},
-        "requirements": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "requirements": {"type": "object", "maxProperties": 16, "propertyNames": _NAME, "additionalProperties": {
+            "anyOf": [{"type": "string", "maxLength": 64}, {"type": ["number", "boolean"]}]}},
         "vlan_id": {"type": "integer", "minimum": 1, "maximum": 4094},
-        "ipv4": {"type": "string"},
+        "ipv4": {"type": "string", "maxLength": 18},
     },
 }
 
@@ -32,8 +44,7 @@ SERVICE = {
         "image": {"type": "string", "minLength": 1, "maxLength": 255},
         "source": {"type": "string", "minLength": 1, "maxLength": 255},
         "dockerfile": {"type": "string", "minLength": 1, "maxLength": 255},
-        "command": {"anyOf": [{"type": "string", "minLength": 1},
-                              {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+        "command": _COMMAND,
         "environment": _ENV,
         "requests": {"type": "object", "additionalProperties": False, "properties": {
             "port-bindings": {"type": "array", "maxItems": 64, "items": {
@@ -45,13 +56,13 @@ SERVICE = {
             "capabilities": {"type": "array", "uniqueItems": True, "maxItems": len(LINUX_CAPABILITIES),
                              "items": {"enum": list(LINUX_CAPABILITIES)}},
         }},
-        "interfaces": {"type": "object", "additionalProperties": _INTERFACE,
+        "interfaces": {"type": "object", "maxProperties": 8, "additionalProperties": _INTERFACE,
                        "propertyNames": {"pattern": "^[a-z][a-z0-9]{0,14}$"}},
         "healthcheck": {"type": "object", "additionalProperties": False, "required": ["test"], "properties": {
-            "test": {"anyOf": [{"type": "string", "minLength": 1},
-                               {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
-            "interval": {"type": "number", "minimum": 0.1}, "timeout": {"type": "number", "minimum": 0.1},
-            "retries": {"type": "integer", "minimum": 1}}},
+            "test": _COMMAND,
+            "interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
+            "timeout": {"type": "number", "minimum": 0.1, "maximum": 86400},
+            "retries": {"type": "integer", "minimum": 1, "maximum": 1000}}},
     },
     "required": ["type"],
     "allOf": [
@@ -68,11 +79,11 @@ CHUTE = {
         "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"},
         "version": {"anyOf": [{"type": "integer", "minimum": 0},
                               {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z._+-]{0,31}$"}]},
-        "description": {"type": "string", "maxLength": 4096},
+        "description": {"type": "string", "maxLength": _TEXT},
         "owner": {"type": "string", "maxLength": 255},
         "environment": _ENV,
         "web": {"type": "object", "additionalProperties": False, "required": ["port"], "properties": {
-            "service": {"type": "string"}, "port": _PORT}},
+            "service": _NAME, "port": _PORT}},
         "services": {"type": "object", "minProperties": 1, "maxProperties": 16, "additionalProperties": SERVICE,
                      "propertyNames": {"pattern": "^[a-z][a-z0-9-]{0,31}$"}},
     },

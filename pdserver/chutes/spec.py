@@ -3,14 +3,18 @@
 Everything here is pure: a ChuteSpec is frozen data that plans are generated from.
 """
 import dataclasses
+import json
 import re
 from typing import List, Optional, Tuple, Union
 
-import yaml
-
+from pdserver import parsing
 from pdserver.chutes.schema import CHUTE
 from pdserver.errors import InvalidInput
 from pdserver.validation import SchemaError, check
+
+#: Largest description (as JSON) a node stores: in its chute record and in each change that carries it.
+MAX_DESCRIPTION_BYTES = 64 * 1024
+MAX_MEMORY = 1024 ** 4
 
 LEGACY_KEYS = {"type", "use", "image", "command", "config"}
 
@@ -70,6 +74,28 @@ def parse_size(value) -> int:
     return int(float(number) * {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[unit.lower()])
 
 
+_LEGACY_PORT = re.compile(r"^([0-9]{1,5})(?:/(?:tcp|udp))?$")
+
+
+def _legacy_bindings(config: dict) -> list:
+    host_config = config.get("host_config") or {}
+    if not isinstance(host_config, dict):
+        raise SpecError("config.host_config must be a mapping", "config.host_config")
+    bindings = host_config.get("port_bindings") or {}
+    if not isinstance(bindings, dict):
+        raise SpecError("config.host_config.port_bindings must map container ports to host ports",
+                        "config.host_config.port_bindings")
+    out = []
+    for internal, external in bindings.items():
+        field = f"config.host_config.port_bindings.{internal}"
+        match = _LEGACY_PORT.match(str(internal))
+        if match is None or not isinstance(external, (int, str)) or not str(external).isdigit() \
+                or len(str(external)) > 5:
+            raise SpecError(f"{field}: expected a container port (5000 or 5000/tcp) mapped to a host port", field)
+        out.append({"internal": int(match.group(1)), "external": int(external)})
+    return out
+
+
 def convert_legacy(data: dict) -> dict:
     """ParaDrop's single-service form (type/use/command/config at the top) as one service 'main'."""
     if "services" in data or not (LEGACY_KEYS & set(data)):
@@ -85,10 +111,9 @@ def convert_legacy(data: dict) -> dict:
         service["command"] = data["command"]
     if config.get("environment"):
         service["environment"] = config["environment"]
-    bindings = (config.get("host_config") or {}).get("port_bindings") or {}
+    bindings = _legacy_bindings(config)
     if bindings:
-        service["requests"] = {"port-bindings": [
-            {"internal": int(str(k).split("/")[0]), "external": int(v)} for k, v in bindings.items()]}
+        service["requests"] = {"port-bindings": bindings}
     out = {k: v for k, v in data.items() if k not in LEGACY_KEYS}
     out["services"] = {"main": service}
     web = config.get("web")
@@ -97,23 +122,33 @@ def convert_legacy(data: dict) -> dict:
     return out
 
 
-def load_yaml(text: str) -> dict:
+def load_yaml(text: str, source: str = "paradrop.yaml") -> dict:
+    """paradrop.yaml parsed as hostile input (pdserver.parsing: size, depth, alias budget, 64-bit integers)."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"paradrop.yaml is not valid YAML: {e}", "paradrop.yaml") from None
+        data = parsing.load_yaml(text, source)
+    except InvalidInput as e:
+        raise SpecError(e.message, e.field) from None
     if not isinstance(data, dict):
-        raise SpecError("paradrop.yaml must hold a mapping", "paradrop.yaml")
+        raise SpecError(f"{source} must hold a mapping (name, version, services...)", source)
     return data
+
+
+def _check_size(data: dict) -> None:
+    size = len(json.dumps(data))
+    if size > MAX_DESCRIPTION_BYTES:
+        raise SpecError(f"the description takes {size} bytes as JSON (at most {MAX_DESCRIPTION_BYTES})", None)
 
 
 def validate(data: dict) -> dict:
     """The converted, schema-checked description; SpecError names the first bad field."""
+    if not isinstance(data, dict):
+        raise SpecError("a chute description is a mapping (name, version, services...)", None)
     data = convert_legacy(data)
     try:
         check(data, CHUTE)
     except SchemaError as e:
         raise SpecError(e.message, e.field) from None
+    _check_size(data)
     web = data.get("web")
     if web:
         service = web.get("service") or (next(iter(data["services"])) if len(data["services"]) == 1 else None)
@@ -127,6 +162,9 @@ def validate(data: dict) -> dict:
                 raise SpecError(f"external port {key[0]}/{key[1]} is bound twice",
                                 f"services.{name}.requests.port-bindings[{i}].external")
             externals[key] = name
+        memory = (service.get("requests") or {}).get("memory")
+        if memory is not None and parse_size(memory) > MAX_MEMORY:
+            raise SpecError(f"memory {memory} is more than 1024G", f"services.{name}.requests.memory")
     return data
 
 

@@ -1,20 +1,27 @@
-"""Handlers of chute changes: read the committed state, plan, run. Checks repeat at run time
-because the state may have changed while the change waited in the queue."""
+"""Handlers of chute changes: read the committed state, plan, run. The API's checks (pdserver.chutes.checks)
+repeat at run time because the state may have changed while the change waited in the queue; an install
+or update that fails removes the project it brought."""
+import shutil
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 
-from pdserver.changes.model import ChangeFailed
-from pdserver.chutes import policy
+from pdserver import errors
+from pdserver.changes.model import ChangeFailed, ChangeState
+from pdserver.chutes import checks, policy
 from pdserver.chutes.naming import LABEL_NODE, ChuteNames
-from pdserver.chutes.spec import SpecError, build
+from pdserver.chutes.spec import build
 from pdserver.chutes.store import RUNNING, STOPPED, ChuteStore
-from pdserver.chutes.versions import is_newer
 from pdserver.execution import chute_plans as plans
 from pdserver.execution.chute_actions import all_of
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import run_plan
+
+
+def _failed(error: errors.Error) -> ChangeFailed:
+    """A request check that fails at run time, with the field and code the API would have answered."""
+    return ChangeFailed(error.message, {"field": error.field, "code": error.code})
 
 
 class ChuteHandlers:
@@ -41,38 +48,65 @@ class ChuteHandlers:
         return plans.NodeFacts(self._names, self._node_policy())
 
     def _spec(self, params, facts: plans.NodeFacts):
-        """The chute as the node accepts it: valid, and within the node's policy."""
-        try:
-            spec = build(params["description"])
-            policy.check(spec, facts.policy)
-        except SpecError as e:
-            raise ChangeFailed(f"invalid chute: {e.message}", {"field": e.field}) from None
+        """The chute as the node accepts it: valid, and within the node's policy (errors.Error otherwise)."""
+        spec = build(params["description"])
+        policy.check(spec, facts.policy)
         return spec
 
     def _record(self, name):
-        record = self._store.get(name)
-        if record is None:
-            raise ChangeFailed(f"chute {name} is not installed")
-        return record
+        try:
+            return checks.installed(self._store, name)
+        except errors.Error as e:
+            raise _failed(e) from None
+
+    @defer.inlineCallbacks
+    def _bringing_upload(self, context, run):
+        """Run an install or update; when it fails (its checks or its plan), remove the project it brought
+        unless the installed chute uses it (a restart with new settings reuses the installed project)."""
+        try:
+            result = yield defer.maybeDeferred(run, context.change.params)
+        except errors.Error as e:
+            yield self._discard_upload(context.change)
+            raise _failed(e) from None
+        except BaseException:
+            yield self._discard_upload(context.change)
+            raise
+        return result
+
+    def finished(self, change) -> Optional[defer.Deferred]:
+        """The queue's finish hook: an install or update that never ran (cancelled while queued, or
+        interrupted before its plan adopted the project) leaves no project behind either."""
+        if change.type in ("install", "update") and change.state is not ChangeState.SUCCEEDED:
+            return self._discard_upload(change)
+        return None
+
+    def _discard_upload(self, change) -> defer.Deferred:
+        source = change.params.get("source_dir")
+        record = self._store.get(change.target) if change.target else None
+        if not source or (record is not None and record.source_dir == source):
+            return defer.succeed(None)
+        return threads.deferToThreadPool(self._clock, self._clock.getThreadPool(), shutil.rmtree, source, True)
 
     def install(self, context):
-        facts = self._facts()
-        spec = self._spec(context.change.params, facts)
-        if self._store.get(spec.name) is not None:
-            raise ChangeFailed(f"chute {spec.name} is already installed; update it instead")
-        steps = plans.plan_install(facts, spec, context.change.id, context.change.params.get("source_dir"),
-                                   self._clock.seconds())
-        return run_plan(self._executor, context, steps, f"installed {spec.name} {spec.version}")
+        def run(params):
+            facts = self._facts()
+            spec = self._spec(params, facts)
+            checks.name_free(self._store, spec.name)
+            steps = plans.plan_install(facts, spec, context.change.id, params.get("source_dir"),
+                                       self._clock.seconds())
+            return run_plan(self._executor, context, steps, f"installed {spec.name} {spec.version}")
+        return self._bringing_upload(context, run)
 
     def update(self, context):
-        params = context.change.params
-        facts = self._facts()
-        spec = self._spec(params, facts)
-        old = self._record(spec.name)
-        if not params.get("same_version_ok") and not is_newer(spec.version, old.version):
-            raise ChangeFailed(f"version {spec.version} is not newer than the installed {old.version}")
-        steps = plans.plan_update(facts, old, spec, context.change.id, params.get("source_dir"), self._clock.seconds())
-        return run_plan(self._executor, context, steps, f"updated {spec.name} to {spec.version}")
+        def run(params):
+            facts = self._facts()
+            spec = self._spec(params, facts)
+            old = checks.installed(self._store, spec.name)
+            checks.newer(old, spec.version, same_version_ok=params.get("same_version_ok", False))
+            steps = plans.plan_update(facts, old, spec, context.change.id, params.get("source_dir"),
+                                      self._clock.seconds())
+            return run_plan(self._executor, context, steps, f"updated {spec.name} to {spec.version}")
+        return self._bringing_upload(context, run)
 
     def delete(self, context):
         record = self._record(context.change.target)

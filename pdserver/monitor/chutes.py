@@ -1,11 +1,10 @@
 """Live state and output of installed chutes, read from the Docker engine."""
-from typing import Callable, List, Tuple
+from typing import List, Tuple
 
 from twisted.internet import defer
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
-from pdserver.chutes.policy import NodePolicy
 from pdserver.chutes.store import ChuteRecord
 from pdserver.containers.errors import EngineError
 from pdserver.monitor.logs import LogHub
@@ -16,11 +15,9 @@ class StatusUnavailable(errors.Unavailable):
 
 
 class ChuteMonitor:
-    def __init__(self, engine, names: ChuteNames, clock, policy: Callable[[], NodePolicy]):
-        """``policy()`` is the node's policy for chutes as it stands, for the API to check requests with."""
+    def __init__(self, engine, names: ChuteNames, clock):
         self._engine = engine
         self._names = names
-        self.policy = policy
         self.logs = LogHub(engine, clock)
 
     def containers(self, record: ChuteRecord) -> List[Tuple[str, str]]:

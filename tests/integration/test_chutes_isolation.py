@@ -104,6 +104,19 @@ async def test_services_run_with_dropped_capabilities_and_a_memory_limit_that_th
     assert {"service": "admin", "message": "admin-ok"} in logs["lines"]
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_api_refuses_a_chute_outside_the_nodes_policy_before_queueing_it(node):
+    token = await node.login()
+    before = len((await get_json(f"{node.url}/api/v1/changes", token))[1])
+    for requests, field in (({"port-bindings": [{"external": 22, "internal": 80}]},
+                             "services.main.requests.port-bindings[0].external"),
+                            ({"memory": "0"}, "services.main.requests.memory")):
+        config = image_chute(unique("policy"), {"main": {"command": ["sleep", "3600"], "requests": requests}})
+        code, body, _ = await post_json(f"{node.url}/api/v1/chutes", {"config": config}, token)
+        assert code == 400 and body["error"]["field"] == field, body
+    assert len((await get_json(f"{node.url}/api/v1/changes", token))[1]) == before
+
+
 async def failed_install(node, description):
     """Submit an install the API has not checked, so the change handler's own check is what answers."""
     change = node.queue.submit("install", description["name"], "paradrop", {"description": description})

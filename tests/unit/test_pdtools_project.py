@@ -7,6 +7,7 @@ import pytest
 
 from pdserver.chutes.source import extract_project
 from pdtools.project import ProjectError, check_project, pack_project, read_description
+from tests.unit.test_parsing import BOMB
 
 YAML = "name: hello\nversion: 1\nservices:\n  main: {type: light, image: python3, command: python3 app.py}\n"
 
@@ -118,3 +119,14 @@ def test_a_service_source_outside_the_project_is_refused(tmp_path):
     with pytest.raises(ProjectError, match="points outside the project") as caught:
         check_project(tmp_path / "p")
     assert caught.value.field == "services.main.source"
+
+
+def test_read_description_parses_as_the_node_does(tmp_path):
+    write(tmp_path / "paradrop.yaml", BOMB)
+    with pytest.raises(ProjectError, match="size budget") as caught:
+        read_description(tmp_path)
+    assert caught.value.field is None
+    write(tmp_path / "paradrop.yaml", "name: x\nversion: 99999999999999999999\n")
+    with pytest.raises(ProjectError, match="outside 64 bits") as caught:
+        read_description(tmp_path)
+    assert caught.value.field == "version"
