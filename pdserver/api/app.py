@@ -1,4 +1,6 @@
 """The Edge API: every resource's routes in one router, served by one listener."""
+from twisted.internet import threads
+
 from pdserver.api.accounts import AccountsResource
 from pdserver.api.audit import AuditResource
 from pdserver.api.changes import ChangesResource
@@ -27,7 +29,9 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
 
 def api_listener(settings, router: Router, auth, reactor) -> ConnectionGuard:
     """The protocol factory the API listens with: connection limits around the Site around the router."""
-    site = ApiSite(ApiResource(router, auth), router, idle_timeout=settings.idle_timeout, reactor=reactor,
+    def run_in_thread(f, *args):
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+    site = ApiSite(ApiResource(router, auth, run_in_thread), router, idle_timeout=settings.idle_timeout, reactor=reactor,
                    access_log=settings.log_level == "debug")
     return ConnectionGuard(site, per_address=settings.max_connections_per_address,
                            max_connections=settings.max_connections or default_max_connections(),

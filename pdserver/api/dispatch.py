@@ -10,7 +10,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from pdserver import errors
-from pdserver.api.body import read_json
+from pdserver.api.body import INLINE_BYTES, parse_json, raw_json
 from pdserver.api.params import parse_query
 from pdserver.api.routing import (Admission, Call, Response, Router, authorize, client_address, write_error,
                                   write_json)
@@ -23,10 +23,12 @@ class ApiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, router: Router, auth):
+    def __init__(self, router: Router, auth, run_in_thread):
+        """``run_in_thread(f, *args)``: where JSON bodies larger than INLINE_BYTES are parsed and validated."""
         super().__init__()
         self._router = router
         self._auth = auth
+        self._run_in_thread = run_in_thread
 
     def render(self, request):
         admission = getattr(request, "admission", None) or self._router.admit_request(request)
@@ -51,14 +53,18 @@ class ApiResource(Resource):
         authorize(admission.route.spec, principal, admission.args)
         return self._invoke(request, admission, principal)
 
-    @staticmethod
-    def _invoke(request, admission: Admission, principal):
+    def _invoke(self, request, admission: Admission, principal):
         spec = admission.route.spec
         query = parse_query(request.args, spec.query) if spec.query else {}
-        body = None
-        if spec.body is not None and not spec.upload and (spec.body_required or _has_body(request)):
-            body = read_json(request, spec.body, admission.limit)
-        return admission.route.handler(Call(request, principal, body, query), **admission.args)
+
+        def handle(body):
+            return admission.route.handler(Call(request, principal, body, query), **admission.args)
+        if spec.body is None or spec.upload or not (spec.body_required or _has_body(request)):
+            return handle(None)
+        raw = raw_json(request, admission.limit)
+        if len(raw) <= INLINE_BYTES:
+            return handle(parse_json(raw, spec.body))
+        return self._run_in_thread(parse_json, raw, spec.body).addCallback(handle)
 
     @staticmethod
     def _answer(request, spec, result):

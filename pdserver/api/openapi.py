@@ -7,7 +7,8 @@ import re
 from typing import Any, Dict, List
 
 from pdserver import __version__
-from pdserver.api.routing import PATH_ID_BOUNDS, PUBLIC, UPLOAD_TYPES, Call, RouteSpec, RouteTable
+from pdserver.api.body import TAR_TYPES
+from pdserver.api.routing import PATH_ID_BOUNDS, PUBLIC, Call, RouteSpec, RouteTable
 
 _PARAM = re.compile(r"<(?:([a-z]+):)?([a-zA-Z_]+)>")
 _ERROR_RESPONSES = {
@@ -67,7 +68,7 @@ def _request_body(spec: RouteSpec, max_body: int, max_upload: int) -> dict:
         content["application/json"] = {"schema": spec.body}
     description = f"JSON, at most {max_body} bytes"
     if spec.upload:
-        for media in sorted(UPLOAD_TYPES):
+        for media in sorted(TAR_TYPES):
             content[media] = {"schema": {"type": "string", "contentMediaType": media}}
         description = (f"A tar (optionally gzipped) of the chute project with its paradrop.yaml, at most "
                        f"{max_upload} bytes; or JSON {{config}} with the description, at most {max_body} bytes")

@@ -18,7 +18,7 @@ from werkzeug.exceptions import NotFound as NoSuchPath
 from werkzeug.routing import BaseConverter, Map, RequestRedirect, Rule
 
 from pdserver import errors
-from pdserver.api.body import JSON_COMPATIBLE
+from pdserver.api.body import TAR_TYPES, is_json, media_type
 from pdserver.api.params import INT64_MAX, QueryParam, parse_int  # resources import QueryParam from here
 from pdserver.auth.principal import Principal
 from pdserver.auth.roles import CHUTE_CONTEXT, CHUTE_SELF, Permission, allowed
@@ -27,9 +27,6 @@ log = Logger()
 
 JSON_HEADERS = {b"content-type": b"application/json", b"cache-control": b"no-store",
                 b"x-content-type-options": b"nosniff"}
-# Chute projects arrive as a tar (often gzipped) under any of these names; only upload routes take them.
-UPLOAD_TYPES = frozenset({"application/x-tar", "application/tar", "application/gzip", "application/x-gzip",
-                          "application/x-compressed-tar", "application/octet-stream"})
 PATH_ID_BOUNDS = (1, INT64_MAX)
 MATCH_CACHE_SIZE = 1024  # request lines whose match is remembered (cleared when full: bounded memory)
 _INT_PARAM = re.compile(r"<int:([a-zA-Z_]+)>")
@@ -135,13 +132,6 @@ def write_json(request, status: int, body, headers: Optional[dict] = None) -> by
 
 def write_error(request, error: errors.Error) -> bytes:
     return write_json(request, error.status, error.body(), error.headers)
-
-
-def media_type(raw: Optional[List[bytes]]) -> str:
-    """The media type of a Content-Type header, lower case without parameters; none means JSON."""
-    if not raw:
-        return "application/json"
-    return raw[0].split(b";", 1)[0].strip().lower().decode("latin-1")
 
 
 def authorize(spec: RouteSpec, principal: Principal, args: dict) -> None:
@@ -280,10 +270,10 @@ class Router:
         return principal, None
 
     def _body_limit(self, spec: RouteSpec, headers, body_length: Optional[int]) -> int:
-        media = media_type(headers.getRawHeaders(b"content-type"))
-        if spec.upload and media in UPLOAD_TYPES:
+        media = media_type((headers.getRawHeaders(b"content-type") or [None])[0]) or "application/json"
+        if spec.upload and media in TAR_TYPES:
             limit = self._max_upload
-        elif media in JSON_COMPATIBLE or media.endswith("+json"):
+        elif is_json(media):
             limit = self._max_body
         else:
             accepted = "a chute project tar or application/json" if spec.upload else "application/json"

@@ -32,7 +32,7 @@ def guard(**limits):
     clock = MemoryReactorClock()
     router = Router(auth=None, max_body_bytes=1024, max_upload_bytes=2048)
     router.add(Health(), Health.routes)
-    site = ApiSite(ApiResource(router, None), router, idle_timeout=limits.pop("idle_timeout", 60.0), reactor=clock)
+    site = ApiSite(ApiResource(router, None, None), router, idle_timeout=limits.pop("idle_timeout", 60.0), reactor=clock)
     factory = ConnectionGuard(site, reactor=clock, **{"per_address": 10, "max_connections": 10,
                                                       "header_timeout": 5.0, **limits})
     factory.doStart()
