@@ -177,7 +177,7 @@ def expected(records) -> dict:
             if svc.type != "image":
                 state["images"].add(NAMES.image(record.name, svc.name, spec.version, record.deployment))
         state["networks"].add(NAMES.network(record.name))
-        state["volumes"].add(NAMES.volume(record.name))
+        state["volumes"].add(record.volume)
         if record.source_dir:
             state["sources"].add(record.source_dir)
     return state

@@ -19,7 +19,7 @@ def spec(version=1, port=8001, image_service=False):
 
 
 def record(s, deployment=5, state=RUNNING, source="/state/src/5"):
-    return ChuteRecord(s.name, s.version, state, s.raw, deployment, source, 1.0, 1.0)
+    return ChuteRecord(s.name, s.version, state, s.raw, deployment, source, 1.0, 1.0, NODE.names.volume(s.name))
 
 
 def actions(steps):
