@@ -22,7 +22,8 @@ _MIGRATIONS = [
         source_dir TEXT,
         installed REAL NOT NULL,
         updated REAL NOT NULL)""",
-    # The /data volume each chute mounts: chutes installed before names carried the node keep theirs.
+    # The /data volume each chute mounts: chutes installed before names carried the node keep theirs
+    # (naming.legacy_volume).
     """ALTER TABLE chutes ADD COLUMN volume TEXT NOT NULL DEFAULT '';
     UPDATE chutes SET volume = 'paradrop-' || name || '-data'""",
 ]
