@@ -1,7 +1,8 @@
 """Names and labels of the Docker objects of a chute. Labels let reconciliation find orphans.
 
 Several nodes may share one engine, so every name carries a short key of the node: two nodes installing
-a chute of the same name get separate networks, volumes, containers and images.
+a chute of the same name get separate networks, volumes, containers and images. Releases before that named
+a chute's /data volume without the node; the chutes they installed keep that volume (see ``legacy_volume``).
 """
 import hashlib
 import re
@@ -42,6 +43,12 @@ class ChuteNames:
 
     def node_labels(self) -> Dict[str, str]:
         return {LABEL_NODE: self.node_id}
+
+
+def legacy_volume(chute: str) -> str:
+    """The /data volume of a chute installed by a release before node-scoped names: its record keeps
+    naming it, so the chute keeps its data."""
+    return f"paradrop-{chute}-data"
 
 
 def labels(chute: str, version: str, deployment: Optional[int] = None, service: Optional[str] = None

@@ -5,6 +5,7 @@ import json
 import sqlite3
 from typing import Dict, List, Optional
 
+from pdserver.chutes.naming import legacy_volume
 from pdserver.chutes.spec import ChuteSpec, build
 from pdserver.storage import migrate
 
@@ -21,12 +22,17 @@ _MIGRATIONS = [
         source_dir TEXT,
         installed REAL NOT NULL,
         updated REAL NOT NULL)""",
+    # The /data volume each chute mounts: chutes installed before names carried the node keep theirs
+    # (naming.legacy_volume).
+    """ALTER TABLE chutes ADD COLUMN volume TEXT NOT NULL DEFAULT '';
+    UPDATE chutes SET volume = 'paradrop-' || name || '-data'""",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class ChuteRecord:
-    """What the node has committed for one chute: the containers of ``deployment`` are its current ones."""
+    """What the node has committed for one chute: the containers of ``deployment`` are its current ones,
+    ``volume`` is its /data volume for as long as it stays installed."""
 
     name: str
     version: str
@@ -36,6 +42,7 @@ class ChuteRecord:
     source_dir: Optional[str]
     installed: float
     updated: float
+    volume: str
 
     def spec(self) -> ChuteSpec:
         return self._spec
@@ -50,7 +57,8 @@ class ChuteRecord:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ChuteRecord":
-        return cls(**data)
+        """Records journaled by a release that did not keep the volume name had the legacy volume."""
+        return cls(**{"volume": legacy_volume(data["name"]), **data})
 
 
 class ChuteStore:
@@ -61,7 +69,7 @@ class ChuteStore:
         for row in conn.execute("SELECT * FROM chutes"):
             self._cache[row["name"]] = ChuteRecord(
                 row["name"], row["version"], row["state"], json.loads(row["description"]), row["deployment"],
-                row["source_dir"], row["installed"], row["updated"])
+                row["source_dir"], row["installed"], row["updated"], row["volume"])
 
     def get(self, name: str) -> Optional[ChuteRecord]:
         return self._cache.get(name)
@@ -71,12 +79,12 @@ class ChuteStore:
 
     def save(self, record: ChuteRecord) -> None:
         self._conn.execute(
-            "INSERT INTO chutes (name, version, state, description, deployment, source_dir, installed, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET version = excluded.version, "
+            "INSERT INTO chutes (name, version, state, description, deployment, source_dir, installed, updated, "
+            "volume) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET version = excluded.version, "
             "state = excluded.state, description = excluded.description, deployment = excluded.deployment, "
-            "source_dir = excluded.source_dir, updated = excluded.updated",
+            "source_dir = excluded.source_dir, updated = excluded.updated, volume = excluded.volume",
             (record.name, record.version, record.state, json.dumps(record.description, sort_keys=True),
-             record.deployment, record.source_dir, record.installed, record.updated))
+             record.deployment, record.source_dir, record.installed, record.updated, record.volume))
         self._cache[record.name] = record
 
     def delete(self, name: str) -> None:

@@ -49,7 +49,8 @@ def _command(command):
     return list(command) if isinstance(command, tuple) else command
 
 
-def container_args(node: NodeFacts, spec: ChuteSpec, svc: ServiceSpec, image: str, deployment: int) -> dict:
+def container_args(node: NodeFacts, spec: ChuteSpec, svc: ServiceSpec, image: str, deployment: int, volume: str
+                   ) -> dict:
     environment = {**dict(spec.environment), **dict(svc.environment),
                    "PARADROP_CHUTE_NAME": spec.name, "PARADROP_CHUTE_VERSION": spec.version,
                    "PARADROP_DATA_DIR": "/data"}
@@ -63,7 +64,7 @@ def container_args(node: NodeFacts, spec: ChuteSpec, svc: ServiceSpec, image: st
         "network": node.names.network(spec.name),
         "aliases": [svc.name],
         "port_bindings": [[b.external, b.internal, b.protocol] for b in svc.port_bindings],
-        "volumes": {node.names.volume(spec.name): "/data"},
+        "volumes": {volume: "/data"},
         "cpu_fraction": svc.cpu_fraction,
         "memory": grant.memory,
         "capabilities": list(grant.capabilities),
@@ -78,10 +79,11 @@ def _names(node: NodeFacts, record_or_spec, deployment: int) -> List[Tuple[str, 
     return [(svc.name, node.names.container(spec.name, svc.name, deployment)) for svc in spec.services]
 
 
-def _start_new(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str]) -> List[Step]:
+def _start_new(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str], volume: str
+               ) -> List[Step]:
     steps = []
     for svc in spec.services:
-        args = container_args(node, spec, svc, refs[svc.name], deployment)
+        args = container_args(node, spec, svc, refs[svc.name], deployment, volume)
         steps.append(Step("create_container", args, f"creating service {svc.name}",
                           undo=Step("remove_container", {"name": args["name"]}, f"removing service {svc.name}")))
     steps += _start(node, spec, deployment)
@@ -144,13 +146,13 @@ def plan_install(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: 
     labels = naming.labels(spec.name, spec.version)
     image_steps, refs = _images(node, spec, deployment, source_dir)
     network, volume = node.names.network(spec.name), node.names.volume(spec.name)
-    record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now)
+    record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now, volume)
     return (_adopt(source_dir) + image_steps + [
         Step("create_network", {"name": network, "labels": labels}, f"creating network {network}",
              undo=Step("remove_network", {"name": network}, f"removing network {network}")),
         Step("create_volume", {"name": volume, "labels": labels}, "creating the /data volume",
              undo=Step("remove_volume", {"name": volume}, "removing the /data volume")),
-    ] + _start_new(node, spec, deployment, refs) + [
+    ] + _start_new(node, spec, deployment, refs, volume) + [
         _save(record, None, f"recording {spec.name} {spec.version} as installed")])
 
 
@@ -160,19 +162,21 @@ def _ports(spec: ChuteSpec) -> set:
 
 def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: int, source_dir: Optional[str],
                 now: float) -> List[Step]:
-    """New version beside the old one; the old one stops first only when they would share a host port."""
+    """New version beside the old one, on the old one's /data volume; the old one stops first only when
+    they would share a host port."""
     image_steps, refs = _images(node, spec, deployment, source_dir)
     labels = naming.labels(spec.name, spec.version)
-    network, volume = node.names.network(spec.name), node.names.volume(spec.name)
+    network, volume = node.names.network(spec.name), old.volume
     stop_first = old.state == RUNNING and bool(_ports(old.spec()))
-    record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now)
+    record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now,
+                         volume)
     steps = _adopt(source_dir, old.source_dir) + image_steps + [
         Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists"),
         Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists"),
     ]
     if stop_first:
         steps += _stop(node, old, undo=True)
-    steps += _start_new(node, spec, deployment, refs)
+    steps += _start_new(node, spec, deployment, refs, volume)
     steps.append(_save(record, old, f"recording {spec.name} {spec.version} as installed"))
     if not stop_first:
         steps += _stop(node, old, undo=False)
@@ -180,7 +184,7 @@ def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: 
 
 
 def plan_delete(node: NodeFacts, old: ChuteRecord) -> List[Step]:
-    network, volume = node.names.network(old.name), node.names.volume(old.name)
+    network, volume = node.names.network(old.name), old.volume
     return _stop(node, old, undo=old.state == RUNNING) + [
         Step("forget_chute", {"name": old.name}, f"removing {old.name} from the installed chutes", commit=True,
              undo=Step("restore_chute", {"name": old.name, "record": old.to_dict()}, "restoring the chute record")),
@@ -191,8 +195,7 @@ def plan_delete(node: NodeFacts, old: ChuteRecord) -> List[Step]:
 
 
 def _with_state(record: ChuteRecord, state: str, now: float) -> ChuteRecord:
-    return ChuteRecord(record.name, record.version, state, record.description, record.deployment,
-                       record.source_dir, record.installed, now)
+    return dataclasses.replace(record, state=state, updated=now)
 
 
 def plan_stop(node: NodeFacts, old: ChuteRecord, now: float) -> List[Step]:
@@ -222,7 +225,9 @@ def _orphans(observed: Dict[str, Dict[str, dict]], wanted: Dict[str, set], kinds
 def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[str, Dict[str, dict]],
                    sources: Tuple[List[str], List[str]] = ((), ())) -> List[Step]:
     """Converge the engine on the records: recreate what is missing, start what should run and stop what
-    should not, remove orphans.
+    should not, remove orphans. Containers, networks and images under the names of an earlier release are
+    orphans too, removed once their replacements exist (they hold no data); volumes are never replaced: a
+    chute keeps the /data volume its record names.
 
     ``observed`` maps "containers" to {name: {"running": bool}}, and "networks", "volumes", "images" to
     {name: {}} for the objects carrying this node's label (dangling layers of a build killed halfway
@@ -236,9 +241,11 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
     for record in records:
         spec = record.spec()
         labels = naming.labels(spec.name, spec.version)
-        network, volume = node.names.network(spec.name), node.names.volume(spec.name)
+        network, volume = node.names.network(spec.name), record.volume
         wanted["networks"].add(network)
-        wanted["volumes"].add(volume)
+        # A volume under the chute's node-scoped name stays too when the record names another: data is
+        # never removed on a guess of where it lives.
+        wanted["volumes"] |= {volume, node.names.volume(spec.name)}
         if network not in observed["networks"]:
             steps.append(Step("create_network", {"name": network, "labels": labels},
                               f"recreating network {network}", commit=True))
@@ -256,7 +263,7 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
                 if svc.type == "image" or refs[svc.name] not in observed["images"]:
                     steps.append(Step(image_step.action, image_step.args, image_step.description, commit=True))
                 steps.append(Step("create_container", container_args(node, spec, svc, refs[svc.name],
-                                                                     record.deployment),
+                                                                     record.deployment, volume),
                                   f"recreating service {svc.name} of {spec.name}", commit=True))
             running = (container or {}).get("running", False)
             if record.state == RUNNING and not running:

@@ -28,7 +28,7 @@ class ChuteMonitor:
     def objects(self, record: ChuteRecord) -> dict:
         """The names of the chute's Docker objects."""
         spec, names = record.spec(), self._names
-        return {"network": names.network(record.name), "volume": names.volume(record.name),
+        return {"network": names.network(record.name), "volume": record.volume,
                 "containers": {svc: name for svc, name in self.containers(record)},
                 "images": {s.name: (s.image if s.type == "image" else
                                     names.image(record.name, s.name, spec.version, record.deployment))

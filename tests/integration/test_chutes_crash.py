@@ -31,7 +31,7 @@ def project(tmp_path, name, version, port):
 
 def plan_length(kind):
     spec1, spec2 = build(busybox_web("x", 1, 1)), build(busybox_web("x", 2, 1))
-    record = ChuteRecord("x", "1", RUNNING, spec1.raw, 1, "/src/1", 0.0, 0.0)
+    record = ChuteRecord("x", "1", RUNNING, spec1.raw, 1, "/src/1", 0.0, 0.0, "paradrop-x-data")
     node = chute_plans.NodeFacts(ChuteNames("any"), NodePolicy(api_port=8080))
     return len({"install": chute_plans.plan_install(node, spec1, 2, "/src/2", 0.0),
                 "update": chute_plans.plan_update(node, record, spec2, 2, "/src/2", 0.0),

@@ -13,19 +13,23 @@ from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.queue import ChangeQueue
 from pdserver.chutes import naming
 from pdserver.chutes.policy import NodePolicy
-from pdserver.chutes.store import RUNNING, ChuteRecord, ChuteStore
+from pdserver.chutes.store import RUNNING, STOPPED, ChuteRecord, ChuteStore
 from pdserver.containers.errors import EngineError
 from pdserver.containers.memory import MemoryEngine
+from pdserver.containers.spec import ContainerSpec, PortBinding
 from pdserver.execution.chute_actions import ChuteActions
 from pdserver.execution.chute_handlers import ChuteHandlers
 from pdserver.execution.chute_plans import BASE_IMAGES
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import RecoveryHandler
+from tests import previous_release
 
 NAMES = naming.ChuteNames("unit-node")
 NODE_LABELS = {naming.LABEL_NODE: NAMES.node_id}
 NODE_LABEL = "{}={}".format(*next(iter(NODE_LABELS.items())))
 PULLED_IMAGE = "registry.example/side:1"
+# A volume with this label stands for one a chute wrote data into: removed and made again, it lacks it.
+DATA_LABEL = "test.holds-data"
 
 
 def memory_database() -> sqlite3.Connection:
@@ -108,13 +112,14 @@ def description(name="hello", version=1, port=8001):
 
 
 class UnitNode:
-    """One node: chutes installed through changes, as a user would; ``faults`` break the steps."""
+    """One node: chutes installed through changes, as a user would; ``faults`` break the steps. ``conn``
+    is the node's database as it was before this start (a new one when None)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, conn: sqlite3.Connection = None):
         self.clock = InlineReactor()
         self.engine = MemoryEngine(self.clock, images={ref: {} for ref in BASE_IMAGES.values()},
                                    registry={PULLED_IMAGE: {}}, owner_label=naming.LABEL_NODE)
-        conn = memory_database()
+        conn = conn or memory_database()
         self.store = ChuteStore(conn)
         self.sources = root / "sources"
         self.sources.mkdir()
@@ -166,6 +171,42 @@ class UnitNode:
                 "sources": {str(path) for path in self.sources.iterdir()}}
 
 
+def previous_release_node(root: Path) -> UnitNode:
+    """A node starting on what the release before node-scoped names left: its store with hello (running,
+    host port 8001) and spare (stopped, 8002), their projects, and their objects under the old names, the
+    /data volumes among them. No change has run yet."""
+    conn = memory_database()
+    chutes = [(description("hello"), RUNNING, 7), (description("spare", port=8002), STOPPED, 8)]
+    sources = {chute["name"]: root / "sources" / f"upload-{chute['name']}" for chute, _, _ in chutes}
+    previous_release.write_store(conn, [(chute, state, deployment, str(sources[chute["name"]]))
+                                        for chute, state, deployment in chutes])
+    node = UnitNode(root, conn)
+    engine, build_dir = node.engine, root / "previous-build"
+    build_dir.mkdir()
+    (build_dir / "Dockerfile").write_text(f"FROM {BASE_IMAGES['python3']}\n")
+    _fired(engine.pull_image(PULLED_IMAGE))
+    for chute, state, deployment in chutes:
+        name, version = chute["name"], str(chute["version"])
+        sources[name].mkdir()
+        (sources[name] / "paradrop.yaml").write_text(json.dumps(chute))
+        labels = {**naming.labels(name, version), **NODE_LABELS}
+        _fired(engine.create_network(previous_release.network(name), labels))
+        _fired(engine.create_volume(previous_release.volume(name), {**labels, DATA_LABEL: "yes"}))
+        image = previous_release.image(name, "main", version, deployment)
+        _fired(engine.build_image(build_dir, image, {**naming.labels(name, version, deployment, "main"),
+                                                     **NODE_LABELS}))
+        port = chute["services"]["main"]["requests"]["port-bindings"][0]["external"]
+        for service, ref, ports in (("main", image, [PortBinding(port, 8000)]), ("side", PULLED_IMAGE, [])):
+            container = previous_release.container(name, service, deployment)
+            _fired(engine.create_container(ContainerSpec(
+                container, ref, labels={**naming.labels(name, version, deployment, service), **NODE_LABELS},
+                network=previous_release.network(name), aliases=[service], port_bindings=ports,
+                volumes={previous_release.volume(name): "/data"})))
+            if state == RUNNING:
+                _fired(engine.start_container(container))
+    return node
+
+
 def expected(records) -> dict:
     """What ``observed`` is when the engine holds exactly the recorded chutes, nothing more."""
     state = {"containers": {}, "networks": set(), "volumes": set(), "images": set(), "sources": set()}
@@ -177,10 +218,15 @@ def expected(records) -> dict:
             if svc.type != "image":
                 state["images"].add(NAMES.image(record.name, svc.name, spec.version, record.deployment))
         state["networks"].add(NAMES.network(record.name))
-        state["volumes"].add(NAMES.volume(record.name))
+        state["volumes"].add(record.volume)
         if record.source_dir:
             state["sources"].add(record.source_dir)
     return state
+
+
+def holding_data(engine) -> set:
+    """The volumes that hold a chute's data (see DATA_LABEL)."""
+    return {name for name, _ in _fired(engine.list_objects(DATA_LABEL))["volumes"]}
 
 
 def committed(records, commit_step: dict):

@@ -4,7 +4,8 @@ Before the commit step has finished, a failure leaves the old state: the same re
 project dirs as before the change. After it, the new records stand, the new services run, and the next
 reconcile removes what the clean-up left. When the undos fail too, the change asks for attention. Whatever
 a change leaves, after failing undos or an engine that stopped answering in the middle, the next reconcile
-converges on the records, old or new. The steps come from the plans as a fault-free run journals them."""
+converges on the records, old or new; on a node upgraded from the release before node-scoped names, that
+means every chute on the /data volume it had. The steps come from the plans as a fault-free run journals them."""
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 from pdserver.changes.model import ChangeState
 from pdserver.containers.errors import EngineUnavailable
-from tests.unit.memory_node import NAMES, UnitNode, committed, description, expected
+from tests.unit.memory_node import (NAMES, UnitNode, committed, description, expected, holding_data,
+                                    previous_release_node)
 
 
 def install(node, **kwargs):
@@ -68,15 +70,19 @@ SCENARIOS = {
     "stop": (install, lambda node: ("stop", "hello", {})),
     "restart": (install, lambda node: ("restart", "hello", {})),
     "reconcile": (drift, lambda node: ("reconcile", None, {})),
+    "reconcile-after-upgrade": (lambda node: None, lambda node: ("reconcile", None, {})),
 }
+# Scenarios whose node starts on an earlier state than a new one's.
+NODES = {"reconcile-after-upgrade": previous_release_node}
 
 
 def prepared(root: Path, scenario: str):
-    """A node set up for ``scenario``, what it holds, and the change to submit (not yet submitted)."""
-    node = UnitNode(root)
+    """A node set up for ``scenario``, what it holds (records, objects, volumes holding data), and the change
+    to submit (not yet submitted)."""
+    node = NODES.get(scenario, UnitNode)(root)
     setup, change = SCENARIOS[scenario]
     setup(node)
-    before = (node.store.list(), node.observed())
+    before = (node.store.list(), node.observed(), holding_data(node.engine))
     return node, before, change(node)
 
 
@@ -130,35 +136,38 @@ def fail_at(tmp_path, scenario, index, mode, undos=False):
     return node, before, change, plan, next(i for i, step in enumerate(plan) if step["commit"])
 
 
-def reconcile_converges(node):
+def reconcile_converges(node, held):
+    """The next reconcile converges on the records, and no volume that held data has lost it (none of the
+    scenarios deletes one)."""
     change = node.run("reconcile")
     assert change.state is ChangeState.SUCCEEDED, change.result
     assert node.observed() == expected(node.store.list())
+    assert holding_data(node.engine) == held
 
 
 @pytest.mark.parametrize("scenario, index, when", cases())
 def test_a_failing_step_leaves_the_old_state_or_after_the_commit_the_new_one(tmp_path, scenario, index, when):
-    node, (records, objects), change, plan, commit = fail_at(tmp_path, scenario, index, when)
+    node, (records, objects, held), change, plan, commit = fail_at(tmp_path, scenario, index, when)
     assert change.state is ChangeState.FAILED
     if index <= commit:
         assert "rolled back" in change.result["message"] and not change.needs_attention
         assert node.store.list() == records
         if when == "after" and plan[index]["commit"] and not plan[index]["undo"]:
-            reconcile_converges(node)  # reconcile's steps only go forward: what one did stays done
+            reconcile_converges(node, held)  # reconcile's steps only go forward: what one did stays done
         else:
-            assert node.observed() == objects
+            assert node.observed() == objects and holding_data(node.engine) == held
         return
     assert change.needs_attention and change.result["failed_step"] == plan[index]["description"]
     assert node.store.list() == committed(records, plan[commit])
-    if scenario != "reconcile":  # the new services run; leftovers of the old may remain
+    if not scenario.startswith("reconcile"):  # the new services run; leftovers of the old may remain
         wanted = expected(node.store.list())["containers"]
         assert {name: node.observed()["containers"].get(name) for name in wanted} == wanted
-    reconcile_converges(node)
+    reconcile_converges(node, held)
 
 
 @pytest.mark.parametrize("scenario, index, when", cases())
 def test_failing_undos_ask_for_attention_and_the_next_reconcile_converges(tmp_path, scenario, index, when):
-    node, (records, _), change, plan, commit = fail_at(tmp_path, scenario, index, when, undos=True)
+    node, (records, _, held), change, plan, commit = fail_at(tmp_path, scenario, index, when, undos=True)
     assert change.state is ChangeState.FAILED
     undone = [(i, step) for i, step in enumerate(plan[:index + 1]) if step["undo"]] if index <= commit else []
     assert change.needs_attention == (bool(undone) or index > commit)
@@ -168,15 +177,15 @@ def test_failing_undos_ask_for_attention_and_the_next_reconcile_converges(tmp_pa
             f"undo of step {i + 1} ({step['description']}) failed: injected failure of an undo"
             for i, step in reversed(undone)]
     assert node.store.list() in (records, committed(records, plan[commit]))
-    reconcile_converges(node)
+    reconcile_converges(node, held)
 
 
 @pytest.mark.parametrize("scenario, index, mode", cases(engine_gone=True))
 def test_an_engine_that_stops_answering_mid_change_leaves_a_state_reconcile_repairs(tmp_path, scenario, index, mode):
-    node, (records, _), change, plan, commit = fail_at(tmp_path, scenario, index, mode)
+    node, (records, _, held), change, plan, commit = fail_at(tmp_path, scenario, index, mode)
     after = committed(records, plan[commit])
     if change.state is ChangeState.SUCCEEDED:  # what was left needed only the records
         assert node.store.list() == after
     else:
         assert node.store.list() in (records, after)
-    reconcile_converges(node)
+    reconcile_converges(node, held)
