@@ -1,8 +1,6 @@
 """Request bodies: size-limited, JSON parsed as hostile input (pdserver.parsing), validated by JSON Schema
 with errors naming the field. Also the one list of content types the API tells apart."""
-from typing import Callable, Union
-
-from twisted.internet import defer
+from typing import Union
 
 from pdserver.errors import InvalidInput, TooLarge, UnsupportedMediaType
 from pdserver.parsing import load_json
@@ -57,20 +55,3 @@ def parse_json(raw: bytes, schema: dict):
     data = load_json(raw)
     validate(data, schema)
     return data
-
-
-def read_json(request, schema: dict, max_bytes: int):
-    """The validated JSON body of a request, parsed on the calling thread."""
-    return parse_json(raw_json(request, max_bytes), schema)
-
-
-def read_json_deferred(request, schema: dict, max_bytes: int,
-                       run_in_thread: Callable[..., defer.Deferred]) -> defer.Deferred:
-    """The same as a Deferred: bodies larger than INLINE_BYTES are parsed and validated in a thread."""
-    try:
-        raw = raw_json(request, max_bytes)
-    except Exception:
-        return defer.fail()
-    if len(raw) <= INLINE_BYTES:
-        return defer.maybeDeferred(parse_json, raw, schema)
-    return run_in_thread(parse_json, raw, schema)

@@ -11,7 +11,7 @@ from typing import Callable
 from twisted.internet import defer
 
 from pdserver import errors
-from pdserver.api.body import INLINE_BYTES, TAR_TYPES, media_type, parse_json, raw_json, read_json_deferred
+from pdserver.api.body import INLINE_BYTES, TAR_TYPES, media_type, parse_json, raw_json
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
 from pdserver.auth.roles import Permission
 from pdserver.chutes import checks, policy
@@ -177,17 +177,13 @@ class ChutesResource:
         return self._submit("stop", chute, call)
 
     @routes.route("/api/v1/chutes/<chute>/restart", "POST", permission=Permission.MANAGE_CHUTES, status=202,
-                  summary="Restart a chute's services; a body {environment} restarts it with those variables")
-    @defer.inlineCallbacks
+                  summary="Restart a chute's services; a body {environment} restarts it with those variables",
+                  body=_RESTART_BODY, body_required=False)
     def restart(self, call: Call, chute):
-        self._record(chute)
-        request = call.request
-        request.content.seek(0)
-        if not request.content.read(1):
-            return self._submit("restart", chute, call)
-        body = yield read_json_deferred(request, _RESTART_BODY, self._max_upload, self._run_in_thread)
         record = self._record(chute)
-        description = {**record.description, "environment": body["environment"]}
+        if call.body is None:
+            return self._submit("restart", chute, call)
+        description = {**record.description, "environment": call.body["environment"]}
         build(description)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})

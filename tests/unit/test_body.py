@@ -2,9 +2,8 @@
 import io
 
 import pytest
-from twisted.internet import defer
 
-from pdserver.api.body import INLINE_BYTES, media_type, read_json, read_json_deferred, validate
+from pdserver.api.body import media_type, parse_json, raw_json, validate
 from pdserver.errors import InvalidInput, TooLarge, UnsupportedMediaType
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
@@ -28,8 +27,12 @@ def test_errors_name_the_field(body, code, field):
     assert field in info.value.message
 
 
+def read_json(request, schema, limit):
+    return parse_json(raw_json(request, limit), schema)
+
+
 class Request:
-    """What read_json uses of a twisted.web request."""
+    """What raw_json uses of a twisted.web request."""
 
     def __init__(self, body: bytes, content_type="application/json"):
         self.content = io.BytesIO(body)
@@ -66,25 +69,6 @@ class TestHostileBodies:
             read_json(Request(b'{"a": "' + b"x" * 2000 + b'"}'), LOGIN, 1000)
         with pytest.raises(UnsupportedMediaType):
             read_json(Request(b"<x/>", "application/xml"), LOGIN, 1000)
-
-    def test_small_bodies_are_parsed_inline_and_large_ones_in_a_thread(self):
-        threaded = []
-
-        def run_in_thread(f, *args):
-            threaded.append(f)
-            return defer.succeed(f(*args))
-
-        small = read_json_deferred(Request(b'{"username": "a"}'), LOGIN, 1 << 20, run_in_thread)
-        assert small.result == {"username": "a"} and threaded == []
-        big = b'{"username": "' + b"a" * INLINE_BYTES + b'"}'
-        large = read_json_deferred(Request(big), LOGIN, 1 << 20, run_in_thread)
-        assert large.result["username"] == "a" * INLINE_BYTES and len(threaded) == 1
-
-    def test_a_refused_body_fails_the_deferred(self):
-        d = read_json_deferred(Request(b"[" * 50 + b"]" * 50), LOGIN, 1 << 20, None)
-        failure = []
-        d.addErrback(failure.append)
-        assert failure[0].check(InvalidInput)
 
 
 def test_validation_messages_show_a_shortened_value_never_the_whole_instance():

@@ -26,7 +26,7 @@ def node(tmp_path):
     store = ChuteStore(conn)
     installed = tmp_path / "sources" / "installed"
     installed.mkdir(parents=True)
-    store.save(ChuteRecord("hello", "2", RUNNING, description(), 1, str(installed), 0.0, 0.0))
+    store.save(ChuteRecord("hello", "2", RUNNING, description(), 1, str(installed), 0.0, 0.0, "paradrop-hello-data"))
     handlers = ChuteHandlers(None, store, None, reactor, ChuteNames("n1"), lambda: NodePolicy.from_config({}, 8080),
                              tmp_path / "sources", list)
     yield types.SimpleNamespace(handlers=handlers, installed=installed, sources=tmp_path / "sources")
