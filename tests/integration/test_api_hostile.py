@@ -139,7 +139,7 @@ class TestUploadsLeaveNothing:
         token = await node.login()
         await quiet(node)
         node.node.chutes.save(ChuteRecord("taken", "2", RUNNING, json.loads(chute_yaml("taken", 2)), 1, None,
-                                          0.0, 0.0))
+                                          0.0, 0.0, "v-taken"))
         url = node.url + "/api/v1/chutes"
         for method, target, data, status, field in [
             ("POST", url, chute_yaml("taken", 3), 409, "name"),
@@ -192,7 +192,8 @@ class TestUploadsLeaveNothing:
         node = await start_node(handlers={"hold": lambda context: gate})
         token = await node.login()
         await quiet(node)
-        node.node.chutes.save(ChuteRecord("old", "1", RUNNING, json.loads(chute_yaml("old", 1)), 1, None, 0.0, 0.0))
+        node.node.chutes.save(ChuteRecord("old", "1", RUNNING, json.loads(chute_yaml("old", 1)), 1, None, 0.0, 0.0,
+                                          "v-old"))
         node.queue.submit("hold", None, "tester")
         url = node.url + "/api/v1/chutes"
         code, install = await post_raw(url, tar_of({"paradrop.yaml": chute_yaml("new")}), token, "application/x-tar")
@@ -202,8 +203,10 @@ class TestUploadsLeaveNothing:
         assert code == 202
         assert len(uploads(node)) == 2
         # Meanwhile another change installs "new" and raises "old" past the queued update.
-        node.node.chutes.save(ChuteRecord("new", "1", RUNNING, json.loads(chute_yaml("new")), 1, None, 0.0, 0.0))
-        node.node.chutes.save(ChuteRecord("old", "3", RUNNING, json.loads(chute_yaml("old", 3)), 1, None, 0.0, 0.0))
+        node.node.chutes.save(ChuteRecord("new", "1", RUNNING, json.loads(chute_yaml("new")), 1, None, 0.0, 0.0,
+                                          "v-new"))
+        node.node.chutes.save(ChuteRecord("old", "3", RUNNING, json.loads(chute_yaml("old", 3)), 1, None, 0.0, 0.0,
+                                          "v-old"))
         gate.callback({"message": "released"})
         install = await wait_for_change(node.url, install["change_id"], token)
         update = await wait_for_change(node.url, update["change_id"], token)
