@@ -9,6 +9,7 @@ from typing import List, Optional, Tuple, Union
 
 from pdserver import parsing
 from pdserver.chutes.schema import CHUTE
+from pdserver.containers.spec import PortBinding  # plain data shared with the engine adapter
 from pdserver.errors import InvalidInput
 from pdserver.validation import SchemaError, check
 
@@ -23,13 +24,6 @@ class SpecError(InvalidInput):
     """A chute description we cannot accept; ``field`` is the dotted path of the culprit."""
 
     code = "invalid_chute"
-
-
-@dataclasses.dataclass(frozen=True)
-class PortBinding:
-    external: int
-    internal: int
-    protocol: str = "tcp"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,6 @@ from typing import Callable, Optional
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -144,21 +143,11 @@ def http_probe(reactor, url: str, timeout: float) -> defer.Deferred:
     agent = Agent.usingEndpointFactory(reactor, _AddressEndpoints(reactor, timeout),
                                        pool=HTTPConnectionPool(reactor, persistent=False))
     requested = treq.client.HTTPClient(agent).request("GET", url, allow_redirects=False, unbuffered=True)
-    expired = []
 
-    def expire():
-        expired.append(True)
-        requested.cancel()
-    timer = reactor.callLater(timeout, expire)
+    def timed_out(result, seconds):
+        raise ProbeTimeout(f"no answer within {seconds:g} s")
 
     def answered(response):
         response.deliverBody(_Hangup())
         return response.code
-
-    def ended(result):
-        if timer.active():
-            timer.cancel()
-        if expired and isinstance(result, Failure):
-            raise ProbeTimeout(f"no answer within {timeout:g} s")
-        return result
-    return requested.addBoth(ended).addCallback(answered)
+    return requested.addTimeout(timeout, reactor, onTimeoutCancel=timed_out).addCallback(answered)
