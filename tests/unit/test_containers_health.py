@@ -136,3 +136,17 @@ def test_cancelling_the_wait_stops_polling():
     looks = engine.looks
     advance(clock, 1.0)
     assert engine.looks == looks and clock.getDelayedCalls() == []
+
+
+def test_an_http_probe_that_gets_no_answer_fails_with_a_timeout_when_its_time_is_up():
+    from twisted.internet.testing import MemoryReactorClock
+
+    from pdserver.containers.health import ProbeTimeout, http_probe
+    reactor = MemoryReactorClock()
+    outcome = []
+    http_probe(reactor, "http://10.0.0.2:8000/", timeout=2.0).addBoth(outcome.append)
+    assert reactor.tcpClients[0][:2] == ("10.0.0.2", 8000)
+    reactor.advance(1.9)
+    assert outcome == []
+    reactor.advance(0.2)
+    assert outcome[0].check(ProbeTimeout) and "2 s" in outcome[0].getErrorMessage()
