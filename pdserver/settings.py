@@ -30,7 +30,7 @@ class Settings:
     max_upload_bytes: int = 256 * 1024 * 1024
     header_timeout: float = 5.0
     idle_timeout: float = 60.0
-    max_connections_per_address: int = 64
+    max_connections_per_address: int = 256  # a busy client (or many behind one NAT) fits; a flood is shed
     max_connections: Optional[int] = None
     ready_grace: float = 1.0
     ready_timeout: float = 30.0

@@ -54,7 +54,7 @@ def test_state_dir_layout():
 def test_connection_limits_are_settings_and_a_bad_one_is_named():
     settings = load(None, environ={"PARADROP_MAX_CONNECTIONS": "100", "PARADROP_HEADER_TIMEOUT": "2.5"})
     assert (settings.max_connections, settings.header_timeout) == (100, 2.5)
-    assert (settings.max_connections_per_address, settings.idle_timeout) == (64, 60.0)
+    assert (settings.max_connections_per_address, settings.idle_timeout) == (256, 60.0)
     assert load(None, environ={}).max_connections is None  # derived from the descriptor limit at start
     for name, value in [("header_timeout", "0"), ("idle_timeout", "-1"), ("max_connections_per_address", "0"),
                         ("max_connections", "0"), ("max_connections", "many")]:
