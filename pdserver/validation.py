@@ -1,17 +1,19 @@
 """JSON Schema checks whose errors name the field a person has to fix (``services.main.ports[0]``).
 
 Messages are built here from the failed keyword and a shortened view of the value, never from the
-validator's own message, which formats the whole (possibly huge) instance.
+validator's own message, which formats the whole (possibly huge) instance. jsonschema (about 3 MB of resident
+memory) is imported by the first check, not at start: an idle node validates nothing.
 """
 import itertools
 import reprlib
-from typing import Optional
-
-import jsonschema
-from jsonschema.validators import Draft202012Validator
+from typing import TYPE_CHECKING, Optional
 
 from pdserver.errors import InvalidInput
 from pdserver.parsing import field_name
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
+    from jsonschema.validators import Draft202012Validator
 
 MAX_ERRORS = 100  # the most useful error is among the first ones; a huge bad document has many more
 
@@ -24,9 +26,10 @@ class SchemaError(InvalidInput):
     """An instance its schema refuses; ``code`` says how (unknown, missing or invalid field)."""
 
 
-def _validator_for(schema: dict) -> Draft202012Validator:
+def _validator_for(schema: dict) -> "Draft202012Validator":
     key = id(schema)
     if key not in _validators:
+        from jsonschema.validators import Draft202012Validator
         Draft202012Validator.check_schema(schema)
         _validators[key] = (schema, Draft202012Validator(schema))
     return _validators[key][1]
@@ -43,11 +46,11 @@ def _join(prefix: Optional[str], name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _property_name_error(error: jsonschema.ValidationError) -> bool:
+def _property_name_error(error: "ValidationError") -> bool:
     return "propertyNames" in error.absolute_schema_path
 
 
-def field_path(error: jsonschema.ValidationError) -> Optional[str]:
+def field_path(error: "ValidationError") -> Optional[str]:
     prefix = field_name(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [p for p in error.validator_value if p not in error.instance]
@@ -65,7 +68,7 @@ def _either(values) -> str:
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
-def explain(error: jsonschema.ValidationError) -> str:
+def explain(error: "ValidationError") -> str:
     """What is wrong with the value, from the keyword that refused it."""
     keyword, expected, value = error.validator, error.validator_value, show(error.instance)
     if _property_name_error(error):
@@ -96,13 +99,13 @@ def explain(error: jsonschema.ValidationError) -> str:
     return f"{value} fails {keyword} {show(expected)}"
 
 
-def _priority(error: jsonschema.ValidationError) -> tuple:
+def _priority(error: "ValidationError") -> tuple:
     """Unknown fields first, then wrong values, then missing ones; shallow before deep."""
     rank = {"additionalProperties": 0, "required": 2}.get(error.validator, 1)
     return (rank, len(error.absolute_path), list(map(str, error.absolute_path)))
 
 
-def _most_specific(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+def _most_specific(error: "ValidationError") -> "ValidationError":
     """For an anyOf, the error of the branch the value's type matches (a version string that breaks the
     pattern, not "is not an integer"); the anyOf itself when the type matches no branch."""
     if error.validator in ("anyOf", "oneOf"):

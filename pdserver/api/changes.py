@@ -1,8 +1,6 @@
 """Changes: list, inspect, cancel, and the progress stream websocket."""
 import json
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
-
 from pdserver import errors
 from pdserver.api.routing import Call, QueryParam, RouteTable
 from pdserver.api.websocket import bound_websocket
@@ -10,7 +8,7 @@ from pdserver.auth.roles import Permission
 from pdserver.changes.model import ChangeState
 
 
-class ChangeStreamProtocol(WebSocketServerProtocol):
+class ChangeStreamProtocol:
     """Sends a change's history, then its live messages, then the result, and closes."""
 
     queue = None

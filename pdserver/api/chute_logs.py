@@ -7,8 +7,6 @@ with a 429 naming the cap.
 import hashlib
 import json
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
-
 from pdserver import errors
 from pdserver.api.routing import Call, RouteTable
 from pdserver.api.websocket import bound_websocket
@@ -19,7 +17,7 @@ _POLICY_VIOLATION = 1008
 _MAX_REASON_BYTES = 120  # a close frame's reason holds at most 123 bytes
 
 
-class ChuteLogsProtocol(WebSocketServerProtocol):
+class ChuteLogsProtocol:
     """Each frame is {"service", "timestamp", "message"}."""
 
     hub = None

@@ -1,10 +1,18 @@
-"""Websocket routes: a resource whose protocol class is bound to one request's subject."""
-from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory
+"""Websocket routes: a resource whose protocol is bound to one request's subject.
+
+autobahn (about 8 MB of resident memory) is imported when the first websocket is opened, not at start: an idle
+node serves no websocket. The route modules therefore write their protocols as plain classes holding the
+callbacks (``onOpen``, ``onMessage``, ``onClose``...); ``bound_websocket`` puts autobahn's server protocol under
+them, so ``sendMessage``, ``sendClose`` and ``state`` come from autobahn as with a subclass.
+"""
 
 
-def bound_websocket(protocol_class, **attributes) -> WebSocketResource:
-    """Upgrade this request to ``protocol_class`` with ``attributes`` (the change, the chute...) set on it."""
+def bound_websocket(protocol_class, **attributes):
+    """Upgrade this request to ``protocol_class`` (over autobahn's server protocol) with ``attributes`` (the
+    change, the chute...) set on it."""
+    from autobahn.twisted.resource import WebSocketResource
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
     factory = WebSocketServerFactory()
-    factory.protocol = type(protocol_class.__name__, (protocol_class,), attributes)
+    factory.protocol = type(protocol_class.__name__, (protocol_class, WebSocketServerProtocol), attributes)
     return WebSocketResource(factory)

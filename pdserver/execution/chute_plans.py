@@ -167,7 +167,7 @@ def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: 
     image_steps, refs = _images(node, spec, deployment, source_dir)
     labels = naming.labels(spec.name, spec.version)
     network, volume = node.names.network(spec.name), old.volume
-    stop_first = old.state == RUNNING and bool(_ports(old.spec()))
+    stop_first = old.state == RUNNING and bool(_ports(old.spec()) & _ports(spec))
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now,
                          volume)
     steps = _adopt(source_dir, old.source_dir) + image_steps + [

@@ -1,6 +1,8 @@
 """Chute plans are pure: the same inputs give the same steps, each reversible before the commit."""
 import dataclasses
 
+import pytest
+
 from pdserver.chutes.naming import ChuteNames, node_key
 from pdserver.chutes.policy import NodePolicy
 from pdserver.chutes.spec import build
@@ -62,8 +64,9 @@ def test_update_with_a_shared_port_stops_the_old_version_first_and_can_restart_i
     assert steps[commit].args["record"]["deployment"] == 9 and steps[commit].args["record"]["version"] == "2"
 
 
-def test_update_without_host_ports_runs_both_versions_until_the_commit():
-    steps = plans.plan_update(NODE, record(spec(1, port=None)), spec(2, port=None), 9, None, 20.0)
+@pytest.mark.parametrize("old_port, new_port", [(None, None), (8001, 8002), (8001, None)])
+def test_update_without_a_shared_host_port_runs_both_versions_until_the_commit(old_port, new_port):
+    steps = plans.plan_update(NODE, record(spec(1, port=old_port)), spec(2, port=new_port), 9, None, 20.0)
     commit = next(i for i, s in enumerate(steps) if s.commit)
     assert ("stop_container", f"paradrop-{K}-hello-main-5") in [(s.action, s.args.get("name")) for s in steps[commit:]]
     assert all(s.args.get("name") != f"paradrop-{K}-hello-main-5" for s in steps[:commit])

@@ -10,8 +10,18 @@ Baseline: a bare python that imports exactly the library modules the daemon's co
 after importing pdserver.main/node/logs and the reactor, pdserver's own modules excepted), serves a plain
 twisted.web resource and gets the same number of GETs at the same times. So the ratio is what pdserver's own
 code and data add on top of the libraries it cannot avoid.
+
+What is loaded at idle: the daemon runs under a small wrapper that writes its sys.modules to a file on SIGUSR1
+(sent once the first reading is taken). For each top-level third-party package among them, a fresh python that
+holds the standard-library modules the daemon loaded imports that package's loaded modules, and the RSS this
+adds is printed, heaviest first. A package's dependencies count in its figure (so twisted's includes the
+pyOpenSSL/cryptography its TLS support pulls in, and autobahn's includes twisted): the figures overlap and do not
+add up to the total; each says what the node would save if nothing needed that package at idle.
 """
+import json
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -30,10 +40,73 @@ MORE_REQUESTS = 200
 GOAL_RATIO = 1.25
 GROWTH_LIMIT_MB = 1.0  # our own threshold for "no growth" over MORE_REQUESTS requests
 MB = 1024 * 1024
+HEAVIEST = 12  # packages listed
+
+# Runs the daemon (argv: the file for the module list, then pdserver's own arguments); SIGUSR1 writes the list.
+DAEMON_WRAPPER = r"""
+import json, runpy, signal, sys
+modules_file = sys.argv.pop(1)
+
+def dump(signum, frame):
+    with open(modules_file, "w") as f:
+        json.dump(list(sys.modules), f)
+
+signal.signal(signal.SIGUSR1, dump)
+sys.argv[0] = "pdserver"
+runpy.run_module("pdserver.main", run_name="__main__", alter_sys=True)
+"""
+
+# argv: the standard-library modules, the package's modules (JSON lists); prints the RSS (MB) the latter add.
+PACKAGE_COST = r"""
+import importlib, json, sys
+import psutil
+
+def load(names):
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+
+load(json.loads(sys.argv[1]))
+before = psutil.Process().memory_info().rss
+load(json.loads(sys.argv[2]))
+print((psutil.Process().memory_info().rss - before) / 2 ** 20)
+"""
 
 
 def rss_mb(proc) -> float:
     return psutil.Process(proc.pid).memory_info().rss / MB
+
+
+def loaded_at_idle(scratch, daemon) -> list:
+    """The daemon's sys.modules, asked for with SIGUSR1."""
+    path = scratch.dir / "idle-modules.json"
+    daemon.send_signal(signal.SIGUSR1)
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):  # not written yet, or half written
+            time.sleep(0.05)
+    raise RuntimeError("the daemon wrote no module list")
+
+
+def package_costs(modules) -> list:
+    """[(MB, package)] for each top-level third-party package among ``modules``, heaviest first."""
+    by_top = {}
+    for name in modules:
+        by_top.setdefault(name.split(".")[0], []).append(name)
+    stdlib = [m for m in modules if m.split(".")[0] in sys.stdlib_module_names]
+    costs = []
+    for top in c.third_party(modules):
+        if top == "pdserver":
+            continue
+        out = subprocess.run([c.PYTHON, "-c", PACKAGE_COST, json.dumps(stdlib), json.dumps(by_top[top])],
+                             capture_output=True, text=True, check=True, timeout=60, cwd=str(c.ROOT),
+                             env=c.clean_env())
+        costs.append((float(out.stdout), top))
+    return sorted(costs, reverse=True)
 
 
 def hit(session, port, paths, count, headers=None):
@@ -48,7 +121,8 @@ def main():
         modules = c.library_modules()
 
         port = c.free_port()
-        daemon = scratch.spawn_daemon(scratch.dir / "state", port)
+        daemon = scratch.spawn([c.PYTHON, "-c", DAEMON_WRAPPER, str(scratch.dir / "idle-modules.json"), "node",
+                                "--state-dir", str(scratch.dir / "state"), "--port", str(port)], "daemon.log")
         c.wait_healthy(daemon, port, time.perf_counter())
         login = session.post(f"http://127.0.0.1:{port}/api/v1/auth/local", timeout=30,
                              json={"username": "paradrop", "password": c.PASSWORD})
@@ -64,11 +138,16 @@ def main():
 
         time.sleep(1.0)
         ours, base = rss_mb(daemon), rss_mb(baseline)
+        idle_modules = loaded_at_idle(scratch, daemon)
         hit(session, port, api_paths, MORE_REQUESTS, auth)
         hit(session, base_port, ["/api/v1/health"], MORE_REQUESTS)
         time.sleep(1.0)
         ours_after, base_after = rss_mb(daemon), rss_mb(baseline)
 
+    costs = package_costs(idle_modules)
+    print(f"loaded at idle: {len(idle_modules)} modules, {len(c.third_party(idle_modules)) - 1} third-party "
+          f"packages; idle RSS {ours:.1f} MB. Heaviest packages (MB each adds, with its dependencies, to a python "
+          f"holding the standard library): " + ", ".join(f"{top} {mb:.1f}" for mb, top in costs[:HEAVIEST]))
     print(f"idle RSS after a login and {WARM_REQUESTS} GETs; baseline imports {len(modules)} library modules "
           f"({', '.join(c.third_party(modules))})")
     c.table("rss: idle resident memory (MB)", [
