@@ -52,6 +52,8 @@ class DockerEngine(Service):
     carries the owner's label, so a build killed halfway leaves nothing another owner could mistake for
     its own or that reconciliation cannot find."""
 
+    IDLE_TRIM = 10.0  # seconds without a call after which the threads end and the connections close
+
     def __init__(self, reactor, client_factory=docker.from_env, owner_label: Optional[str] = None,
                  max_threads: int = 8):
         self._reactor = reactor
@@ -59,7 +61,9 @@ class DockerEngine(Service):
         self._owner_label = owner_label
         self._client = None
         self._client_lock = threading.Lock()
-        self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name="pd-docker")
+        self._max_threads = max_threads
+        self._pool = self._new_pool()
+        self._trim = None
         self._in_flight = 0
         self._idle_waiters: List[defer.Deferred] = []
         self._followers = set()
@@ -79,6 +83,8 @@ class DockerEngine(Service):
             self._idle_waiters.append(waiter)
             yield waiter
         yield defer.DeferredList([follower.stop() for follower in list(self._followers)])
+        if self._trim is not None and self._trim.active():
+            self._trim.cancel()
         self._pool.stop()
         self.close()
 
@@ -88,10 +94,27 @@ class DockerEngine(Service):
         return defer.fail(EngineUnavailable("the container engine adapter is not running (the node is "
                                             "starting or stopping)"))
 
+    def _new_pool(self) -> ThreadPool:
+        return ThreadPool(minthreads=0, maxthreads=self._max_threads, name="pd-docker")
+
+    def _trim_when_idle(self) -> None:
+        """After a busy spell, an idle node gives its Docker threads and connections back (a pool only ever
+        grows; a fresh one starts empty). The next call pays for one new connection."""
+        self._trim = None
+        if self._in_flight or not self.running:
+            return
+        self._pool.stop()
+        self._pool = self._new_pool()
+        self._pool.start()
+        self.close()
+
     def _call(self, thd_function, *args, **kwargs):
         if not self.running:
             return self._not_running()
         self._in_flight += 1
+        if self._trim is not None and self._trim.active():
+            self._trim.cancel()
+            self._trim = None
         d = threads.deferToThreadPool(self._reactor, self._pool, self._thd_guarded, thd_function, *args, **kwargs)
         return d.addBoth(self._landed)
 
@@ -101,6 +124,8 @@ class DockerEngine(Service):
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:  # in a later turn: the caller's own callbacks run first
                 self._reactor.callLater(0, waiter.callback, None)
+            if self.running and self._trim is None:
+                self._trim = self._reactor.callLater(self.IDLE_TRIM, self._trim_when_idle)
         return result
 
     def _thd_new_client(self):

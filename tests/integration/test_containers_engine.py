@@ -555,3 +555,22 @@ async def test_engine_calls_do_not_wait_for_the_reactors_shared_thread_pool(engi
     finally:
         release.set()
         await defer.gatherResults(blockers)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idle_engine_gives_its_threads_and_connections_back_and_still_answers(engine):
+    import psutil
+    engine.IDLE_TRIM = 0.2
+
+    def busy():
+        threads_left = [t for t in threading.enumerate() if t.name.startswith("pd-docker")]
+        return threads_left or len(psutil.Process().net_connections("unix")) > sockets_before
+    sockets_before = len(psutil.Process().net_connections("unix"))
+    await defer.gatherResults([engine.ping() for _ in range(8)])
+    assert busy()
+    for _ in range(100):  # 5 s
+        if not busy():
+            break
+        await sleep(0.05)
+    assert not busy(), "the engine kept threads or connections after it went idle"
+    assert (await engine.ping())[0].isdigit()
