@@ -1,7 +1,8 @@
 """Live state and output of installed chutes, read from the Docker engine."""
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
@@ -19,6 +20,27 @@ class ChuteMonitor:
         self._engine = engine
         self._names = names
         self.logs = LogHub(engine, clock)
+        self._inspecting: Dict[str, List[defer.Deferred]] = {}
+
+    def _inspect(self, name: str) -> defer.Deferred:
+        """The container's state, one engine call for all who ask while it is under way: 200 clients reading
+        one chute cost one inspect at a time, not 200 queued in the adapter's thread pool."""
+        waiter = defer.Deferred()
+        waiters = self._inspecting.get(name)
+        if waiters is not None:
+            waiters.append(waiter)
+            return waiter
+        waiters = self._inspecting[name] = [waiter]
+
+        def answer(result):
+            del self._inspecting[name]
+            for each in waiters:
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(result)
+        self._engine.inspect_container(name).addBoth(answer)
+        return waiter
 
     def containers(self, record: ChuteRecord) -> List[Tuple[str, str]]:
         """(service, container name) of the chute's current deployment."""
@@ -42,7 +64,7 @@ class ChuteMonitor:
         spec = record.spec()
         for svc, name in self.containers(record):
             try:
-                state = yield self._engine.inspect_container(name)
+                state = yield self._inspect(name)
             except EngineError as e:
                 raise StatusUnavailable(f"cannot read the state of {record.name}: {e.message}", field="engine") from None
             out.append({"name": svc, "type": spec.service(svc).type, "container": name,
