@@ -125,6 +125,11 @@ class ApiChannel(HTTPChannel):
         self.site.log_refused(self, error)
         self._linger = close_after_answer(self, raw_answer(error))
 
+    def _respondToBadRequestAndDisconnect(self):
+        """Twisted's answer to a request it cannot parse (a malformed request line or header, a bad chunk) is a
+        bare 400; ours is the API's JSON error like every other answer."""
+        self.refuse(errors.InvalidInput("malformed HTTP request", field="request", code="malformed_request"))
+
     def connectionLost(self, reason):
         self.head_started = None
         cancel(self._linger)

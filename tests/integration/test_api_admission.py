@@ -6,6 +6,7 @@ close their connection; the answer is the usual JSON error.
 """
 import socket
 
+import pytest
 import pytest_twisted
 from twisted.internet import threads
 
@@ -176,3 +177,18 @@ async def test_a_websocket_route_asked_without_the_upgrade_is_426(node):
     code, body = await get_json(node.url + "/ws/changes/1/stream", token)
     assert code == 426 and body["error"]["code"] == "upgrade_required" and body["error"]["field"] == "Upgrade"
     assert (await get_json(node.url + "/ws/changes/1/stream"))[0] == 401
+
+
+def answer_to_bytes(port, data: bytes):
+    with rawhttp.connect(port) as sock:
+        sock.sendall(data)
+        return rawhttp.read_answer(sock, "GET")
+
+
+@pytest.mark.parametrize("data", [b"NONSENSE\r\n\r\n", b"GET /api/v1/health HTTP/1.1\r\nno colon here\r\n\r\n",
+                                  b"GET /api/v1/health HTTP/1.1\r\nContent-Length: many\r\n\r\n"])
+@pytest_twisted.ensureDeferred
+async def test_what_is_not_http_gets_the_json_error_too(node, data):
+    answer = await threads.deferToThread(answer_to_bytes, node.node.http.port, data)
+    assert answer.status == 400, answer.raw
+    assert answer.error == {"code": "malformed_request", "message": "malformed HTTP request", "field": "request"}
