@@ -16,12 +16,18 @@ _COMMAND = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": _TEXT},
                       {"type": "array", "minItems": 1, "maxItems": 64,
                        "items": {"type": "string", "maxLength": _TEXT}}]}
 _NAME = {"type": "string", "maxLength": 64}
+_DNS = {"type": "array", "maxItems": 8, "items": {"type": "string", "maxLength": 45, "pattern": "^[0-9A-Fa-f.:]+$"}}
+
+#: The light bases this node builds (pdserver.execution.chute_plans.BASE_IMAGES).
+LIGHT_BASES = ("python3", "node", "busybox")
 
 _INTERFACE = {
     "type": "object", "additionalProperties": False, "required": ["type"],
     "properties": {
-        "type": {"enum": ["wifi-ap", "lan", "vlan"]},
+        "type": {"enum": ["wifi-ap", "monitor", "lan", "vlan"]},
         "intfName": {"type": "string", "maxLength": 15},
+        "dns": _DNS,
+        "l3bridge": {"type": "string", "maxLength": 15},
         "dhcp": {"type": "object", "additionalProperties": False, "properties": {
             "start": {"type": "integer", "minimum": 1, "maximum": 65535},
             "limit": {"type": "integer", "minimum": 1, "maximum": 65535},
@@ -29,10 +35,15 @@ _INTERFACE = {
         "wireless": {"type": "object", "additionalProperties": False, "properties": {
             "ssid": {"type": "string", "minLength": 1, "maxLength": 32},
             "key": {"type": "string", "minLength": 8, "maxLength": 63},
-            "hidden": {"type": "boolean"}, "isolate": {"type": "boolean"}}},
+            "hidden": {"type": "boolean"}, "isolate": {"type": "boolean"},
+            "nasid": {"type": "string", "maxLength": 48}, "acct_server": {"type": "string", "maxLength": 255},
+            "acct_secret": {"type": "string", "maxLength": 255},
+            "acct_interval": {"type": "integer", "minimum": 1, "maximum": 86400},
+            "maxassoc": {"type": "integer", "minimum": 0, "maximum": 4096}}},
         "requirements": {"type": "object", "maxProperties": 16, "propertyNames": _NAME, "additionalProperties": {
             "anyOf": [{"type": "string", "maxLength": 64}, {"type": ["number", "boolean"]}]}},
         "vlan_id": {"type": "integer", "minimum": 1, "maximum": 4094},
+        "vlan-id": {"type": "integer", "minimum": 1, "maximum": 4094},
         "ipv4": {"type": "string", "maxLength": 18},
     },
 }
@@ -45,6 +56,7 @@ SERVICE = {
         "source": {"type": "string", "minLength": 1, "maxLength": 255},
         "dockerfile": {"type": "string", "minLength": 1, "maxLength": 255},
         "command": _COMMAND,
+        "dns": _DNS,
         "environment": _ENV,
         "requests": {"type": "object", "additionalProperties": False, "properties": {
             "port-bindings": {"type": "array", "maxItems": 64, "items": {
@@ -68,7 +80,7 @@ SERVICE = {
     "allOf": [
         {"if": {"properties": {"type": {"const": "light"}}},
          "then": {"required": ["image", "command"],
-                  "properties": {"image": {"enum": ["busybox", "python3", "node"]}}}},
+                  "properties": {"image": {"enum": list(LIGHT_BASES)}}}},
         {"if": {"properties": {"type": {"const": "image"}}}, "then": {"required": ["image"]}},
     ],
 }
@@ -77,7 +89,7 @@ CHUTE = {
     "type": "object", "additionalProperties": False, "required": ["name", "version", "services"],
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"},
-        "version": {"anyOf": [{"type": "integer", "minimum": 0},
+        "version": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "number", "minimum": 0},
                               {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z._+-]{0,31}$"}]},
         "description": {"type": "string", "maxLength": _TEXT},
         "owner": {"type": "string", "maxLength": 255},

@@ -8,17 +8,14 @@ import re
 from typing import List, Optional, Tuple, Union
 
 from pdserver import parsing
-from pdserver.chutes.schema import CHUTE
+from pdserver.chutes.schema import CHUTE, LIGHT_BASES
 from pdserver.containers.spec import PortBinding  # plain data shared with the engine adapter
 from pdserver.errors import InvalidInput
-from pdserver.validation import SchemaError, check
+from pdserver.validation import SchemaError, check, show
 
 #: Largest description (as JSON) a node stores: in its chute record and in each change that carries it.
 MAX_DESCRIPTION_BYTES = 64 * 1024
 MAX_MEMORY = 1024 ** 4
-
-LEGACY_KEYS = {"type", "use", "image", "command", "config"}
-
 
 class SpecError(InvalidInput):
     """A chute description we cannot accept; ``field`` is the dotted path of the culprit."""
@@ -41,6 +38,7 @@ class ServiceSpec:
     dockerfile: str = "Dockerfile"
     healthcheck: Optional[dict] = None
     interfaces: Tuple[str, ...] = ()
+    dns: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +68,31 @@ def parse_size(value) -> int:
 
 _LEGACY_PORT = re.compile(r"^([0-9]{1,5})(?:/(?:tcp|udp))?$")
 
+#: The keys of ParaDrop's single-service form, at the top and in its ``config`` section.
+LEGACY_KEYS = {"type", "use", "image", "command", "config", "summary"}
+_LEGACY_CONFIG = {"web", "environment", "host_config"}
+_LEGACY_HOST_CONFIG = {"port_bindings", "dns"}
 
-def _legacy_bindings(config: dict) -> list:
-    host_config = config.get("host_config") or {}
-    if not isinstance(host_config, dict):
-        raise SpecError("config.host_config must be a mapping", "config.host_config")
+
+def _mapping(value, field: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{field} must be a mapping", field)
+    return value
+
+
+def _refuse_unknown(mapping: dict, known: set, prefix: str) -> None:
+    for key in mapping:
+        field = f"{prefix}.{key}"
+        if key == "net" and prefix == "config":
+            raise SpecError("config.net: network interfaces (ParaDrop's net objects) are not available on this "
+                            "node yet; remove config.net", field)
+        if key not in known:
+            raise SpecError(f"{field} is not a known field (known: {', '.join(sorted(known))})", field)
+
+
+def _legacy_bindings(host_config: dict) -> list:
     bindings = host_config.get("port_bindings") or {}
     if not isinstance(bindings, dict):
         raise SpecError("config.host_config.port_bindings must map container ports to host ports",
@@ -86,34 +104,66 @@ def _legacy_bindings(config: dict) -> list:
         if match is None or not isinstance(external, (int, str)) or not str(external).isdigit() \
                 or len(str(external)) > 5:
             raise SpecError(f"{field}: expected a container port (5000 or 5000/tcp) mapped to a host port", field)
-        out.append({"internal": int(match.group(1)), "external": int(external)})
+        protocol = "udp" if str(internal).endswith("/udp") else "tcp"
+        out.append({"internal": int(match.group(1)), "external": int(external), "protocol": protocol})
     return out
 
 
-def convert_legacy(data: dict) -> dict:
-    """ParaDrop's single-service form (type/use/command/config at the top) as one service 'main'."""
-    if "services" in data or not (LEGACY_KEYS & set(data)):
-        return data
-    config = data.get("config") or {}
-    if not isinstance(config, dict):
-        raise SpecError("config must be a mapping", "config")
-    service = {"type": data.get("type", "light")}
-    image = data.get("use", data.get("image"))
-    if image is not None:
-        service["image"] = {"python2": "python3"}.get(image, image)
+def _legacy_service(data: dict, config: dict) -> dict:
+    """Service 'main': light from a base (``use``), image (``image``), or normal from the root Dockerfile."""
+    if "use" in data:
+        service = {"type": data.get("type", "light"), "image": data["use"]}
+    elif "image" in data:
+        service = {"type": data.get("type", "image"), "image": data["image"]}
+    else:
+        service = {"type": data.get("type", "normal")}
     if "command" in data:
         service["command"] = data["command"]
     if config.get("environment"):
         service["environment"] = config["environment"]
-    bindings = _legacy_bindings(config)
+    host_config = _mapping(config.get("host_config"), "config.host_config")
+    _refuse_unknown(host_config, _LEGACY_HOST_CONFIG, "config.host_config")
+    if host_config.get("dns"):
+        service["dns"] = host_config["dns"]
+    bindings = _legacy_bindings(host_config)
     if bindings:
         service["requests"] = {"port-bindings": bindings}
+    return service
+
+
+def is_legacy(data: dict) -> bool:
+    """ParaDrop's single-service form: no ``services`` (a Dockerfile chute may have nothing but a name)."""
+    return "services" not in data
+
+
+def convert_legacy(data: dict) -> dict:
+    """ParaDrop's single-service form as the multi-service form: one service 'main'; ``summary`` becomes the
+    description when there is none; a project without ``use`` or ``image`` is built from its root Dockerfile."""
+    if not is_legacy(data):
+        return data
+    config = _mapping(data.get("config"), "config")
+    _refuse_unknown(config, _LEGACY_CONFIG, "config")
     out = {k: v for k, v in data.items() if k not in LEGACY_KEYS}
-    out["services"] = {"main": service}
-    web = config.get("web")
-    if isinstance(web, dict) and "port" in web:
+    if "summary" in data and not data.get("description"):
+        out["description"] = data["summary"]
+    out["services"] = {"main": _legacy_service(data, config)}
+    web = _mapping(config.get("web"), "config.web")
+    _refuse_unknown(web, {"port"}, "config.web")
+    if "port" in web:
         out["web"] = {"service": "main", "port": web["port"]}
     return out
+
+
+def _check_bases(data: dict, legacy: bool) -> None:
+    """Light base names ParaDrop had that this node does not build (python2, old node versions) are named."""
+    services = data.get("services")
+    for name, service in (services.items() if isinstance(services, dict) else ()):
+        if isinstance(service, dict) and service.get("type") == "light":
+            image = service.get("image")
+            if isinstance(image, str) and image not in LIGHT_BASES:
+                field = "use" if legacy else f"services.{name}.image"
+                raise SpecError(f"{field}: this node has no light base {show(image)}; its bases are "
+                                f"{', '.join(LIGHT_BASES)}", field)
 
 
 def load_yaml(text: str, source: str = "paradrop.yaml") -> dict:
@@ -137,7 +187,9 @@ def validate(data: dict) -> dict:
     """The converted, schema-checked description; SpecError names the first bad field."""
     if not isinstance(data, dict):
         raise SpecError("a chute description is a mapping (name, version, services...)", None)
+    legacy = is_legacy(data)
     data = convert_legacy(data)
+    _check_bases(data, legacy)
     try:
         check(data, CHUTE)
     except SchemaError as e:
@@ -184,7 +236,8 @@ def build(data: dict) -> ChuteSpec:
             memory=parse_size(requests["memory"]) if "memory" in requests else None,
             as_root=bool(requests.get("as-root", False)),
             source=s.get("source", "."), dockerfile=s.get("dockerfile", "Dockerfile"),
-            healthcheck=s.get("healthcheck"), interfaces=tuple(sorted(s.get("interfaces") or {}))))
+            healthcheck=s.get("healthcheck"), interfaces=tuple(sorted(s.get("interfaces") or {})),
+            dns=tuple(s.get("dns") or ())))
     web = data.get("web") or {}
     return ChuteSpec(
         name=data["name"], version=str(data["version"]), description=data.get("description", ""),

@@ -388,7 +388,7 @@ class DockerEngine(Service):
             nano_cpus=int(round(spec.cpu_fraction * 1e9)) if spec.cpu_fraction else None,
             mem_limit=spec.memory,
             restart_policy=dict(spec.restart_policy) if spec.restart_policy else None,
-            network_mode=spec.network, init=spec.init,
+            network_mode=spec.network, init=spec.init, dns=list(spec.dns) or None,
             cap_drop=["ALL"], cap_add=list(spec.capabilities) or None,
             security_opt=["no-new-privileges"] if spec.no_new_privileges else None)
         networking = None

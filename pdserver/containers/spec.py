@@ -45,6 +45,7 @@ class ContainerSpec:
     capabilities: Tuple[str, ...] = ()
     # setuid binaries and file capabilities cannot raise a process's privileges.
     no_new_privileges: bool = True
+    dns: Tuple[str, ...] = ()  # name servers; empty: the engine's own
 
 
 @dataclasses.dataclass(frozen=True)

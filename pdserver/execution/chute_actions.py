@@ -135,7 +135,8 @@ class ChuteActions:
             labels={**args["labels"], **self._node_labels}, network=args["network"], aliases=list(args["aliases"]),
             port_bindings=[PortBinding(e, i, p) for e, i, p in args["port_bindings"]],
             volumes=dict(args["volumes"]), cpu_fraction=args.get("cpu_fraction"), memory=args.get("memory"),
-            capabilities=tuple(args.get("capabilities") or ()), healthcheck=healthcheck)
+            capabilities=tuple(args.get("capabilities") or ()), healthcheck=healthcheck,
+            dns=tuple(args.get("dns") or ()))
         yield self._engine.create_container(spec)
 
     def start_container(self, args, progress):

@@ -69,6 +69,7 @@ def container_args(node: NodeFacts, spec: ChuteSpec, svc: ServiceSpec, image: st
         "memory": grant.memory,
         "capabilities": list(grant.capabilities),
         "healthcheck": svc.healthcheck,
+        "dns": list(svc.dns),
         "chute": spec.name,
         "deployment": deployment,
     }

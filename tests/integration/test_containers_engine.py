@@ -223,7 +223,7 @@ async def test_a_web_service_runs_limited_published_and_with_its_volume(engine, 
     external = free_port()
     web = spec(made, "web", ["sh", "-c", "echo kept > /data/proof && " + SERVE], network=network, aliases=["web"],
                port_bindings=[PortBinding(external, 8000, host_ip="127.0.0.1")], volumes={volume: "/data"},
-               cpu_fraction=0.5, memory=64 * 1024 * 1024, environment={"GREETING": "hi"})
+               cpu_fraction=0.5, memory=64 * 1024 * 1024, environment={"GREETING": "hi"}, dns=("9.9.9.9",))
 
     started = time.monotonic()
     await engine.create_container(web)
@@ -246,6 +246,7 @@ async def test_a_web_service_runs_limited_published_and_with_its_volume(engine, 
     assert (host_config["NanoCpus"], host_config["Memory"]) == (500_000_000, 64 * 1024 * 1024)
     assert (state.capabilities, state.memory) == ((), 64 * 1024 * 1024)  # every capability dropped by default
     assert host_config["SecurityOpt"] == ["no-new-privileges"]
+    assert host_config["Dns"] == ["9.9.9.9"]
     assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
     assert await http_get(f"http://{state.addresses[network]}:8000/") == (200, "hi\n")
     assert await http_get(f"http://127.0.0.1:{external}/", timeout=5.0) == (200, "hi\n")

@@ -185,3 +185,12 @@ def test_reconcile_keeps_both_the_recorded_volume_and_the_chutes_node_scoped_one
                "images": {f"paradrop-chute/{K}-hello-main:1-5": {}}}
     steps = plans.plan_reconcile(NODE, [legacy_record()], settled)
     assert [(s.action, s.args["name"]) for s in steps] == [("remove_volume", f"paradrop-{K}-gone-data")]
+
+
+def test_containers_get_the_name_servers_their_service_asks_for():
+    description = {"name": "dns", "version": 1, "services": {
+        "plain": {"type": "image", "image": "x"},
+        "resolver": {"type": "image", "image": "x", "dns": ["9.9.9.9", "2620:fe::fe"]}}}
+    steps = plans.plan_install(NODE, build(description), 3, None, 1.0)
+    creates = {s.args["aliases"][0]: s.args for s in steps if s.action == "create_container"}
+    assert (creates["plain"]["dns"], creates["resolver"]["dns"]) == ([], ["9.9.9.9", "2620:fe::fe"])

@@ -54,8 +54,8 @@ def test_legacy_single_service_form_becomes_service_main():
 name: old-style
 version: 1
 type: light
-use: python2
-command: python -u main.py
+use: python3
+command: python3 -u main.py
 config:
   web: {port: 5000}
   environment: {A: b}

@@ -82,7 +82,8 @@ def test_a_chute_name_is_made_from_the_directory_name():
     ("main: {type: light, image: python3, command: x, requests: {port-bindings: [{external: 70000, internal: 80}]}}",
      "services.main.requests.port-bindings[0].external", "70000 is greater than the maximum of 65535"),
     ("main: {type: light, image: python3}", "services.main.command", "services.main.command is required"),
-    ("main: {type: light, image: ruby, command: x}", "services.main.image", "is not one of"),
+    ("main: {type: light, image: ruby, command: x}", "services.main.image",
+     "no light base 'ruby'; its bases are python3, node, busybox"),
     ("main: {type: image, image: busybox, colour: red}", "services.main.colour", "is not a known field"),
 ])
 def test_validate_prints_the_error_naming_its_field_and_exits_1(tmp_path, services, field, message):
@@ -96,7 +97,7 @@ def test_validate_prints_the_error_naming_its_field_and_exits_1(tmp_path, servic
 
 def test_validate_accepts_the_legacy_single_service_form(tmp_path):
     (tmp_path / "paradrop.yaml").write_text(
-        "name: old-style\nversion: 3\ntype: light\nuse: python2\ncommand: python app.py\n"
+        "name: old-style\nversion: 3\ntype: light\nuse: python3\ncommand: python3 app.py\n"
         "config:\n  web: {port: 5000}\n  host_config: {port_bindings: {5000: 18500}}\n")
     result = run("validate", str(tmp_path))
     assert result.exit_code == 0, result.output
