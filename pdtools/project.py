@@ -73,33 +73,15 @@ def check_description(description):
 
 def check_project(directory, description=None):
     """Validate the project: its description (read from the project unless given), and the files its services
-    need (source directories, Dockerfiles)."""
+    need (source directories, Dockerfiles), as the node checks an upload."""
+    from pdserver.chutes.source import SourceError, check_files
+
     spec = check_description(read_description(directory) if description is None else description)
-    root = Path(directory).resolve()
-    for service in spec.services:
-        if service.type == "image":
-            continue
-        where = f"services.{service.name}"
-        source = _inside(root, service.source, f"{where}.source")
-        if not source.is_dir():
-            raise ProjectError(f"{where}.source: {service.source!r} is not a directory of the project",
-                               f"{where}.source")
-        if service.type == "normal":
-            dockerfile = _inside(source, service.dockerfile, f"{where}.dockerfile")
-            if not dockerfile.is_file():
-                relative = dockerfile.relative_to(root)
-                raise ProjectError(f"{where}: a normal service needs its Dockerfile, and {relative} is missing",
-                                   f"{where}.dockerfile")
+    try:
+        check_files(Path(directory), spec)
+    except SourceError as exc:
+        raise ProjectError(exc.message, exc.field) from None
     return spec
-
-
-def _inside(root, relative, field):
-    from pdserver.chutes.source import path_inside
-
-    path = path_inside(root, relative)
-    if path is None:
-        raise ProjectError(f"{field}: {relative!r} points outside the project", field)
-    return path
 
 
 def project_members(directory):

@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Optional
 
-from pdserver.chutes.spec import SpecError, build, load_yaml
+from pdserver.chutes.spec import ChuteSpec, SpecError, build, load_yaml
 from pdserver.errors import shorten
 from pdserver.parsing import MAX_YAML_BYTES, decode_utf8
 
@@ -136,11 +136,35 @@ def thd_unpack_project(stream: BinaryIO, dest: Path, max_bytes: int) -> dict:
     extract_project(stream, dest, max_bytes)
     try:
         description = read_description(dest)
-        build(description)
+        check_files(dest, build(description))
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return description
+
+
+def check_files(root: Path, spec: ChuteSpec) -> None:
+    """The files the services need are in the project: each source directory, and a normal service's
+    Dockerfile (a legacy chute is nothing but its root Dockerfile); SourceError names the field."""
+    for service in spec.services:
+        if service.type == "image":
+            continue
+        where = f"services.{service.name}"
+        source = path_inside(root, service.source)
+        if source is None:
+            raise SourceError(f"{where}.source: {_named(service.source)} points outside the project",
+                              f"{where}.source")
+        if not source.is_dir():
+            raise SourceError(f"{where}.source: {_named(service.source)} is not a directory of the project",
+                              f"{where}.source")
+        if service.type == "normal":
+            dockerfile = path_inside(source, service.dockerfile)
+            if dockerfile is None:
+                raise SourceError(f"{where}.dockerfile: {_named(service.dockerfile)} points outside the project",
+                                  f"{where}.dockerfile")
+            if not dockerfile.is_file():
+                raise SourceError(f"{where}: a normal service needs its Dockerfile, and "
+                                  f"{dockerfile.relative_to(root.resolve())} is missing", f"{where}.dockerfile")
 
 
 def path_inside(root: Path, relative: str) -> Optional[Path]:

@@ -1,11 +1,14 @@
 """ParaDrop's own chute shapes (tests/fixtures/paradrop-chutes): the legacy single-service form converted to
 service 'main', the multi-service keys of ParaDrop's chute schema, and the clear refusals of what this node
 does not give (python2, legacy net objects, unknown keys)."""
+import io
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from pdserver.chutes.source import thd_unpack_project
 from pdserver.chutes.spec import SpecError, build, convert_legacy
 from pdtools.project import ProjectError, check_project, read_description
 
@@ -37,6 +40,17 @@ def test_without_its_dockerfile_the_legacy_project_names_the_missing_file(tmp_pa
     with pytest.raises(ProjectError) as info:
         check_project(project)
     assert info.value.field == "services.main.dockerfile" and "Dockerfile is missing" in info.value.message
+
+
+def test_an_upload_without_the_dockerfile_is_refused_naming_it_and_leaves_nothing(tmp_path):
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(FIXTURES / "legacy-hello-world" / "paradrop.yaml", "paradrop.yaml")
+    archive.seek(0)
+    with pytest.raises(SpecError) as info:
+        thd_unpack_project(archive, tmp_path / "upload", 10 ** 6)
+    assert info.value.field == "services.main.dockerfile" and info.value.status == 400
+    assert not (tmp_path / "upload").exists()
 
 
 def test_summary_is_the_description_when_there_is_none():
