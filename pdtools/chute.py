@@ -5,7 +5,10 @@ from pathlib import Path
 import click
 
 from pdtools.output import CliError
-from pdtools.project import ProjectError, check_project, description_path, read_description
+from pdtools.project import (
+    DESCRIPTION_FILE, ProjectError, check_project, description_path, description_yaml, multi_service_form,
+    read_description,
+)
 from pdtools.templates import LIGHT_IMAGES, PORT, default_name, project_files
 
 
@@ -59,7 +62,9 @@ def validate(directory):
     """Check a project's paradrop.yaml as a node would.
 
     Checks DIR/paradrop.yaml (default: the current directory) and the files its services need; prints
-    the first error, naming its field, and exits 1 if the project would be refused.
+    the first error, naming its field, and exits 1 if the project would be refused. A description in
+    ParaDrop's legacy single-service form is also printed as the multi-service form the node makes of it
+    (`pdtools chute convert` writes it).
     """
     description = read_description(directory)  # its errors name the file already
     try:
@@ -70,3 +75,35 @@ def validate(directory):
         f"{s.name} ({s.type} {s.image})" if s.image else f"{s.name} ({s.type})" for s in spec.services)
     click.echo(f"{description_path(directory)}: chute {spec.name} version {spec.version} is valid; "
                f"services: {services}")
+    converted = multi_service_form(description)
+    if converted is not None:
+        click.echo(f"It is in ParaDrop's legacy single-service form; the node reads it as:\n\n"
+                   f"{description_yaml(converted)}")
+
+
+@chute.command()
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(exists=True, file_okay=False))
+def convert(directory):
+    """Rewrite a legacy paradrop.yaml in the multi-service form.
+
+    Validates DIR (default: the current directory) first; then writes the multi-service form the node
+    makes of ParaDrop's legacy single-service form to DIR/paradrop.yaml, keeping the original as
+    DIR/paradrop.yaml.legacy. Comments of the original are not carried over.
+    """
+    path = description_path(directory)
+    description = read_description(directory)
+    try:
+        check_project(directory, description)
+    except ProjectError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    converted = multi_service_form(description)
+    if converted is None:
+        click.echo(f"{path} is in the multi-service form already; nothing to convert")
+        return
+    backup = Path(directory) / f"{DESCRIPTION_FILE}.legacy"
+    try:
+        os.replace(path, backup)
+        path.write_text(description_yaml(converted), encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc}") from None
+    click.echo(f"Wrote {path} in the multi-service form; the original is {backup}")

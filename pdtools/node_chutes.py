@@ -7,17 +7,15 @@ The commands are added to the `node` group by pdtools.main (see COMMANDS).
 import json
 
 import click
-import yaml
 from rich.table import Column
 
 from pdtools.node import NodeSession, follow_change, pass_session
 from pdtools.output import CliError, clock, human_time, print_json, print_mapping, print_table
 from pdtools.project import (
-    DESCRIPTION_FILE, ProjectError, check_description, pack_project, parse_description, read_description,
+    DESCRIPTION_FILE, ProjectError, check_description, description_yaml, pack_project, parse_description,
+    read_description,
 )
 
-#: Keys of a description shown first when it is edited, in the order of a hand-written paradrop.yaml.
-FIRST_KEYS = ("name", "version", "description", "owner", "environment", "web", "services")
 INTERRUPTED_EXIT = 130
 
 
@@ -158,7 +156,7 @@ def _edit_interactively(name, current):
     """The description as saved in the editor (None if not saved); offers to edit again while it is invalid."""
     header = (f"# The configuration of chute {name}. Save and quit to apply it; quit without saving to cancel.\n"
               "# Lines starting with '#' are ignored.\n")
-    text = header + yaml.safe_dump(_ordered(current), sort_keys=False, default_flow_style=False)
+    text = header + description_yaml(current)
     while True:
         edited = click.edit(text, extension=".yaml", require_save=True)
         if edited is None:
@@ -180,11 +178,6 @@ def _check_edited(name, current, new):
     if new.get("name", name) != name:
         raise ProjectError(f"the configuration is of chute {new['name']}, not {name}", "name")
     check_description({**new, "name": name, "version": new.get("version", current.get("version"))})
-
-
-def _ordered(description):
-    first = {key: description[key] for key in FIRST_KEYS if key in description}
-    return {**first, **{key: value for key, value in description.items() if key not in first}}
 
 
 def _run_change(ctx, session, client, answer, no_wait):

@@ -34,6 +34,10 @@ class ProjectError(PdtoolsError):
         return with_field(self.message, self.field)
 
 
+#: Keys of a description shown first, in the order of a hand-written paradrop.yaml.
+FIRST_KEYS = ("name", "version", "description", "owner", "environment", "web", "services")
+
+
 def description_path(directory):
     return Path(directory) / DESCRIPTION_FILE
 
@@ -82,6 +86,23 @@ def check_project(directory, description=None):
     except SourceError as exc:
         raise ProjectError(exc.message, exc.field) from None
     return spec
+
+
+def description_yaml(description):
+    """A description as YAML, its keys in the order of a hand-written paradrop.yaml."""
+    import yaml
+
+    first = {key: description[key] for key in FIRST_KEYS if key in description}
+    ordered = {**first, **{key: value for key, value in description.items() if key not in first}}
+    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def multi_service_form(description):
+    """ParaDrop's legacy single-service description converted as the node converts it; None when the
+    description is in the multi-service form already."""
+    from pdserver.chutes.spec import convert_legacy, is_legacy
+
+    return convert_legacy(description) if is_legacy(description) else None
 
 
 def project_members(directory):

@@ -1,4 +1,7 @@
-"""`pdtools chute init` and `pdtools chute validate`: local authoring, no node."""
+"""`pdtools chute init`, `validate` and `convert`: local authoring, no node."""
+import shutil
+from pathlib import Path
+
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -112,3 +115,41 @@ def test_validate_without_paradrop_yaml_or_with_bad_yaml(tmp_path):
     result = run("validate", str(tmp_path))
     assert result.exit_code == 1
     assert "is not valid YAML" in result.stderr
+
+
+LEGACY_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "paradrop-chutes"
+
+
+def test_validate_prints_the_multi_service_form_of_a_legacy_project():
+    result = run("validate", str(LEGACY_FIXTURES / "legacy-light-env-ports"))
+    assert result.exit_code == 0, result.output
+    printed = result.stdout.split("the node reads it as:\n", 1)[1]
+    assert yaml.safe_load(printed)["services"]["main"]["environment"] == {"GREETING": "hello", "RETRIES": 3,
+                                                                          "VERBOSE": True}
+    assert build(yaml.safe_load(printed)) == build(yaml.safe_load(
+        (LEGACY_FIXTURES / "legacy-light-env-ports" / "paradrop.yaml").read_text()))
+    assert "reads it as" not in run("validate", str(LEGACY_FIXTURES / "multi-service")).stdout
+
+
+def test_convert_writes_the_multi_service_form_and_keeps_the_original(tmp_path):
+    project = shutil.copytree(LEGACY_FIXTURES / "legacy-hello-world", tmp_path / "hello")
+    original = (project / "paradrop.yaml").read_text()
+    result = run("convert", str(project))
+    assert result.exit_code == 0, result.output
+    assert (project / "paradrop.yaml.legacy").read_text() == original
+    converted = yaml.safe_load((project / "paradrop.yaml").read_text())
+    assert converted["services"] == {"main": {"type": "normal"}}
+    assert converted["web"] == {"service": "main", "port": 80} and "summary" not in converted
+    assert build(converted) == build(yaml.safe_load(original))
+    assert run("validate", str(project)).exit_code == 0
+
+    again = run("convert", str(project))
+    assert again.exit_code == 0 and "multi-service form already" in again.stdout
+    assert yaml.safe_load((project / "paradrop.yaml").read_text()) == converted
+
+
+def test_convert_leaves_an_invalid_project_as_it_is(tmp_path):
+    project = shutil.copytree(LEGACY_FIXTURES / "legacy-python2", tmp_path / "old")
+    result = run("convert", str(project))
+    assert result.exit_code == 1 and "python3, node, busybox" in result.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["main.py", "paradrop.yaml"]
