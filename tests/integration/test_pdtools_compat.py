@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import select
+import shutil
 import subprocess
 
 import pytest
@@ -50,8 +51,9 @@ services:
 
 @pytest.fixture
 def old_pdtools(node_process, tmp_path):
-    """Run `pdtools node --target 127.0.0.1:PORT ARGS` of pdtools 0.13.2, with a token in PARADROP_API_TOKEN."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARADROP_", "PDTOOLS_", "XDG_"))}
+    """Run `pdtools node --target 127.0.0.1:PORT ARGS` of pdtools 0.13.2, with a token in PARADROP_API_TOKEN
+    (and without our PYTHONPATH, through which the old client would import our pdtools instead of its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARADROP_", "PDTOOLS_", "XDG_", "PYTHONPATH"))}
     env.update(HOME=str(tmp_path / "home"), PARADROP_API_TOKEN=node_process.token())
     target = f"127.0.0.1:{node_process.port}"
 
@@ -177,3 +179,15 @@ def test_pdtools_0_13_edit_chute_variables_sets_the_environment(old_pdtools, nod
     assert api_chute(node_process, chute_name)["environment"] == {"GREETING": "hola"}
     wait_until(lambda: "tick 1 hola" in json.dumps(api_logs(node_process, chute_name)), timeout=15, interval=0.2,
                message="the chute's output with the new variable")
+
+
+def test_pdtools_0_13_installs_paradrop_s_legacy_dockerfile_hello_world(old_pdtools, node_process, chute_name,
+                                                                        tmp_path):
+    project = shutil.copytree(REPO / "tests" / "fixtures" / "paradrop-chutes" / "legacy-hello-world",
+                              tmp_path / "hello-world")
+    text = (project / "paradrop.yaml").read_text()
+    (project / "paradrop.yaml").write_text(text.replace("name: hello-world", f"name: {chute_name}"))
+    result = old_pdtools("install-chute", "-d", str(project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    chute = api_chute(node_process, chute_name)
+    assert (chute["state"], chute["version"], chute["web"]) == ("running", "0.1.0", {"service": "main", "port": 80})
