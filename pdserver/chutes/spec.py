@@ -17,6 +17,7 @@ from pdserver.validation import SchemaError, check, show
 MAX_DESCRIPTION_BYTES = 64 * 1024
 MAX_MEMORY = 1024 ** 4
 
+
 class SpecError(InvalidInput):
     """A chute description we cannot accept; ``field`` is the dotted path of the culprit."""
 
@@ -154,14 +155,15 @@ def convert_legacy(data: dict) -> dict:
     return out
 
 
-def _check_bases(data: dict, legacy: bool) -> None:
-    """Light base names ParaDrop had that this node does not build (python2, old node versions) are named."""
+def _check_bases(data: dict, legacy_field: Optional[str]) -> None:
+    """Light base names ParaDrop had that this node does not build (python2, old node versions) are named;
+    ``legacy_field`` is the top-level key that named the base of a converted legacy description."""
     services = data.get("services")
     for name, service in (services.items() if isinstance(services, dict) else ()):
         if isinstance(service, dict) and service.get("type") == "light":
             image = service.get("image")
             if isinstance(image, str) and image not in LIGHT_BASES:
-                field = "use" if legacy else f"services.{name}.image"
+                field = legacy_field or f"services.{name}.image"
                 raise SpecError(f"{field}: this node has no light base {show(image)}; its bases are "
                                 f"{', '.join(LIGHT_BASES)}", field)
 
@@ -187,9 +189,9 @@ def validate(data: dict) -> dict:
     """The converted, schema-checked description; SpecError names the first bad field."""
     if not isinstance(data, dict):
         raise SpecError("a chute description is a mapping (name, version, services...)", None)
-    legacy = is_legacy(data)
+    legacy_field = ("use" if "use" in data else "image") if is_legacy(data) else None
     data = convert_legacy(data)
-    _check_bases(data, legacy)
+    _check_bases(data, legacy_field)
     try:
         check(data, CHUTE)
     except SchemaError as e:

@@ -101,6 +101,7 @@ def test_python2_and_other_bases_we_do_not_build_name_the_field_and_our_bases():
     multi["services"]["light"]["image"] = "node6"
     error = refused(multi)
     assert error.field == "services.light.image" and "'node6'" in error.message and "busybox" in error.message
+    assert refused({"name": "x", "version": 1, "type": "light", "image": "ruby", "command": "c"}).field == "image"
 
 
 def test_legacy_net_objects_are_refused_saying_interfaces_are_not_available_yet():
