@@ -5,16 +5,16 @@ bounded (pdserver.chutes.spec also caps the whole description).
 """
 from pdserver.chutes.capabilities import LINUX_CAPABILITIES
 
-_TEXT = 4096  # a command, an environment value, a description
+MAX_TEXT = 4096  # a command, an environment value, a description
 _ENV = {"type": "object", "maxProperties": 64,
-        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": _TEXT}, {"type": ["number", "boolean"]}]},
+        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": MAX_TEXT}, {"type": ["number", "boolean"]}]},
         "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 _SIZE = {"anyOf": [{"type": "integer", "minimum": 4194304},
                    {"type": "string", "maxLength": 32, "pattern": "^[0-9]+(\\.[0-9]+)?[KkMmGg]?[Bb]?$"}]}
-_COMMAND = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": _TEXT},
+_COMMAND = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
                       {"type": "array", "minItems": 1, "maxItems": 64,
-                       "items": {"type": "string", "maxLength": _TEXT}}]}
+                       "items": {"type": "string", "maxLength": MAX_TEXT}}]}
 _NAME = {"type": "string", "maxLength": 64}
 _DNS = {"type": "array", "maxItems": 8, "items": {"type": "string", "maxLength": 45, "pattern": "^[0-9A-Fa-f.:]+$"}}
 
@@ -91,7 +91,7 @@ CHUTE = {
         "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"},
         "version": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "number", "minimum": 0},
                               {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z._+-]{0,31}$"}]},
-        "description": {"type": "string", "maxLength": _TEXT},
+        "description": {"type": "string", "maxLength": MAX_TEXT},
         "owner": {"type": "string", "maxLength": 255},
         "environment": _ENV,
         "web": {"type": "object", "additionalProperties": False, "required": ["port"], "properties": {

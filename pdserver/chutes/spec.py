@@ -8,7 +8,7 @@ import re
 from typing import List, Optional, Tuple, Union
 
 from pdserver import parsing
-from pdserver.chutes.schema import CHUTE, LIGHT_BASES
+from pdserver.chutes.schema import CHUTE, LIGHT_BASES, MAX_TEXT
 from pdserver.containers.spec import PortBinding  # plain data shared with the engine adapter
 from pdserver.errors import InvalidInput
 from pdserver.validation import SchemaError, check, show
@@ -145,7 +145,10 @@ def convert_legacy(data: dict) -> dict:
     config = _mapping(data.get("config"), "config")
     _refuse_unknown(config, _LEGACY_CONFIG, "config")
     out = {k: v for k, v in data.items() if k not in LEGACY_KEYS}
-    if "summary" in data and not data.get("description"):
+    summary = data.get("summary", "")
+    if not isinstance(summary, str) or len(summary) > MAX_TEXT:
+        raise SpecError(f"summary must be a string of at most {MAX_TEXT} characters", "summary")
+    if data.get("summary") and not data.get("description"):
         out["description"] = data["summary"]
     out["services"] = {"main": _legacy_service(data, config)}
     web = _mapping(config.get("web"), "config.web")

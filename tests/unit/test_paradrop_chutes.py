@@ -111,6 +111,8 @@ def test_legacy_net_objects_are_refused_saying_interfaces_are_not_available_yet(
 
 @pytest.mark.parametrize("mutate, field", [
     (lambda d: d.update(colour="red"), "colour"),
+    (lambda d: d.update(summary=["a"]), "summary"),
+    (lambda d: d.update(summary="s" * 5000), "summary"),
     (lambda d: d["config"].update(volumes={}), "config.volumes"),
     (lambda d: d["config"]["host_config"].update(privileged=True), "config.host_config.privileged"),
     (lambda d: d["config"]["web"].update(path="/"), "config.web.path"),
