@@ -10,7 +10,7 @@ import requests
 import yaml
 
 from tests.conftest import free_port, wait_until
-from tests.integration.chute_helpers import act, container_of, http_text, install, objects_labelled
+from tests.integration.chute_helpers import act, container_of, http_text, install, objects_labelled, wait_change
 
 pytestmark = pytest.mark.docker
 
@@ -65,3 +65,15 @@ def test_a_legacy_light_chute_gets_its_environment_port_bindings_and_name_server
     assert {"GREETING=hello", "RETRIES=3", "VERBOSE=true"} <= set(attrs["Config"]["Env"])
     assert attrs["HostConfig"]["Dns"] == ["8.8.8.8", "1.1.1.1"]
     assert attrs["HostConfig"]["PortBindings"]["53/udp"][0]["HostPort"] == str(udp)
+
+
+def test_an_image_no_registry_can_give_fails_the_install_naming_the_image(node_process):
+    session, url = node_process.session(), node_process.url
+    image = "registry.invalid/paradrop/missing:1"
+    config = {"name": "unpullable", "version": 1, "services": {"main": {"type": "image", "image": image}}}
+    response = session.post(f"{url}/api/v1/chutes", json={"config": config}, timeout=10)
+    assert response.status_code == 202, response.text
+    change = wait_change(session, url, response.json()["change_id"])
+    assert change["state"] == "failed"
+    assert image in change["result"]["message"] and "not on this node" in change["result"]["message"]
+    assert objects_labelled("unpullable") == {"containers": [], "networks": [], "volumes": [], "images": []}
