@@ -77,3 +77,23 @@ def test_an_image_no_registry_can_give_fails_the_install_naming_the_image(node_p
     assert change["state"] == "failed"
     assert image in change["result"]["message"] and "not on this node" in change["result"]["message"]
     assert objects_labelled("unpullable") == {"containers": [], "networks": [], "volumes": [], "images": []}
+
+
+def test_the_multi_service_shape_installs_a_light_service_from_its_source_directory_beside_an_image_service(
+        node_process, tmp_path):
+    """ParaDrop's documented multi-service example without its Wi-Fi interface (this node has no radio yet)."""
+    session, url = node_process.session(), node_process.url
+    project = shutil.copytree(FIXTURES / "multi-service", tmp_path / "multi-service")
+    description = yaml.safe_load((project / "paradrop.yaml").read_text())
+    del description["services"]["db"]["interfaces"]
+    port = free_port()
+    description["services"]["light"]["requests"]["port-bindings"][0]["external"] = port
+    (project / "paradrop.yaml").write_text(yaml.safe_dump(description))
+    change = install(session, url, project)
+    assert change["state"] == "succeeded", change
+    assert http_text(port) == (project / "web" / "index.html").read_text()
+    states = {s["name"]: s["running"] for s in
+              session.get(f"{url}/api/v1/chutes/multi-service", timeout=10).json()["service_states"]}
+    assert states == {"light": True, "db": True}
+    assert {"DEBUG=false", "WORKERS=4", "RATIO=0.5"} <= set(inspect(container_of("multi-service", "light"))
+                                                           ["Config"]["Env"])
