@@ -89,8 +89,10 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     bootstrap_admin(settings, auth)
 
     engine = DockerEngine(reactor, owner_label=LABEL_NODE)
+    in_thread = run_in_thread(reactor)
     router = Router(auth, settings.max_body_bytes, settings.max_upload_bytes)
-    http = HttpService(reactor, api_listener(settings, router, auth, reactor), settings.host, settings.port)
+    http = HttpService(reactor, api_listener(settings, router, auth, reactor, in_thread), settings.host,
+                       settings.port)
     gateways = ChuteGateways(http, engine.network_gateway, lambda: [names.network(r.name) for r in chutes.list()])
     policy = ChutePolicySource(hostconfig, http, settings)
 
@@ -106,8 +108,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
 
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
                   monitor=ChuteMonitor(engine, names, reactor), chute_policy=policy.current,
-                  run_in_thread=run_in_thread(reactor),
-                  clock=reactor, started_at=reactor.seconds())
+                  run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds())
 
     root = SequentialMultiService()
     for part in (hashing, engine, queue, http, gateways, ReconcileAtStart(queue)):

@@ -1,6 +1,4 @@
 """The Edge API: every resource's routes in one router, served by one listener."""
-from twisted.internet import threads
-
 from pdserver.api.accounts import AccountsResource
 from pdserver.api.audit import AuditResource
 from pdserver.api.changes import ChangesResource
@@ -27,12 +25,10 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
         router.add(resource, type(resource).routes)
 
 
-def api_listener(settings, router: Router, auth, reactor) -> ConnectionGuard:
+def api_listener(settings, router: Router, auth, reactor, run_in_thread) -> ConnectionGuard:
     """The protocol factory the API listens with: connection limits around the Site around the router."""
-    def run_in_thread(f, *args):
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
-    site = ApiSite(ApiResource(router, auth, run_in_thread), router, idle_timeout=settings.idle_timeout, reactor=reactor,
-                   access_log=settings.log_level == "debug")
+    site = ApiSite(ApiResource(router, auth, run_in_thread), router, idle_timeout=settings.idle_timeout,
+                   reactor=reactor, access_log=settings.log_level == "debug")
     return ConnectionGuard(site, per_address=settings.max_connections_per_address,
                            max_connections=settings.max_connections or default_max_connections(),
                            header_timeout=settings.header_timeout, reactor=reactor)

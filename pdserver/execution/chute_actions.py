@@ -60,7 +60,8 @@ class ChuteActions:
         return {name: getattr(self, name) for name in (
             "check_source", "remove_source", "ensure_image", "build_image", "remove_image", "create_network",
             "remove_network", "create_volume", "remove_volume", "create_container", "start_container",
-            "start_containers", "stop_container", "remove_container", "wait_ready", "save_chute", "restore_chute", "forget_chute")}
+            "start_containers", "stop_container", "remove_container", "wait_ready", "save_chute", "restore_chute",
+            "forget_chute")}
 
     def check_source(self, args, progress):
         if not Path(args["path"], "paradrop.yaml").is_file():

@@ -66,7 +66,8 @@ class ChuteMonitor:
             try:
                 state = yield self._inspect(name)
             except EngineError as e:
-                raise StatusUnavailable(f"cannot read the state of {record.name}: {e.message}", field="engine") from None
+                raise StatusUnavailable(f"cannot read the state of {record.name}: {e.message}",
+                                        field="engine") from None
             out.append({"name": svc, "type": spec.service(svc).type, "container": name,
                         "status": state.status if state else "missing",
                         "running": bool(state and state.running), "health": state.health if state else None,
