@@ -153,6 +153,12 @@ def docker_client():
     client.close()
 
 
+@pytest.fixture
+def engine(docker_client):
+    """The Docker SDK client, for tests that look at what the node made on the engine."""
+    return docker_client
+
+
 def remove_docker_objects(state_dir: Path) -> None:
     """Remove every Docker object a test node made (they carry its node id), even after a failure."""
     node_id_file = state_dir / "node-id"

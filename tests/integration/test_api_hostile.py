@@ -1,9 +1,7 @@
 """Hostile input over real HTTP to an in-process node: JSON bodies (also on the public login route) and
 chute uploads (tar and JSON). Every answer is a 4xx with the JSON error naming the field, the reactor keeps
 answering meanwhile, and nothing stays on disk or grows the journal past a small bound."""
-import io
 import json
-import tarfile
 
 import pytest_twisted
 import treq
@@ -12,20 +10,14 @@ from twisted.internet import defer, endpoints, protocol, reactor
 from pdserver.chutes.store import RUNNING, ChuteRecord
 from pdserver.parsing import MAX_YAML_BYTES
 from tests.integration.http import get_json, wait_for, wait_for_change
-from tests.unit.test_chute_spec import gnu_long_name_bomb
+from tests.unit.test_chute_spec import gnu_long_name_bomb, tar_of as tar_stream
 from tests.unit.test_parsing import BOMB
 
 LOGIN = "/api/v1/auth/local"
 
 
 def tar_of(files: dict) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_stream(files).getvalue()
 
 
 def chute_yaml(name="hostile", version=1, **extra) -> bytes:

@@ -3,7 +3,6 @@
 two nodes sharing one engine, and a build killed with the node leaving nothing behind."""
 import signal
 
-import docker
 import pytest
 import pytest_twisted
 import treq
@@ -14,13 +13,6 @@ from tests.integration.chute_helpers import submit_tar, unique, wait_change, wri
 from tests.integration.http import get_json, post_json, put_json, sleep, wait_for_change
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def engine():
-    client = docker.from_env()
-    yield client
-    client.close()
 
 
 def image_chute(name, services):

@@ -15,13 +15,6 @@ from tests.integration.chute_helpers import (act, container_of, http_text, insta
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture
-def engine():
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
 def logs_of(session, url, chute):
     return session.get(f"{url}/api/v1/chutes/{chute}/logs?tail=200", timeout=10).json()["lines"]
 
