@@ -6,7 +6,7 @@ at once (4xx naming the field) and answer 202 with the change id.
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Tuple
 
 from twisted.internet import defer
 
@@ -16,7 +16,7 @@ from pdserver.api.routing import Call, QueryParam, Response, RouteTable
 from pdserver.auth.roles import Permission
 from pdserver.chutes import checks, policy
 from pdserver.chutes.source import DESCRIPTION, thd_unpack_project
-from pdserver.chutes.spec import SpecError, build
+from pdserver.chutes.spec import ChuteSpec, SpecError, build
 
 _RESTART_BODY = {"type": "object", "additionalProperties": False, "required": ["environment"],
                  "properties": {"environment": {"type": "object"}}}
@@ -24,8 +24,9 @@ _CONFIG_BODY = {"type": "object", "additionalProperties": False, "required": ["c
                 "properties": {"config": {"type": "object"}}}
 
 
-def parse_config_body(raw: bytes) -> dict:
-    """Thread-safe: the validated description of a JSON install/update body ``{"config": {...}}``."""
+def parse_config_body(raw: bytes) -> Tuple[dict, ChuteSpec]:
+    """Thread-safe: the description of a JSON install/update body ``{"config": {...}}`` and the chute built
+    from it."""
     config = parse_json(raw, _CONFIG_BODY)["config"]
     try:
         spec = build(config)
@@ -34,7 +35,7 @@ def parse_config_body(raw: bytes) -> dict:
         raise SpecError(e.message if e.field else f"config: {e.message}", field) from None
     if any(service.type == "normal" for service in spec.services):
         raise SpecError("normal services need their Dockerfile: upload the project as a tar", "config.services")
-    return config
+    return config, spec
 
 
 class ChutesResource:
@@ -66,8 +67,8 @@ class ChutesResource:
 
     @defer.inlineCallbacks
     def _read_chute(self, call: Call):
-        """(description, source dir or None) from a tar upload or a JSON {"config": ...} body, parsed and
-        validated in a thread when it can be large. The caller keeps or discards the source dir."""
+        """(description, chute, source dir or None) from a tar upload or a JSON {"config": ...} body, parsed
+        and validated in a thread when it can be large. The caller keeps or discards the source dir."""
         request = call.request
         if getattr(request, "body_too_large", False):
             raise errors.TooLarge("the upload exceeds the size limit", field="body")
@@ -75,26 +76,26 @@ class ChutesResource:
             dest = self._sources / uuid.uuid4().hex
             request.content.seek(0)
             try:
-                description = yield self._thread_owning(dest, thd_unpack_project, request.content, dest,
-                                                        self._max_upload)
+                description, spec = yield self._thread_owning(dest, thd_unpack_project, request.content, dest,
+                                                              self._max_upload)
             except SpecError as e:
                 raise SpecError(e.message, e.field or DESCRIPTION) from None
-            return description, str(dest)
+            return description, spec, str(dest)
         raw = raw_json(request, self._max_upload)
         if len(raw) > INLINE_BYTES:
-            config = yield self._run_in_thread(parse_config_body, raw)
+            config, spec = yield self._run_in_thread(parse_config_body, raw)
         else:
-            config = parse_config_body(raw)
-        return config, None
+            config, spec = parse_config_body(raw)
+        return config, spec, None
 
-    def _check_supported(self, description: dict) -> None:
+    def _check_supported(self, spec: ChuteSpec) -> None:
         """Refuse what this node cannot give (yet, or by its policy) rather than queue a change that fails."""
-        for name, service in (description.get("services") or {}).items():
-            if service.get("interfaces"):
+        for service in spec.services:
+            if service.interfaces:
                 raise errors.InvalidInput(
                     "network interfaces (wifi-ap, lan, vlan) are not available on this node yet",
-                    field=f"services.{name}.interfaces", code="unsupported")
-        policy.check(build(description), self._chute_policy())
+                    field=f"services.{service.name}.interfaces", code="unsupported")
+        policy.check(spec, self._chute_policy())
 
     def _discard(self, source) -> defer.Deferred:
         """Remove an uploaded project (in a thread: a tree of thousands of files)."""
@@ -103,10 +104,10 @@ class ChutesResource:
         return self._run_in_thread(shutil.rmtree, source, True)
 
     @defer.inlineCallbacks
-    def _submit_upload(self, type_, call, description, source, check):
+    def _submit_upload(self, type_, call, description, spec, source, check):
         """Submit a change that brings an upload; on any failure (a 4xx check, a 500) the upload goes."""
         try:
-            self._check_supported(description)
+            self._check_supported(spec)
             check()
             return self._submit(type_, description["name"], call, {"description": description, "source_dir": source})
         except BaseException:
@@ -132,8 +133,8 @@ class ChutesResource:
                   summary="Install a chute from a tar of its project or JSON {config}", upload=True, body=_CONFIG_BODY)
     @defer.inlineCallbacks
     def install(self, call: Call):
-        description, source = yield self._read_chute(call)
-        response = yield self._submit_upload("install", call, description, source,
+        description, spec, source = yield self._read_chute(call)
+        response = yield self._submit_upload("install", call, description, spec, source,
                                              lambda: checks.name_free(self._store, description["name"]))
         return response
 
@@ -142,12 +143,12 @@ class ChutesResource:
     @defer.inlineCallbacks
     def update(self, call: Call, chute):
         self._record(chute)
-        description, source = yield self._read_chute(call)
+        description, spec, source = yield self._read_chute(call)
 
         def check():
             checks.same_chute(description["name"], chute)
             checks.newer(self._record(chute), description["version"])
-        response = yield self._submit_upload("update", call, description, source, check)
+        response = yield self._submit_upload("update", call, description, spec, source, check)
         return response
 
     @routes.route("/api/v1/chutes/<chute>", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
@@ -207,9 +208,9 @@ class ChutesResource:
         description = {**description, "name": description.get("name", chute),
                        "version": description.get("version", record.version)}
         checks.same_chute(description["name"], chute)
-        build(description)
+        spec = build(description)
         checks.newer(record, description["version"], same_version_ok=True)
-        self._check_supported(description)
+        self._check_supported(spec)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})
 

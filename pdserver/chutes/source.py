@@ -13,7 +13,7 @@ import shutil
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Optional, Tuple
 
 from pdserver.chutes.spec import ChuteSpec, SpecError, build, load_yaml
 from pdserver.errors import shorten
@@ -130,17 +130,18 @@ def read_description(root: Path) -> dict:
     return load_yaml(decode_utf8(raw, DESCRIPTION, code="invalid_chute"))
 
 
-def thd_unpack_project(stream: BinaryIO, dest: Path, max_bytes: int) -> dict:
-    """Thread code: unpack, parse and validate an uploaded project; its description, or SpecError with
-    nothing left at ``dest``."""
+def thd_unpack_project(stream: BinaryIO, dest: Path, max_bytes: int) -> Tuple[dict, ChuteSpec]:
+    """Thread code: unpack, parse and validate an uploaded project; its description and the chute built from
+    it, or SpecError with nothing left at ``dest``."""
     extract_project(stream, dest, max_bytes)
     try:
         description = read_description(dest)
-        check_files(dest, build(description))
+        spec = build(description)
+        check_files(dest, spec)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    return description
+    return description, spec
 
 
 def check_files(root: Path, spec: ChuteSpec) -> None:
