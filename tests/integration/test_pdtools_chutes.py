@@ -103,8 +103,12 @@ def test_a_chute_from_init_to_remove(pdtools, node_process, chute_names, tmp_pat
     # install: progress is printed while the change runs, then its outcome
     install = pdtools.popen("node", "install-chute", str(project))
     first_line, first_at = install.stdout.readline(), time.monotonic()
-    stdout, stderr = install.communicate(timeout=120)
+    # Read on through the same buffered stream: communicate() reads the pipe itself and would skip what
+    # readline() has buffered already (the lines after the first when they came in one chunk).
+    stdout = first_line + install.stdout.read()
     ended_at = time.monotonic()
+    stderr = install.stderr.read()
+    install.wait(timeout=10)
     assert install.returncode == 0, stderr
     assert f"install {name}" in first_line
     assert ended_at - first_at > 0.3, "the progress came only at the end"
