@@ -45,7 +45,8 @@ _INTERFACE = {
             "maxassoc": {"type": "integer", "minimum": 1, "maximum": 2007}}},
         "requirements": {"type": "object", "additionalProperties": False, "properties": {
             "hwmode": {"enum": ["11a", "11b", "11g"]},
-            "ipv4_network": {"type": "string", "maxLength": 18, "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$"}}},
+            "ipv4_network": {"type": "string", "maxLength": 18,
+                             "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$"}}},
         "vlan_id": _VLAN_ID,
         "vlan-id": _VLAN_ID,
     },
