@@ -24,8 +24,10 @@ from zope.interface.verify import verifyObject
 from pdserver.errors import InvalidInput, NotFound
 from pdserver.sysconfig.networkmanager import INetworkManager, NetworkManagerClient
 from tests.conftest import wait_until
-from tests.netns import ip, lab, popen_in_netns  # noqa: F401
+from tests import netns
+from tests.netns import ip, popen_in_netns
 
+lab = netns.lab  # the fixture of namespaces and links, removed after each test
 UDEVD = "/usr/lib/systemd/systemd-udevd"
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -189,7 +191,7 @@ def short_tmp():
 
 
 @pytest.fixture
-def network_manager(lab, short_tmp):  # noqa: F811
+def network_manager(lab, short_tmp):
     """A running NetworkManager in its namespace; every daemon stopped, the host's NetworkManager and udev
     paths checked untouched, the namespaces removed by `lab`."""
     before = _listing(HOST_PATHS)
