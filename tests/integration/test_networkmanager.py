@@ -95,6 +95,8 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+    if proc.stdout:
+        proc.stdout.close()
 
 
 def _bus_has(address: str, name: str) -> bool:
