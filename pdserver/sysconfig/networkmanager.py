@@ -70,7 +70,8 @@ class INetworkManager(Interface):
         """Deferred list of {interface, type, state, managed}, sorted by interface."""
 
     def set_managed(interface, managed):
-        """Deferred firing once NetworkManager has taken (True) or released (False) the interface."""
+        """Deferred firing once NetworkManager accepted to take (True) or release (False) the interface; its
+        device state follows within moments."""
 
     def disconnect():
         """Close the bus connection."""
