@@ -7,7 +7,7 @@ run side by side (bind-interfaces, no loopback, no pid file, no system files) ar
 """
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,6 +23,7 @@ _DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # (dnsmasq unescapes them), no commas, nothing that is not printable ASCII.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9_./+@%-]*")
 _MAX_DNS_SERVERS = 8
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 MIN_START = 3  # .1 is the bridge (the gateway), .2 the chute's own veth end
 
 _EXPIRES = re.compile(r"[0-9]{1,12}")
@@ -43,7 +44,7 @@ class DhcpConfig:
     start: int = 100
     limit: int = 100
     leasetime: str = "12h"
-    dns: tuple = field(default=())
+    dns: tuple = ()
     lease_file: Path
     domain: Optional[str] = None
 
@@ -92,8 +93,7 @@ def _check_dns(value, default: ipaddress.IPv4Address) -> List[ipaddress.IPv4Addr
             server = ipaddress.IPv4Address(item) if isinstance(item, (str, ipaddress.IPv4Address)) else None
         except ValueError:
             server = None
-        if server is None or server.is_unspecified or server.is_multicast or server == ipaddress.IPv4Address(
-                "255.255.255.255"):
+        if server is None or server.is_unspecified or server.is_multicast or server == _BROADCAST:
             raise InvalidInput("dns must be a list of unicast IPv4 addresses", field="dns")
         servers.append(server)
     return servers or [default]
