@@ -9,7 +9,10 @@ from pdserver.errors import Conflict, InvalidInput, NotFound, Unavailable
 from pdserver.sysconfig import netlink
 from pdserver.sysconfig.hostconfig import new_config
 from tests.conftest import wait_until
-from tests.netns import in_netns, ip, lab, popen_in_netns  # noqa: F401
+from tests import netns
+from tests.netns import in_netns, ip, popen_in_netns
+
+lab = netns.lab  # the fixture
 
 
 def links(netns):
@@ -25,7 +28,7 @@ def pings(netns, address):
 
 
 @pytest.fixture
-def sleeper(lab):  # noqa: F811
+def sleeper(lab):
     """A process in a namespace of its own (what a container is to the kernel): (namespace, pid)."""
     chute = lab.netns("chute")
     proc = popen_in_netns(chute, "sleep", "600")
@@ -38,7 +41,7 @@ def sleeper(lab):  # noqa: F811
         proc.wait()
 
 
-def test_a_bridge_is_made_once_with_its_one_address_and_up(lab):  # noqa: F811
+def test_a_bridge_is_made_once_with_its_one_address_and_up(lab):
     ns = lab.netns("router")
     bridge = f"pdb{lab.tag}"
     netlink.thd_ensure_bridge(bridge, IPv4Interface("10.200.1.1/24"), netns=ns)
@@ -53,13 +56,14 @@ def test_a_bridge_is_made_once_with_its_one_address_and_up(lab):  # noqa: F811
         netlink.thd_ensure_bridge(f"pdd{lab.tag}", IPv4Interface("10.200.2.1/24"), netns=ns)
 
 
-def kernel_has_vlans(lab):  # noqa: F811
+def kernel_has_vlans(lab):
     ns = lab.netns("probe")
     ip("link", "add", "p0", "type", "veth", "peer", "name", "p1", netns=ns)
-    return ip("link", "add", "link", "p0", "name", "p0.2", "type", "vlan", "id", "2", netns=ns, check=False).returncode == 0
+    made = ip("link", "add", "link", "p0", "name", "p0.2", "type", "vlan", "id", "2", netns=ns, check=False)
+    return made.returncode == 0
 
 
-def test_a_kernel_without_vlans_gives_a_clear_error_and_leaves_nothing(lab):  # noqa: F811
+def test_a_kernel_without_vlans_gives_a_clear_error_and_leaves_nothing(lab):
     if kernel_has_vlans(lab):
         pytest.skip("this kernel has 802.1Q: the traffic test below covers VLANs")
     router = lab.netns("router")
@@ -70,7 +74,7 @@ def test_a_kernel_without_vlans_gives_a_clear_error_and_leaves_nothing(lab):  # 
     assert f"pdv{lab.tag}" not in links(router)
 
 
-def test_a_vlan_in_a_bridge_carries_tagged_traffic_and_a_second_call_changes_nothing(lab):  # noqa: F811
+def test_a_vlan_in_a_bridge_carries_tagged_traffic_and_a_second_call_changes_nothing(lab):
     if not kernel_has_vlans(lab):
         pytest.skip("this kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q); the QEMU tier's kernel has it")
     router, client = lab.netns("router"), lab.netns("client")
@@ -93,7 +97,7 @@ def test_a_vlan_in_a_bridge_carries_tagged_traffic_and_a_second_call_changes_not
         netlink.thd_ensure_vlan(lan, 43, vlan, netns=router)
 
 
-def test_vlan_arguments_are_checked_before_the_kernel_sees_them(lab):  # noqa: F811
+def test_vlan_arguments_are_checked_before_the_kernel_sees_them(lab):
     router = lab.netns("router")
     with pytest.raises(NotFound) as e:
         netlink.thd_ensure_vlan(f"nope{lab.tag}", 42, f"pdw{lab.tag}", netns=router)
@@ -104,7 +108,7 @@ def test_vlan_arguments_are_checked_before_the_kernel_sees_them(lab):  # noqa: F
         assert e.value.field == "vlan-id"
 
 
-def test_set_master_puts_an_existing_link_in_the_bridge(lab):  # noqa: F811
+def test_set_master_puts_an_existing_link_in_the_bridge(lab):
     router, client = lab.netns("router"), lab.netns("client")
     ap, station = lab.veth("ap", peer_netns=client, host_netns=router)
     bridge = f"pdb{lab.tag}"
@@ -118,7 +122,7 @@ def test_set_master_puts_an_existing_link_in_the_bridge(lab):  # noqa: F811
         netlink.thd_set_master(ap, f"nobr{lab.tag}", netns=router)
 
 
-def test_a_veth_into_a_process_namespace_is_renamed_addressed_and_carries_traffic(lab, sleeper):  # noqa: F811
+def test_a_veth_into_a_process_namespace_is_renamed_addressed_and_carries_traffic(lab, sleeper):
     chute, pid = sleeper
     router = lab.netns("router")
     bridge, host = f"pdb{lab.tag}", f"vh{lab.tag}"
@@ -139,7 +143,7 @@ def test_a_veth_into_a_process_namespace_is_renamed_addressed_and_carries_traffi
     assert host not in links(router)
 
 
-def test_a_lost_peer_is_made_again(lab, sleeper):  # noqa: F811
+def test_a_lost_peer_is_made_again(lab, sleeper):
     """The host end alone (its peer moved elsewhere): the pair is made again into the process."""
     chute, pid = sleeper
     router, elsewhere = lab.netns("router"), lab.netns("other")
@@ -151,7 +155,7 @@ def test_a_lost_peer_is_made_again(lab, sleeper):  # noqa: F811
     assert "stray" not in links(elsewhere) and pings(chute, "10.200.6.1")
 
 
-def test_a_veth_into_a_docker_container(lab, engine):  # noqa: F811
+def test_a_veth_into_a_docker_container(lab, engine):
     router = lab.netns("router")
     bridge, host = f"pdb{lab.tag}", f"vh{lab.tag}"
     netlink.thd_ensure_bridge(bridge, IPv4Interface("10.200.8.1/24"), netns=router)
@@ -170,7 +174,7 @@ def test_a_veth_into_a_docker_container(lab, engine):  # noqa: F811
     wait_until(lambda: host not in links(router), message="the veth to go with the container")
 
 
-def test_devices_report_kinds_addresses_masters_and_the_default_route(lab):  # noqa: F811
+def test_devices_report_kinds_addresses_masters_and_the_default_route(lab):
     router, wan = lab.netns("router"), lab.netns("wan")
     uplink, _ = lab.veth("wan", peer_netns=wan, host_netns=router)
     lan, _ = lab.veth("lan", host_netns=router, peer_netns=wan)
@@ -194,7 +198,7 @@ def test_devices_report_kinds_addresses_masters_and_the_default_route(lab):  # n
     assert config["wan"] == {"interface": uplink} and config["lan"]["interfaces"] == []
 
 
-def test_missing_namespaces_processes_and_links_are_clear_errors(lab):  # noqa: F811
+def test_missing_namespaces_processes_and_links_are_clear_errors(lab):
     ns = lab.netns("router")
     with pytest.raises(NotFound):
         netlink.thd_devices(netns=f"pdt-absent-{lab.tag}")
