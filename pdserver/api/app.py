@@ -14,15 +14,16 @@ from pdserver.api.network import NetworkResource, thd_devices
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
+from pdserver.chutes.networks import NetworkFacts
 
 
 def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_policy,
-                  run_in_thread, clock, started_at: float) -> None:
+                  run_in_thread, clock, started_at: float, network_facts=NetworkFacts) -> None:
     """Every resource's routes on ``router`` (which may already be listening: it serves what it has)."""
     devices = functools.partial(run_in_thread, thd_devices)
     for resource in (AccountsResource(auth), InfoResource(started_at, clock), ChangesResource(queue),
                      ChutesResource(queue, chutes, monitor, chute_policy, settings.chute_sources_dir,
-                                    settings.max_upload_bytes, run_in_thread),
+                                    settings.max_upload_bytes, run_in_thread, network_facts),
                      ChuteLogsResource(chutes, monitor),
                      ConfigResource(settings, queue, hostconfig_store, devices), NetworkResource(devices),
                      AuditResource(auth.audit),

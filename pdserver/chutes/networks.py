@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from pdserver import errors
 from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
+from pdserver.sysconfig import subnets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +53,21 @@ def interface_field(service: str, interface: str, *rest: str) -> str:
     return ".".join(("services", service, "interfaces", interface) + rest)
 
 
-def _overlaps(network: ipaddress.IPv4Network, others: Iterable[ipaddress.IPv4Network]) -> bool:
-    return any(network.overlaps(other) for other in others)
-
-
-def _free_subnet(facts: NetworkFacts, taken: List[ipaddress.IPv4Network], field: str) -> ipaddress.IPv4Network:
-    pool = ipaddress.IPv4Network(facts.pool)
-    for candidate in pool.subnets(new_prefix=max(facts.prefix, pool.prefixlen)):
-        if not _overlaps(candidate, taken):
-            return candidate
-    raise errors.Unavailable(f"the chute subnet pool {facts.pool} has no free /{facts.prefix} left", field=field)
+def _subnet(facts: NetworkFacts, taken: List[ipaddress.IPv4Network], interface: InterfaceSpec, service: str,
+            kept: Optional[str]) -> ipaddress.IPv4Network:
+    """The wanted network, else the one the chute had when still free, else the pool's lowest free one."""
+    field = interface_field(service, interface.name)
+    if interface.ipv4_network:
+        field = interface_field(service, interface.name, "requirements", "ipv4_network")
+        wanted = ipaddress.IPv4Network(interface.ipv4_network)
+    elif kept and not any(ipaddress.IPv4Network(kept).overlaps(net) for net in taken):
+        return ipaddress.IPv4Network(kept)
+    else:
+        wanted = None
+    try:
+        return subnets.allocate(ipaddress.IPv4Network(facts.pool), facts.prefix, taken, wanted)
+    except errors.Error as e:
+        raise type(e)(f"{field}: {e.message}", field=field) from None
 
 
 def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field: str) -> Radio:
@@ -83,7 +89,7 @@ def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], other
     still free, else new; ``others`` are the assignments of the other chutes. Raises a 4xx naming the field
     when a wanted subnet overlaps, the pool is full or no radio fits."""
     others = list(others)
-    subnets = [ipaddress.IPv4Network(n) for n in facts.reserved] + [
+    taken = [ipaddress.IPv4Network(n) for n in facts.reserved] + [
         ipaddress.IPv4Network(a["subnet"]) for a in others]
     radios = {a["radio"] for a in others if a.get("radio")}
     vlans = {a["vlan"] for a in others if a.get("vlan")}
@@ -92,17 +98,8 @@ def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], other
         for interface in svc.interfaces:
             key, field = f"{svc.name}.{interface.name}", interface_field(svc.name, interface.name)
             kept = current.get(key) or {}
-            if interface.ipv4_network:
-                subnet = ipaddress.IPv4Network(interface.ipv4_network)
-                if _overlaps(subnet, subnets):
-                    raise errors.Conflict(f"{interface.ipv4_network} overlaps a network of this node or of another "
-                                          "chute", field=interface_field(svc.name, interface.name, "requirements",
-                                                                "ipv4_network"))
-            elif kept.get("subnet") and not _overlaps(ipaddress.IPv4Network(kept["subnet"]), subnets):
-                subnet = ipaddress.IPv4Network(kept["subnet"])
-            else:
-                subnet = _free_subnet(facts, subnets, field)
-            subnets.append(subnet)
+            subnet = _subnet(facts, taken, interface, svc.name, kept.get("subnet"))
+            taken.append(subnet)
             assigned = {"subnet": str(subnet)}
             if interface.type in ("wifi-ap", "monitor"):
                 radio = kept.get("radio")
