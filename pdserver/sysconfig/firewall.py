@@ -63,13 +63,13 @@ class FirewallState:
 
 
 def _ifname(value, field: str) -> str:
-    if not isinstance(value, str) or not _IFNAME.match(value) or value in (".", ".."):
+    if not isinstance(value, str) or not _IFNAME.fullmatch(value) or value in (".", ".."):
         raise InvalidInput(f"not an interface name: {value!r}", field=field)
     return value
 
 
 def _table(value) -> str:
-    if not isinstance(value, str) or not _TABLE.match(value):
+    if not isinstance(value, str) or not _TABLE.fullmatch(value):
         raise InvalidInput(f"not a table name: {value!r}", field="table")
     return value
 
@@ -84,7 +84,7 @@ def _check_network(net, index: int) -> None:
     field = f"networks[{index}]"
     if not isinstance(net, ChuteNet):
         raise InvalidInput("not a chute network", field=field)
-    if not isinstance(net.chute, str) or not _CHUTE.match(net.chute):
+    if not isinstance(net.chute, str) or not _CHUTE.fullmatch(net.chute):
         raise InvalidInput(f"not a chute name: {net.chute!r}", field=f"{field}.chute")
     _ifname(net.bridge, f"{field}.bridge")
     if not isinstance(net.subnet, IPv4Network) or net.subnet.prefixlen > 30:
@@ -120,7 +120,7 @@ def validate(state: FirewallState) -> None:
         _check_network(net, index)
     bridges = [n.bridge for n in networks]
     for index, net in enumerate(networks):
-        if bridges.count(net.bridge) > 1 or net.bridge == state.wan:
+        if net.bridge in bridges[:index] or net.bridge == state.wan:
             raise InvalidInput(f"bridge {net.bridge} used twice", field=f"networks[{index}].bridge")
         for other in networks[:index]:
             if net.subnet.overlaps(other.subnet):
@@ -150,7 +150,7 @@ def render(state: FirewallState) -> str:
         f"delete table inet {t}",
         f"table inet {t} {{",
         f"  set chute_bridges {{ type ifname;{_elements(bridges)} }}",
-        f"  set chute_subnets {{ type ipv4_addr; flags interval;{_elements(str(n.subnet) for n in nets)} }}",
+        f"  set chute_subnets {{ type ipv4_addr; flags interval;{_elements([str(n.subnet) for n in nets])} }}",
         "  chain input {",
         "    type filter hook input priority filter - 10; policy accept;",
         "    iifname @chute_bridges jump chute_input",
@@ -218,7 +218,7 @@ def argv(netns: Optional[str] = None, binary: str = "nft") -> list:
         raise Unavailable(f"{binary} not found: the firewall needs nftables")
     if netns is None:
         return [nft, "-f", "-"]
-    if not isinstance(netns, str) or not _NETNS.match(netns):
+    if not isinstance(netns, str) or not _NETNS.fullmatch(netns):
         raise InvalidInput(f"not a namespace name: {netns!r}", field="netns")
     ip = shutil.which("ip")
     if ip is None:
