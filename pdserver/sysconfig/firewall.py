@@ -258,7 +258,7 @@ def apply(reactor, script: str, netns: Optional[str] = None, timeout: float = AP
     """Run `script` through `nft -f -` on the reactor; fires when the transaction is committed."""
     try:
         args = argv(netns)
-    except Exception:
+    except (InvalidInput, Unavailable):
         return defer.fail()
     proto = _Nft(script.encode())
     reactor.spawnProcess(proto, args[0], args, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})

@@ -18,7 +18,10 @@ from pdserver.errors import InternalError
 from pdserver.sysconfig import firewall
 from pdserver.sysconfig.firewall import ChuteNet, FirewallState, Forward
 from tests.conftest import wait_until
-from tests.netns import in_netns, ip, lab, popen_in_netns  # noqa: F401
+from tests import netns as netns_helpers
+from tests.netns import in_netns, ip, popen_in_netns
+
+lab = netns_helpers.lab  # the fixture: namespaces and links removed after each test
 
 API_PORT = 8080
 WAN_ROUTER, WAN_PEER = IPv4Interface("203.0.113.2/24"), IPv4Interface("203.0.113.1/24")
@@ -67,23 +70,22 @@ NEGATIVE_WAIT = 1.0  # a dropped SYN gets no answer at all: one second of silenc
 class Router:
     """The namespaces, bridges and servers of one test."""
 
-    def __init__(self, lab):
-        self.lab = lab
-        self.router, self.wan = lab.netns("router"), lab.netns("wan")
+    def __init__(self, made):
+        self.router, self.wan = made.netns("router"), made.netns("wan")
         self.clients, self.bridges = {}, {}
         self.servers = []
         in_netns(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
-        wan_router, wan_peer = lab.veth("wan", peer_netns=self.wan, host_netns=self.router)
+        wan_router, wan_peer = made.veth("wan", peer_netns=self.wan, host_netns=self.router)
         self.wan_if = wan_router
         ip("addr", "add", str(WAN_ROUTER), "dev", wan_router, netns=self.router)
         ip("addr", "add", str(WAN_PEER), "dev", wan_peer, netns=self.wan)
         for name, gateway in NETS.items():
-            client = lab.netns(f"chute{name}")
-            bridge = f"pd{name}{lab.tag}"
+            client = made.netns(f"chute{name}")
+            bridge = f"pd{name}{made.tag}"
             ip("link", "add", bridge, "type", "bridge", netns=self.router)
             ip("addr", "add", str(gateway), "dev", bridge, netns=self.router)
             ip("link", "set", bridge, "up", netns=self.router)
-            host_end, inner = lab.veth(f"c{name}", peer_netns=client, host_netns=self.router)
+            host_end, inner = made.veth(f"c{name}", peer_netns=client, host_netns=self.router)
             ip("link", "set", host_end, "master", bridge, netns=self.router)
             ip("addr", "add", f"{gateway.ip + 1}/{gateway.network.prefixlen}", "dev", inner, netns=client)
             ip("route", "add", "default", "via", str(gateway.ip), netns=client)
@@ -137,14 +139,14 @@ class Router:
 
 
 @pytest.fixture
-def node(lab):  # noqa: F811
+def node(lab):
     made = Router(lab)
     a, b = made.clients["a"], made.clients["b"]
-    for netns, proto, port in ((made.wan, "tcp", 80), (a, "tcp", 80), (b, "tcp", 80),
-                               (made.router, "tcp", API_PORT), (made.router, "tcp", 9999),
-                               (made.router, "udp", 53), (made.router, "udp", 67), (made.router, "udp", 5000)):
-        made.serve(netns, proto, port)
     try:
+        for netns, proto, port in ((made.wan, "tcp", 80), (a, "tcp", 80), (b, "tcp", 80),
+                                   (made.router, "tcp", API_PORT), (made.router, "tcp", 9999),
+                                   (made.router, "udp", 53), (made.router, "udp", 67), (made.router, "udp", 5000)):
+            made.serve(netns, proto, port)
         yield made
     finally:
         made.close()

@@ -101,7 +101,8 @@ def test_hostile_wan_names_are_rejected(name):
     assert rejected(state(wan=name)).field == "wan"
 
 
-@pytest.mark.parametrize("table", ["paradrop; flush ruleset", "paradrop\n", "p\nq", "", "1abc", "a" * 33, "inet paradrop", 7])
+@pytest.mark.parametrize("table", ["paradrop; flush ruleset", "paradrop\n", "p\nq", "", "1abc", "a" * 33,
+                                   "inet paradrop", 7])
 def test_hostile_table_names_are_rejected(table):
     assert rejected(state(table=table)).field == "table"
 
