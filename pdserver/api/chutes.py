@@ -215,12 +215,6 @@ class ChutesResource:
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})
 
-    @routes.route("/api/v1/chutes/<chute>/networks", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
-                  summary="The host networks (Wi-Fi AP, LAN, VLAN) a chute has")
-    def networks(self, call: Call, chute):
-        spec = self._record(chute).spec()
-        return [{"name": i.name, "type": i.type, "service": svc.name} for svc in spec.services for i in svc.interfaces]
-
     @routes.route("/api/v1/chutes/<chute>/logs", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
                   summary="The last lines of output of each service",
                   query={"tail": QueryParam(int, 100, 1, 10000, description="lines per service")})

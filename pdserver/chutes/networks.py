@@ -118,3 +118,16 @@ def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], other
                 assigned["vlan"] = interface.vlan_id
             out[key] = assigned
     return out
+
+
+def bridge_name(names, chute: str, service: str, interface: str) -> str:
+    """The host bridge of a chute network (``names``: the node's ChuteNames)."""
+    return names.link("pd", chute, service, interface)
+
+
+def dhcp_child(bridge: str) -> str:
+    return f"dnsmasq-{bridge}"
+
+
+def ap_child(bridge: str) -> str:
+    return f"hostapd-{bridge}"

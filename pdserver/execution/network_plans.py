@@ -12,7 +12,8 @@ from typing import Dict, Iterable, List, Optional
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
-from pdserver.chutes.networks import NetworkFacts, Radio, assign, interface_field
+from pdserver.chutes.networks import (NetworkFacts, Radio, ap_child, assign, bridge_name, dhcp_child,
+                                      interface_field)
 from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
 from pdserver.execution.steps import Step
 
@@ -53,10 +54,10 @@ class ChuteNetwork:
         return self.radio.interface if self.radio.driver == "wired" else self.host_link
 
     def dhcp_child(self) -> str:
-        return f"dnsmasq-{self.bridge}"
+        return dhcp_child(self.bridge)
 
     def ap_child(self) -> str:
-        return f"hostapd-{self.bridge}"
+        return ap_child(self.bridge)
 
 
 def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: Dict[str, dict]
@@ -73,7 +74,7 @@ def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: 
             if interface.type == "wifi-ap" and radio is not None and radio.driver == "wired":
                 host_link = None
             out.append(ChuteNetwork(spec.name, svc.name, interface, given["subnet"], radio,
-                                    names.link("pd", spec.name, svc.name, interface.name), host_link))
+                                    bridge_name(names, spec.name, svc.name, interface.name), host_link))
     return out
 
 

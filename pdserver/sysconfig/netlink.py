@@ -7,6 +7,7 @@ a second call with the same arguments (after a crash between steps, say) leaves 
 """
 import errno
 import os
+import subprocess
 import re
 import socket
 from contextlib import contextmanager
@@ -261,3 +262,25 @@ def thd_devices(netns: Optional[str] = None) -> List[dict]:
             "phy": radios.get(index),
         })
     return sorted(devices, key=lambda d: d["name"])
+
+
+def thd_release(link: str, netns: Optional[str] = None) -> None:
+    """Take ``link`` out of its bridge (an AP device the chute network held); an absent link is fine."""
+    with _rtnl(netns) as ipr:
+        index = _index(ipr, check_name(link, "link"))
+        if index is not None:
+            ipr.link("set", index=index, master=0)
+
+
+def thd_ensure_ap_interface(phy: str, name: str, netns: Optional[str] = None) -> None:
+    """An AP-mode (``__ap``) interface ``name`` on radio ``phy``, added with iw (nl80211); idempotent."""
+    check_name(phy, "phy")
+    check_name(name)
+    with _rtnl(netns) as ipr:
+        if _index(ipr, name) is not None:
+            return
+    argv = (["ip", "netns", "exec", netns] if netns else []) + ["iw", "phy", phy, "interface", "add", name,
+                                                                  "type", "__ap"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise Unavailable(f"cannot add an AP interface on radio {phy}: {done.stderr.strip()[:200]}", field="wifi")
