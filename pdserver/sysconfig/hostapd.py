@@ -284,7 +284,7 @@ class _Endpoint(ConnectedDatagramProtocol):
         self.refused = False
 
     def datagramReceived(self, data):
-        self.owner._received(self, data)
+        self.owner._received(data)
 
     def connectionFailed(self, failure):
         self.failure = failure
@@ -423,9 +423,9 @@ class HostapdControl:
             raise Unavailable(f"cannot reach hostapd at {self._ctrl_path}: {reason}")
         self._port, self._endpoint = port, endpoint
 
-    def _received(self, endpoint, data: bytes):
-        if endpoint is not self._endpoint or data.startswith(b"<"):
-            return  # a socket we replaced, or an unsolicited event
+    def _received(self, data: bytes):
+        if data.startswith(b"<"):
+            return  # an unsolicited event (a monitor's; we never ATTACH), not an answer
         self._finish(data.decode("utf-8", "replace"))
 
     def _timed_out(self):
