@@ -365,8 +365,8 @@ class HostapdControl:
 
     def close(self):
         self._closed = True
-        self._finish(Unavailable("hostapd control closed"))
         self._drop_port()
+        self._finish(Unavailable("hostapd control closed"))
 
     # The exchange.
 
@@ -430,8 +430,8 @@ class HostapdControl:
 
     def _timed_out(self):
         self._timer = None
+        self._drop_port()  # first: whoever the failure wakes may send the next command at once
         self._finish(Unavailable(f"hostapd did not answer within {self._timeout:g} s ({self._ctrl_path})"))
-        self._drop_port()
 
     def _finish(self, result):
         if self._timer is not None and self._timer.active():

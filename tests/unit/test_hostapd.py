@@ -319,6 +319,18 @@ async def test_silent_hostapd_times_out_and_a_late_answer_is_not_taken_for_the_n
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_command_sent_by_whoever_the_timeout_wakes_gets_its_own_answer(sockdir, fake):
+    silent = iter([True])
+    server = fake(lambda command: None if next(silent, False) else "state=ENABLED\n")
+    clock = Clock()
+    ctl = control(sockdir, timeout=2.0, clock=clock)
+    retried = ctl.status().addErrback(lambda failure: ctl.status())
+    await wait_for(lambda: len(server.received) == 1)
+    clock.advance(2.0)
+    assert (await retried.addTimeout(5, reactor))["state"] == "ENABLED"
+
+
+@pytest_twisted.ensureDeferred
 async def test_missing_and_dead_sockets_fail_at_once(sockdir):
     with pytest.raises(Unavailable, match="no control socket"):
         await control(sockdir).status()
