@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 from dataclasses import dataclass
+from errno import ECONNREFUSED, ENOENT
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -416,9 +417,9 @@ class HostapdControl:
             _unlink(self._local)
             reason = endpoint.failure.value
             errno = getattr(reason, "errno", None)
-            if errno == 2:
+            if errno == ENOENT:
                 raise Unavailable(f"hostapd is not running (no control socket {self._ctrl_path})")
-            if errno == 111:
+            if errno == ECONNREFUSED:
                 raise Unavailable(f"hostapd is not running (control socket {self._ctrl_path} refused)")
             raise Unavailable(f"cannot reach hostapd at {self._ctrl_path}: {reason}")
         self._port, self._endpoint = port, endpoint
