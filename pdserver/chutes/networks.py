@@ -97,6 +97,9 @@ def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], other
     for svc in spec.services:
         for interface in svc.interfaces:
             key, field = f"{svc.name}.{interface.name}", interface_field(svc.name, interface.name)
+            if interface.type == "monitor":
+                raise errors.Conflict(f"{field}: monitor interfaces (a radio in monitor mode inside the chute) are "
+                                      "not given by this node yet", field=field)
             kept = current.get(key) or {}
             subnet = _subnet(facts, taken, interface, svc.name, kept.get("subnet"))
             taken.append(subnet)

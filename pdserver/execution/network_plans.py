@@ -103,10 +103,6 @@ def setup(net: ChuteNetwork, facts: NetworkFacts, undo: bool = True, commit: boo
         return Step(action, args, description, undo=undo_step if undo else None, commit=commit)
 
     name = f"{net.key} of {net.chute}"
-    if net.interface.type == "monitor":
-        raise errors.Conflict(f"{interface_field(net.service, net.interface.name)}: monitor interfaces need a radio with "
-                              "nl80211 monitor mode, which this node does not give yet",
-                              field=interface_field(net.service, net.interface.name))
     if net.interface.type == "wifi-ap" and net.radio is None:
         raise errors.Conflict(f"the radio assigned to {name} is gone from the host config",
                               field=interface_field(net.service, net.interface.name))

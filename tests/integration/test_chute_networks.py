@@ -5,7 +5,7 @@ import subprocess
 
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import container_of, unique, wait_change
-from tests.netns import in_netns, ip, lab  # noqa: F401
+from tests.netns import in_netns, ip, lab  # noqa: F401 (lab is a fixture)
 
 
 def leased(client, veth, tmp_path):
