@@ -6,6 +6,7 @@ from twisted.internet import defer
 
 from pdserver import errors
 from pdserver.api.routing import Call, Response, RouteTable
+from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
 from pdserver.chutes import checks
 from pdserver.chutes.networks import ap_child, bridge_name
@@ -13,6 +14,32 @@ from pdserver.sysconfig.hostapd import validate_mac
 
 _SSID_BODY = {"type": "object", "required": ["ssid"], "additionalProperties": False,
               "properties": {"ssid": {"type": "string", "minLength": 1, "maxLength": 32}}}
+
+
+MAX_COMMAND = 256
+
+
+class HostapdControlProtocol:
+    """Each text message is one hostapd control command (HostapdControl's whitelist: STATUS, STA-FIRST,
+    DEAUTHENTICATE <mac>...); the answer is hostapd's reply text, or ``FAIL <why>``."""
+
+    control = None
+
+    def onMessage(self, payload, isBinary):
+        if isBinary or len(payload) > MAX_COMMAND:
+            self._reply(f"FAIL commands are text of at most {MAX_COMMAND} bytes")
+            return
+        d = self.control.command(payload.decode("utf-8", "replace").strip())
+        d.addCallbacks(self._reply, lambda f: self._reply(
+            f"FAIL {f.value.message}" if isinstance(f.value, errors.Error) else "FAIL hostapd did not answer"))
+
+    def _reply(self, text):
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(text.encode(), isBinary=False)
+
+    def onClose(self, wasClean, code, reason):
+        if self.control is not None:
+            self.control.close()
 
 
 class ChuteNetworksResource:
@@ -106,6 +133,12 @@ class ChuteNetworksResource:
         mac = validate_mac(mac)
         yield self._ask(self._access_point(chute, net), "deauthenticate", mac)
         return {"mac": mac, "removed": True}
+
+    @routes.route("/api/v1/chutes/<chute>/networks/<net>/hostapd_control/ws", "GET",
+                  permission=Permission.MANAGE_CHUTE_NETWORKS, chute_param="chute", websocket=True,
+                  summary="Websocket: hostapd control commands of the access point, one per message")
+    def hostapd_control(self, call: Call, chute, net):
+        return bound_websocket(HostapdControlProtocol, control=self._access_point(chute, net))
 
     @routes.route("/api/v1/chutes/<chute>/networks/<net>/ssid", "GET", permission=Permission.READ_CHUTES,
                   chute_param="chute", summary="The access point's SSID as configured")

@@ -3,6 +3,8 @@ the test made (setting network_netns), the "radio" is a veth with hostapd's wire
 namespace on the veth's other end gets a DHCP lease from the chute network's dnsmasq."""
 import subprocess
 
+from websockets.sync.client import connect
+
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import container_of, unique, wait_change
 from tests.netns import in_netns, ip, lab  # noqa: F401 (lab is a fixture)
@@ -73,6 +75,14 @@ def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_re
     status = wait_until(lambda: (lambda s: s if s.get("ssid") == "Renamed" else None)(
         session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/hostapd_status").json()), message="new SSID")
     assert status["state"] == "ENABLED"
+
+    # the hostapd control websocket answers whitelisted commands only
+    ws_url = url.replace("http://", "ws://") + f"/api/v1/chutes/{name}/networks/wlan0/hostapd_control/ws"
+    with connect(ws_url, additional_headers={"Authorization": session.headers["Authorization"]}) as ws:
+        ws.send("STATUS")
+        assert "state=ENABLED" in ws.recv(timeout=10)
+        ws.send("SET ssid2 41")
+        assert ws.recv(timeout=10).startswith("FAIL allowed commands")
 
     # removed: no bridge, no child process, no config or lease file
     answer = session.delete(f"{url}/api/v1/chutes/{name}")
