@@ -218,7 +218,7 @@ class ChutesResource:
                   summary="The host networks (Wi-Fi AP, LAN, VLAN) a chute has")
     def networks(self, call: Call, chute):
         spec = self._record(chute).spec()
-        return [{"name": interface, "service": svc.name} for svc in spec.services for interface in svc.interfaces]
+        return [{"name": i.name, "type": i.type, "service": svc.name} for svc in spec.services for i in svc.interfaces]
 
     @routes.route("/api/v1/chutes/<chute>/logs", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
                   summary="The last lines of output of each service",

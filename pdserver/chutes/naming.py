@@ -41,6 +41,13 @@ class ChuteNames:
         return (f"paradrop-chute/{node_key(self.node_id)}-{chute}-{service}:"
                 f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version)}-{deployment}")
 
+    def link(self, kind: str, chute: str, service: str, interface: str, deployment: Optional[int] = None) -> str:
+        """A host interface of a chute network: ``kind`` is two letters (``pd`` bridge, ``pv`` a container's
+        veth, ``pl`` a VLAN, ``pa`` an AP); 10 characters, under Linux's 15, unique per node and chute."""
+        key = "/".join([self.node_id, chute, service, interface] + ([str(deployment)] if deployment is not None
+                                                                     else []))
+        return kind + hashlib.sha256(key.encode()).hexdigest()[:8]
+
     def node_labels(self) -> Dict[str, str]:
         return {LABEL_NODE: self.node_id}
 

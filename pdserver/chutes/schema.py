@@ -21,31 +21,37 @@ _DNS = {"type": "array", "maxItems": 8, "items": {"type": "string", "maxLength":
 #: The light bases this node builds (pdserver.execution.chute_plans.BASE_IMAGES).
 LIGHT_BASES = ("python3", "node", "busybox")
 
+_VLAN_ID = {"type": "integer", "minimum": 1, "maximum": 4094}
+#: ParaDrop's interface object (services.<s>.interfaces.<name>); the legacy ``config.net`` form is converted to it.
+INTERFACE_TYPES = ("wifi-ap", "vlan", "monitor")
 _INTERFACE = {
     "type": "object", "additionalProperties": False, "required": ["type"],
     "properties": {
-        "type": {"enum": ["wifi-ap", "monitor", "lan", "vlan"]},
-        "intfName": {"type": "string", "maxLength": 15},
+        "type": {"enum": list(INTERFACE_TYPES)},
         "dns": _DNS,
         "l3bridge": {"type": "string", "maxLength": 15},
         "dhcp": {"type": "object", "additionalProperties": False, "properties": {
-            "start": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "start": {"type": "integer", "minimum": 3, "maximum": 65535},
             "limit": {"type": "integer", "minimum": 1, "maximum": 65535},
-            "leasetime": {"type": "string", "maxLength": 16}}},
+            "leasetime": {"type": "string", "maxLength": 16, "pattern": "^([0-9]{1,7}[smhdw]?|infinite)$"}}},
         "wireless": {"type": "object", "additionalProperties": False, "properties": {
             "ssid": {"type": "string", "minLength": 1, "maxLength": 32},
-            "key": {"type": "string", "minLength": 8, "maxLength": 63},
+            "key": {"type": "string", "minLength": 8, "maxLength": 63, "pattern": "^[ -~]*$"},
             "hidden": {"type": "boolean"}, "isolate": {"type": "boolean"},
-            "nasid": {"type": "string", "maxLength": 48}, "acct_server": {"type": "string", "maxLength": 255},
-            "acct_secret": {"type": "string", "maxLength": 255},
+            "nasid": {"type": "string", "maxLength": 48, "pattern": "^[!-~]*$"},
+            "acct_server": {"type": "string", "maxLength": 45, "pattern": "^[0-9A-Fa-f.:]+$"},
+            "acct_secret": {"type": "string", "maxLength": 255, "pattern": "^[ -~]*$"},
             "acct_interval": {"type": "integer", "minimum": 1, "maximum": 86400},
-            "maxassoc": {"type": "integer", "minimum": 0, "maximum": 4096}}},
-        "requirements": {"type": "object", "maxProperties": 16, "propertyNames": _NAME, "additionalProperties": {
-            "anyOf": [{"type": "string", "maxLength": 64}, {"type": ["number", "boolean"]}]}},
-        "vlan_id": {"type": "integer", "minimum": 1, "maximum": 4094},
-        "vlan-id": {"type": "integer", "minimum": 1, "maximum": 4094},
-        "ipv4": {"type": "string", "maxLength": 18},
+            "maxassoc": {"type": "integer", "minimum": 1, "maximum": 2007}}},
+        "requirements": {"type": "object", "additionalProperties": False, "properties": {
+            "hwmode": {"enum": ["11a", "11b", "11g"]},
+            "ipv4_network": {"type": "string", "maxLength": 18,
+                             "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$"}}},
+        "vlan_id": _VLAN_ID,
+        "vlan-id": _VLAN_ID,
     },
+    "allOf": [{"if": {"properties": {"type": {"const": "vlan"}}},
+               "then": {"anyOf": [{"required": ["vlan-id"]}, {"required": ["vlan_id"]}]}}],
 }
 
 SERVICE = {

@@ -3,6 +3,7 @@
 Everything here is pure: a ChuteSpec is frozen data that plans are generated from.
 """
 import dataclasses
+import ipaddress
 import json
 import re
 from typing import List, Optional, Tuple, Union
@@ -16,12 +17,37 @@ from pdserver.validation import SchemaError, check, show
 #: Largest description (as JSON) a node stores: in its chute record and in each change that carries it.
 MAX_DESCRIPTION_BYTES = 64 * 1024
 MAX_MEMORY = 1024 ** 4
+RESERVED_INTERFACES = ("lo", "eth0")
 
 
 class SpecError(InvalidInput):
     """A chute description we cannot accept; ``field`` is the dotted path of the culprit."""
 
     code = "invalid_chute"
+
+
+@dataclasses.dataclass(frozen=True)
+class DhcpSpec:
+    """ParaDrop's DHCP section: leases from host offset ``start``, ``limit`` addresses, for ``leasetime``."""
+    start: int = 100
+    limit: int = 100
+    leasetime: str = "12h"
+
+
+@dataclasses.dataclass(frozen=True)
+class InterfaceSpec:
+    """A network interface the node gives a service (``services.<s>.interfaces.<name>``)."""
+    name: str
+    type: str
+    dhcp: Optional[DhcpSpec] = None
+    dns: Tuple[str, ...] = ()
+    wireless: Tuple[Tuple[str, object], ...] = ()
+    hwmode: Optional[str] = None
+    ipv4_network: Optional[str] = None
+    vlan_id: Optional[int] = None
+
+    def wireless_options(self) -> dict:
+        return dict(self.wireless)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +64,7 @@ class ServiceSpec:
     source: str = "."
     dockerfile: str = "Dockerfile"
     healthcheck: Optional[dict] = None
-    interfaces: Tuple[str, ...] = ()
+    interfaces: Tuple[InterfaceSpec, ...] = ()
     dns: Tuple[str, ...] = ()
 
 
@@ -71,7 +97,7 @@ _LEGACY_PORT = re.compile(r"^([0-9]{1,5})(?:/(?:tcp|udp))?$")
 
 #: The keys of ParaDrop's single-service form, at the top and in its ``config`` section.
 LEGACY_KEYS = {"type", "use", "image", "command", "config", "summary"}
-_LEGACY_CONFIG = {"web", "environment", "host_config"}
+_LEGACY_CONFIG = {"web", "environment", "host_config", "net"}
 _LEGACY_HOST_CONFIG = {"port_bindings", "dns"}
 
 
@@ -86,9 +112,6 @@ def _mapping(value, field: str) -> dict:
 def _refuse_unknown(mapping: dict, known: set, prefix: str) -> None:
     for key in mapping:
         field = f"{prefix}.{key}"
-        if key == "net" and prefix == "config":
-            raise SpecError("config.net: network interfaces (ParaDrop's net objects) are not available on this "
-                            "node yet; remove config.net", field)
         if key not in known:
             raise SpecError(f"{field} is not a known field (known: {', '.join(sorted(known))})", field)
 
@@ -110,6 +133,58 @@ def _legacy_bindings(host_config: dict) -> list:
     return out
 
 
+_LEGACY_NET_KEYS = {"type", "intfName", "mode", "dhcp", "ipv4_network", "ssid", "key", "options", "dns", "l3bridge",
+                    "requests", "vlan_id"}
+_LEGACY_WIRELESS_OPTIONS = {"nasid", "acct_server", "acct_secret", "acct_interval", "hidden", "isolate", "maxassoc"}
+
+
+def _legacy_interface(key: str, net: dict) -> Tuple[str, dict]:
+    """One of ParaDrop's ``config.net`` objects as (interface name, interface object)."""
+    prefix = f"config.net.{key}"
+    net = _mapping(net, prefix)
+    _refuse_unknown(net, _LEGACY_NET_KEYS, prefix)
+    kind, mode = net.get("type"), net.get("mode", "ap")
+    if kind == "wifi" and mode in ("ap", "monitor"):
+        out = {"type": "wifi-ap" if mode == "ap" else "monitor"}
+    elif kind in ("vlan", "monitor"):
+        out = {"type": kind}
+    else:
+        raise SpecError(f"{prefix}: type {show(kind)} with mode {show(mode)} is not one this node gives "
+                        "(wifi with mode ap or monitor, vlan)", f"{prefix}.type")
+    name = net.get("intfName")
+    if not isinstance(name, str):
+        raise SpecError(f"{prefix}.intfName must name the interface inside the chute (wlan0)", f"{prefix}.intfName")
+    dhcp = _mapping(net.get("dhcp"), f"{prefix}.dhcp")
+    if dhcp:
+        _refuse_unknown(dhcp, {"start", "limit", "leasetime", "lease"}, f"{prefix}.dhcp")
+        out["dhcp"] = {("leasetime" if k == "lease" else k): v for k, v in dhcp.items()}
+    options = _mapping(net.get("options"), f"{prefix}.options")
+    _refuse_unknown(options, _LEGACY_WIRELESS_OPTIONS, f"{prefix}.options")
+    wireless = {**{k: net[k] for k in ("ssid", "key") if k in net}, **options}
+    if wireless:
+        out["wireless"] = wireless
+    requests = _mapping(net.get("requests"), f"{prefix}.requests")
+    _refuse_unknown(requests, {"hwmode"}, f"{prefix}.requests")
+    requirements = {**requests, **({"ipv4_network": net["ipv4_network"]} if "ipv4_network" in net else {})}
+    if requirements:
+        out["requirements"] = requirements
+    for source, target in (("dns", "dns"), ("l3bridge", "l3bridge"), ("vlan_id", "vlan-id")):
+        if source in net:
+            out[target] = net[source]
+    return name, out
+
+
+def _legacy_interfaces(net) -> dict:
+    interfaces = {}
+    for key, value in _mapping(net, "config.net").items():
+        name, interface = _legacy_interface(str(key), value)
+        if name in interfaces:
+            raise SpecError(f"config.net.{key}.intfName: interface {show(name)} is named twice",
+                            f"config.net.{key}.intfName")
+        interfaces[name] = interface
+    return interfaces
+
+
 def _legacy_service(data: dict, config: dict) -> dict:
     """Service 'main': light from a base (``use``), image (``image``), or normal from the root Dockerfile."""
     if "use" in data:
@@ -129,6 +204,8 @@ def _legacy_service(data: dict, config: dict) -> dict:
     bindings = _legacy_bindings(host_config)
     if bindings:
         service["requests"] = {"port-bindings": bindings}
+    if config.get("net"):
+        service["interfaces"] = _legacy_interfaces(config["net"])
     return service
 
 
@@ -216,7 +293,43 @@ def validate(data: dict) -> dict:
         memory = (service.get("requests") or {}).get("memory")
         if memory is not None and parse_size(memory) > MAX_MEMORY:
             raise SpecError(f"memory {memory} is more than 1024G", f"services.{name}.requests.memory")
+        for interface, spec in (service.get("interfaces") or {}).items():
+            _check_interface(spec, f"services.{name}.interfaces.{interface}")
     return data
+
+
+def _check_interface(interface: dict, prefix: str) -> None:
+    name = prefix.rsplit(".", 1)[1]
+    if name in RESERVED_INTERFACES:
+        raise SpecError(f"{prefix}: {name} is taken inside every chute (eth0 is its own network); name it wlan0, "
+                        "lan1 or the like", prefix)
+    if "l3bridge" in interface:
+        raise SpecError(f"{prefix}.l3bridge: ARP-proxy bridging (experimental in ParaDrop) is not available on "
+                        "this node; remove it", f"{prefix}.l3bridge")
+    if "vlan-id" in interface and "vlan_id" in interface and interface["vlan-id"] != interface["vlan_id"]:
+        raise SpecError(f"{prefix}: vlan-id and vlan_id differ", f"{prefix}.vlan-id")
+    wanted = (interface.get("requirements") or {}).get("ipv4_network")
+    if wanted is not None:
+        field = f"{prefix}.requirements.ipv4_network"
+        try:
+            network = ipaddress.IPv4Network(wanted)
+        except ValueError as e:
+            raise SpecError(f"{field}: {show(wanted)} is not a network in slash notation ({e})", field) from None
+        if not 16 <= network.prefixlen <= 29:
+            raise SpecError(f"{field}: ask for a network of /16 to /29, not /{network.prefixlen}", field)
+        dhcp = interface.get("dhcp") or {}
+        if dhcp and dhcp.get("start", 100) + dhcp.get("limit", 100) - 1 >= network.num_addresses - 1:
+            raise SpecError(f"{prefix}.dhcp: start + limit run past the end of {network}", f"{prefix}.dhcp")
+
+
+def _interface(name: str, data: dict) -> InterfaceSpec:
+    dhcp = data.get("dhcp")
+    requirements = data.get("requirements") or {}
+    return InterfaceSpec(
+        name=name, type=data["type"], dhcp=None if dhcp is None else DhcpSpec(**dhcp),
+        dns=tuple(data.get("dns") or ()), wireless=tuple(sorted((data.get("wireless") or {}).items())),
+        hwmode=requirements.get("hwmode"), ipv4_network=requirements.get("ipv4_network"),
+        vlan_id=data.get("vlan-id", data.get("vlan_id")))
 
 
 def _env(mapping) -> Tuple[Tuple[str, str], ...]:
@@ -241,7 +354,8 @@ def build(data: dict) -> ChuteSpec:
             memory=parse_size(requests["memory"]) if "memory" in requests else None,
             as_root=bool(requests.get("as-root", False)),
             source=s.get("source", "."), dockerfile=s.get("dockerfile", "Dockerfile"),
-            healthcheck=s.get("healthcheck"), interfaces=tuple(sorted(s.get("interfaces") or {})),
+            healthcheck=s.get("healthcheck"),
+            interfaces=tuple(_interface(n, i) for n, i in sorted((s.get("interfaces") or {}).items())),
             dns=tuple(s.get("dns") or ())))
     web = data.get("web") or {}
     return ChuteSpec(

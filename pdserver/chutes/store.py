@@ -26,13 +26,16 @@ _MIGRATIONS = [
     # (naming.legacy_volume).
     """ALTER TABLE chutes ADD COLUMN volume TEXT NOT NULL DEFAULT '';
     UPDATE chutes SET volume = 'paradrop-' || name || '-data'""",
+    # The subnet (and radio, VLAN) assigned to each host network of the chute: {"<service>.<interface>": {...}}
+    """ALTER TABLE chutes ADD COLUMN networks TEXT NOT NULL DEFAULT '{}'""",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class ChuteRecord:
     """What the node has committed for one chute: the containers of ``deployment`` are its current ones,
-    ``volume`` is its /data volume for as long as it stays installed."""
+    ``volume`` is its /data volume for as long as it stays installed; ``networks`` what its host networks
+    were given (pdserver.execution.network_plans.assign)."""
 
     name: str
     version: str
@@ -43,6 +46,7 @@ class ChuteRecord:
     installed: float
     updated: float
     volume: str
+    networks: Dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def spec(self) -> ChuteSpec:
         return self._spec
@@ -69,7 +73,7 @@ class ChuteStore:
         for row in conn.execute("SELECT * FROM chutes"):
             self._cache[row["name"]] = ChuteRecord(
                 row["name"], row["version"], row["state"], json.loads(row["description"]), row["deployment"],
-                row["source_dir"], row["installed"], row["updated"], row["volume"])
+                row["source_dir"], row["installed"], row["updated"], row["volume"], json.loads(row["networks"]))
 
     def get(self, name: str) -> Optional[ChuteRecord]:
         return self._cache.get(name)
@@ -80,11 +84,13 @@ class ChuteStore:
     def save(self, record: ChuteRecord) -> None:
         self._conn.execute(
             "INSERT INTO chutes (name, version, state, description, deployment, source_dir, installed, updated, "
-            "volume) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET version = excluded.version, "
-            "state = excluded.state, description = excluded.description, deployment = excluded.deployment, "
-            "source_dir = excluded.source_dir, updated = excluded.updated, volume = excluded.volume",
+            "volume, networks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "version = excluded.version, state = excluded.state, description = excluded.description, "
+            "deployment = excluded.deployment, source_dir = excluded.source_dir, updated = excluded.updated, "
+            "volume = excluded.volume, networks = excluded.networks",
             (record.name, record.version, record.state, json.dumps(record.description, sort_keys=True),
-             record.deployment, record.source_dir, record.installed, record.updated, record.volume))
+             record.deployment, record.source_dir, record.installed, record.updated, record.volume,
+             json.dumps(record.networks, sort_keys=True)))
         self._cache[record.name] = record
 
     def delete(self, name: str) -> None:

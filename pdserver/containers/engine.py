@@ -600,6 +600,7 @@ def container_state(attrs: dict) -> ContainerState:
         addresses={net: info["IPAddress"] for net, info in networks.items() if info.get("IPAddress")},
         capabilities=_capabilities(attrs.get("HostConfig") or {}),
         memory=(attrs.get("HostConfig") or {}).get("Memory") or None,
+        pid=state.get("Pid") or None,
     )
 
 

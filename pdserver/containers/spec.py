@@ -58,7 +58,7 @@ class ContainerState:
     ``health`` is None without a health check, else "starting", "healthy" or "unhealthy";
     ``health_output`` is the output of the last check. ``addresses`` maps network name -> IPv4 address.
     ``capabilities`` are those added back after dropping all (None: the engine's default set); ``memory``
-    is the limit in bytes (None: unlimited)."""
+    is the limit in bytes (None: unlimited). ``pid`` is the main process's, while it runs."""
     id: str
     name: str
     image: str
@@ -74,3 +74,4 @@ class ContainerState:
     addresses: Dict[str, str]
     capabilities: Optional[Tuple[str, ...]] = None
     memory: Optional[int] = None
+    pid: Optional[int] = None  # of its main process while it runs: its network namespace is /proc/<pid>/ns/net

@@ -10,6 +10,8 @@ from typing import Dict, List, Optional, Tuple
 from pdserver.chutes import naming, policy
 from pdserver.chutes.spec import ChuteSpec, ServiceSpec
 from pdserver.chutes.store import RUNNING, STOPPED, ChuteRecord
+from pdserver.execution import network_plans as net_plans
+from pdserver.execution.network_plans import ChuteNetwork, NetworkFacts
 from pdserver.execution.steps import Step
 
 BASE_IMAGES = {"busybox": "paradrop/busybox:latest", "python3": "paradrop/python3:latest",
@@ -18,9 +20,24 @@ BASE_IMAGES = {"busybox": "paradrop/busybox:latest", "python3": "paradrop/python
 
 @dataclasses.dataclass(frozen=True)
 class NodeFacts:
-    """What plans need of the node: the names it gives Docker objects, and its policy for chutes."""
+    """What plans need of the node: the names it gives Docker objects and host links, its policy for chutes,
+    its host networks, and the installed chutes (whose networks take subnets,
+    radios and firewall rules)."""
     names: naming.ChuteNames
     policy: policy.NodePolicy
+    network: NetworkFacts = NetworkFacts()
+    chutes: Tuple[ChuteRecord, ...] = ()
+
+    def others(self, chute: str) -> List[ChuteRecord]:
+        return [r for r in self.chutes if r.name != chute]
+
+    def networks_of(self, record: ChuteRecord) -> List[ChuteNetwork]:
+        return net_plans.networks(self.names, self.network, record.spec(), record.networks)
+
+    def firewall(self, chute: str, networks: List[ChuteNetwork]) -> dict:
+        """The firewall with ``chute``'s networks as given and every other chute's as recorded."""
+        others = [n for r in self.others(chute) for n in self.networks_of(r)]
+        return net_plans.firewall_args(self.network, others + list(networks), self.policy.api_port)
 
 
 
@@ -80,22 +97,29 @@ def _names(node: NodeFacts, record_or_spec, deployment: int) -> List[Tuple[str, 
     return [(svc.name, node.names.container(spec.name, svc.name, deployment)) for svc in spec.services]
 
 
-def _start_new(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str], volume: str
-               ) -> List[Step]:
+def _start_new(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str], volume: str,
+               networks: List[ChuteNetwork]) -> List[Step]:
     steps = []
     for svc in spec.services:
         args = container_args(node, spec, svc, refs[svc.name], deployment, volume)
         steps.append(Step("create_container", args, f"creating service {svc.name}",
                           undo=Step("remove_container", {"name": args["name"]}, f"removing service {svc.name}")))
-    steps += _start(node, spec, deployment)
+    steps += _start(node, spec, deployment, networks)
     return steps
 
 
-def _start(node: NodeFacts, spec: ChuteSpec, deployment: int) -> List[Step]:
+def _attach(node: NodeFacts, spec: ChuteSpec, deployment: int, networks: List[ChuteNetwork],
+            commit: bool = False) -> List[Step]:
+    return [net_plans.attach(node.names, net, node.names.container(spec.name, net.service, deployment), deployment,
+                             commit=commit) for net in networks]
+
+
+def _start(node: NodeFacts, spec: ChuteSpec, deployment: int, networks: List[ChuteNetwork]) -> List[Step]:
     steps = []
     for svc_name, name in _names(node, spec, deployment):
         steps.append(Step("start_container", {"name": name}, f"starting service {svc_name}",
                           undo=Step("stop_container", {"name": name}, f"stopping service {svc_name}")))
+    steps += _attach(node, spec, deployment, networks)
     for svc in spec.services:
         web_port = spec.web_port if spec.web_service == svc.name else None
         steps.append(Step("wait_ready", {"name": node.names.container(spec.name, svc.name, deployment),
@@ -142,18 +166,36 @@ def _adopt(source_dir: Optional[str], current: Optional[str] = None) -> List[Ste
                  undo=Step("remove_source", {"path": source_dir}, "removing the uploaded project"))]
 
 
+def _assign(node: NodeFacts, spec: ChuteSpec, current: Dict[str, dict]) -> Dict[str, dict]:
+    return net_plans.assign(node.network, spec, current,
+                            [a for r in node.others(spec.name) for a in r.networks.values()])
+
+
+def _firewall(node: NodeFacts, chute: str, new: List[ChuteNetwork], old: List[ChuteNetwork]) -> List[Step]:
+    """Apply the firewall with the chute's new networks (undo: with its old ones); nothing when neither has any."""
+    if not new and not old:
+        return []
+    return [Step("apply_firewall", node.firewall(chute, new), "applying the firewall of chute networks",
+                 undo=Step("apply_firewall", node.firewall(chute, old), "restoring the firewall"))]
+
+
 def plan_install(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: Optional[str], now: float
                  ) -> List[Step]:
     labels = naming.labels(spec.name, spec.version)
     image_steps, refs = _images(node, spec, deployment, source_dir)
     network, volume = node.names.network(spec.name), node.names.volume(spec.name)
-    record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now, volume)
+    assigned = _assign(node, spec, {})
+    networks = net_plans.networks(node.names, node.network, spec, assigned)
+    record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now, volume,
+                         assigned)
     return (_adopt(source_dir) + image_steps + [
         Step("create_network", {"name": network, "labels": labels}, f"creating network {network}",
              undo=Step("remove_network", {"name": network}, f"removing network {network}")),
         Step("create_volume", {"name": volume, "labels": labels}, "creating the /data volume",
              undo=Step("remove_volume", {"name": volume}, "removing the /data volume")),
-    ] + _start_new(node, spec, deployment, refs, volume) + [
+    ] + [s for net in networks for s in net_plans.setup(net, node.network)]
+        + _firewall(node, spec.name, networks, [])
+        + _start_new(node, spec, deployment, refs, volume, networks) + [
         _save(record, None, f"recording {spec.name} {spec.version} as installed")])
 
 
@@ -169,27 +211,60 @@ def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: 
     labels = naming.labels(spec.name, spec.version)
     network, volume = node.names.network(spec.name), old.volume
     stop_first = old.state == RUNNING and bool(_ports(old.spec()) & _ports(spec))
+    assigned = _assign(node, spec, old.networks)
+    networks, old_networks = net_plans.networks(node.names, node.network, spec, assigned), node.networks_of(old)
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now,
-                         volume)
+                         volume, assigned)
     steps = _adopt(source_dir, old.source_dir) + image_steps + [
         Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists"),
         Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists"),
-    ]
+    ] + _network_changes(node, networks, old_networks) + _firewall(node, spec.name, networks, old_networks)
     if stop_first:
         steps += _stop(node, old, undo=True)
-    steps += _start_new(node, spec, deployment, refs, volume)
+    steps += _start_new(node, spec, deployment, refs, volume, networks)
     steps.append(_save(record, old, f"recording {spec.name} {spec.version} as installed"))
     if not stop_first:
         steps += _stop(node, old, undo=False)
-    return steps + _cleanup(node, old, keep_source=source_dir)
+    kept = {n.bridge for n in networks}
+    return steps + _cleanup(node, old, keep_source=source_dir) + [
+        s for net in old_networks if net.bridge not in kept for s in net_plans.teardown(net)]
+
+
+def _network_changes(node: NodeFacts, new: List[ChuteNetwork], old: List[ChuteNetwork]) -> List[Step]:
+    """Networks an update brings or changes (a changed one is set up again in place and, on rollback, set
+    back up as it was); unchanged ones are left alone, dropped ones go after the commit."""
+    before = {n.bridge: n for n in old}
+    steps = []
+    for net in new:
+        previous = before.get(net.bridge)
+        if previous == net:
+            continue
+        if previous is None:
+            steps += net_plans.setup(net, node.network)
+            continue
+        before_steps = net_plans.setup(previous, node.network)
+        after_steps = net_plans.setup(net, node.network, undo=False)
+        wanted = {step.action for step in after_steps}
+        # What the old network had and the new one lacks goes first (a rollback brings it back)...
+        for step in reversed(before_steps):
+            if step.action not in wanted:
+                steps.append(dataclasses.replace(step.undo, undo=dataclasses.replace(step, undo=None)))
+        # ...then the new settings, each undone by the old setting of the same piece.
+        restore = {step.action: dataclasses.replace(step, undo=None) for step in before_steps}
+        for step in after_steps:
+            steps.append(dataclasses.replace(step, undo=restore.get(step.action)))
+    return steps
 
 
 def plan_delete(node: NodeFacts, old: ChuteRecord) -> List[Step]:
     network, volume = node.names.network(old.name), old.volume
+    old_networks = node.networks_of(old)
+    firewall = [Step("apply_firewall", node.firewall(old.name, []), "removing the chute's firewall rules")
+                ] if old_networks else []
     return _stop(node, old, undo=old.state == RUNNING) + [
         Step("forget_chute", {"name": old.name}, f"removing {old.name} from the installed chutes", commit=True,
              undo=Step("restore_chute", {"name": old.name, "record": old.to_dict()}, "restoring the chute record")),
-    ] + _cleanup(node, old) + [
+    ] + _cleanup(node, old) + firewall + [s for net in old_networks for s in net_plans.teardown(net)] + [
         Step("remove_network", {"name": network}, f"removing network {network}"),
         Step("remove_volume", {"name": volume}, "removing the /data volume"),
     ]
@@ -205,7 +280,7 @@ def plan_stop(node: NodeFacts, old: ChuteRecord, now: float) -> List[Step]:
 
 
 def plan_start(node: NodeFacts, old: ChuteRecord, now: float) -> List[Step]:
-    return _start(node, old.spec(), old.deployment) + [
+    return _start(node, old.spec(), old.deployment, node.networks_of(old)) + [
         _save(_with_state(old, RUNNING, now), old, f"recording {old.name} as running")]
 
 
@@ -238,9 +313,20 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
     """
     steps: List[Step] = []
     to_start: List[str] = []
+    attach: List[Step] = []
     wanted = {"containers": set(), "networks": set(), "volumes": set(), "images": set()}
+    chute_networks = {r.name: node.networks_of(r) for r in records}
+    for record in records:
+        for net in chute_networks[record.name]:
+            steps += net_plans.setup(net, node.network, undo=False, commit=True)
+    if any(chute_networks.values()):
+        steps.append(Step("apply_firewall", net_plans.firewall_args(
+            node.network, [n for nets in chute_networks.values() for n in nets], node.policy.api_port),
+            "applying the firewall of chute networks", commit=True))
     for record in records:
         spec = record.spec()
+        if record.state == RUNNING:
+            attach += _attach(node, spec, record.deployment, chute_networks[record.name], commit=True)
         labels = naming.labels(spec.name, spec.version)
         network, volume = node.names.network(spec.name), record.volume
         wanted["networks"].add(network)
@@ -276,6 +362,7 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
     if to_start:
         steps.append(Step("start_containers", {"names": to_start}, f"starting {len(to_start)} service(s) together",
                           commit=True))
+    steps += attach
     steps += _orphans(observed, wanted, ("images", "networks", "volumes"))
     on_disk, pending = sources
     used = {r.source_dir for r in records if r.source_dir} | set(pending)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pdserver.chutes.source import thd_unpack_project
-from pdserver.chutes.spec import SpecError, build, convert_legacy
+from pdserver.chutes.spec import DhcpSpec, SpecError, build, convert_legacy
 from pdtools.project import ProjectError, check_project, read_description
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "paradrop-chutes"
@@ -90,7 +90,12 @@ def test_the_multi_service_form_takes_every_key_of_paradrop_s_schema():
     assert (light.source, light.command, light.dns, light.as_root) == (
         "web", ("python3", "-m", "http.server", "8000"), ("9.9.9.9",), True)
     assert dict(light.environment) == {"DEBUG": "false", "WORKERS": "4", "RATIO": "0.5", "NAME": "light"}
-    assert (db.command, db.interfaces) == ("sleep 3600", ("wlan0",))
+    [wlan0] = db.interfaces
+    assert db.command == "sleep 3600"
+    assert (wlan0.name, wlan0.type, wlan0.dhcp, wlan0.dns, wlan0.hwmode) == (
+        "wlan0", "wifi-ap", DhcpSpec(start=4, limit=250, leasetime="12h"), ("192.168.128.1",), "11g")
+    assert wlan0.wireless_options() == {"ssid": "ParaDrop", "key": "password", "hidden": False, "isolate": True,
+                                        "maxassoc": 100}
 
 
 def test_python2_and_other_bases_we_do_not_build_name_the_field_and_our_bases():
@@ -104,9 +109,43 @@ def test_python2_and_other_bases_we_do_not_build_name_the_field_and_our_bases():
     assert refused({"name": "x", "version": 1, "type": "light", "image": "ruby", "command": "c"}).field == "image"
 
 
-def test_legacy_net_objects_are_refused_saying_interfaces_are_not_available_yet():
-    error = refused(fixture("legacy-net"))
-    assert error.field == "config.net" and "not available" in error.message
+def test_legacy_net_objects_become_the_interfaces_of_service_main():
+    spec = check_project(FIXTURES / "legacy-net")
+    [wlan0] = spec.service("main").interfaces
+    assert (wlan0.name, wlan0.type, wlan0.dhcp) == ("wlan0", "wifi-ap", DhcpSpec(100, 50, "12h"))
+    assert wlan0.wireless_options() == {"ssid": "ParaDrop"}
+    converted = convert_legacy({"name": "x", "version": 1, "use": "busybox", "command": "c", "config": {"net": {
+        "wifi": {"type": "wifi", "intfName": "wlan0", "ssid": "S", "key": "12345678", "ipv4_network": "10.9.0.0/24",
+        "options": {"hidden": True, "maxassoc": 5}, "requests": {"hwmode": "11a"}, "dns": ["1.1.1.1"]},
+        "tag": {"type": "vlan", "intfName": "lan1", "vlan_id": 42, "dhcp": {"leasetime": "1h", "start": 3}},
+        "mon": {"type": "wifi", "mode": "monitor", "intfName": "mon0"}}}})
+    assert converted["services"]["main"]["interfaces"] == {
+        "wlan0": {"type": "wifi-ap", "wireless": {"ssid": "S", "key": "12345678", "hidden": True, "maxassoc": 5},
+                  "requirements": {"hwmode": "11a", "ipv4_network": "10.9.0.0/24"}, "dns": ["1.1.1.1"]},
+        "lan1": {"type": "vlan", "vlan-id": 42, "dhcp": {"leasetime": "1h", "start": 3}},
+        "mon0": {"type": "monitor"}}
+
+
+@pytest.mark.parametrize("net, field", [
+    ({"wifi": {"type": "wifi", "mode": "sta", "intfName": "wlan0"}}, "config.net.wifi.type"),
+    ({"wifi": {"type": "wan", "intfName": "eth1"}}, "config.net.wifi.type"),
+    ({"wifi": {"type": "wifi"}}, "config.net.wifi.intfName"),
+    ({"wifi": {"type": "wifi", "intfName": "wlan0", "colour": 1}}, "config.net.wifi.colour"),
+    ({"wifi": {"type": "wifi", "intfName": "wlan0", "dhcp": {"relay": "10.0.0.1"}}}, "config.net.wifi.dhcp.relay"),
+    ({"a": {"type": "vlan", "vlan_id": 2, "intfName": "v0"}, "b": {"type": "vlan", "vlan_id": 3, "intfName": "v0"}},
+     "config.net.b.intfName"),
+    ({"wifi": {"type": "wifi", "intfName": "wlan0", "l3bridge": "wan"}},
+     "services.main.interfaces.wlan0.l3bridge"),
+    ({"wifi": {"type": "wifi", "intfName": "wlan0", "ipv4_network": "10.0.0.0/8"}},
+     "services.main.interfaces.wlan0.requirements.ipv4_network"),
+    ({"wifi": {"type": "wifi", "intfName": "wlan0", "ipv4_network": "10.0.0.7/24"}},
+     "services.main.interfaces.wlan0.requirements.ipv4_network"),
+    ({"wifi": {"type": "wifi", "intfName": "eth0"}}, "services.main.interfaces.eth0"),
+    ({"v": {"type": "vlan", "intfName": "v0"}}, "services.main.interfaces.v0.vlan-id"),
+])
+def test_legacy_net_objects_we_cannot_give_name_their_field(net, field):
+    error = refused({"name": "x", "version": 1, "use": "busybox", "command": "c", "config": {"net": net}})
+    assert (error.field, error.status) == (field, 400), error.message
 
 
 @pytest.mark.parametrize("mutate, field", [

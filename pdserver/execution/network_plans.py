@@ -1,0 +1,275 @@
+"""Plans for the host networks of chutes (Wi-Fi access points, VLANs of the LAN port): pure functions.
+
+A chute network is a bridge on the host holding the host side (a VLAN subinterface of the LAN port, or an AP
+interface on a radio), a dnsmasq on the bridge, a hostapd for an AP, and a veth into the service's container
+renamed to the interface name the chute asked for. The bridge has the subnet's first address (the clients'
+router and DNS), the container the second. Subnets and radios are assigned once and recorded with the chute,
+so an update or a restart keeps them.
+"""
+import dataclasses
+import ipaddress
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from pdserver import errors
+from pdserver.chutes.naming import ChuteNames
+from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
+from pdserver.execution.steps import Step
+
+
+@dataclasses.dataclass(frozen=True)
+class Radio:
+    """A radio of the host config's ``wifi`` list. ``driver: wired`` makes ``interface`` (a wired port) the AP
+    device itself: hostapd's wired driver, the radio-less path; with nl80211 an AP interface is added on ``id``
+    (the phy)."""
+    id: str
+    driver: str = "nl80211"
+    interface: Optional[str] = None
+    channel: int = 1
+    hwmode: str = "11g"
+    country: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkFacts:
+    """What network plans need of the host config."""
+    pool: str = "10.128.0.0/9"
+    prefix: int = 24
+    lan: Optional[str] = None
+    wan: Optional[str] = None
+    radios: Tuple[Radio, ...] = ()
+    reserved: Tuple[str, ...] = ()
+
+    @classmethod
+    def from_hostconfig(cls, config: dict) -> "NetworkFacts":
+        system, lan = config.get("system") or {}, config.get("lan") or {}
+        reserved = []
+        if lan.get("ipaddr") and lan.get("netmask"):
+            reserved.append(str(ipaddress.IPv4Interface(f"{lan['ipaddr']}/{lan['netmask']}").network))
+        radios = tuple(Radio(id=r["id"], driver=r.get("driver", "nl80211"), interface=r.get("interface"),
+                             channel=r.get("channel", 1), hwmode=r.get("hwmode", "11g"), country=r.get("country"))
+                       for r in config.get("wifi") or ())
+        return cls(pool=system.get("chuteSubnetPool", cls.pool), prefix=system.get("chutePrefixSize", cls.prefix),
+                   lan=(lan.get("interfaces") or [None])[0], wan=(config.get("wan") or {}).get("interface"),
+                   radios=radios, reserved=tuple(reserved))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChuteNetwork:
+    """One interface of one service, with what the node assigned to it."""
+    chute: str
+    service: str
+    interface: InterfaceSpec
+    subnet: str
+    radio: Optional[Radio]
+    bridge: str
+    host_link: Optional[str]  # the VLAN subinterface or nl80211 AP interface we make (None: wired AP device)
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}.{self.interface.name}"
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's address with its prefix: the clients' router and DNS server."""
+        network = ipaddress.IPv4Network(self.subnet)
+        return f"{network.network_address + 1}/{network.prefixlen}"
+
+    @property
+    def chute_address(self) -> str:
+        network = ipaddress.IPv4Network(self.subnet)
+        return f"{network.network_address + 2}/{network.prefixlen}"
+
+    @property
+    def ap_device(self) -> Optional[str]:
+        if self.interface.type != "wifi-ap" or self.radio is None:
+            return None
+        return self.radio.interface if self.radio.driver == "wired" else self.host_link
+
+    def dhcp_child(self) -> str:
+        return f"dnsmasq-{self.bridge}"
+
+    def ap_child(self) -> str:
+        return f"hostapd-{self.bridge}"
+
+
+def _field(service: str, interface: str, *rest: str) -> str:
+    return ".".join(("services", service, "interfaces", interface) + rest)
+
+
+def _overlaps(network: ipaddress.IPv4Network, others: Iterable[ipaddress.IPv4Network]) -> bool:
+    return any(network.overlaps(other) for other in others)
+
+
+def _free_subnet(facts: NetworkFacts, taken: List[ipaddress.IPv4Network], field: str) -> ipaddress.IPv4Network:
+    pool = ipaddress.IPv4Network(facts.pool)
+    for candidate in pool.subnets(new_prefix=max(facts.prefix, pool.prefixlen)):
+        if not _overlaps(candidate, taken):
+            return candidate
+    raise errors.Unavailable(f"the chute subnet pool {facts.pool} has no free /{facts.prefix} left", field=field)
+
+
+def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field: str) -> Radio:
+    wanted = [r for r in facts.radios if interface.hwmode in (None, r.hwmode)]
+    free = [r for r in wanted if r.id not in taken]
+    if free:
+        return free[0]
+    if not facts.radios:
+        raise errors.Conflict(f"{field}: a {interface.type} needs a radio and this node has none in its host "
+                              "config (wifi)", field=field)
+    if not wanted:
+        raise errors.Conflict(f"{field}: no radio of this node does {interface.hwmode} (radios: "
+                              f"{', '.join(f'{r.id} {r.hwmode}' for r in facts.radios)})", field=field)
+    raise errors.Conflict(f"{field}: every radio for it is in use (by {', '.join(sorted(taken))})", field=field)
+
+
+def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], others: Iterable[dict]) -> Dict[str, dict]:
+    """Subnet and radio of each interface of ``spec``: kept from ``current`` (the chute's own record) when
+    still free, else new; ``others`` are the assignments of the other chutes. Raises a 4xx naming the field
+    when a wanted subnet overlaps, the pool is full or no radio fits."""
+    others = list(others)
+    subnets = [ipaddress.IPv4Network(n) for n in facts.reserved] + [
+        ipaddress.IPv4Network(a["subnet"]) for a in others]
+    radios = {a["radio"] for a in others if a.get("radio")}
+    vlans = {a["vlan"] for a in others if a.get("vlan")}
+    out: Dict[str, dict] = {}
+    for svc in spec.services:
+        for interface in svc.interfaces:
+            key, field = f"{svc.name}.{interface.name}", _field(svc.name, interface.name)
+            kept = current.get(key) or {}
+            if interface.ipv4_network:
+                subnet = ipaddress.IPv4Network(interface.ipv4_network)
+                if _overlaps(subnet, subnets):
+                    raise errors.Conflict(f"{interface.ipv4_network} overlaps a network of this node or of another "
+                                          "chute", field=_field(svc.name, interface.name, "requirements",
+                                                                "ipv4_network"))
+            elif kept.get("subnet") and not _overlaps(ipaddress.IPv4Network(kept["subnet"]), subnets):
+                subnet = ipaddress.IPv4Network(kept["subnet"])
+            else:
+                subnet = _free_subnet(facts, subnets, field)
+            subnets.append(subnet)
+            assigned = {"subnet": str(subnet)}
+            if interface.type in ("wifi-ap", "monitor"):
+                radio = kept.get("radio")
+                if radio not in {r.id for r in facts.radios} or radio in radios:
+                    radio = _radio_for(facts, interface, radios, field).id
+                radios.add(radio)
+                assigned["radio"] = radio
+            if interface.type == "vlan":
+                if not facts.lan:
+                    raise errors.Conflict(f"{field}: a vlan network is a tag on the LAN port and this node's host "
+                                          "config names no LAN interface (lan.interfaces)", field=field)
+                if interface.vlan_id in vlans:
+                    raise errors.Conflict(f"VLAN {interface.vlan_id} is another chute's already",
+                                          field=_field(svc.name, interface.name, "vlan-id"))
+                vlans.add(interface.vlan_id)
+                assigned["vlan"] = interface.vlan_id
+            out[key] = assigned
+    return out
+
+
+def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: Dict[str, dict]
+             ) -> List[ChuteNetwork]:
+    """The chute's networks from its spec and assignments (radios the host config no longer has: None)."""
+    radios = {r.id: r for r in facts.radios}
+    out = []
+    for svc in spec.services:
+        for interface in svc.interfaces:
+            given = assigned[f"{svc.name}.{interface.name}"]
+            radio = radios.get(given.get("radio"))
+            kind = {"vlan": "pl", "wifi-ap": "pa", "monitor": "pm"}[interface.type]
+            host_link = names.link(kind, spec.name, svc.name, interface.name)
+            if interface.type == "wifi-ap" and radio is not None and radio.driver == "wired":
+                host_link = None
+            out.append(ChuteNetwork(spec.name, svc.name, interface, given["subnet"], radio,
+                                    names.link("pd", spec.name, svc.name, interface.name), host_link))
+    return out
+
+
+def _ssid(net: ChuteNetwork) -> str:
+    return net.interface.wireless_options().get("ssid") or f"ParaDrop {net.chute}"[:32]
+
+
+def _ap_args(net: ChuteNetwork) -> dict:
+    radio = net.radio
+    wireless = net.interface.wireless_options()
+    return {"child": net.ap_child(), "chute": net.chute, "interface": net.ap_device, "bridge": net.bridge,
+            "driver": radio.driver, "channel": radio.channel, "hwmode": radio.hwmode, "country": radio.country,
+            "ssid": _ssid(net), **{k: v for k, v in wireless.items() if k != "ssid"}}
+
+
+def _dhcp_args(net: ChuteNetwork) -> dict:
+    dhcp = net.interface.dhcp
+    return {"child": net.dhcp_child(), "bridge": net.bridge, "address": net.gateway, "start": dhcp.start,
+            "limit": dhcp.limit, "leasetime": dhcp.leasetime, "dns": list(net.interface.dns)}
+
+
+def setup(net: ChuteNetwork, facts: NetworkFacts, undo: bool = True, commit: bool = False) -> List[Step]:
+    """Make one network: bridge, host side, DHCP, AP. With ``undo`` each step takes itself back (an install
+    that fails leaves nothing); every step is idempotent, so reconciliation runs the same steps again."""
+    def step(action, args, description, undo_step=None):
+        return Step(action, args, description, undo=undo_step if undo else None, commit=commit)
+
+    name = f"{net.key} of {net.chute}"
+    if net.interface.type == "monitor":
+        raise errors.Conflict(f"{_field(net.service, net.interface.name)}: monitor interfaces need a radio with "
+                              "nl80211 monitor mode, which this node does not give yet",
+                              field=_field(net.service, net.interface.name))
+    if net.interface.type == "wifi-ap" and net.radio is None:
+        raise errors.Conflict(f"the radio assigned to {name} is gone from the host config",
+                              field=_field(net.service, net.interface.name))
+    steps = [step("ensure_bridge", {"name": net.bridge, "address": net.gateway},
+                  f"making bridge {net.bridge} ({net.gateway}) for {name}",
+                  Step("remove_link", {"name": net.bridge}, f"removing bridge {net.bridge}"))]
+    if net.interface.type == "vlan":
+        steps.append(step("ensure_vlan", {"parent": facts.lan, "vlan_id": net.interface.vlan_id,
+                                          "name": net.host_link, "master": net.bridge},
+                          f"tagging VLAN {net.interface.vlan_id} on {facts.lan} into {net.bridge}",
+                          Step("remove_link", {"name": net.host_link}, f"removing VLAN link {net.host_link}")))
+    elif net.radio.driver == "wired":
+        steps.append(step("set_master", {"link": net.radio.interface, "master": net.bridge},
+                          f"putting {net.radio.interface} into {net.bridge}",
+                          Step("set_master", {"link": net.radio.interface, "master": None},
+                               f"taking {net.radio.interface} out of {net.bridge}")))
+    else:
+        steps.append(step("ensure_ap_interface", {"phy": net.radio.id, "name": net.host_link},
+                          f"adding AP interface {net.host_link} on {net.radio.id}",
+                          Step("remove_link", {"name": net.host_link}, f"removing AP interface {net.host_link}")))
+    if net.interface.dhcp is not None:
+        steps.append(step("start_dhcp", _dhcp_args(net), f"starting DHCP on {net.bridge}",
+                          Step("stop_dhcp", {"child": net.dhcp_child(), "bridge": net.bridge},
+                               f"stopping DHCP on {net.bridge}")))
+    if net.interface.type == "wifi-ap":
+        steps.append(step("start_ap", _ap_args(net), f"starting access point {_ssid(net)!r} on {net.ap_device}",
+                          Step("stop_ap", {"child": net.ap_child()}, f"stopping the access point of {name}")))
+    return steps
+
+
+def teardown(net: ChuteNetwork) -> List[Step]:
+    """Remove one network; idempotent (after a commit, and again on recovery)."""
+    steps = [Step("stop_ap", {"child": net.ap_child()}, f"stopping the access point of {net.key}")]
+    steps.append(Step("stop_dhcp", {"child": net.dhcp_child(), "bridge": net.bridge},
+                      f"stopping DHCP on {net.bridge}"))
+    if net.host_link:
+        steps.append(Step("remove_link", {"name": net.host_link}, f"removing {net.host_link}"))
+    elif net.radio is not None and net.radio.interface:
+        steps.append(Step("set_master", {"link": net.radio.interface, "master": None},
+                          f"taking {net.radio.interface} out of {net.bridge}"))
+    steps.append(Step("remove_link", {"name": net.bridge}, f"removing bridge {net.bridge}"))
+    return steps
+
+
+def attach(names: ChuteNames, net: ChuteNetwork, container: str, deployment: int, commit: bool = False) -> Step:
+    """The veth that gives a running container the interface (after each start: a new process has a new
+    network namespace)."""
+    return Step("attach_interface", {
+        "container": container, "bridge": net.bridge, "inner": net.interface.name, "address": net.chute_address,
+        "host_name": names.link("pv", net.chute, net.service, net.interface.name, deployment)},
+        f"giving service {net.service} its interface {net.interface.name} ({net.chute_address})", commit=commit)
+
+
+def firewall_args(facts: NetworkFacts, all_networks: Iterable[ChuteNetwork], api_port: int) -> dict:
+    """The whole firewall of chute networks (it is applied as one transaction)."""
+    return {"wan": facts.wan, "api_port": api_port,
+            "networks": sorted(({"chute": n.chute, "bridge": n.bridge, "subnet": n.subnet,
+                                 "gateway": n.gateway.split("/")[0]} for n in all_networks),
+                               key=lambda n: n["bridge"])}

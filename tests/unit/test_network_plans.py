@@ -1,0 +1,156 @@
+"""Plans of chute networks: assignment of subnets, radios and VLANs, and the steps of each change."""
+import pytest
+
+from pdserver import errors
+from pdserver.chutes.naming import ChuteNames
+from pdserver.chutes.policy import NodePolicy
+from pdserver.chutes.spec import build
+from pdserver.chutes.store import RUNNING, ChuteRecord
+from pdserver.execution import chute_plans as plans
+from pdserver.execution import network_plans as net_plans
+from pdserver.execution.network_plans import NetworkFacts, Radio
+
+WIRED = Radio(id="radio0", driver="wired", interface="veth-ap")
+PHY = Radio(id="phy0", hwmode="11a", channel=36)
+FACTS = NetworkFacts(pool="10.128.0.0/9", prefix=24, lan="lan0", wan="wan0", radios=(WIRED,),
+                     reserved=("10.128.0.0/24",))
+
+
+def chute(name="ap", interfaces=None, version=1):
+    interfaces = interfaces if interfaces is not None else {
+        "wlan0": {"type": "wifi-ap", "dhcp": {"start": 10, "limit": 20}, "wireless": {"ssid": "Hi", "key": "k" * 8}}}
+    return build({"name": name, "version": version, "services": {"main": {
+        "type": "image", "image": "paradrop/busybox", "command": "sleep 1000", "interfaces": interfaces}}})
+
+
+def node(facts=FACTS, chutes=()):
+    return plans.NodeFacts(ChuteNames("node-1"), NodePolicy(8080), network=facts, chutes=tuple(chutes))
+
+
+def record(spec, networks, deployment=1):
+    return ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, None, 0.0, 0.0, "vol", networks)
+
+
+def test_subnets_come_from_the_pool_past_reserved_and_taken_ones_and_are_kept_on_update():
+    first = net_plans.assign(FACTS, chute(), {}, [])
+    assert first == {"main.wlan0": {"subnet": "10.128.1.0/24", "radio": "radio0"}}
+    second = net_plans.assign(FACTS, chute("vl", {"lan1": {"type": "vlan", "vlan-id": 7, "dhcp": {}}}), {},
+                              first.values())
+    assert second == {"main.lan1": {"subnet": "10.128.2.0/24", "vlan": 7}}
+    kept = {"main.wlan0": {"subnet": "10.128.9.0/24", "radio": "radio0"}}
+    assert net_plans.assign(FACTS, chute(), kept, second.values()) == kept
+
+
+@pytest.mark.parametrize("facts, spec, others, error, field", [
+    (NetworkFacts(radios=()), chute(), [], errors.Conflict, "services.main.interfaces.wlan0"),
+    (NetworkFacts(radios=(WIRED,)), chute(interfaces={"wlan0": {"type": "wifi-ap", "requirements": {
+        "hwmode": "11a"}}}), [], errors.Conflict, "services.main.interfaces.wlan0"),
+    (FACTS, chute(), [{"subnet": "10.128.5.0/24", "radio": "radio0"}], errors.Conflict,
+     "services.main.interfaces.wlan0"),
+    (FACTS, chute(interfaces={"v": {"type": "vlan", "vlan-id": 3}}), [{"subnet": "10.128.5.0/24", "vlan": 3}],
+     errors.Conflict, "services.main.interfaces.v.vlan-id"),
+    (NetworkFacts(lan=None), chute(interfaces={"v": {"type": "vlan", "vlan-id": 3}}), [], errors.Conflict,
+     "services.main.interfaces.v"),
+    (FACTS, chute(interfaces={"v": {"type": "vlan", "vlan-id": 3, "requirements": {
+        "ipv4_network": "10.128.0.0/25"}}}), [], errors.Conflict, "services.main.interfaces.v.requirements.ipv4_network"),
+    (NetworkFacts(pool="10.0.0.0/24", prefix=24, lan="l", reserved=("10.0.0.0/24",)),
+     chute(interfaces={"v": {"type": "vlan", "vlan-id": 3}}), [], errors.Unavailable, "services.main.interfaces.v"),
+])
+def test_what_a_node_cannot_give_is_refused_naming_the_interface(facts, spec, others, error, field):
+    with pytest.raises(error) as caught:
+        net_plans.assign(facts, spec, {}, others)
+    assert caught.value.field == field and caught.value.status in (409, 503)
+
+
+def test_the_missing_radio_is_named_in_the_message():
+    with pytest.raises(errors.Conflict) as caught:
+        net_plans.assign(NetworkFacts(radios=(WIRED,)), chute(interfaces={"wlan0": {
+            "type": "wifi-ap", "requirements": {"hwmode": "11a"}}}), {}, [])
+    assert "11a" in caught.value.message and "radio0 11g" in caught.value.message
+
+
+def actions(steps):
+    return [s.action for s in steps]
+
+
+def test_an_install_makes_the_network_before_the_containers_and_attaches_after_each_start():
+    steps = plans.plan_install(node(), chute(), 5, None, 0.0)
+    names = actions(steps)
+    assert names[names.index("create_volume") + 1:names.index("create_container")] == [
+        "ensure_bridge", "set_master", "start_dhcp", "start_ap", "apply_firewall"]
+    assert names.index("start_container") < names.index("attach_interface") < names.index("wait_ready")
+    for step in steps[names.index("ensure_bridge"):names.index("apply_firewall") + 1]:
+        assert step.undo is not None, step.action
+    bridge = steps[names.index("ensure_bridge")].args
+    assert bridge["address"] == "10.128.1.1/24" and len(bridge["name"]) <= 15
+    attach = steps[names.index("attach_interface")].args
+    assert (attach["inner"], attach["address"], attach["bridge"]) == ("wlan0", "10.128.1.2/24", bridge["name"])
+    ap = steps[names.index("start_ap")].args
+    assert (ap["interface"], ap["driver"], ap["ssid"], ap["key"]) == ("veth-ap", "wired", "Hi", "k" * 8)
+    dhcp = steps[names.index("start_dhcp")].args
+    assert (dhcp["start"], dhcp["limit"], dhcp["address"]) == (10, 20, "10.128.1.1/24")
+    saved = steps[names.index("save_chute")].args["record"]
+    assert saved["networks"] == {"main.wlan0": {"subnet": "10.128.1.0/24", "radio": "radio0"}}
+
+
+def test_the_firewall_holds_every_chute_s_networks():
+    other = chute("vl", {"lan1": {"type": "vlan", "vlan-id": 7}})
+    installed = record(other, {"main.lan1": {"subnet": "10.128.7.0/24", "vlan": 7}})
+    steps = plans.plan_install(node(chutes=[installed]), chute(), 5, None, 0.0)
+    [firewall] = [s for s in steps if s.action == "apply_firewall"]
+    assert [n["subnet"] for n in firewall.args["networks"]] == sorted(
+        ["10.128.7.0/24", "10.128.1.0/24"], key=lambda s: [n["subnet"] for n in firewall.args["networks"]].index(s))
+    assert {n["chute"] for n in firewall.args["networks"]} == {"ap", "vl"}
+    assert [n["chute"] for n in firewall.undo.args["networks"]] == ["vl"]
+    assert firewall.args["wan"] == "wan0" and firewall.args["api_port"] == 8080
+
+
+def test_a_delete_tears_networks_down_after_its_commit():
+    spec = chute()
+    old = record(spec, {"main.wlan0": {"subnet": "10.128.1.0/24", "radio": "radio0"}})
+    steps = plans.plan_delete(node(chutes=[old]), old)
+    names = actions(steps)
+    commit = names.index("forget_chute")
+    assert set(names[commit:]) >= {"stop_ap", "stop_dhcp", "set_master", "remove_link", "apply_firewall"}
+    assert not any(a in names[:commit] for a in ("stop_ap", "remove_link"))
+    [firewall] = [s for s in steps if s.action == "apply_firewall"]
+    assert firewall.args["networks"] == []
+
+
+def test_an_update_leaves_an_unchanged_network_alone_and_sets_a_changed_one_back_on_rollback():
+    spec = chute()
+    old = record(spec, {"main.wlan0": {"subnet": "10.128.1.0/24", "radio": "radio0"}})
+    same = plans.plan_update(node(chutes=[old]), old, chute(version=2), 9, None, 0.0)
+    assert not {"ensure_bridge", "start_ap", "stop_ap", "remove_link"} & set(actions(same))
+    assert "attach_interface" in actions(same)
+    changed = plans.plan_update(node(chutes=[old]), old, chute(version=2, interfaces={"wlan0": {
+        "type": "wifi-ap", "wireless": {"ssid": "New"}}}), 9, None, 0.0)
+    [ap] = [s for s in changed if s.action == "start_ap"]
+    assert ap.args["ssid"] == "New" and ap.undo.action == "start_ap" and ap.undo.args["ssid"] == "Hi"
+    [dhcp_stop] = [s for s in changed if s.action == "stop_dhcp"]  # the new version has no DHCP
+    assert actions(changed).index("stop_dhcp") < actions(changed).index("save_chute")
+    assert dhcp_stop.args["bridge"] == ap.args["bridge"] and dhcp_stop.undo.action == "start_dhcp"
+
+
+def test_an_update_that_drops_an_interface_removes_its_network_after_the_commit():
+    old = record(chute(), {"main.wlan0": {"subnet": "10.128.1.0/24", "radio": "radio0"}})
+    steps = plans.plan_update(node(chutes=[old]), old, chute(version=2, interfaces={}), 9, None, 0.0)
+    names = actions(steps)
+    assert names.index("save_chute") < names.index("stop_ap") < names.index("remove_link")
+
+
+def test_reconciliation_sets_every_network_up_again_and_attaches_running_services():
+    old = record(chute(), {"main.wlan0": {"subnet": "10.128.1.0/24", "radio": "radio0"}})
+    container = ChuteNames("node-1").container("ap", "main", 1)
+    observed = {"containers": {container: {"running": True}}, "networks": {}, "volumes": {}, "images": {}}
+    steps = plans.plan_reconcile(node(chutes=[old]), [old], observed)
+    names = actions(steps)
+    assert {"ensure_bridge", "set_master", "start_ap", "apply_firewall", "attach_interface"} <= set(names)
+    assert all(s.commit and s.undo is None for s in steps)
+
+
+def test_a_monitor_interface_is_refused_at_planning_with_its_field():
+    spec = chute(interfaces={"mon0": {"type": "monitor"}})
+    with pytest.raises(errors.Conflict) as caught:
+        plans.plan_install(node(), spec, 5, None, 0.0)
+    assert caught.value.field == "services.main.interfaces.mon0"
