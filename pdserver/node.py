@@ -34,7 +34,11 @@ from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
 from pdserver.storage import open_database
+from pdserver.chutes.networks import NetworkFacts
+from pdserver.execution.network_actions import NetworkActions
+from pdserver.sysconfig.host_network import HostNetwork
 from pdserver.sysconfig.hostconfig import HostConfigStore
+from pdserver.sysconfig.supervisor import Supervisor
 
 log = Logger()
 
@@ -99,19 +103,25 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, names.node_labels(),
                                  chute_environment(settings, gateways, tokens), settings.ready_grace,
                                  settings.ready_timeout)
-    executor = Executor({**host_actions(hostconfig), **chute_actions.actions()}, after_step=crash_hook(settings))
+    supervisor = Supervisor(reactor, settings.state_dir / "run" / "children",
+                            on_event=ChildEvents(audit).event)
+    network = HostNetwork(reactor, in_thread, supervisor, settings.state_dir, settings.network_netns)
+    network_facts = lambda: NetworkFacts.from_hostconfig(hostconfig.load())  # noqa: E731
+    executor = Executor({**host_actions(hostconfig), **chute_actions.actions(),
+                         **NetworkActions(network, engine).actions()}, after_step=crash_hook(settings))
     chute_handlers = ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
-                                   settings.chute_sources_dir, lambda: pending_sources(queue))
+                                   settings.chute_sources_dir, lambda: pending_sources(queue), network_facts)
     queue.plug({**HostConfigHandlers(executor, hostconfig).handlers(), **chute_handlers.handlers(), **(handlers or {})},
                recover=RecoveryHandler(executor),
                on_finished=AfterChange(audit, gateways, chute_handlers.finished).finished)
 
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
                   monitor=ChuteMonitor(engine, names, reactor), chute_policy=policy.current,
-                  run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds())
+                  run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds(), names=names, network=network,
+                  network_facts=network_facts)
 
     root = SequentialMultiService()
-    for part in (hashing, engine, queue, http, gateways, ReconcileAtStart(queue)):
+    for part in (hashing, engine, supervisor, queue, http, gateways, ReconcileAtStart(queue)):
         part.setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
 
@@ -120,6 +130,19 @@ def prepare_state_dir(settings: Settings) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.state_dir, 0o700)
     settings.chute_sources_dir.mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / "run" / "children").mkdir(parents=True, exist_ok=True)
+
+
+class ChildEvents:
+    """Child-process events worth an audit record: a crash loop starts or ends (others go to the log)."""
+
+    def __init__(self, audit: AuditLog):
+        self._audit = audit
+
+    def event(self, name: str, event: str, details: dict) -> None:
+        if event in ("crash_loop", "recovered"):
+            self._audit.record("node", f"child_{event}", "failed" if event == "crash_loop" else "ok",
+                               target=name, detail=details)
 
 
 def run_in_thread(reactor):

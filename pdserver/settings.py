@@ -41,6 +41,8 @@ class Settings:
     admin_password: Optional[str] = dataclasses.field(default=None, repr=False)
     test_faults: bool = False
     crash_after_step: Optional[int] = None
+    # The network namespace (``ip netns``) where chute networks are made; None: the host's. Tests set it.
+    network_netns: Optional[str] = None
 
     SECRET_FIELDS = frozenset({"admin_password"})
 

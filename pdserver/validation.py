@@ -4,7 +4,9 @@ Messages are built here from the failed keyword and a shortened view of the valu
 validator's own message, which formats the whole (possibly huge) instance. jsonschema (about 3 MB of resident
 memory) is imported by the first check, not at start: an idle node validates nothing.
 """
+import functools
 import itertools
+import re
 import reprlib
 from typing import TYPE_CHECKING, Optional
 
@@ -26,12 +28,29 @@ class SchemaError(InvalidInput):
     """An instance its schema refuses; ``code`` says how (unknown, missing or invalid field)."""
 
 
+_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+@functools.lru_cache(maxsize=512)
+def _strict(pattern: str) -> "re.Pattern":
+    """A schema pattern with ECMA-262's ``$`` (the end of the string): Python's also matches before a final
+    newline, which would let "name\n" through ``^[a-z]+$`` into a file or command line."""
+    return re.compile(_DOLLAR.sub(r"\\Z", pattern))
+
+
+def _pattern(validator, pattern, instance, schema):
+    from jsonschema.exceptions import ValidationError
+    if validator.is_type(instance, "string") and not _strict(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 def _validator_for(schema: dict) -> "Draft202012Validator":
     key = id(schema)
     if key not in _validators:
-        from jsonschema.validators import Draft202012Validator
+        from jsonschema.validators import Draft202012Validator, extend
         Draft202012Validator.check_schema(schema)
-        _validators[key] = (schema, Draft202012Validator(schema))
+        strict = extend(Draft202012Validator, {"pattern": _pattern})
+        _validators[key] = (schema, strict(schema))
     return _validators[key][1]
 
 

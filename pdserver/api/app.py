@@ -1,26 +1,33 @@
 """The Edge API: every resource's routes in one router, served by one listener."""
+import functools
+
 from pdserver.api.accounts import AccountsResource
 from pdserver.api.audit import AuditResource
 from pdserver.api.changes import ChangesResource
 from pdserver.api.chute_logs import ChuteLogsResource
+from pdserver.api.chute_networks import ChuteNetworksResource
 from pdserver.api.chutes import ChutesResource
 from pdserver.api.config import ConfigResource
 from pdserver.api.connections import ConnectionGuard, default_max_connections
 from pdserver.api.dispatch import ApiResource
 from pdserver.api.info import InfoResource
+from pdserver.api.network import NetworkResource, thd_devices
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
+from pdserver.chutes.networks import NetworkFacts
 
 
 def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_policy,
-                  run_in_thread, clock, started_at: float) -> None:
+                  run_in_thread, clock, started_at: float, names, network, network_facts=NetworkFacts) -> None:
     """Every resource's routes on ``router`` (which may already be listening: it serves what it has)."""
+    devices = functools.partial(run_in_thread, thd_devices)
     for resource in (AccountsResource(auth), InfoResource(started_at, clock), ChangesResource(queue),
                      ChutesResource(queue, chutes, monitor, chute_policy, settings.chute_sources_dir,
-                                    settings.max_upload_bytes, run_in_thread),
-                     ChuteLogsResource(chutes, monitor),
-                     ConfigResource(settings, queue, hostconfig_store), AuditResource(auth.audit),
+                                    settings.max_upload_bytes, run_in_thread, network_facts),
+                     ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),
+                     ConfigResource(settings, queue, hostconfig_store, devices), NetworkResource(devices),
+                     AuditResource(auth.audit),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
 

@@ -14,8 +14,9 @@ from pdserver import errors
 from pdserver.api.body import INLINE_BYTES, TAR_TYPES, media_type, parse_json, raw_json
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
 from pdserver.auth.roles import Permission
-from pdserver.chutes import checks, policy
+from pdserver.chutes import checks, networks, policy
 from pdserver.chutes.source import DESCRIPTION, thd_unpack_project
+from pdserver.chutes.networks import NetworkFacts
 from pdserver.chutes.spec import ChuteSpec, SpecError, build
 
 _RESTART_BODY = {"type": "object", "additionalProperties": False, "required": ["environment"],
@@ -42,9 +43,10 @@ class ChutesResource:
     routes = RouteTable("chutes")
 
     def __init__(self, queue, store, monitor, chute_policy: Callable[[], policy.NodePolicy], sources_dir: Path,
-                 max_upload_bytes: int, run_in_thread):
-        """``chute_policy()`` is the node's policy for chutes as it stands (the change handler applies it
-        again at run time)."""
+                 max_upload_bytes: int, run_in_thread, network_facts: Callable[[], NetworkFacts] = NetworkFacts):
+        """``chute_policy()`` and ``network_facts()`` are the node's policy for chutes and its host networks as
+        they stand (the change handler checks both again at run time)."""
+        self._network_facts = network_facts
         self._queue = queue
         self._store = store
         self._monitor = monitor
@@ -89,13 +91,12 @@ class ChutesResource:
         return config, spec, None
 
     def _check_supported(self, spec: ChuteSpec) -> None:
-        """Refuse what this node cannot give (yet, or by its policy) rather than queue a change that fails."""
-        for service in spec.services:
-            if service.interfaces:
-                raise errors.InvalidInput(
-                    "network interfaces (wifi-ap, lan, vlan) are not available on this node yet",
-                    field=f"services.{service.name}.interfaces", code="unsupported")
+        """Refuse what this node cannot give (by its policy, its radios, its free subnets) rather than queue a
+        change that fails."""
         policy.check(spec, self._chute_policy())
+        record = self._store.get(spec.name)
+        others = [a for r in self._store.list() if r.name != spec.name for a in r.networks.values()]
+        networks.assign(self._network_facts(), spec, record.networks if record else {}, others)
 
     def _discard(self, source) -> defer.Deferred:
         """Remove an uploaded project (in a thread: a tree of thousands of files)."""
@@ -213,12 +214,6 @@ class ChutesResource:
         self._check_supported(spec)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})
-
-    @routes.route("/api/v1/chutes/<chute>/networks", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
-                  summary="The host networks (Wi-Fi AP, LAN, VLAN) a chute has")
-    def networks(self, call: Call, chute):
-        spec = self._record(chute).spec()
-        return [{"name": i.name, "type": i.type, "service": svc.name} for svc in spec.services for i in svc.interfaces]
 
     @routes.route("/api/v1/chutes/<chute>/logs", "GET", permission=Permission.READ_CHUTE_LOGS, chute_param="chute",
                   summary="The last lines of output of each service",

@@ -7,10 +7,12 @@ from pdserver.sysconfig import hostconfig
 class ConfigResource:
     routes = RouteTable("config")
 
-    def __init__(self, settings, queue, hostconfig_store):
+    def __init__(self, settings, queue, hostconfig_store, devices):
+        """``devices()``: a Deferred of the network devices present (pdserver.api.network.thd_devices)."""
         self._settings = settings
         self._queue = queue
         self._hostconfig = hostconfig_store
+        self._devices = devices
 
     @routes.route("/api/v1/config/settings", "GET", permission=Permission.READ_CONFIG,
                   summary="The daemon's effective settings (no secrets)")
@@ -30,5 +32,11 @@ class ConfigResource:
     @routes.route("/api/v1/config/hostconfig", "PUT", permission=Permission.WRITE_CONFIG,
                   summary="Replace the host configuration (a change)", body=hostconfig.SCHEMA, status=202)
     def put_hostconfig(self, call: Call):
-        change = self._queue.submit("hostconfig", "hostconfig", call.username, {"config": hostconfig.normalize(call.body)})
+        config = hostconfig.validate(call.body)
+        change = self._queue.submit("hostconfig", "hostconfig", call.username, {"config": config})
         return Response({"change_id": change.id}, 202)
+
+    @routes.route("/api/v1/config/new-config", "GET", permission=Permission.WRITE_CONFIG,
+                  summary="A host configuration made from the devices present (not applied; takes nothing in use)")
+    def new_config(self, call: Call):
+        return self._devices().addCallback(hostconfig.new_config)

@@ -36,6 +36,7 @@ class Permission(enum.Enum):
     READ_CHUTE_LOGS = "read chute logs"
     INSTALL_CHUTE = "install chute"
     MANAGE_CHUTES = "manage chutes"
+    MANAGE_CHUTE_NETWORKS = "manage chute networks"  # kick a station, change an SSID
 
 
 MINIMUM_ROLE = {
@@ -51,11 +52,12 @@ MINIMUM_ROLE = {
     Permission.READ_CHUTE_LOGS: Role.USER,
     Permission.INSTALL_CHUTE: Role.TRUSTED,
     Permission.MANAGE_CHUTES: Role.TRUSTED,
+    Permission.MANAGE_CHUTE_NETWORKS: Role.TRUSTED,
 }
 
 # A chute's own token (PARADROP_API_TOKEN) reaches its own chute's routes with these permissions,
 # and the read-only context routes with the second set, nothing else.
-CHUTE_SELF = frozenset({Permission.READ_CHUTES, Permission.READ_CHUTE_LOGS})
+CHUTE_SELF = frozenset({Permission.READ_CHUTES, Permission.READ_CHUTE_LOGS, Permission.MANAGE_CHUTE_NETWORKS})
 CHUTE_CONTEXT = frozenset({Permission.READ_INFO})
 
 

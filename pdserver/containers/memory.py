@@ -55,6 +55,7 @@ class _Container:
     restart_count: int = 0
     started_at: Optional[str] = None
     address: Optional[str] = None
+    pid: Optional[int] = None
     output: List[Tuple[float, str]] = dataclasses.field(default_factory=list)
     followers: List["MemoryLogFollower"] = dataclasses.field(default_factory=list)
 
@@ -115,6 +116,7 @@ class MemoryEngine:
         """``images`` are on the node from the start and ``registry`` can be pulled (ref -> labels);
         ``clock`` (``seconds()``) stamps output lines and starts; ``owner_label`` as DockerEngine's."""
         self._clock = clock if clock is not None else task.Clock()
+        self._pids = itertools.count(1000)
         self._owner_label = owner_label
         self._ids = itertools.count(1)
         self._subnets = ipaddress.ip_network("10.0.0.0/8").subnets(new_prefix=24)
@@ -369,6 +371,7 @@ class MemoryEngine:
     def _run(self, container: _Container) -> None:
         container.status, container.exit_code = "running", 0
         container.started_at = _stamp(self._clock.seconds())
+        container.pid = next(self._pids)
         if container.network:
             container.address = str(next(self._networks[container.network].hosts))
 
@@ -421,7 +424,8 @@ class MemoryEngine:
             health_output=None, restart_count=container.restart_count, started_at=container.started_at,
             labels=dict(container.labels),
             addresses={container.network: container.address} if container.address else {},
-            capabilities=tuple(sorted(container.spec.capabilities)), memory=container.spec.memory)
+            capabilities=tuple(sorted(container.spec.capabilities)), memory=container.spec.memory,
+            pid=container.pid if running else None)
 
     # listing and logs
 

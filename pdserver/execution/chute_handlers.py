@@ -17,6 +17,7 @@ from pdserver.execution import chute_plans as plans
 from pdserver.execution.chute_actions import all_of
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import run_plan
+from pdserver.execution.network_plans import NetworkFacts
 
 
 def _failed(error: errors.Error) -> ChangeFailed:
@@ -27,9 +28,12 @@ def _failed(error: errors.Error) -> ChangeFailed:
 class ChuteHandlers:
     def __init__(self, executor: Executor, store: ChuteStore, engine, clock, names: ChuteNames,
                  node_policy: Callable[[], policy.NodePolicy], sources_dir: Path,
-                 pending_sources: Callable[[], List[str]]):
+                 pending_sources: Callable[[], List[str]],
+                 network_facts: Callable[[], NetworkFacts] = NetworkFacts):
         """``pending_sources()`` names the project dirs that queued changes will still use;
-        ``node_policy()`` is the node's policy for chutes as it stands (the host config can change)."""
+        ``node_policy()`` and ``network_facts()`` are the node's policy for chutes and its host networks as
+        they stand (the host config can change)."""
+        self._network_facts = network_facts
         self._sources_dir = sources_dir
         self._pending_sources = pending_sources
         self._names = names
@@ -45,7 +49,7 @@ class ChuteHandlers:
                 "stop": self.stop, "restart": self.restart, "reconcile": self.reconcile}
 
     def _facts(self) -> plans.NodeFacts:
-        return plans.NodeFacts(self._names, self._node_policy())
+        return plans.NodeFacts(self._names, self._node_policy(), self._network_facts(), tuple(self._store.list()))
 
     def _spec(self, params, facts: plans.NodeFacts):
         """The chute as the node accepts it: valid, and within the node's policy (errors.Error otherwise)."""

@@ -8,49 +8,17 @@ so an update or a restart keeps them.
 """
 import dataclasses
 import ipaddress
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
+from pdserver.chutes.networks import (NetworkFacts, Radio, ap_child, assign, bridge_name, dhcp_child,
+                                      interface_field)
 from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
 from pdserver.execution.steps import Step
 
-
-@dataclasses.dataclass(frozen=True)
-class Radio:
-    """A radio of the host config's ``wifi`` list. ``driver: wired`` makes ``interface`` (a wired port) the AP
-    device itself: hostapd's wired driver, the radio-less path; with nl80211 an AP interface is added on ``id``
-    (the phy)."""
-    id: str
-    driver: str = "nl80211"
-    interface: Optional[str] = None
-    channel: int = 1
-    hwmode: str = "11g"
-    country: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkFacts:
-    """What network plans need of the host config."""
-    pool: str = "10.128.0.0/9"
-    prefix: int = 24
-    lan: Optional[str] = None
-    wan: Optional[str] = None
-    radios: Tuple[Radio, ...] = ()
-    reserved: Tuple[str, ...] = ()
-
-    @classmethod
-    def from_hostconfig(cls, config: dict) -> "NetworkFacts":
-        system, lan = config.get("system") or {}, config.get("lan") or {}
-        reserved = []
-        if lan.get("ipaddr") and lan.get("netmask"):
-            reserved.append(str(ipaddress.IPv4Interface(f"{lan['ipaddr']}/{lan['netmask']}").network))
-        radios = tuple(Radio(id=r["id"], driver=r.get("driver", "nl80211"), interface=r.get("interface"),
-                             channel=r.get("channel", 1), hwmode=r.get("hwmode", "11g"), country=r.get("country"))
-                       for r in config.get("wifi") or ())
-        return cls(pool=system.get("chuteSubnetPool", cls.pool), prefix=system.get("chutePrefixSize", cls.prefix),
-                   lan=(lan.get("interfaces") or [None])[0], wan=(config.get("wan") or {}).get("interface"),
-                   radios=radios, reserved=tuple(reserved))
+__all__ = ["NetworkFacts", "Radio", "assign", "ChuteNetwork", "networks", "setup", "teardown", "attach",
+           "firewall_args"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,85 +54,10 @@ class ChuteNetwork:
         return self.radio.interface if self.radio.driver == "wired" else self.host_link
 
     def dhcp_child(self) -> str:
-        return f"dnsmasq-{self.bridge}"
+        return dhcp_child(self.bridge)
 
     def ap_child(self) -> str:
-        return f"hostapd-{self.bridge}"
-
-
-def _field(service: str, interface: str, *rest: str) -> str:
-    return ".".join(("services", service, "interfaces", interface) + rest)
-
-
-def _overlaps(network: ipaddress.IPv4Network, others: Iterable[ipaddress.IPv4Network]) -> bool:
-    return any(network.overlaps(other) for other in others)
-
-
-def _free_subnet(facts: NetworkFacts, taken: List[ipaddress.IPv4Network], field: str) -> ipaddress.IPv4Network:
-    pool = ipaddress.IPv4Network(facts.pool)
-    for candidate in pool.subnets(new_prefix=max(facts.prefix, pool.prefixlen)):
-        if not _overlaps(candidate, taken):
-            return candidate
-    raise errors.Unavailable(f"the chute subnet pool {facts.pool} has no free /{facts.prefix} left", field=field)
-
-
-def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field: str) -> Radio:
-    wanted = [r for r in facts.radios if interface.hwmode in (None, r.hwmode)]
-    free = [r for r in wanted if r.id not in taken]
-    if free:
-        return free[0]
-    if not facts.radios:
-        raise errors.Conflict(f"{field}: a {interface.type} needs a radio and this node has none in its host "
-                              "config (wifi)", field=field)
-    if not wanted:
-        raise errors.Conflict(f"{field}: no radio of this node does {interface.hwmode} (radios: "
-                              f"{', '.join(f'{r.id} {r.hwmode}' for r in facts.radios)})", field=field)
-    raise errors.Conflict(f"{field}: every radio for it is in use (by {', '.join(sorted(taken))})", field=field)
-
-
-def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], others: Iterable[dict]) -> Dict[str, dict]:
-    """Subnet and radio of each interface of ``spec``: kept from ``current`` (the chute's own record) when
-    still free, else new; ``others`` are the assignments of the other chutes. Raises a 4xx naming the field
-    when a wanted subnet overlaps, the pool is full or no radio fits."""
-    others = list(others)
-    subnets = [ipaddress.IPv4Network(n) for n in facts.reserved] + [
-        ipaddress.IPv4Network(a["subnet"]) for a in others]
-    radios = {a["radio"] for a in others if a.get("radio")}
-    vlans = {a["vlan"] for a in others if a.get("vlan")}
-    out: Dict[str, dict] = {}
-    for svc in spec.services:
-        for interface in svc.interfaces:
-            key, field = f"{svc.name}.{interface.name}", _field(svc.name, interface.name)
-            kept = current.get(key) or {}
-            if interface.ipv4_network:
-                subnet = ipaddress.IPv4Network(interface.ipv4_network)
-                if _overlaps(subnet, subnets):
-                    raise errors.Conflict(f"{interface.ipv4_network} overlaps a network of this node or of another "
-                                          "chute", field=_field(svc.name, interface.name, "requirements",
-                                                                "ipv4_network"))
-            elif kept.get("subnet") and not _overlaps(ipaddress.IPv4Network(kept["subnet"]), subnets):
-                subnet = ipaddress.IPv4Network(kept["subnet"])
-            else:
-                subnet = _free_subnet(facts, subnets, field)
-            subnets.append(subnet)
-            assigned = {"subnet": str(subnet)}
-            if interface.type in ("wifi-ap", "monitor"):
-                radio = kept.get("radio")
-                if radio not in {r.id for r in facts.radios} or radio in radios:
-                    radio = _radio_for(facts, interface, radios, field).id
-                radios.add(radio)
-                assigned["radio"] = radio
-            if interface.type == "vlan":
-                if not facts.lan:
-                    raise errors.Conflict(f"{field}: a vlan network is a tag on the LAN port and this node's host "
-                                          "config names no LAN interface (lan.interfaces)", field=field)
-                if interface.vlan_id in vlans:
-                    raise errors.Conflict(f"VLAN {interface.vlan_id} is another chute's already",
-                                          field=_field(svc.name, interface.name, "vlan-id"))
-                vlans.add(interface.vlan_id)
-                assigned["vlan"] = interface.vlan_id
-            out[key] = assigned
-    return out
+        return ap_child(self.bridge)
 
 
 def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: Dict[str, dict]
@@ -181,7 +74,7 @@ def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: 
             if interface.type == "wifi-ap" and radio is not None and radio.driver == "wired":
                 host_link = None
             out.append(ChuteNetwork(spec.name, svc.name, interface, given["subnet"], radio,
-                                    names.link("pd", spec.name, svc.name, interface.name), host_link))
+                                    bridge_name(names, spec.name, svc.name, interface.name), host_link))
     return out
 
 
@@ -210,13 +103,9 @@ def setup(net: ChuteNetwork, facts: NetworkFacts, undo: bool = True, commit: boo
         return Step(action, args, description, undo=undo_step if undo else None, commit=commit)
 
     name = f"{net.key} of {net.chute}"
-    if net.interface.type == "monitor":
-        raise errors.Conflict(f"{_field(net.service, net.interface.name)}: monitor interfaces need a radio with "
-                              "nl80211 monitor mode, which this node does not give yet",
-                              field=_field(net.service, net.interface.name))
     if net.interface.type == "wifi-ap" and net.radio is None:
         raise errors.Conflict(f"the radio assigned to {name} is gone from the host config",
-                              field=_field(net.service, net.interface.name))
+                              field=interface_field(net.service, net.interface.name))
     steps = [step("ensure_bridge", {"name": net.bridge, "address": net.gateway},
                   f"making bridge {net.bridge} ({net.gateway}) for {name}",
                   Step("remove_link", {"name": net.bridge}, f"removing bridge {net.bridge}"))]

@@ -138,7 +138,7 @@ class TestUploadsLeaveNothing:
             ("PUT", url + "/taken", chute_yaml("taken", 2), 409, "version"),
             ("PUT", url + "/taken", chute_yaml("other", 3), 400, "name"),
             ("POST", url, chute_yaml("wifi", services={"main": {"type": "image", "image": "i", "interfaces": {
-                "wlan0": {"type": "wifi-ap"}}}}), 400, "services.main.interfaces"),
+                "wlan0": {"type": "wifi-ap"}}}}), 409, "services.main.interfaces.wlan0"),
         ]:
             code, body = await post_raw(target, tar_of({"paradrop.yaml": data}), token, "application/x-tar", method)
             assert_refused(code, body, status, field)

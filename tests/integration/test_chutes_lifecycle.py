@@ -273,14 +273,17 @@ def test_a_failing_docker_health_check_fails_the_install_and_leaves_nothing(node
     assert session.get(f"{url}/api/v1/chutes/{name}").status_code == 404
 
 
-def test_chutes_asking_for_host_interfaces_are_refused_until_the_node_can_give_them(node_process):
+def test_host_networks_the_node_cannot_give_are_refused_naming_the_interface(node_process):
     session, url = node_process.session(), node_process.url
-    config = {"name": unique("wifi"), "version": 1, "services": {"main": {
-        "type": "image", "image": "paradrop/busybox:latest",
-        "interfaces": {"wlan0": {"type": "wifi-ap", "wireless": {"ssid": "Hello", "key": "secret-psk"}}}}}}
-    response = session.post(f"{url}/api/v1/chutes", json={"config": config})
-    assert response.status_code == 400
-    assert response.json()["error"]["field"] == "services.main.interfaces"
+    for interface, field, words in (
+            ({"type": "wifi-ap", "wireless": {"ssid": "Hello", "key": "secret-psk"}}, "wlan0", "radio"),
+            ({"type": "vlan", "vlan-id": 42}, "wlan0", "LAN")):
+        config = {"name": unique("wifi"), "version": 1, "services": {"main": {
+            "type": "image", "image": "paradrop/busybox:latest", "interfaces": {"wlan0": interface}}}}
+        response = session.post(f"{url}/api/v1/chutes", json={"config": config})
+        assert response.status_code == 409, response.text
+        error = response.json()["error"]
+        assert error["field"] == f"services.main.interfaces.{field}" and words in error["message"], error
 
 
 def test_a_normal_chute_is_built_from_its_own_dockerfile_and_a_failing_build_names_its_step(node_process, tmp_path):

@@ -289,3 +289,18 @@ class TestHostileDescriptions:
                             f"config: {{host_config: {{port_bindings: {bindings}}}}}\n"))
         assert info.value.field.startswith("config.host_config.port_bindings") \
             or info.value.field.startswith("services.main.requests")
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d: d.update(name="hello\n"), "name"),
+    (lambda d: d["services"]["main"].update(environment={"KEY\n": "v"}), "services.main.environment"),
+    (lambda d: d["services"]["main"].update(dns=["9.9.9.9\n"]), "services.main.dns[0]"),
+    (lambda d: d.update(version="1.0\n"), "version"),
+])
+def test_a_trailing_newline_never_passes_a_pattern(mutate, field):
+    """JSON Schema's ``$`` is the end of the string; Python's also matches before a final newline."""
+    data = {"name": "hello", "version": 1, "services": {"main": {"type": "image", "image": "paradrop/busybox"}}}
+    mutate(data)
+    with pytest.raises(SpecError) as caught:
+        build(data)
+    assert caught.value.field.startswith(field.split("[")[0]), caught.value.field

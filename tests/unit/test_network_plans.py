@@ -52,7 +52,8 @@ def test_subnets_come_from_the_pool_past_reserved_and_taken_ones_and_are_kept_on
     (NetworkFacts(lan=None), chute(interfaces={"v": {"type": "vlan", "vlan-id": 3}}), [], errors.Conflict,
      "services.main.interfaces.v"),
     (FACTS, chute(interfaces={"v": {"type": "vlan", "vlan-id": 3, "requirements": {
-        "ipv4_network": "10.128.0.0/25"}}}), [], errors.Conflict, "services.main.interfaces.v.requirements.ipv4_network"),
+        "ipv4_network": "10.128.0.0/25"}}}), [], errors.Conflict,
+     "services.main.interfaces.v.requirements.ipv4_network"),
     (NetworkFacts(pool="10.0.0.0/24", prefix=24, lan="l", reserved=("10.0.0.0/24",)),
      chute(interfaces={"v": {"type": "vlan", "vlan-id": 3}}), [], errors.Unavailable, "services.main.interfaces.v"),
 ])
@@ -149,8 +150,8 @@ def test_reconciliation_sets_every_network_up_again_and_attaches_running_service
     assert all(s.commit and s.undo is None for s in steps)
 
 
-def test_a_monitor_interface_is_refused_at_planning_with_its_field():
+def test_a_monitor_interface_is_refused_with_its_field():
     spec = chute(interfaces={"mon0": {"type": "monitor"}})
     with pytest.raises(errors.Conflict) as caught:
-        plans.plan_install(node(), spec, 5, None, 0.0)
+        net_plans.assign(FACTS, spec, {}, [])
     assert caught.value.field == "services.main.interfaces.mon0"

@@ -1,0 +1,136 @@
+"""What a chute's host networks are given: a subnet from the node's pool, a radio, a VLAN tag. Pure.
+
+The API checks a chute against it before queueing a change (a missing radio is a 409 at once) and plans
+assign with it at run time; what is assigned is recorded with the chute, so updates and restarts keep it.
+"""
+import dataclasses
+import ipaddress
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from pdserver import errors
+from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
+from pdserver.sysconfig import subnets
+
+
+@dataclasses.dataclass(frozen=True)
+class Radio:
+    """A radio of the host config's ``wifi`` list. ``driver: wired`` makes ``interface`` (a wired port) the AP
+    device itself: hostapd's wired driver, the radio-less path; with nl80211 an AP interface is added on ``id``
+    (the phy)."""
+    id: str
+    driver: str = "nl80211"
+    interface: Optional[str] = None
+    channel: int = 1
+    hwmode: str = "11g"
+    country: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkFacts:
+    """What network plans need of the host config."""
+    pool: str = "10.128.0.0/9"
+    prefix: int = 24
+    lan: Optional[str] = None
+    wan: Optional[str] = None
+    radios: Tuple[Radio, ...] = ()
+    reserved: Tuple[str, ...] = ()
+
+    @classmethod
+    def from_hostconfig(cls, config: dict) -> "NetworkFacts":
+        system, lan = config.get("system") or {}, config.get("lan") or {}
+        reserved = []
+        if lan.get("ipaddr") and lan.get("netmask"):
+            reserved.append(str(ipaddress.IPv4Interface(f"{lan['ipaddr']}/{lan['netmask']}").network))
+        radios = tuple(Radio(id=r["id"], driver=r.get("driver", "nl80211"), interface=r.get("interface"),
+                             channel=r.get("channel", 1), hwmode=r.get("hwmode", "11g"), country=r.get("country"))
+                       for r in config.get("wifi") or ())
+        return cls(pool=system.get("chuteSubnetPool", cls.pool), prefix=system.get("chutePrefixSize", cls.prefix),
+                   lan=(lan.get("interfaces") or [None])[0], wan=(config.get("wan") or {}).get("interface"),
+                   radios=radios, reserved=tuple(reserved))
+
+
+def interface_field(service: str, interface: str, *rest: str) -> str:
+    return ".".join(("services", service, "interfaces", interface) + rest)
+
+
+def _subnet(facts: NetworkFacts, taken: List[ipaddress.IPv4Network], interface: InterfaceSpec, service: str,
+            kept: Optional[str]) -> ipaddress.IPv4Network:
+    """The wanted network, else the one the chute had when still free, else the pool's lowest free one."""
+    field = interface_field(service, interface.name)
+    if interface.ipv4_network:
+        field = interface_field(service, interface.name, "requirements", "ipv4_network")
+        wanted = ipaddress.IPv4Network(interface.ipv4_network)
+    elif kept and not any(ipaddress.IPv4Network(kept).overlaps(net) for net in taken):
+        return ipaddress.IPv4Network(kept)
+    else:
+        wanted = None
+    try:
+        return subnets.allocate(ipaddress.IPv4Network(facts.pool), facts.prefix, taken, wanted)
+    except errors.Error as e:
+        raise type(e)(f"{field}: {e.message}", field=field) from None
+
+
+def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field: str) -> Radio:
+    wanted = [r for r in facts.radios if interface.hwmode in (None, r.hwmode)]
+    free = [r for r in wanted if r.id not in taken]
+    if free:
+        return free[0]
+    if not facts.radios:
+        raise errors.Conflict(f"{field}: a {interface.type} needs a radio and this node has none in its host "
+                              "config (wifi)", field=field)
+    if not wanted:
+        raise errors.Conflict(f"{field}: no radio of this node does {interface.hwmode} (radios: "
+                              f"{', '.join(f'{r.id} {r.hwmode}' for r in facts.radios)})", field=field)
+    raise errors.Conflict(f"{field}: every radio for it is in use (by {', '.join(sorted(taken))})", field=field)
+
+
+def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], others: Iterable[dict]) -> Dict[str, dict]:
+    """Subnet and radio of each interface of ``spec``: kept from ``current`` (the chute's own record) when
+    still free, else new; ``others`` are the assignments of the other chutes. Raises a 4xx naming the field
+    when a wanted subnet overlaps, the pool is full or no radio fits."""
+    others = list(others)
+    taken = [ipaddress.IPv4Network(n) for n in facts.reserved] + [
+        ipaddress.IPv4Network(a["subnet"]) for a in others]
+    radios = {a["radio"] for a in others if a.get("radio")}
+    vlans = {a["vlan"] for a in others if a.get("vlan")}
+    out: Dict[str, dict] = {}
+    for svc in spec.services:
+        for interface in svc.interfaces:
+            key, field = f"{svc.name}.{interface.name}", interface_field(svc.name, interface.name)
+            if interface.type == "monitor":
+                raise errors.Conflict(f"{field}: monitor interfaces (a radio in monitor mode inside the chute) are "
+                                      "not given by this node yet", field=field)
+            kept = current.get(key) or {}
+            subnet = _subnet(facts, taken, interface, svc.name, kept.get("subnet"))
+            taken.append(subnet)
+            assigned = {"subnet": str(subnet)}
+            if interface.type in ("wifi-ap", "monitor"):
+                radio = kept.get("radio")
+                if radio not in {r.id for r in facts.radios} or radio in radios:
+                    radio = _radio_for(facts, interface, radios, field).id
+                radios.add(radio)
+                assigned["radio"] = radio
+            if interface.type == "vlan":
+                if not facts.lan:
+                    raise errors.Conflict(f"{field}: a vlan network is a tag on the LAN port and this node's host "
+                                          "config names no LAN interface (lan.interfaces)", field=field)
+                if interface.vlan_id in vlans:
+                    raise errors.Conflict(f"VLAN {interface.vlan_id} is another chute's already",
+                                          field=interface_field(svc.name, interface.name, "vlan-id"))
+                vlans.add(interface.vlan_id)
+                assigned["vlan"] = interface.vlan_id
+            out[key] = assigned
+    return out
+
+
+def bridge_name(names, chute: str, service: str, interface: str) -> str:
+    """The host bridge of a chute network (``names``: the node's ChuteNames)."""
+    return names.link("pd", chute, service, interface)
+
+
+def dhcp_child(bridge: str) -> str:
+    return f"dnsmasq-{bridge}"
+
+
+def ap_child(bridge: str) -> str:
+    return f"hostapd-{bridge}"

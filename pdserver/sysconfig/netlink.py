@@ -1,0 +1,286 @@
+"""Links and addresses of chute networks through rtnetlink (pyroute2): bridges, VLANs, veths into containers.
+
+Thread code (blocking netlink calls): every function opens its own socket, so calls from several pool threads
+never share one. Each takes ``netns``: the named network namespace (``ip netns``) to work in, None for the
+daemon's own; tests use it to run entirely inside namespaces they made. The ``ensure`` functions converge:
+a second call with the same arguments (after a crash between steps, say) leaves the same state.
+"""
+import errno
+import os
+import subprocess
+import re
+import socket
+from contextlib import contextmanager
+from ipaddress import IPv4Interface, ip_interface
+from typing import Dict, Iterator, List, Optional
+
+from pyroute2 import IPRoute, IW
+from pyroute2.netlink.exceptions import NetlinkError
+
+from pdserver.errors import Conflict, InvalidInput, NotFound, Unavailable
+
+# What the kernel takes as a link name, without ':' and '/', and never an option of a command line ('-x').
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$")
+_IFF_UP = 0x1
+_ARPHRD_LOOPBACK = 772
+_KINDS = {"bridge": "bridge", "vlan": "vlan", "veth": "veth"}
+_LOCAL_TABLE = 255
+
+
+def check_name(name: str, field: str = "name") -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidInput(f"{name!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . @ -, starting with a "
+                           "letter or digit)", field=field)
+    return name
+
+
+def _open(cls, target: Optional[str]):
+    """A pyroute2 socket in the named namespace or namespace file ``target``; flags=0: never create one."""
+    if target is None:
+        return cls()
+    try:
+        return cls(netns=target, flags=0)
+    except FileNotFoundError:
+        raise NotFound(f"no network namespace {target}", field="netns") from None
+
+
+@contextmanager
+def _rtnl(netns: Optional[str] = None, path: Optional[str] = None) -> Iterator[IPRoute]:
+    """An rtnetlink socket in the named namespace (or the namespace file ``path``)."""
+    ipr = _open(IPRoute, path or netns)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: IPRoute, name: str) -> Optional[int]:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def _require(ipr: IPRoute, name: str, field: str) -> int:
+    index = _index(ipr, name)
+    if index is None:
+        raise NotFound(f"no interface {name}", field=field)
+    return index
+
+
+def _link(ipr: IPRoute, index: int):
+    return ipr.get_links(index)[0]
+
+
+def _kind(link) -> Optional[str]:
+    return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+
+
+def _add_link(ipr: IPRoute, **spec) -> None:
+    try:
+        ipr.link("add", **spec)
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:  # a concurrent or earlier call made it: the caller checks what is there
+            raise
+
+
+def _set_address(ipr: IPRoute, index: int, address: IPv4Interface) -> None:
+    """``address`` as the link's only IPv4 address."""
+    present = False
+    for msg in ipr.get_addr(family=socket.AF_INET, index=index):
+        current = ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+        if current == address:
+            present = True
+        else:
+            ipr.addr("del", index=index, address=str(current.ip), prefixlen=current.network.prefixlen)
+    if not present:
+        ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen,
+                 broadcast=str(address.network.broadcast_address))
+
+
+def thd_ensure_bridge(name: str, address: IPv4Interface, netns: Optional[str] = None) -> None:
+    """A bridge ``name`` carrying ``address`` (its only IPv4 address), up."""
+    check_name(name)
+    with _rtnl(netns) as ipr:
+        if _index(ipr, name) is None:
+            _add_link(ipr, ifname=name, kind="bridge")
+        index = _require(ipr, name, "name")
+        if _kind(_link(ipr, index)) != "bridge":
+            raise Conflict(f"{name} exists and is not a bridge", field="name")
+        _set_address(ipr, index, address)
+        ipr.link("set", index=index, state="up")
+
+
+def thd_ensure_vlan(parent: str, vlan_id: int, name: str, master: Optional[str] = None,
+                    netns: Optional[str] = None) -> None:
+    """A VLAN subinterface ``name`` of ``parent`` tagged ``vlan_id``, up, in the bridge ``master`` when given."""
+    check_name(parent, "parent")
+    check_name(name)
+    if isinstance(vlan_id, bool) or not isinstance(vlan_id, int) or not 1 <= vlan_id <= 4094:
+        raise InvalidInput(f"VLAN id {vlan_id!r} is not between 1 and 4094", field="vlan-id")
+    with _rtnl(netns) as ipr:
+        parent_index = _require(ipr, parent, "parent")
+        if _index(ipr, name) is None:
+            try:
+                _add_link(ipr, ifname=name, kind="vlan", link=parent_index, vlan_id=vlan_id)
+            except NetlinkError as e:
+                if e.code == errno.EOPNOTSUPP:
+                    raise Unavailable("this kernel has no 802.1Q VLAN support", field="vlan-id") from None
+                raise
+        index = _require(ipr, name, "name")
+        link = _link(ipr, index)
+        same = (_kind(link) == "vlan" and link.get_attr("IFLA_LINK") == parent_index
+                and link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_VLAN_ID") == vlan_id)
+        if not same:
+            raise Conflict(f"{name} exists and is not VLAN {vlan_id} of {parent}", field="name")
+        if master is not None:
+            ipr.link("set", index=index, master=_require(ipr, check_name(master, "master"), "master"))
+        ipr.link("set", index=index, state="up")
+
+
+def thd_set_master(link: str, bridge: str, netns: Optional[str] = None) -> None:
+    """Enslave an existing link (an AP interface) to ``bridge`` and bring it up."""
+    with _rtnl(netns) as ipr:
+        index = _require(ipr, check_name(link, "link"), "link")
+        bridge_index = _require(ipr, check_name(bridge, "bridge"), "bridge")
+        ipr.link("set", index=index, master=bridge_index)
+        ipr.link("set", index=index, state="up")
+
+
+def _netns_path(pid: int) -> str:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        raise InvalidInput(f"{pid!r} is not a process id", field="pid")
+    path = f"/proc/{pid}/ns/net"
+    if not os.path.exists(path):
+        raise NotFound(f"no process {pid}", field="pid")
+    return path
+
+
+def thd_attach_veth(bridge: str, host_name: str, pid: int, inner_name: str, address: IPv4Interface,
+                    netns: Optional[str] = None) -> None:
+    """A veth from ``bridge`` into the network namespace of process ``pid`` (a container's): the host end
+    ``host_name`` in the bridge, the other end named ``inner_name`` there with ``address``, both up.
+
+    The peer is created directly in the target namespace under its final name, so ``inner_name`` never
+    collides with a link of the host. Idempotent: an existing pair is checked and completed.
+    """
+    for value, field in ((bridge, "bridge"), (host_name, "host_name"), (inner_name, "inner_name")):
+        check_name(value, field)
+    target = _netns_path(pid)
+    with _rtnl(netns) as ipr, _rtnl(path=target) as inner:
+        bridge_index = _require(ipr, bridge, "bridge")
+        host_index, inner_index = _index(ipr, host_name), _index(inner, inner_name)
+        if host_index is not None and inner_index is None:
+            ipr.link("del", index=host_index)  # a host end whose peer is elsewhere: make the pair again
+            host_index = None
+        if host_index is None:
+            if inner_index is not None:
+                raise Conflict(f"process {pid} already has an interface {inner_name}", field="inner_name")
+            _add_link(ipr, ifname=host_name, kind="veth", peer={"ifname": inner_name, "net_ns_pid": pid})
+            host_index, inner_index = _require(ipr, host_name, "host_name"), _require(inner, inner_name, "inner_name")
+        if _kind(_link(inner, inner_index)) != "veth":
+            raise Conflict(f"{inner_name} in process {pid} is not a veth", field="inner_name")
+        ipr.link("set", index=host_index, master=bridge_index)
+        ipr.link("set", index=host_index, state="up")
+        _set_address(inner, inner_index, address)
+        inner.link("set", index=inner_index, state="up")
+
+
+def thd_remove_link(name: str, netns: Optional[str] = None) -> None:
+    """Delete the link ``name`` (a veth's peer goes with it); an absent link is fine."""
+    check_name(name)
+    with _rtnl(netns) as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+
+
+def _default_route_links(ipr: IPRoute) -> set:
+    """Indexes of the links any default route (IPv4 or IPv6, any table but the local one) leaves through."""
+    out = set()
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for route in ipr.get_routes(family=family):
+            if route["dst_len"] != 0 or route.get_attr("RTA_TABLE", route["table"]) == _LOCAL_TABLE:
+                continue
+            if route.get_attr("RTA_OIF") is not None:
+                out.add(route.get_attr("RTA_OIF"))
+            for hop in route.get_attr("RTA_MULTIPATH") or ():
+                out.add(hop["oif"])
+    return out
+
+
+def _radios(netns: Optional[str]) -> Dict[int, str]:
+    """Link index -> wiphy name of the Wi-Fi interfaces (nl80211); none where the kernel has no nl80211."""
+    try:
+        iw = _open(IW, netns)
+    except NetlinkError as e:
+        if e.code == errno.ENOENT:  # no nl80211 family: a kernel without wireless support
+            return {}
+        raise
+    try:
+        phys = {msg.get_attr("NL80211_ATTR_WIPHY"): msg.get_attr("NL80211_ATTR_WIPHY_NAME")
+                for msg in iw.list_wiphy()}
+        return {msg.get_attr("NL80211_ATTR_IFINDEX"): phys.get(msg.get_attr("NL80211_ATTR_WIPHY"))
+                for msg in iw.get_interfaces_dump()}
+    finally:
+        iw.close()
+
+
+def _device_kind(link, radios: Dict[int, str]) -> str:
+    if link["ifi_type"] == _ARPHRD_LOOPBACK:
+        return "loopback"
+    if link["index"] in radios:
+        return "wifi"
+    kind = _kind(link)
+    if kind is None and link["ifi_type"] == 1:  # ARPHRD_ETHER without a link kind: a physical NIC
+        return "ethernet"
+    return _KINDS.get(kind, "other")
+
+
+def thd_devices(netns: Optional[str] = None) -> List[dict]:
+    """Every link with its kind (ethernet, wifi, bridge, vlan, veth, loopback, other), MAC, addresses
+    (``ip/prefix``, IPv4 and IPv6), state, bridge master, whether a default route leaves through it, and its
+    radio (wiphy) for Wi-Fi interfaces. Sorted by name."""
+    radios = _radios(netns)
+    with _rtnl(netns) as ipr:
+        links = list(ipr.get_links())
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
+        addresses: Dict[int, List[str]] = {}
+        for msg in ipr.get_addr():
+            addresses.setdefault(msg["index"], []).append(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+        default = _default_route_links(ipr)
+    devices = []
+    for link in links:
+        index = link["index"]
+        devices.append({
+            "name": names[index], "kind": _device_kind(link, radios), "mac": link.get_attr("IFLA_ADDRESS"),
+            "addresses": addresses.get(index, []), "up": bool(link["flags"] & _IFF_UP),
+            "master": names.get(link.get_attr("IFLA_MASTER")), "default_route": index in default,
+            "phy": radios.get(index),
+        })
+    return sorted(devices, key=lambda d: d["name"])
+
+
+def thd_release(link: str, netns: Optional[str] = None) -> None:
+    """Take ``link`` out of its bridge (an AP device the chute network held); an absent link is fine."""
+    with _rtnl(netns) as ipr:
+        index = _index(ipr, check_name(link, "link"))
+        if index is not None:
+            ipr.link("set", index=index, master=0)
+
+
+def thd_ensure_ap_interface(phy: str, name: str, netns: Optional[str] = None) -> None:
+    """An AP-mode (``__ap``) interface ``name`` on radio ``phy``, added with iw (nl80211); idempotent."""
+    check_name(phy, "phy")
+    check_name(name)
+    with _rtnl(netns) as ipr:
+        if _index(ipr, name) is not None:
+            return
+    argv = (["ip", "netns", "exec", netns] if netns else []) + ["iw", "phy", phy, "interface", "add", name,
+                                                                  "type", "__ap"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise Unavailable(f"cannot add an AP interface on radio {phy}: {done.stderr.strip()[:200]}", field="wifi")

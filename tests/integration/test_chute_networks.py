@@ -1,0 +1,83 @@
+"""A chute's Wi-Fi access point end to end, radio-less: the node runs its chute networks inside a namespace
+the test made (setting network_netns), the "radio" is a veth with hostapd's wired driver, and a client
+namespace on the veth's other end gets a DHCP lease from the chute network's dnsmasq."""
+import subprocess
+
+from tests.conftest import wait_until
+from tests.integration.chute_helpers import container_of, unique, wait_change
+from tests.netns import in_netns, ip, lab  # noqa: F401 (lab is a fixture)
+
+
+def leased(client, veth, tmp_path):
+    """Ask for a lease from the client namespace (busybox udhcpc) and put the address on the interface."""
+    script = tmp_path / "udhcpc.sh"
+    script.write_text('#!/bin/sh\n[ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface"\nexit 0\n')
+    script.chmod(0o755)
+    done = in_netns(client, "busybox", "udhcpc", "-i", veth, "-n", "-q", "-t", "3", "-T", "1",
+                    "-s", str(script), timeout=30)
+    return done.returncode == 0
+
+
+def hostconfig_with_radio(session, url, device):
+    current = session.get(f"{url}/api/v1/config/hostconfig").json()
+    current["wifi"] = [{"id": "radio0", "driver": "wired", "interface": device}]
+    answer = session.put(f"{url}/api/v1/config/hostconfig", json=current)
+    assert answer.status_code == 202, answer.text
+    assert wait_change(session, url, answer.json()["change_id"])["state"] == "succeeded"
+
+
+def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_removed(lab, node_process_factory,
+                                                                                      tmp_path):
+    router, client = lab.netns("router"), lab.netns("client")
+    ap_device, client_end = lab.veth("ap", peer_netns=client, host_netns=router)
+    node = node_process_factory(PARADROP_NETWORK_NETNS=router).start()
+    session, url = node.session(), node.url
+    hostconfig_with_radio(session, url, ap_device)
+
+    name = unique("ap")
+    config = {"name": name, "version": 1, "services": {"main": {
+        "type": "image", "image": "paradrop/busybox:latest", "command": "sleep 100000",
+        "interfaces": {"wlan0": {"type": "wifi-ap", "dhcp": {"start": 10, "limit": 20, "leasetime": "1h"},
+                                 "wireless": {"ssid": "Hello chute", "key": "secret-psk"}}}}}}
+    answer = session.post(f"{url}/api/v1/chutes", json={"config": config})
+    assert answer.status_code == 202, answer.text
+    change = wait_change(session, url, answer.json()["change_id"])
+    assert change["state"] == "succeeded", change
+
+    [network] = session.get(f"{url}/api/v1/chutes/{name}/networks").json()
+    assert (network["name"], network["type"], network["radio"]) == ("wlan0", "wifi-ap", "radio0")
+    subnet = network["subnet"]
+    prefix = subnet.rsplit(".", 1)[0]
+
+    # the chute's container has wlan0 with the network's second address
+    inner = subprocess.run(["docker", "exec", container_of(name, "main"), "ip", "-4", "addr", "show", "wlan0"],
+                           capture_output=True, text=True)
+    assert f"inet {prefix}.2/24" in inner.stdout, inner.stdout + inner.stderr
+
+    # a client on the "radio" gets a lease in the chute's range, sees it in the API, and reaches the chute
+    assert leased(client, client_end, tmp_path)
+    addresses = ip("-4", "addr", "show", client_end, netns=client).stdout
+    assert any(f"inet {prefix}.{n}/24" in addresses for n in range(10, 30)), addresses
+    leases = wait_until(lambda: session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/leases").json(),
+                        message="the lease in the API")
+    assert leases[0]["ip_addr"].startswith(prefix + ".")
+    assert in_netns(client, "ping", "-c", "1", "-W", "2", f"{prefix}.2").returncode == 0
+
+    # hostapd reports the access point; an SSID change goes through a change and reads back
+    status = session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/hostapd_status").json()
+    assert status["state"] == "ENABLED" and status["ssid"] == "Hello chute", status
+    answer = session.put(f"{url}/api/v1/chutes/{name}/networks/wlan0/ssid", json={"ssid": "Renamed"})
+    assert answer.status_code == 202, answer.text
+    assert wait_change(session, url, answer.json()["change_id"])["state"] == "succeeded"
+    assert session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/ssid").json() == {"ssid": "Renamed"}
+    status = wait_until(lambda: (lambda s: s if s.get("ssid") == "Renamed" else None)(
+        session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/hostapd_status").json()), message="new SSID")
+    assert status["state"] == "ENABLED"
+
+    # removed: no bridge, no child process, no config or lease file
+    answer = session.delete(f"{url}/api/v1/chutes/{name}")
+    assert wait_change(session, url, answer.json()["change_id"])["state"] == "succeeded"
+    links = ip("-o", "link", "show", netns=router).stdout
+    assert network["bridge"] not in links, links
+    assert ip("netns", "pids", router).stdout.split() == []
+    assert list((node.state_dir / "sysconfig").iterdir()) == []
