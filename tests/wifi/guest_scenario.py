@@ -2,9 +2,10 @@
 
 The guest has two mac80211_hwsim radios (phy0, phy1). Our code brings up the wifi-ap of tests/wifi/paradrop.yaml
 as the node does: the chute spec parser reads the file, the network plan names the bridge, the AP interface and
-the subnet, pdserver.sysconfig.hostapd and .dnsmasq render the configs and the Supervisor runs hostapd (nl80211,
-WPA2-PSK) and dnsmasq. The harness plays the netlink part with `ip`/`iw` and the client: wpa_supplicant on
-phy1, moved into its own network namespace so every packet crosses the simulated air, and busybox udhcpc.
+the subnet, pdserver.sysconfig.netlink makes the bridge and the AP interface on the radio, .hostapd and .dnsmasq
+render the configs and the Supervisor runs hostapd (nl80211, WPA2-PSK) and dnsmasq. The harness plays the
+client: wpa_supplicant on phy1, moved into its own network namespace so every packet crosses the simulated air,
+and busybox udhcpc.
 Each check prints "PASS name" or "FAIL name: why"; the exit status is 0 only when all pass.
 """
 import ipaddress
@@ -21,7 +22,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from pdserver.chutes import spec as chute_spec
 from pdserver.chutes.naming import ChuteNames
 from pdserver.execution import network_plans
-from pdserver.sysconfig import dnsmasq, hostapd
+from pdserver.sysconfig import dnsmasq, hostapd, netlink
 from pdserver.sysconfig.supervisor import ChildSpec, Supervisor
 
 HERE = Path(__file__).resolve().parent
@@ -96,11 +97,10 @@ def chute_network():
 
 
 def thd_make_host_side(net):
-    """What netlink.py does on the node: the bridge with the gateway address, and an AP interface on the radio."""
-    thd_run(IP, "link", "add", net.bridge, "type", "bridge")
-    thd_run(IP, "addr", "add", net.gateway, "dev", net.bridge)
-    thd_run(IP, "link", "set", net.bridge, "up")
-    thd_run(IW, "phy", net.radio.id, "interface", "add", net.ap_device, "type", "__ap")
+    """As the node does: the bridge with the gateway address, and an AP interface on the radio."""
+    netlink.thd_ensure_bridge(net.bridge, ipaddress.IPv4Interface(net.gateway))
+    netlink.thd_ensure_ap_interface(net.radio.id, net.ap_device)
+    return {d["name"]: d for d in netlink.thd_devices()}
 
 
 def thd_make_station():
@@ -152,7 +152,10 @@ def scenario(reactor, checks):
     conf_dir, ctrl_dir, local_dir = STATE / "sysconfig", STATE / "run/hostapd", STATE / "run/ctrl"
     for path in (conf_dir, ctrl_dir, local_dir, STATE / "pids"):
         path.mkdir(parents=True, exist_ok=True)
-    yield threads.deferToThread(thd_make_host_side, net)
+    devices = yield threads.deferToThread(thd_make_host_side, net)
+    checks.record("host_side_made", devices.get(net.bridge, {}).get("kind") == "bridge"
+                  and devices.get(net.ap_device, {}).get("kind") == "wifi",
+                  f"{[(n, d['kind']) for n, d in sorted(devices.items())]}")
 
     ap = hostapd.ApConfig(interface=net.ap_device, ssid=wireless["ssid"], ctrl_dir=ctrl_dir, driver="nl80211",
                           key=wireless["key"], channel=net.radio.channel, hwmode=net.radio.hwmode, bridge=net.bridge)

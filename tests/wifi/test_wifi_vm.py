@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-EXPECTED = {"chute_planned", "ap_enabled", "station_associated", "lease_obtained", "ping_gateway_over_the_air",
-            "station_listed_by_hostapd", "lease_listed", "ssid_change_read_back",
+EXPECTED = {"chute_planned", "host_side_made", "ap_enabled", "station_associated", "lease_obtained",
+            "ping_gateway_over_the_air", "station_listed_by_hostapd", "lease_listed", "ssid_change_read_back",
             "ssid_change_seen_by_station_scan", "children_stopped"}
 
 
