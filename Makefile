@@ -7,7 +7,7 @@ SOAK_STAMP := $(VENV)/.soak-installed
 SOAK_ARGS ?=
 STATE_DIR ?= .pdserver
 
-.PHONY: run test system venv engine images compat bench soak clean
+.PHONY: run test system venv engine images compat bench soak wifi-vm clean
 
 system:
 	tools/setup-system
@@ -39,6 +39,10 @@ test: venv images compat
 
 bench: venv
 	$(VENV)/bin/python tools/bench/run_all.py
+
+# The real-radio tier alone (make test runs it too, as tests/wifi): a QEMU guest with two simulated radios
+wifi-vm: venv
+	$(VENV)/bin/python tools/wifi-vm/run --python $(VENV)/bin/python
 
 # schemathesis and its dependencies, pinned; they go into .venv (pip finds no conflict with requirements.txt)
 $(SOAK_STAMP): $(STAMP) requirements-soak.txt

@@ -1,0 +1,33 @@
+"""The real-radio tier: a QEMU guest with two mac80211_hwsim radios runs tests/wifi/guest_scenario.py.
+
+The guest image is built on first use and cached under .cache/wifi-vm/ (tools/wifi-vm/build); each run boots
+it with the working tree's code. What is asserted is what a Wi-Fi user would see: a WPA2 station associates
+with the chute's access point, gets a DHCP lease, is listed by hostapd and in the lease file, and sees the
+renamed network in a scan.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXPECTED = {"chute_planned", "host_side_made", "ap_enabled", "station_associated", "lease_obtained",
+            "ping_gateway_over_the_air", "station_listed_by_hostapd", "lease_listed", "ssid_change_read_back",
+            "ssid_change_seen_by_station_scan", "children_stopped"}
+
+
+@pytest.mark.timeout(900)
+def test_a_station_joins_the_chute_access_point_over_simulated_radios():
+    done = subprocess.run([sys.executable, str(REPO / "tools/wifi-vm/run"), "--python", sys.executable,
+                           "--timeout", "400"], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=850)
+    lines = [re.sub(r"^\[ *[0-9.]+\] ", "", line) for line in done.stdout.splitlines()]
+    passed = {line.split()[1].rstrip(":") for line in lines if line.startswith("PASS ")}
+    failed = [line for line in lines if line.startswith("FAIL ")]
+    tail = "\n".join(done.stdout.splitlines()[-60:])
+    assert not failed, tail
+    assert passed == EXPECTED, f"missing: {sorted(EXPECTED - passed)}\n{tail}"
+    assert "WIFI-VM-DONE rc=0" in done.stdout, tail
+    assert done.returncode == 0, tail
