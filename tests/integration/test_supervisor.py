@@ -20,7 +20,15 @@ PROCS = ProcTable()
 
 
 class Events(list):
+    """What the supervisor reported, with the reactor time; remembers each started process's identity."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = {}
+
     def __call__(self, name, event, details):
+        if event == "started":
+            self.started[details["pid"]] = PROCS.identity(details["pid"])
         self.append((reactor.seconds(), name, event, details))
 
     def of(self, kind):
@@ -48,31 +56,22 @@ def kill_if_same(pid, identity):
 
 @pytest.fixture
 def supervised(tmp_path):
-    """A started Supervisor (made by the test's call) that is always stopped, and whose children are killed, at
-    the end."""
+    """Makes started Supervisors; all are stopped, and any process they started is killed, at the end."""
     made = []
-    seen = {}
 
     def make(**kwargs):
         events = Events()
         sup = Supervisor(reactor, tmp_path / "pids", on_event=events, **kwargs)
-        made.append(sup)
-        original = events.__call__
-
-        def remember(name, event, details):
-            if event == "started":
-                seen[details["pid"]] = PROCS.identity(details["pid"])
-            original(name, event, details)
-        sup._on_event = remember
+        made.append((sup, events))
         sup.startService()
         return sup, events
 
     yield make
-    for sup in made:
+    for sup, events in made:
         if sup.running:
             pytest_twisted.blockon(sup.stopService())
-    for pid, identity in seen.items():
-        kill_if_same(pid, identity)
+        for pid, identity in events.started.items():
+            kill_if_same(pid, identity)
 
 
 @pytest_twisted.ensureDeferred

@@ -152,7 +152,8 @@ def events():
 def make(clock, events, tmp_path):
     def make(table=None, **kwargs):
         kwargs.setdefault("policy", no_jitter)
-        return Supervisor(clock, tmp_path / "pids", on_event=events, processes=table or FakeTable(clock), **kwargs)
+        kwargs.setdefault("on_event", events)
+        return Supervisor(clock, tmp_path / "pids", processes=table or FakeTable(clock), **kwargs)
     return make
 
 
@@ -387,8 +388,7 @@ def test_a_failed_spawn_backs_off_like_a_crash(sup, clock, events):
 def test_a_failing_event_observer_does_not_stop_supervision(make, clock):
     def explode(*_):
         raise RuntimeError("observer bug")
-    s = make()
-    s._on_event = explode
+    s = make(on_event=explode)
     s.startService()
     s.ensure(ChildSpec("dns", SLEEP))
     clock.last().exit(1)
