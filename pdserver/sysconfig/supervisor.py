@@ -262,12 +262,11 @@ class Supervisor(Service):
         if child is None:
             child = self._children[spec.name] = _Child(spec)
             child.since = self._reactor.seconds()
-        elif child.wanted and child.spec == spec and child.run is not None and not child.run.stopping:
-            return defer.succeed(self._status(child))
-        elif child.wanted and child.spec == spec and child.restart_call is not None:
-            return defer.succeed(self._status(child))
+        elif child.wanted and child.spec == spec and (
+                child.restart_call is not None or (child.run is not None and not child.run.stopping)):
+            return defer.succeed(self._status(child))  # running, or waiting out its backoff: leave it be
         child.wanted = True
-        if child.spec != spec:
+        if child.spec != spec:  # a new command line is a new child: fresh restart counters
             child.spec = spec
             child.restarts, child.crash_loop = 0, False
         d = defer.Deferred()
