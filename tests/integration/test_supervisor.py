@@ -170,8 +170,10 @@ async def test_the_children_of_a_kill_9d_daemon_are_killed_at_the_next_start(sup
         daemon.kill()
         daemon.wait()
         assert PROCS.identity(left) == left_identity  # the daemon died; its child did not
+        started = reactor.seconds()
         sup, _ = supervised()
         await sup.ensure(ChildSpec("left", ("sleep", "1004")))
+        assert reactor.seconds() - started < 2.0  # TERM did it; no wait for the 5 s KILL
         await until(lambda: gone(left_identity, left), 1.0, "the stale child to be gone")
         assert bystander.poll() is None
         assert sup.children()["left"].running and sup.children()["left"].pid != left
