@@ -171,6 +171,8 @@ class _Run(ProcessProtocol):
         self.pid = None
         self.started_at = 0.0
         self.stopping = False
+        self.registered = False
+        self.early_exit = None
         self.kill_call = None
         self.stable_call = None
         self.gone: List[defer.Deferred] = []
@@ -178,6 +180,7 @@ class _Run(ProcessProtocol):
         self._cut = {"stdout": False, "stderr": False}
 
     def connectionMade(self):
+        self.pid = self.transport.pid
         self.transport.closeStdin()
 
     def outReceived(self, data):
@@ -203,7 +206,10 @@ class _Run(ProcessProtocol):
         log.info("{child} {stream}: {line}", child=self.spec.name, stream=stream, line=text, pid=self.pid)
 
     def processExited(self, reason):
-        self.supervisor._exited(self.child, self, reason)
+        if self.registered:
+            self.supervisor._exited(self.child, self, reason)
+        else:  # reaped inside spawnProcess: the supervisor hears of it once it has recorded the start
+            self.early_exit = reason
 
     def processEnded(self, reason):
         for stream, rest in self._buffers.items():
@@ -256,12 +262,11 @@ class Supervisor(Service):
         if child is None:
             child = self._children[spec.name] = _Child(spec)
             child.since = self._reactor.seconds()
-        elif child.wanted and child.spec == spec and child.run is not None and not child.run.stopping:
-            return defer.succeed(self._status(child))
-        elif child.wanted and child.spec == spec and child.restart_call is not None:
-            return defer.succeed(self._status(child))
+        elif child.wanted and child.spec == spec and (
+                child.restart_call is not None or (child.run is not None and not child.run.stopping)):
+            return defer.succeed(self._status(child))  # running, or waiting out its backoff: leave it be
         child.wanted = True
-        if child.spec != spec:
+        if child.spec != spec:  # a new command line is a new child: fresh restart counters
             child.spec = spec
             child.restarts, child.crash_loop = 0, False
         d = defer.Deferred()
@@ -346,9 +351,8 @@ class Supervisor(Service):
             child.since = self._reactor.seconds()
             self._fail_waiters(child, f"could not start {spec.name}: {e}")
             self._schedule_restart(child)
-            self._check_crash_loop(child)
             return
-        run.pid = run.transport.pid
+        run.registered = True
         run.started_at = child.since = self._reactor.seconds()
         child.run = run
         identity = self._processes.identity(run.pid)
@@ -360,6 +364,8 @@ class Supervisor(Service):
         status = self._status(child)
         for d in waiters:
             d.callback(status)
+        if run.early_exit is not None:
+            self._exited(child, run, run.early_exit)
 
     def _stable(self, child: _Child, run: _Run):
         run.stable_call = None
@@ -395,14 +401,12 @@ class Supervisor(Service):
                      delay=delay)
         self._event(run.spec.name, "exited", {"pid": run.pid, "exit": child.last_exit, "expected": expected,
                                               "restart_in": delay})
-        self._check_crash_loop(child)
         gone, run.gone = run.gone, []
         for d in gone:
             d.callback(None)
 
     def _schedule_restart(self, child: _Child) -> float:
         delay = self._policy(child.restarts)
-        child.restarts += 1
         child.restart_call = self._reactor.callLater(delay, self._restart, child)
         return delay
 
@@ -417,6 +421,8 @@ class Supervisor(Service):
     def _restart(self, child: _Child):
         child.restart_call = None
         if child.wanted and child.run is None:
+            child.restarts += 1
+            self._check_crash_loop(child)
             self._spawn(child)
 
     def _cancel_restart(self, child: _Child):

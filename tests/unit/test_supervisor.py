@@ -87,6 +87,7 @@ class ProcessClock(Clock):
         self.spawned = []
         self.alive = []
         self.fail_spawn = None
+        self.exit_in_spawn = False
         self._next_pid = 1000
 
     def spawnProcess(self, processProtocol, executable, args=(), env=None, path=None, uid=None, gid=None,
@@ -98,6 +99,8 @@ class ProcessClock(Clock):
         self.spawned.append(process)
         self.alive.append(process)
         processProtocol.makeConnection(process)
+        if self.exit_in_spawn:  # Twisted reaps at spawn time when the child has already exited
+            process.exit(2)
         return process
 
     def last(self) -> FakeProcess:
@@ -149,7 +152,8 @@ def events():
 def make(clock, events, tmp_path):
     def make(table=None, **kwargs):
         kwargs.setdefault("policy", no_jitter)
-        return Supervisor(clock, tmp_path / "pids", on_event=events, processes=table or FakeTable(clock), **kwargs)
+        kwargs.setdefault("on_event", events)
+        return Supervisor(clock, tmp_path / "pids", processes=table or FakeTable(clock), **kwargs)
     return make
 
 
@@ -347,6 +351,28 @@ def test_a_crash_loop_is_reported_once_then_recovers_after_a_stable_run(sup, clo
     assert restart_gaps(sup, clock, 1) == [0.5]
 
 
+def test_a_child_reaped_while_being_spawned_is_reported_in_order_and_restarted(sup, clock, events):
+    clock.exit_in_spawn = True
+    status = result_of(sup.ensure(ChildSpec("dns", SLEEP)))
+    assert status.pid == clock.last().protocol.pid
+    assert events.kinds() == ["started", "exited"]
+    assert sup.children()["dns"] == ChildStatus("dns", None, False, 0, False, "exited with code 2", 0.0)
+    assert restart_gaps_of_instant_exits(clock, 5) == [0.5, 1, 2, 4]
+    assert sup.children()["dns"].restarts == 4 and not sup.children()["dns"].crash_loop
+    assert restart_gaps_of_instant_exits(clock, 6) == [8]
+    assert sup.children()["dns"].crash_loop and events.kinds().count("crash_loop") == 1
+
+
+def restart_gaps_of_instant_exits(clock, spawns):
+    starts = [clock.seconds()]
+    while len(clock.spawned) < spawns:
+        count = len(clock.spawned)
+        clock.advance(min(call.getTime() for call in clock.getDelayedCalls()) - clock.seconds())
+        if len(clock.spawned) > count:
+            starts.append(clock.seconds())
+    return [round(b - a, 2) for a, b in zip(starts, starts[1:])]
+
+
 def test_a_failed_spawn_backs_off_like_a_crash(sup, clock, events):
     sup.ensure(ChildSpec("dns", SLEEP))
     clock.fail_spawn = OSError("fork failed")
@@ -362,8 +388,7 @@ def test_a_failed_spawn_backs_off_like_a_crash(sup, clock, events):
 def test_a_failing_event_observer_does_not_stop_supervision(make, clock):
     def explode(*_):
         raise RuntimeError("observer bug")
-    s = make()
-    s._on_event = explode
+    s = make(on_event=explode)
     s.startService()
     s.ensure(ChildSpec("dns", SLEEP))
     clock.last().exit(1)
