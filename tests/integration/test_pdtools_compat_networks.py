@@ -16,12 +16,13 @@ import subprocess
 import yaml
 
 from tests.conftest import wait_until
+from tests.integration import test_pdtools_compat as compat
 from tests.integration.chute_helpers import unique, write_project
 from tests.integration.test_chute_networks import hostconfig_with_radio, leased
-from tests.integration.test_pdtools_compat import pdtools_runner, progress_messages, pytestmark
+from tests.integration.test_pdtools_compat import pdtools_runner, progress_messages
 from tests.netns import ip, lab, popen_in_netns  # noqa: F401 (lab is a fixture)
 
-__all__ = ["pytestmark"]
+pytestmark = compat.pytestmark  # Docker, and pdtools 0.13.2 installed
 
 
 def pdconf_rows(output):
