@@ -26,7 +26,8 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
                      ChutesResource(queue, chutes, monitor, chute_policy, settings.chute_sources_dir,
                                     settings.max_upload_bytes, run_in_thread, network_facts),
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),
-                     ConfigResource(settings, queue, hostconfig_store, devices), NetworkResource(devices),
+                     ConfigResource(settings, queue, hostconfig_store, devices, network, chutes, names),
+                     NetworkResource(devices, network, chutes, names),
                      AuditResource(auth.audit),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)

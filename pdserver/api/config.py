@@ -1,4 +1,7 @@
-"""Node configuration: settings, identity, and the host configuration (changed through the queue)."""
+"""Node configuration: settings, identity, the host configuration (changed through the queue) and pdconf."""
+from twisted.internet import defer
+
+from pdserver.api import pdconf
 from pdserver.api.routing import Call, Response, RouteTable
 from pdserver.auth.roles import Permission
 from pdserver.sysconfig import hostconfig
@@ -7,12 +10,16 @@ from pdserver.sysconfig import hostconfig
 class ConfigResource:
     routes = RouteTable("config")
 
-    def __init__(self, settings, queue, hostconfig_store, devices):
-        """``devices()``: a Deferred of the network devices present (pdserver.api.network.thd_devices)."""
+    def __init__(self, settings, queue, hostconfig_store, devices, network, chutes, names):
+        """``devices()``: a Deferred of the network devices present (pdserver.api.network.thd_devices);
+        ``network`` the node's INetworkConfigurator, ``chutes`` its chute store, ``names`` its ChuteNames."""
         self._settings = settings
         self._queue = queue
         self._hostconfig = hostconfig_store
         self._devices = devices
+        self._network = network
+        self._chutes = chutes
+        self._names = names
 
     @routes.route("/api/v1/config/settings", "GET", permission=Permission.READ_CONFIG,
                   summary="The daemon's effective settings (no secrets)")
@@ -40,3 +47,13 @@ class ConfigResource:
                   summary="A host configuration made from the devices present (not applied; takes nothing in use)")
     def new_config(self, call: Call):
         return self._devices().addCallback(hostconfig.new_config)
+
+    @routes.route("/api/v1/config/pdconf", "GET", permission=Permission.WRITE_CONFIG,
+                  summary="What the node has configured, as ParaDrop's list of config sections (type, name, "
+                          "comment, success, age): host interfaces and radios, chute networks, their dnsmasq and "
+                          "hostapd children (state, restarts, crash loop), the firewall, NetworkManager")
+    @defer.inlineCallbacks
+    def pdconf(self, call: Call):
+        status = yield self._network.status()
+        networks = pdconf.configured_networks(self._names, self._chutes.list())
+        return pdconf.sections(status, networks, self._hostconfig.load())

@@ -1,5 +1,6 @@
-"""GET /api/v1/network/devices and GET /api/v1/config/new-config over real HTTP: admin only, documented, and
-a new configuration that takes nothing this machine uses (it only reads the host's interfaces)."""
+"""The network routes over real HTTP: /network/interfaces (the kernel's), /network/devices (DHCP clients, as
+ParaDrop 0.12+ lists them), /config/new-config (takes nothing this machine uses; it only reads the host's
+interfaces) and /config/pdconf (ParaDrop's config sections): admin only and documented."""
 import ipaddress
 
 import pytest_twisted
@@ -8,7 +9,9 @@ from twisted.internet import threads
 from pdserver.sysconfig import hostconfig, netlink
 from tests.integration.http import get_json, post_json, put_json
 
-ROUTES = ("/api/v1/network/devices", "/api/v1/config/new-config")
+ROUTES = ("/api/v1/network/interfaces", "/api/v1/config/new-config", "/api/v1/network/devices",
+          "/api/v1/config/pdconf")
+PDCONF_KEYS = {"type", "name", "comment", "success", "age"}  # what ParaDrop's pdtools prints of each section
 
 
 def in_use(device):
@@ -17,7 +20,7 @@ def in_use(device):
 
 
 @pytest_twisted.ensureDeferred
-async def test_devices_are_the_kernels_and_new_config_claims_none_in_use(node):
+async def test_interfaces_are_the_kernels_and_new_config_claims_none_in_use(node):
     token = await node.login()
     code, devices = await get_json(node.url + ROUTES[0], token)
     assert code == 200
@@ -39,6 +42,11 @@ async def test_devices_are_the_kernels_and_new_config_claims_none_in_use(node):
     lan = ipaddress.ip_network(f"{config['lan']['ipaddr']}/{config['lan']['netmask']}", strict=False)
     assert not any(lan.overlaps(ipaddress.ip_interface(a).network) for d in devices for a in d["addresses"]
                    if ipaddress.ip_interface(a).version == 4)
+    # Without chute networks, no DHCP client and pdconf shows the host config's WAN only.
+    assert await get_json(node.url + ROUTES[2], token) == (200, [])
+    code, pdconf = await get_json(node.url + ROUTES[3], token)
+    assert code == 200 and [(s["type"], s["name"], s["success"]) for s in pdconf] == [("interface", "wan", True)]
+    assert all(PDCONF_KEYS <= set(s) and isinstance(s["comment"], str) and s["age"] == 0 for s in pdconf)
     # Not applied: the stored host configuration is unchanged, and the generated one is a valid PUT body.
     code, stored = await get_json(node.url + "/api/v1/config/hostconfig", token)
     assert code == 200 and stored == hostconfig.DEFAULT
@@ -47,7 +55,7 @@ async def test_devices_are_the_kernels_and_new_config_claims_none_in_use(node):
 
 
 @pytest_twisted.ensureDeferred
-async def test_both_routes_are_for_admins_and_in_the_openapi_document(node):
+async def test_the_routes_are_for_admins_and_in_the_openapi_document(node):
     admin = await node.login()
     await post_json(node.url + "/api/v1/users", {"username": "viewer", "password": "password-viewer",
                                                  "role": "trusted"}, admin)

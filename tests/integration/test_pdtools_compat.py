@@ -49,13 +49,13 @@ services:
 """
 
 
-@pytest.fixture
-def old_pdtools(node_process, tmp_path):
-    """Run `pdtools node --target 127.0.0.1:PORT ARGS` of pdtools 0.13.2, with a token in PARADROP_API_TOKEN
-    (and without our PYTHONPATH, through which the old client would import our pdtools instead of its own)."""
+def pdtools_runner(node, tmp_path):
+    """Run `pdtools node --target 127.0.0.1:PORT ARGS` of pdtools 0.13.2 against ``node`` (a NodeProcess), with a
+    token in PARADROP_API_TOKEN (and without our PYTHONPATH, through which the old client would import our
+    pdtools instead of its own). ``run.popen`` starts it without waiting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PARADROP_", "PDTOOLS_", "XDG_", "PYTHONPATH"))}
-    env.update(HOME=str(tmp_path / "home"), PARADROP_API_TOKEN=node_process.token())
-    target = f"127.0.0.1:{node_process.port}"
+    env.update(HOME=str(tmp_path / "home"), PARADROP_API_TOKEN=node.token())
+    target = f"127.0.0.1:{node.port}"
 
     def command(*args):
         return [str(OLD_PDTOOLS), "node", "--target", target, *args]
@@ -73,6 +73,11 @@ def old_pdtools(node_process, tmp_path):
 
     run.popen = popen
     return run
+
+
+@pytest.fixture
+def old_pdtools(node_process, tmp_path):
+    return pdtools_runner(node_process, tmp_path)
 
 
 @pytest.fixture
