@@ -9,7 +9,7 @@ from pdserver.api.routing import Call, Response, RouteTable
 from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
 from pdserver.chutes import checks
-from pdserver.chutes.networks import ap_child, bridge_name
+from pdserver.chutes.networks import ap_child, configured_networks
 from pdserver.sysconfig.hostapd import validate_mac
 
 _SSID_BODY = {"type": "object", "required": ["ssid"], "additionalProperties": False,
@@ -53,15 +53,8 @@ class ChuteNetworksResource:
         self._network = network
 
     def _networks(self, record):
-        out = []
-        for svc in record.spec().services:
-            for interface in svc.interfaces:
-                assigned = record.networks.get(f"{svc.name}.{interface.name}", {})
-                out.append({"name": interface.name, "type": interface.type, "service": svc.name,
-                            "subnet": assigned.get("subnet"), "radio": assigned.get("radio"),
-                            "vlan_id": assigned.get("vlan"),
-                            "bridge": bridge_name(self._names, record.name, svc.name, interface.name)})
-        return out
+        return [{"name": n.interface, "type": n.type, "service": n.service, "subnet": n.subnet, "radio": n.radio,
+                 "vlan_id": n.vlan_id, "bridge": n.bridge} for n in configured_networks(self._names, [record])]
 
     def _network_of(self, chute: str, net: str) -> dict:
         """``net`` is an interface name (``wlan0``) or, when services share one, ``service.interface``."""

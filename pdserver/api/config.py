@@ -4,6 +4,7 @@ from twisted.internet import defer
 from pdserver.api import pdconf
 from pdserver.api.routing import Call, Response, RouteTable
 from pdserver.auth.roles import Permission
+from pdserver.chutes.networks import configured_networks
 from pdserver.sysconfig import hostconfig
 
 
@@ -55,5 +56,5 @@ class ConfigResource:
     @defer.inlineCallbacks
     def pdconf(self, call: Call):
         status = yield self._network.status()
-        networks = pdconf.configured_networks(self._names, self._chutes.list())
+        networks = configured_networks(self._names, self._chutes.list())
         return pdconf.sections(status, networks, self._hostconfig.load())

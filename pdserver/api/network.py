@@ -10,9 +10,9 @@ from typing import Callable
 
 from twisted.internet import defer
 
-from pdserver.api import pdconf
 from pdserver.api.routing import Call, RouteTable
 from pdserver.auth.roles import Permission
+from pdserver.chutes.networks import configured_networks
 
 
 def thd_devices() -> list:
@@ -55,7 +55,7 @@ class NetworkResource:
                           "hostname, client_id, expires; chute and network), as ParaDrop 0.12+ lists them")
     @defer.inlineCallbacks
     def devices(self, call: Call):
-        networks = [n for n in pdconf.configured_networks(self._names, self._chutes.list()) if n.dhcp]
+        networks = [n for n in configured_networks(self._names, self._chutes.list()) if n.dhcp]
         leases = yield defer.gatherResults([self._network.leases(n.bridge) for n in networks],
                                            consumeErrors=True).addErrback(lambda f: f.value.subFailure)
         return merge_leases(zip(networks, leases))

@@ -134,3 +134,37 @@ def dhcp_child(bridge: str) -> str:
 
 def ap_child(bridge: str) -> str:
     return f"hostapd-{bridge}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfiguredNetwork:
+    """One host network of an installed chute and the children that serve it."""
+    chute: str
+    service: str
+    interface: str
+    type: str
+    bridge: str
+    subnet: Optional[str]
+    radio: Optional[str]
+    vlan_id: Optional[int]
+    children: tuple
+
+    @property
+    def dhcp(self) -> bool:
+        return dhcp_child(self.bridge) in self.children
+
+
+def configured_networks(names, records: Iterable) -> List[ConfiguredNetwork]:
+    """The host networks of ``records`` (ChuteRecords) with the bridge and children the node gives each."""
+    out = []
+    for record in records:
+        for svc in record.spec().services:
+            for interface in svc.interfaces:
+                assigned = record.networks.get(f"{svc.name}.{interface.name}", {})
+                bridge = bridge_name(names, record.name, svc.name, interface.name)
+                children = (() if interface.dhcp is None else (dhcp_child(bridge),)) + (
+                    (ap_child(bridge),) if interface.type == "wifi-ap" else ())
+                out.append(ConfiguredNetwork(record.name, svc.name, interface.name, interface.type, bridge,
+                                             assigned.get("subnet"), assigned.get("radio"), assigned.get("vlan"),
+                                             children))
+    return out

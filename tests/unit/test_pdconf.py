@@ -2,6 +2,7 @@
 from pdserver.api import pdconf
 from pdserver.api.network import merge_leases
 from pdserver.chutes.naming import ChuteNames
+from pdserver.chutes.networks import configured_networks
 from pdserver.chutes.store import ChuteRecord
 from pdserver.sysconfig import hostconfig
 
@@ -39,7 +40,7 @@ def by_name(sections):
 
 
 def test_configured_networks_name_the_bridge_and_the_children_that_serve_it():
-    ap, bare = pdconf.configured_networks(NAMES, [AP, BARE])
+    ap, bare = configured_networks(NAMES, [AP, BARE])
     assert (ap.chute, ap.interface, ap.type, ap.subnet, ap.radio) == ("ap", "wlan0", "wifi-ap", "10.128.0.0/24",
                                                                      "radio0")
     assert ap.children == (f"dnsmasq-{ap.bridge}", f"hostapd-{ap.bridge}") and ap.dhcp
@@ -47,7 +48,7 @@ def test_configured_networks_name_the_bridge_and_the_children_that_serve_it():
 
 
 def test_every_section_prints_in_pdtools_describe_pdconf():
-    [net] = pdconf.configured_networks(NAMES, [AP])
+    [net] = configured_networks(NAMES, [AP])
     status = {"netns": None, "children": {c: child() for c in net.children}, "firewall": {"wan": "eth0",
                                                                                          "networks": 1}}
     sections = pdconf.sections(status, [net], host_config())
@@ -61,7 +62,7 @@ def test_every_section_prints_in_pdtools_describe_pdconf():
 
 
 def test_a_crash_loop_and_a_missing_child_fail_their_network_and_an_unapplied_firewall_fails():
-    ap, bare = pdconf.configured_networks(NAMES, [AP, BARE])
+    ap, bare = configured_networks(NAMES, [AP, BARE])
     status = {"children": {ap.children[0]: child(running=False, restarts=5, crash_loop=True),
                            ap.children[1]: child(), "dnsmasq-stray": child()}, "firewall": None}
     sections = by_name(pdconf.sections(status, [ap, bare], {}))
@@ -88,7 +89,7 @@ def test_no_firewall_section_without_networks_and_networkmanager_only_when_repor
 
 
 def test_devices_keep_one_lease_per_mac_the_one_that_expires_last():
-    ap, bare = pdconf.configured_networks(NAMES, [AP, BARE])
+    ap, bare = configured_networks(NAMES, [AP, BARE])
 
     def lease(mac, ip, expires):
         return {"expires": expires, "mac_addr": mac, "ip_addr": ip, "hostname": None, "client_id": None}
