@@ -11,11 +11,17 @@ from typing import Optional
 from twisted.internet import defer
 from zope.interface import implementer
 
-from pdserver.sysconfig import dnsmasq, firewall, hostapd, netlink
+from pdserver.sysconfig import dnsmasq, firewall, hostapd
 from pdserver.sysconfig.interfaces import INetworkConfigurator
 from pdserver.sysconfig.supervisor import ChildSpec
 
 _HWMODES = {"11a": "a", "11b": "b", "11g": "g"}
+
+
+def _netlink():
+    """pyroute2 (about 23 MB resident) is imported by the first chute network, not at start."""
+    from pdserver.sysconfig import netlink
+    return netlink
 
 
 def thd_write_atomically(path: Path, text: str) -> None:
@@ -58,30 +64,30 @@ class HostNetwork:
     # -- links
 
     def ensure_bridge(self, name, address):
-        return self._in_thread(netlink.thd_ensure_bridge, name, ipaddress.IPv4Interface(address), self._netns)
+        return self._in_thread(_netlink().thd_ensure_bridge, name, ipaddress.IPv4Interface(address), self._netns)
 
     def ensure_vlan(self, parent, vlan_id, name, master):
-        return self._in_thread(netlink.thd_ensure_vlan, parent, vlan_id, name, master, self._netns)
+        return self._in_thread(_netlink().thd_ensure_vlan, parent, vlan_id, name, master, self._netns)
 
     def ensure_ap_interface(self, phy, name):
-        return self._in_thread(netlink.thd_ensure_ap_interface, phy, name, self._netns)
+        return self._in_thread(_netlink().thd_ensure_ap_interface, phy, name, self._netns)
 
     def set_master(self, link, master):
         if master is None:
-            return self._in_thread(netlink.thd_release, link, self._netns)
-        return self._in_thread(netlink.thd_set_master, link, master, self._netns)
+            return self._in_thread(_netlink().thd_release, link, self._netns)
+        return self._in_thread(_netlink().thd_set_master, link, master, self._netns)
 
     def remove_link(self, name):
-        return self._in_thread(netlink.thd_remove_link, name, self._netns)
+        return self._in_thread(_netlink().thd_remove_link, name, self._netns)
 
     def attach_interface(self, pid, bridge, host_name, inner, address):
-        return self._in_thread(netlink.thd_attach_veth, bridge, host_name, pid, inner,
+        return self._in_thread(_netlink().thd_attach_veth, bridge, host_name, pid, inner,
                                ipaddress.IPv4Interface(address), self._netns)
 
     # -- DHCP
 
     def _lease_file(self, bridge) -> Path:
-        return self._dir / f"{netlink.check_name(bridge, 'bridge')}.leases"
+        return self._dir / f"{_netlink().check_name(bridge, 'bridge')}.leases"
 
     @defer.inlineCallbacks
     def start_dhcp(self, child, bridge, address, start, limit, leasetime, dns):
