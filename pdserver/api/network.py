@@ -12,7 +12,8 @@ from twisted.internet import defer
 
 from pdserver.api.routing import Call, RouteTable
 from pdserver.auth.roles import Permission
-from pdserver.chutes.networks import configured_networks
+from pdserver.chutes.networks import (ConfiguredNetwork, NetworkFacts, configured_networks, dhcp_child,
+                                      host_lan_bridge)
 
 
 def thd_devices() -> list:
@@ -42,9 +43,12 @@ def merge_leases(per_network) -> list:
 class NetworkResource:
     routes = RouteTable("network")
 
-    def __init__(self, interfaces: Callable[[], defer.Deferred], network, chutes, names):
+    def __init__(self, interfaces: Callable[[], defer.Deferred], network, chutes, names,
+                 network_facts: Callable[[], NetworkFacts] = NetworkFacts):
         """``interfaces()``: a Deferred of the interface list (thd_devices run in a thread); ``network`` the
-        node's INetworkConfigurator (leases), ``chutes`` its chute store, ``names`` its ChuteNames."""
+        node's INetworkConfigurator (leases), ``chutes`` its chute store, ``names`` its ChuteNames,
+        ``network_facts()`` the host config's networks (the LAN's DHCP)."""
+        self._network_facts = network_facts
         self._interfaces = interfaces
         self._network = network
         self._chutes = chutes
@@ -56,6 +60,11 @@ class NetworkResource:
     @defer.inlineCallbacks
     def devices(self, call: Call):
         networks = [n for n in configured_networks(self._names, self._chutes.list()) if n.dhcp]
+        lan = self._network_facts().host_lan
+        if lan is not None and lan.dhcp is not None:
+            bridge = host_lan_bridge(self._names)
+            networks.append(ConfiguredNetwork(None, "host", "lan", "lan", bridge, lan.address, None, None,
+                                              (dhcp_child(bridge),)))
         leases = yield defer.gatherResults([self._network.leases(n.bridge) for n in networks],
                                            consumeErrors=True).addErrback(lambda f: f.value.subFailure)
         return merge_leases(zip(networks, leases))

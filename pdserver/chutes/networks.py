@@ -8,7 +8,7 @@ import ipaddress
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from pdserver import errors
-from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
+from pdserver.chutes.spec import ChuteSpec, DhcpSpec, InterfaceSpec
 from pdserver.sysconfig import subnets
 
 
@@ -26,6 +26,14 @@ class Radio:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostLan:
+    """The host config's LAN: its ports bridged, the bridge addressed, DHCP on it when configured."""
+    interfaces: Tuple[str, ...]
+    address: str
+    dhcp: Optional[DhcpSpec]
+
+
+@dataclasses.dataclass(frozen=True)
 class NetworkFacts:
     """What network plans need of the host config."""
     pool: str = "10.128.0.0/9"
@@ -34,6 +42,7 @@ class NetworkFacts:
     wan: Optional[str] = None
     radios: Tuple[Radio, ...] = ()
     reserved: Tuple[str, ...] = ()
+    host_lan: Optional[HostLan] = None
 
     @classmethod
     def from_hostconfig(cls, config: dict) -> "NetworkFacts":
@@ -44,9 +53,15 @@ class NetworkFacts:
         radios = tuple(Radio(id=r["id"], driver=r.get("driver", "nl80211"), interface=r.get("interface"),
                              channel=r.get("channel", 1), hwmode=r.get("hwmode", "11g"), country=r.get("country"))
                        for r in config.get("wifi") or ())
+        host_lan = None
+        if lan.get("interfaces") and lan.get("ipaddr") and lan.get("netmask"):
+            dhcp = lan.get("dhcp")
+            host_lan = HostLan(tuple(lan["interfaces"]),
+                               ipaddress.IPv4Interface(f"{lan['ipaddr']}/{lan['netmask']}").with_prefixlen,
+                               None if dhcp is None else DhcpSpec(**dhcp))
         return cls(pool=system.get("chuteSubnetPool", cls.pool), prefix=system.get("chutePrefixSize", cls.prefix),
                    lan=(lan.get("interfaces") or [None])[0], wan=(config.get("wan") or {}).get("interface"),
-                   radios=radios, reserved=tuple(reserved))
+                   radios=radios, reserved=tuple(reserved), host_lan=host_lan)
 
 
 def interface_field(service: str, interface: str, *rest: str) -> str:
@@ -126,6 +141,11 @@ def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], other
 def bridge_name(names, chute: str, service: str, interface: str) -> str:
     """The host bridge of a chute network (``names``: the node's ChuteNames)."""
     return names.link("pd", chute, service, interface)
+
+
+def host_lan_bridge(names) -> str:
+    """The bridge of the host config's LAN ports."""
+    return names.link("pb", "", "host", "lan")
 
 
 def dhcp_child(bridge: str) -> str:

@@ -2,6 +2,7 @@
 from twisted.internet import defer
 
 from pdserver.changes.model import ChangeFailed
+from pdserver.chutes.naming import ChuteNames
 from pdserver.execution.executor import Executor, RollbackFailed, StepFailed
 from pdserver.execution.plans import plan_hostconfig
 from pdserver.sysconfig.hostconfig import HostConfigStore
@@ -50,13 +51,14 @@ class RecoveryHandler:
 
 
 class HostConfigHandlers:
-    def __init__(self, executor: Executor, hostconfig: HostConfigStore):
+    def __init__(self, executor: Executor, hostconfig: HostConfigStore, names: ChuteNames):
         self._executor = executor
         self._hostconfig = hostconfig
+        self._names = names
 
     def handlers(self) -> dict:
         return {"hostconfig": self.update_hostconfig}
 
     def update_hostconfig(self, context):
-        steps = plan_hostconfig(self._hostconfig.load(), context.change.params["config"])
+        steps = plan_hostconfig(self._names, self._hostconfig.load(), context.change.params["config"])
         return run_plan(self._executor, context, steps, f"applied {len(steps)} step(s)")

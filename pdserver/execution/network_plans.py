@@ -12,8 +12,8 @@ from typing import Dict, Iterable, List, Optional
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
-from pdserver.chutes.networks import (NetworkFacts, Radio, ap_child, assign, bridge_name, dhcp_child,
-                                      interface_field)
+from pdserver.chutes.networks import (HostLan, NetworkFacts, Radio, ap_child, assign, bridge_name, dhcp_child,
+                                      host_lan_bridge, interface_field)
 from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
 from pdserver.execution.steps import Step
 
@@ -162,3 +162,32 @@ def firewall_args(facts: NetworkFacts, all_networks: Iterable[ChuteNetwork], api
             "networks": sorted(({"chute": n.chute, "bridge": n.bridge, "subnet": n.subnet,
                                  "gateway": n.gateway.split("/")[0]} for n in all_networks),
                                key=lambda n: n["bridge"])}
+
+
+def host_lan_setup(names: ChuteNames, lan: HostLan, undo: bool = True, commit: bool = False) -> List[Step]:
+    """The host LAN: a bridge with the LAN address holding the LAN ports, dnsmasq on it when DHCP is on."""
+    bridge = host_lan_bridge(names)
+
+    def step(action, args, description, undo_step):
+        return Step(action, args, description, undo=undo_step if undo else None, commit=commit)
+
+    steps = [step("ensure_bridge", {"name": bridge, "address": lan.address}, f"making the LAN bridge {bridge} "
+                  f"({lan.address})", Step("remove_link", {"name": bridge}, f"removing the LAN bridge {bridge}"))]
+    steps += [step("set_master", {"link": port, "master": bridge}, f"putting LAN port {port} into {bridge}",
+                   Step("set_master", {"link": port, "master": None}, f"taking {port} out of {bridge}"))
+              for port in lan.interfaces]
+    if lan.dhcp is not None:
+        steps.append(step("start_dhcp", {"child": dhcp_child(bridge), "bridge": bridge, "address": lan.address,
+                                         "start": lan.dhcp.start, "limit": lan.dhcp.limit,
+                                         "leasetime": lan.dhcp.leasetime, "dns": []}, "starting DHCP on the LAN",
+                          Step("stop_dhcp", {"child": dhcp_child(bridge), "bridge": bridge},
+                               "stopping DHCP on the LAN")))
+    return steps
+
+
+def host_lan_teardown(names: ChuteNames, lan: HostLan) -> List[Step]:
+    bridge = host_lan_bridge(names)
+    return ([Step("stop_dhcp", {"child": dhcp_child(bridge), "bridge": bridge}, "stopping DHCP on the LAN")]
+            + [Step("set_master", {"link": port, "master": None}, f"taking {port} out of {bridge}")
+               for port in lan.interfaces]
+            + [Step("remove_link", {"name": bridge}, f"removing the LAN bridge {bridge}")])

@@ -2,6 +2,7 @@
 import pytest
 
 from pdserver.execution.executor import Executor, RollbackFailed, StepFailed
+from pdserver.chutes.naming import ChuteNames
 from pdserver.execution.plans import plan_hostconfig
 from pdserver.execution.steps import Step
 
@@ -109,14 +110,33 @@ def test_after_step_hook_sees_each_finished_step():
     assert seen == [0, 1]
 
 
+NAMES = ChuteNames("node-1")
+
+
 def test_hostconfig_plan_is_pure_and_undoable():
     old, new = {"wan": {"proto": "dhcp"}}, {"wan": {"proto": "static"}}
-    steps = plan_hostconfig(old, new)
+    steps = plan_hostconfig(NAMES, old, new)
     assert [s.action for s in steps] == ["write_hostconfig"]
     assert steps[0].undo.args == {"config": old}
     assert Step.from_dict(steps[0].to_dict()) == steps[0]
-    assert plan_hostconfig(old, dict(old)) == []
+    assert plan_hostconfig(NAMES, old, dict(old)) == []
     assert old == {"wan": {"proto": "dhcp"}}
+
+
+def test_a_hostconfig_lan_is_bridged_addressed_and_served_and_a_change_puts_the_old_one_back_on_rollback():
+    lan = {"interfaces": ["eth1", "eth2"], "ipaddr": "192.168.1.1", "netmask": "255.255.255.0",
+           "dhcp": {"start": 100, "limit": 50, "leasetime": "12h"}}
+    steps = plan_hostconfig(NAMES, {}, {"lan": lan})
+    assert [s.action for s in steps] == ["ensure_bridge", "set_master", "set_master", "start_dhcp",
+                                         "write_hostconfig"]
+    assert steps[0].args["address"] == "192.168.1.1/24" and all(s.undo for s in steps)
+    moved = plan_hostconfig(NAMES, {"lan": lan}, {"lan": {**lan, "interfaces": ["eth2"], "ipaddr": "192.168.9.1"}})
+    actions = [s.action for s in moved]
+    assert actions == ["stop_dhcp", "set_master", "set_master", "remove_link", "ensure_bridge", "set_master",
+                       "start_dhcp", "write_hostconfig"]
+    assert moved[0].undo.action == "start_dhcp" and moved[3].undo.args["address"] == "192.168.1.1/24"
+    assert [s.action for s in plan_hostconfig(NAMES, {"lan": lan}, {"lan": {"interfaces": []}})] == [
+        "stop_dhcp", "set_master", "set_master", "remove_link", "write_hostconfig"]
 
 
 class BrokenReports(Journal):

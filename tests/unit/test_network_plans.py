@@ -155,3 +155,12 @@ def test_a_monitor_interface_is_refused_with_its_field():
     with pytest.raises(errors.Conflict) as caught:
         net_plans.assign(FACTS, spec, {}, [])
     assert caught.value.field == "services.main.interfaces.mon0"
+
+
+def test_reconciliation_sets_the_host_lan_up_again():
+    lan = net_plans.HostLan(("eth1",), "192.168.1.1/24", None)
+    facts = NetworkFacts(lan="eth1", host_lan=lan)
+    observed = {"containers": {}, "networks": {}, "volumes": {}, "images": {}}
+    steps = plans.plan_reconcile(node(facts=facts), [], observed)
+    assert [s.action for s in steps] == ["ensure_bridge", "set_master"]
+    assert steps[0].args["address"] == "192.168.1.1/24"
