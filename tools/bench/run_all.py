@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ["startup.py", "rss.py", "api.py", "connections.py", "queue.py", "deploy.py"]
+BENCHMARKS = ["startup.py", "rss.py", "api.py", "connections.py", "queue.py", "deploy.py", "chute_network.py"]
 LIMIT = 120.0  # seconds per benchmark
 LIMITS = {"deploy.py": 240.0}  # exceptions: deploy.py drives the Docker engine (about 1.5 min when idle)
 
