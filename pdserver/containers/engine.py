@@ -511,9 +511,10 @@ class DockerEngine(Service):
             event = container_event(line)
             if event is not None:
                 on_event(event)
-        return self._follow("events", on_line, lambda client: client.api.events(filters=filters, decode=False))
+        return self._follow("events", on_line, lambda client: client.api.events(filters=filters, decode=False),
+                            thread_name="pd-events")
 
-    def _follow(self, name: str, on_line: Callable[[str], None], thd_open_stream):
+    def _follow(self, name: str, on_line: Callable[[str], None], thd_open_stream, thread_name: Optional[str] = None):
         """A stream read line by line on a thread and a client of its own (both end with it)."""
         if not self.running:
             return self._not_running()
@@ -533,7 +534,7 @@ class DockerEngine(Service):
             if not self.running:
                 follower.stop()
             return follower
-        return logs_module.start_follower(self._reactor, name, on_line, thd_open).addCallback(opened)
+        return logs_module.start_follower(self._reactor, name, on_line, thd_open, thread_name).addCallback(opened)
 
     def _thd_open_log_stream(self, client, name, tail, timestamps):
         return client.api.logs(name, stdout=True, stderr=True, stream=True, follow=True, tail=tail,
