@@ -30,6 +30,7 @@ from pdserver.execution.chute_handlers import ChuteHandlers
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import HostConfigHandlers, RecoveryHandler, host_actions
 from pdserver.monitor.chutes import ChuteMonitor
+from pdserver.monitor.reattach import InterfaceReattach
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
@@ -122,7 +123,8 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                   network_facts=network_facts)
 
     root = SequentialMultiService()
-    for part in (hashing, engine, supervisor, queue, http, gateways, ReconcileAtStart(queue)):
+    reattach = InterfaceReattach(reactor, engine, network, chutes, names, network_facts)
+    for part in (hashing, engine, supervisor, queue, http, gateways, ReconcileAtStart(queue), reattach):
         part.setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
 

@@ -9,7 +9,7 @@ from pdtools.project import (
     DESCRIPTION_FILE, ProjectError, check_project, description_path, description_yaml, multi_service_form,
     read_description,
 )
-from pdtools.templates import LIGHT_IMAGES, PORT, default_name, project_files
+from pdtools.templates import LIGHT_IMAGES, PORT, TEMPLATES, default_name, project_files
 
 
 @click.group()
@@ -27,11 +27,15 @@ def chute():
                    "image: an image reference (default paradrop/python3:latest).")
 @click.option("--host-port", type=click.IntRange(1, 65535), default=PORT, show_default=True,
               help="The node's port on which the chute's web page is published.")
-def init(directory, name, type_, image, host_port):
+@click.option("--template", type=click.Choice(TEMPLATES), default="web", show_default=True,
+              help="web: a static page; wifi: a Wi-Fi access point (wlan0) whose page lists its clients (DHCP "
+                   "leases and stations) through the node's API.")
+def init(directory, name, type_, image, host_port, template):
     """Write an example chute project.
 
     Writes, in DIR (default: the current directory), a chute that serves a web page on port 8000: paradrop.yaml
-    and, for a light chute, a tiny app and www/index.html. Refuses to overwrite any file.
+    and, for a light chute, a tiny app and www/index.html (with --template wifi: an access point and app.py, whose
+    page lists the access point's clients). Refuses to overwrite any file.
     """
     target = Path(directory)
     if name is None:
@@ -39,7 +43,7 @@ def init(directory, name, type_, image, host_port):
         if name is None:
             raise click.UsageError(f"cannot make a chute name from {target.resolve().name!r}: give one with --name")
     try:
-        files = project_files(name, type_, image, host_port)
+        files = project_files(name, type_, image, host_port, template)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     existing = sorted(path for path in files if os.path.lexists(target / path))

@@ -1,4 +1,5 @@
-"""What a chute's host networks are given: a subnet from the node's pool, a radio, a VLAN tag. Pure.
+"""What a chute's host networks are given (a subnet from the node's pool, a radio, a VLAN tag) and what each one
+is then (ChuteNetwork: bridge, addresses, host links). Pure.
 
 The API checks a chute against it before queueing a change (a missing radio is a 409 at once) and plans
 assign with it at run time; what is assigned is recorded with the chute, so updates and restarts keep it.
@@ -8,6 +9,7 @@ import ipaddress
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from pdserver import errors
+from pdserver.chutes.naming import ChuteNames
 from pdserver.chutes.spec import ChuteSpec, DhcpSpec, InterfaceSpec
 from pdserver.sysconfig import subnets
 
@@ -187,4 +189,67 @@ def configured_networks(names, records: Iterable) -> List[ConfiguredNetwork]:
                 out.append(ConfiguredNetwork(record.name, svc.name, interface.name, interface.type, bridge,
                                              assigned.get("subnet"), assigned.get("radio"), assigned.get("vlan"),
                                              children))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ChuteNetwork:
+    """One interface of one service, with what the node assigned to it."""
+    chute: str
+    service: str
+    interface: InterfaceSpec
+    subnet: str
+    radio: Optional[Radio]
+    bridge: str
+    host_link: Optional[str]  # the VLAN subinterface or nl80211 AP interface we make (None: wired AP device)
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}.{self.interface.name}"
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's address with its prefix: the clients' router and DNS server."""
+        network = ipaddress.IPv4Network(self.subnet)
+        return f"{network.network_address + 1}/{network.prefixlen}"
+
+    @property
+    def chute_address(self) -> str:
+        network = ipaddress.IPv4Network(self.subnet)
+        return f"{network.network_address + 2}/{network.prefixlen}"
+
+    @property
+    def ap_device(self) -> Optional[str]:
+        if self.interface.type != "wifi-ap" or self.radio is None:
+            return None
+        return self.radio.interface if self.radio.driver == "wired" else self.host_link
+
+    def dhcp_child(self) -> str:
+        return dhcp_child(self.bridge)
+
+    def ap_child(self) -> str:
+        return ap_child(self.bridge)
+
+    def attach_args(self, names: ChuteNames, deployment: int) -> dict:
+        """What giving the container of ``deployment`` its interface takes (INetworkConfigurator.attach_interface
+        but the process): the plans' attach step and the re-attach after a restart by the engine use the same."""
+        return {"bridge": self.bridge, "inner": self.interface.name, "address": self.chute_address,
+                "host_name": names.link("pv", self.chute, self.service, self.interface.name, deployment)}
+
+
+def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: Dict[str, dict]
+             ) -> List[ChuteNetwork]:
+    """The chute's networks from its spec and assignments (radios the host config no longer has: None)."""
+    radios = {r.id: r for r in facts.radios}
+    out = []
+    for svc in spec.services:
+        for interface in svc.interfaces:
+            given = assigned[f"{svc.name}.{interface.name}"]
+            radio = radios.get(given.get("radio"))
+            kind = {"vlan": "pl", "wifi-ap": "pa", "monitor": "pm"}[interface.type]
+            host_link = names.link(kind, spec.name, svc.name, interface.name)
+            if interface.type == "wifi-ap" and radio is not None and radio.driver == "wired":
+                host_link = None
+            out.append(ChuteNetwork(spec.name, svc.name, interface, given["subnet"], radio,
+                                    bridge_name(names, spec.name, svc.name, interface.name), host_link))
     return out

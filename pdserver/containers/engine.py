@@ -29,7 +29,7 @@ from pdserver.containers import logs as logs_module
 from pdserver.containers.errors import (BuildFailed, Conflict, EngineError, EngineUnavailable, ImageUnavailable,
                                         InUse, NotFound)
 from pdserver.containers.interfaces import IContainerEngine
-from pdserver.containers.spec import ContainerSpec, ContainerState
+from pdserver.containers.spec import ContainerEvent, ContainerSpec, ContainerState
 from pdserver.containers.streams import BuildOutput, PullProgress
 
 log = Logger()
@@ -497,6 +497,25 @@ class DockerEngine(Service):
         Lines reach ``on_line`` on the reactor thread; the follower's ``done`` fires when the stream ends.
         The follower reads in a thread of its own on a connection of its own, outside the pools (it lasts
         as long as the container); both end with it, and stopping the adapter ends it."""
+        return self._follow(name, on_line, lambda client: self._thd_open_log_stream(client, name, tail, timestamps))
+
+    def follow_events(self, on_event: Callable[[ContainerEvent], None], label: str,
+                      actions: Tuple[str, ...] = ("start", "die")):
+        """Fires with a follower (``stop()``, ``done``) once the engine streams the events: each of ``actions``
+        that happens to a container carrying ``label`` reaches ``on_event`` as a ContainerEvent, on the reactor
+        thread. Like a log follower it reads on a thread and a connection of its own; ``done`` fires when the
+        engine ends the stream (it stopped, say)."""
+        filters = {"type": ["container"], "label": [label], "event": list(actions)}
+
+        def on_line(line):
+            event = container_event(line)
+            if event is not None:
+                on_event(event)
+        return self._follow("events", on_line, lambda client: client.api.events(filters=filters, decode=False),
+                            thread_name="pd-events")
+
+    def _follow(self, name: str, on_line: Callable[[str], None], thd_open_stream, thread_name: Optional[str] = None):
+        """A stream read line by line on a thread and a client of its own (both end with it)."""
         if not self.running:
             return self._not_running()
 
@@ -504,7 +523,7 @@ class DockerEngine(Service):
             with _translated():
                 client = self._thd_new_client()
                 try:
-                    return _OwnStream(self._thd_open_log_stream(client, name, tail, timestamps), client)
+                    return _OwnStream(thd_open_stream(client), client)
                 except BaseException:
                     client.close()
                     raise
@@ -515,7 +534,7 @@ class DockerEngine(Service):
             if not self.running:
                 follower.stop()
             return follower
-        return logs_module.start_follower(self._reactor, name, on_line, thd_open).addCallback(opened)
+        return logs_module.start_follower(self._reactor, name, on_line, thd_open, thread_name).addCallback(opened)
 
     def _thd_open_log_stream(self, client, name, tail, timestamps):
         return client.api.logs(name, stdout=True, stderr=True, stream=True, follow=True, tail=tail,
@@ -570,6 +589,21 @@ def owner_labelled(dockerfile: str, key: str, value: str) -> str:
     parser.content = dockerfile
     parser.add_lines(f"LABEL {json.dumps(key)}={json.dumps(value)}", all_stages=True, at_start=True)
     return parser.content
+
+
+def container_event(line: str) -> Optional[ContainerEvent]:
+    """One line of the engine's event stream -> ContainerEvent; None (and a log line) for anything else."""
+    try:
+        data = json.loads(line)
+        actor = data.get("Actor") or {}
+        attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+        return ContainerEvent(action=str(data.get("Action") or data["status"]), id=str(actor.get("ID") or data["id"]),
+                              name=attributes.get("name", ""), attributes=attributes,
+                              time=int(data.get("timeNano") or 0) / 1e9 or float(data.get("time") or 0))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        if line.strip():
+            log.warn("not an engine event: {line}", line=line[:200])
+        return None
 
 
 def container_state(attrs: dict) -> ContainerState:

@@ -66,3 +66,8 @@ class IContainerEngine(Interface):
 
     def follow_logs(name, on_line, tail=0, timestamps=False):
         """-> a LogFollower (``stop()``, ``done``) once the stream is open."""
+
+    def follow_events(on_event, label, actions=("start", "die")):
+        """-> an event follower (``stop()``, ``done``) once the stream is open: ``on_event(ContainerEvent)`` for
+        each of ``actions`` that happens from then on to a container carrying ``label`` (a key, or key=value).
+        ``done`` fires when the stream ends (the engine went away, say): events meanwhile are not replayed."""

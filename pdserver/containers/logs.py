@@ -104,12 +104,14 @@ def _close(stream) -> None:
 
 
 def start_follower(reactor, name: str, on_line: Callable[[str], None],
-                   thd_open_stream: Callable[[], Iterable[bytes]]) -> defer.Deferred:
+                   thd_open_stream: Callable[[], Iterable[bytes]], thread_name: Optional[str] = None
+                   ) -> defer.Deferred:
     """Start a reader thread of its own (a follow lasts as long as the container, so it must not hold a
-    thread of the shared pool); fires with the LogFollower once the stream is open."""
+    thread of the shared pool), named ``thread_name`` (default ``pd-logs-<name>``); fires with the LogFollower
+    once the stream is open."""
     follower = LogFollower(reactor, name, on_line)
     opened = defer.Deferred()
     thread = threading.Thread(target=follower._thd_run, args=(thd_open_stream, opened),
-                              name=f"pd-logs-{name}", daemon=True)
+                              name=thread_name or f"pd-logs-{name}", daemon=True)
     thread.start()
     return opened

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from pdserver.containers.errors import BuildFailed, Conflict, EngineError, ImageUnavailable, InUse, NotFound
 from pdserver.containers.interfaces import IContainerEngine
-from pdserver.containers.spec import ContainerSpec, ContainerState
+from pdserver.containers.spec import ContainerEvent, ContainerSpec, ContainerState
 from pdserver.containers.streams import BuildOutput
 
 log = Logger()
@@ -92,6 +92,32 @@ class MemoryLogFollower:
             self.done.callback(None)
 
 
+class MemoryEventFollower:
+    """The event follower's surface (``stop()``, ``done``) over a MemoryEngine."""
+
+    def __init__(self, on_event: Callable[[ContainerEvent], None], label: str, actions: Tuple[str, ...]):
+        self._on_event = on_event
+        self._label = label
+        self._actions = tuple(actions)
+        self.done = defer.Deferred()
+
+    def stop(self) -> defer.Deferred:
+        self._end()
+        return defer.succeed(None)
+
+    def _deliver(self, event: ContainerEvent) -> None:
+        if self.done.called or event.action not in self._actions or not _has_label(event.attributes, self._label):
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            log.failure("event handler failed on {action} of {name}", action=event.action, name=event.name)
+
+    def _end(self) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+
 def _stamp(seconds: float) -> str:
     """RFC 3339 with nanoseconds, as Docker writes it."""
     moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
@@ -126,6 +152,7 @@ class MemoryEngine:
         self._volumes: Dict[str, Dict[str, str]] = {}
         self._containers: Dict[str, _Container] = {}
         self._faults: List[_Fault] = []
+        self._event_followers: List[MemoryEventFollower] = []
         for ref, labels in (images or {}).items():
             self._images[ref] = _Image("sha256:" + self._new_id(), dict(labels))
 
@@ -170,6 +197,18 @@ class MemoryEngine:
             container.output.append((when, line))
             for follower in list(container.followers):
                 follower._deliver(when, line)
+
+    def end_events(self) -> None:
+        """The engine ends every event stream (as a stopping Docker daemon does)."""
+        followers, self._event_followers = self._event_followers, []
+        for follower in followers:
+            follower._end()
+
+    def _emit(self, container: _Container, action: str, **extra: str) -> None:
+        attributes = {**container.labels, "name": container.spec.name, "image": container.spec.image, **extra}
+        event = ContainerEvent(action, container.id, container.spec.name, attributes, self._clock.seconds())
+        for follower in list(self._event_followers):
+            follower._deliver(event)
 
     def objects(self) -> dict:
         """Everything the engine holds: {"containers": {name: status}, "networks", "volumes", "images": sets}."""
@@ -374,12 +413,16 @@ class MemoryEngine:
         container.pid = next(self._pids)
         if container.network:
             container.address = str(next(self._networks[container.network].hosts))
+        self._emit(container, "start")
 
     def _halt(self, container: _Container, code: int) -> None:
+        was_running = container.status == "running"
         container.status, container.exit_code, container.address = "exited", code, None
         followers, container.followers = container.followers, []
         for follower in followers:
             follower._end()
+        if was_running:
+            self._emit(container, "die", exitCode=str(code))
 
     def stop_container(self, name, timeout=10):
         return self._call("stop_container", self._stop_container, name)
@@ -465,4 +508,14 @@ class MemoryEngine:
             container.followers.append(follower)
         else:  # the stream of a stopped container ends after its output
             follower._end()
+        return follower
+
+    def follow_events(self, on_event, label, actions=("start", "die")):
+        return self._call("follow_events", self._follow_events, on_event, label, tuple(actions))
+
+    def _follow_events(self, on_event, label, actions):
+        follower = MemoryEventFollower(on_event, label, actions)
+        follower.done.addBoth(lambda result: follower in self._event_followers
+                              and self._event_followers.remove(follower) or result)
+        self._event_followers.append(follower)
         return follower

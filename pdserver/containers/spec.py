@@ -75,3 +75,15 @@ class ContainerState:
     capabilities: Optional[Tuple[str, ...]] = None
     memory: Optional[int] = None
     pid: Optional[int] = None  # of its main process while it runs: its network namespace is /proc/<pid>/ns/net
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerEvent:
+    """Something that happened to a container, as the engine's event stream reports it. ``action`` is Docker's
+    ("start", "die", ...); ``attributes`` are the container's labels with the engine's own keys mixed in
+    ("name", "image", "exitCode" of a "die"); ``time`` is in seconds since the epoch."""
+    action: str
+    id: str
+    name: str
+    attributes: Dict[str, str]
+    time: float

@@ -188,14 +188,15 @@ def plan_install(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: 
     networks = net_plans.networks(node.names, node.network, spec, assigned)
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now, volume,
                          assigned)
-    return (_adopt(source_dir) + image_steps + [
+    # The host networks come before the Docker network (which takes 0.1-0.2 s to make): their clients get
+    # leases that much sooner.
+    return (_adopt(source_dir) + image_steps + [s for net in networks for s in net_plans.setup(net, node.network)]
+            + _firewall(node, spec.name, networks, []) + [
         Step("create_network", {"name": network, "labels": labels}, f"creating network {network}",
              undo=Step("remove_network", {"name": network}, f"removing network {network}")),
         Step("create_volume", {"name": volume, "labels": labels}, "creating the /data volume",
              undo=Step("remove_volume", {"name": volume}, "removing the /data volume")),
-    ] + [s for net in networks for s in net_plans.setup(net, node.network)]
-        + _firewall(node, spec.name, networks, [])
-        + _start_new(node, spec, deployment, refs, volume, networks) + [
+    ] + _start_new(node, spec, deployment, refs, volume, networks) + [
         _save(record, None, f"recording {spec.name} {spec.version} as installed")])
 
 

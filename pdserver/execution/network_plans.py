@@ -6,76 +6,16 @@ renamed to the interface name the chute asked for. The bridge has the subnet's f
 router and DNS), the container the second. Subnets and radios are assigned once and recorded with the chute,
 so an update or a restart keeps them.
 """
-import dataclasses
-import ipaddress
-from typing import Dict, Iterable, List, Optional
+from typing import Iterable, List
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
-from pdserver.chutes.networks import (HostLan, NetworkFacts, Radio, ap_child, assign, bridge_name, dhcp_child,
-                                      host_lan_bridge, interface_field)
-from pdserver.chutes.spec import ChuteSpec, InterfaceSpec
+from pdserver.chutes.networks import (ChuteNetwork, HostLan, NetworkFacts, Radio, assign, dhcp_child,
+                                      host_lan_bridge, interface_field, networks)
 from pdserver.execution.steps import Step
 
 __all__ = ["NetworkFacts", "Radio", "assign", "ChuteNetwork", "networks", "setup", "teardown", "attach",
            "firewall_args"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ChuteNetwork:
-    """One interface of one service, with what the node assigned to it."""
-    chute: str
-    service: str
-    interface: InterfaceSpec
-    subnet: str
-    radio: Optional[Radio]
-    bridge: str
-    host_link: Optional[str]  # the VLAN subinterface or nl80211 AP interface we make (None: wired AP device)
-
-    @property
-    def key(self) -> str:
-        return f"{self.service}.{self.interface.name}"
-
-    @property
-    def gateway(self) -> str:
-        """The bridge's address with its prefix: the clients' router and DNS server."""
-        network = ipaddress.IPv4Network(self.subnet)
-        return f"{network.network_address + 1}/{network.prefixlen}"
-
-    @property
-    def chute_address(self) -> str:
-        network = ipaddress.IPv4Network(self.subnet)
-        return f"{network.network_address + 2}/{network.prefixlen}"
-
-    @property
-    def ap_device(self) -> Optional[str]:
-        if self.interface.type != "wifi-ap" or self.radio is None:
-            return None
-        return self.radio.interface if self.radio.driver == "wired" else self.host_link
-
-    def dhcp_child(self) -> str:
-        return dhcp_child(self.bridge)
-
-    def ap_child(self) -> str:
-        return ap_child(self.bridge)
-
-
-def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: Dict[str, dict]
-             ) -> List[ChuteNetwork]:
-    """The chute's networks from its spec and assignments (radios the host config no longer has: None)."""
-    radios = {r.id: r for r in facts.radios}
-    out = []
-    for svc in spec.services:
-        for interface in svc.interfaces:
-            given = assigned[f"{svc.name}.{interface.name}"]
-            radio = radios.get(given.get("radio"))
-            kind = {"vlan": "pl", "wifi-ap": "pa", "monitor": "pm"}[interface.type]
-            host_link = names.link(kind, spec.name, svc.name, interface.name)
-            if interface.type == "wifi-ap" and radio is not None and radio.driver == "wired":
-                host_link = None
-            out.append(ChuteNetwork(spec.name, svc.name, interface, given["subnet"], radio,
-                                    bridge_name(names, spec.name, svc.name, interface.name), host_link))
-    return out
 
 
 def _ssid(net: ChuteNetwork) -> str:
@@ -150,10 +90,9 @@ def teardown(net: ChuteNetwork) -> List[Step]:
 def attach(names: ChuteNames, net: ChuteNetwork, container: str, deployment: int, commit: bool = False) -> Step:
     """The veth that gives a running container the interface (after each start: a new process has a new
     network namespace)."""
-    return Step("attach_interface", {
-        "container": container, "bridge": net.bridge, "inner": net.interface.name, "address": net.chute_address,
-        "host_name": names.link("pv", net.chute, net.service, net.interface.name, deployment)},
-        f"giving service {net.service} its interface {net.interface.name} ({net.chute_address})", commit=commit)
+    return Step("attach_interface", {"container": container, **net.attach_args(names, deployment)},
+                f"giving service {net.service} its interface {net.interface.name} ({net.chute_address})",
+                commit=commit)
 
 
 def firewall_args(facts: NetworkFacts, all_networks: Iterable[ChuteNetwork], api_port: int) -> dict:

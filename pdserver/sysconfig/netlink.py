@@ -10,6 +10,7 @@ import os
 import subprocess
 import re
 import socket
+import threading
 from contextlib import contextmanager
 from ipaddress import IPv4Interface, ip_interface
 from typing import Dict, Iterator, List, Optional
@@ -25,6 +26,9 @@ _IFF_UP = 0x1
 _ARPHRD_LOOPBACK = 772
 _KINDS = {"bridge": "bridge", "vlan": "vlan", "veth": "veth"}
 _LOCAL_TABLE = 255
+# One veth attach at a time: a plan's step and the re-attach after an engine restart may give the same container
+# its interface at once, and each would find the other's half-made pair or address.
+_ATTACH_LOCK = threading.Lock()
 
 
 def check_name(name: str, field: str = "name") -> str:
@@ -165,7 +169,7 @@ def thd_attach_veth(bridge: str, host_name: str, pid: int, inner_name: str, addr
     for value, field in ((bridge, "bridge"), (host_name, "host_name"), (inner_name, "inner_name")):
         check_name(value, field)
     target = _netns_path(pid)
-    with _rtnl(netns) as ipr, _rtnl(path=target) as inner:
+    with _ATTACH_LOCK, _rtnl(netns) as ipr, _rtnl(path=target) as inner:
         bridge_index = _require(ipr, bridge, "bridge")
         host_index, inner_index = _index(ipr, host_name), _index(inner, inner_name)
         if host_index is not None and inner_index is None:

@@ -77,8 +77,8 @@ def actions(steps):
 def test_an_install_makes_the_network_before_the_containers_and_attaches_after_each_start():
     steps = plans.plan_install(node(), chute(), 5, None, 0.0)
     names = actions(steps)
-    assert names[names.index("create_volume") + 1:names.index("create_container")] == [
-        "ensure_bridge", "set_master", "start_dhcp", "start_ap", "apply_firewall"]
+    assert names[names.index("ensure_image") + 1:names.index("create_container")] == [
+        "ensure_bridge", "set_master", "start_dhcp", "start_ap", "apply_firewall", "create_network", "create_volume"]
     assert names.index("start_container") < names.index("attach_interface") < names.index("wait_ready")
     for step in steps[names.index("ensure_bridge"):names.index("apply_firewall") + 1]:
         assert step.undo is not None, step.action

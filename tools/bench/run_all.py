@@ -11,7 +11,7 @@ import sys
 import time
 
 BENCHMARKS = ["startup.py", "rss.py", "api.py", "connections.py", "queue.py", "deploy.py", "install.py", "update.py",
-              "child_restart.py"]
+              "child_restart.py", "chute_network.py"]
 LIMIT = 120.0  # seconds per benchmark
 LIMITS = {"deploy.py": 240.0}  # exceptions: deploy.py drives the Docker engine (about 1.5 min when idle)
 
