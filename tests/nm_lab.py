@@ -156,15 +156,15 @@ class NetworkManagerLab:
     def logs(self) -> str:
         return "\n".join(path.read_text(errors="replace")[-3000:] for path in self.tmp.glob("*.log"))
 
-    def add_veth(self) -> str:
-        """A veth made in the namespace (it never exists outside), its peer in a second namespace."""
+    def add_veth(self) -> tuple:
+        """A veth made in the namespace (it never exists outside), its peer in a second namespace: (the end
+        NetworkManager sees, the peer's namespace, the peer)."""
         peer_ns = self.lab.netns("nmpeer")
-        name = f"nm{self.lab.tag}a"
-        ip("link", "add", name, "type", "veth", "peer", "name", f"nm{self.lab.tag}b", "netns", peer_ns,
-           netns=self.netns)
+        name, peer = f"nm{self.lab.tag}a", f"nm{self.lab.tag}b"
+        ip("link", "add", name, "type", "veth", "peer", "name", peer, "netns", peer_ns, netns=self.netns)
         ip("link", "set", name, "up", netns=self.netns)
-        ip("link", "set", f"nm{self.lab.tag}b", "up", netns=peer_ns)
-        return name
+        ip("link", "set", peer, "up", netns=peer_ns)
+        return name, peer_ns, peer
 
     def nmcli_state(self, interface: str) -> str:
         """The device's state as nmcli, NetworkManager's own client, reports it."""

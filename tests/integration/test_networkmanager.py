@@ -21,7 +21,7 @@ async def test_sees_the_device_and_marks_it_unmanaged(network_manager):
     assert client is not None
     verifyObject(INetworkManager, client)
     try:
-        name = network_manager.add_veth()
+        name, _, _ = network_manager.add_veth()
 
         async def device(managed: bool):
             found = {d["interface"]: d for d in await client.devices()}

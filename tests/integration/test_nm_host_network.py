@@ -37,7 +37,7 @@ async def test_links_made_and_ports_taken_are_unmanaged_first_and_ports_given_ba
     service.startService()
     try:
         network = host_network(network_manager.netns, tmp_path, service)
-        port = network_manager.add_veth()
+        port, _, _ = network_manager.add_veth()
         await nm_state(network_manager, port, unmanaged=False)  # a free port NetworkManager manages
         bridge = f"pd{network_manager.lab.tag}"
 
