@@ -90,8 +90,8 @@ class NetworkManagerService(Service):
             if device is None:
                 log.info("NetworkManager has not seen {interface}: nothing to unmanage", interface=interface)
                 return
-            if device["managed"]:
-                await client.set_managed(interface, False)
+            # Set even when it reads unmanaged: a link udev has not finished with reads unmanaged, then managed.
+            await client.set_managed(interface, False)
             self._taken.setdefault(interface, device["managed"])
             self._errors.pop(interface, None)
         except Unavailable as e:

@@ -47,9 +47,15 @@ def test_a_chute_network_is_unmanaged_in_networkmanager_and_its_radio_given_back
                ip("-o", "link", "show", "master", bridge, netns=network_manager.netns).stdout.splitlines()]
     assert radio in members and len(members) == 2, members
     ours = [bridge] + members
-    states = wait_until(lambda: (lambda s: s if all(s.get(x) == "unmanaged" for x in ours) else None)(
-        nm_states(network_manager)), message="the chute network unmanaged in NetworkManager")
-    assert all(states[x] == "unmanaged" for x in ours), states
+    seen = {}
+
+    def all_unmanaged():
+        seen.update(nm_states(network_manager))
+        return all(seen.get(x) == "unmanaged" for x in ours)
+    try:
+        wait_until(all_unmanaged, message="the chute network unmanaged in NetworkManager")
+    except AssertionError:
+        raise AssertionError(f"NetworkManager states of {ours}: {seen}") from None
     assert leased(client_ns, client_end, tmp_path)  # NetworkManager did not fight the node over the network
 
     answer = session.delete(f"{url}/api/v1/chutes/{name}")

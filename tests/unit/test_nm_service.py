@@ -104,11 +104,11 @@ def test_only_a_port_networkmanager_managed_is_given_back():
     client = ScriptedNetworkManager({"eth1": True, "eth2": False})
     service, _ = service_with(client)
     result_of(service.release("eth1"))
-    result_of(service.release("eth2"))  # NetworkManager's own config leaves it unmanaged: not touched
-    assert client.sets == [("eth1", False)]
+    result_of(service.release("eth2"))  # unmanaged already (NetworkManager's config, or udev not done yet)
+    assert client.sets == [("eth1", False), ("eth2", False)]
     result_of(service.give_back("eth1"))
-    result_of(service.give_back("eth2"))
-    assert client.sets == [("eth1", False), ("eth1", True)] and client.managed == {"eth1": True, "eth2": False}
+    result_of(service.give_back("eth2"))  # it was not NetworkManager's: stays unmanaged
+    assert client.sets[2:] == [("eth1", True)] and client.managed == {"eth1": True, "eth2": False}
     service.forget("eth1")
     assert result_of(service.status())["unmanaged"] == []
 
