@@ -109,14 +109,18 @@ class DockerForward(Service):
         return defer.ensureDeferred(self._detect())
 
     async def _detect(self) -> dict:
+        policy, docker_user, error = None, False, None
         try:
             out, err, code = await self._run("-S", "FORWARD")
-            policy = forward_policy(out) if code == 0 else None
-            docker_user = (await self._run("-S", CHAIN))[2] == 0 if code == 0 else False
+            if code == 0:
+                policy = forward_policy(out)
+                docker_user = (await self._run("-S", CHAIN))[2] == 0
+            else:
+                error = err.strip()[:200] or f"iptables exited {code}"
         except (Unavailable, OSError, defer.TimeoutError) as e:
-            policy, docker_user = None, False
-            self.state["error"] = str(e)
-        self.state.update(policy=policy, docker_user=docker_user, wan_blocked=policy == "DROP" and not docker_user)
+            error = str(e)
+        self.state.update(policy=policy, docker_user=docker_user, wan_blocked=policy == "DROP" and not docker_user,
+                          error=error)
         return dict(self.state)
 
     def sync(self, wan: Optional[str], bridges: Iterable[str]) -> defer.Deferred:
