@@ -37,8 +37,10 @@ from pdserver.settings import Settings
 from pdserver.storage import open_database
 from pdserver.chutes.networks import NetworkFacts
 from pdserver.execution.network_actions import NetworkActions
+from pdserver.sysconfig.docker_forward import DockerForward
 from pdserver.sysconfig.host_network import HostNetwork
-from pdserver.sysconfig.hostconfig import HostConfigStore
+from pdserver.sysconfig.hostconfig import HostConfigStore, thd_first_start
+from pdserver.sysconfig.nm_service import NetworkManagerService
 from pdserver.sysconfig.supervisor import Supervisor
 
 log = Logger()
@@ -106,7 +108,10 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                                  settings.ready_timeout)
     supervisor = Supervisor(reactor, settings.state_dir / "run" / "children",
                             on_event=ChildEvents(audit).event)
-    network = HostNetwork(reactor, in_thread, supervisor, settings.state_dir, settings.network_netns)
+    network_manager = NetworkManagerService(reactor, settings.dbus_system_address)
+    docker_forward = DockerForward(reactor, settings.network_netns)
+    network = HostNetwork(reactor, in_thread, supervisor, settings.state_dir, settings.network_netns,
+                          network_manager, docker_forward)
     network_facts = lambda: NetworkFacts.from_hostconfig(hostconfig.load())  # noqa: E731
     executor = Executor({**host_actions(hostconfig), **chute_actions.actions(),
                          **NetworkActions(network, engine).actions()}, after_step=crash_hook(settings))
@@ -123,8 +128,10 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                   network_facts=network_facts)
 
     root = SequentialMultiService()
+    first_start = FirstStart(in_thread, hostconfig, settings.network_netns)
     reattach = InterfaceReattach(reactor, engine, network, chutes, names, network_facts)
-    for part in (hashing, engine, supervisor, queue, http, gateways, ReconcileAtStart(queue), reattach):
+    for part in (hashing, engine, network_manager, docker_forward, first_start, supervisor, queue, http, gateways,
+                 ReconcileAtStart(queue), reattach):
         part.setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
 
@@ -216,6 +223,26 @@ class AfterChange:
 def pending_sources(queue: ChangeQueue):
     """Project dirs that queued or running changes will still read."""
     return [c.params["source_dir"] for c in queue.unfinished() if c.params.get("source_dir")]
+
+
+class FirstStart(Service):
+    """Before any change runs: without a host config, write the first one from the interfaces present; it
+    claims none that carries an address or the default route (hostconfig.new_config)."""
+
+    def __init__(self, in_thread, hostconfig: HostConfigStore, netns):
+        self._in_thread = in_thread
+        self._hostconfig = hostconfig
+        self._netns = netns
+
+    def startService(self):
+        super().startService()
+        d = self._in_thread(thd_first_start, self._hostconfig, self._netns)
+        d.addCallback(lambda written: written and log.info(
+            "first start: wrote {path} from the interfaces present (WAN {wan}, LAN {lan})",
+            path=str(self._hostconfig.path), wan=written["wan"].get("interface"),
+            lan=written["lan"]["interfaces"]))
+        d.addErrback(lambda f: log.failure("first start: could not write a host config; the defaults apply", f))
+        return d
 
 
 class ReconcileAtStart(Service):

@@ -43,6 +43,8 @@ class Settings:
     crash_after_step: Optional[int] = None
     # The network namespace (``ip netns``) where chute networks are made; None: the host's. Tests set it.
     network_netns: Optional[str] = None
+    # The D-Bus system bus where NetworkManager may be (``unix:path=...``); None: the machine's system bus.
+    dbus_system_address: Optional[str] = None
 
     SECRET_FIELDS = frozenset({"admin_password"})
 
@@ -174,5 +176,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("chute_default_memory", "must be at least 4 MiB (4194304)")
     if settings.log_level not in ("debug", "info", "warn", "error"):
         raise SettingsError("log_level", "must be one of debug, info, warn, error")
+    if settings.dbus_system_address is not None and not settings.dbus_system_address.startswith(
+            ("unix:", "tcp:")):
+        raise SettingsError("dbus_system_address", "must be a D-Bus address (unix:path=... or tcp:...)")
     if settings.admin_password is not None and len(settings.admin_password) < 8:
         raise SettingsError("admin_password", "must be at least 8 characters")

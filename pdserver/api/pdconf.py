@@ -43,15 +43,14 @@ def _host_sections(config: dict) -> List[dict]:
 
 
 def _networkmanager(status: dict) -> List[dict]:
-    """Only when the configurator reports it: a bool, or a dict whose ``in_use`` (else ``available``) says."""
-    if "networkmanager" not in status:
+    """Whether NetworkManager is on the bus (and so told to leave our links alone), and the links it was told."""
+    value = status.get("network_manager")
+    if not isinstance(value, dict):
         return []
-    value = status["networkmanager"]
-    in_use = bool(value.get("in_use", value.get("available"))) if isinstance(value, dict) else bool(value)
-    details = {k: v for k, v in value.items() if isinstance(v, (str, int, float, bool)) or v is None} \
-        if isinstance(value, dict) else {}
-    return [_section("networkmanager", "NetworkManager", "in use" if in_use else "not in use", True,
-                     **{**details, "in_use": in_use})]
+    present = bool(value.get("present"))
+    return [_section("networkmanager", "NetworkManager", "in use" if present else "not in use",
+                     not value.get("errors"), present=present, unmanaged=list(value.get("unmanaged") or []),
+                     errors=dict(value.get("errors") or {}))]
 
 
 def sections(status: dict, networks: List[ConfiguredNetwork], config: dict) -> List[dict]:

@@ -2,6 +2,9 @@
 
 It works in one network namespace: the host's (None) on a node, one the test made in tests. Config files
 are written atomically under ``<state>/sysconfig``; hostapd control sockets live in ``<state>/run/hostapd``.
+Where NetworkManager runs, every link the node makes or takes is set unmanaged there first
+(nm_service.NetworkManagerService); where Docker's FORWARD policy drops forwarded traffic, the chute networks
+get accept rules of ours in DOCKER-USER (docker_forward.DockerForward).
 """
 import ipaddress
 import os
@@ -44,8 +47,13 @@ def thd_remove_files(*paths: Path) -> None:
 
 @implementer(INetworkConfigurator)
 class HostNetwork:
-    def __init__(self, reactor, run_in_thread, supervisor, state_dir: Path, netns: Optional[str] = None):
+    def __init__(self, reactor, run_in_thread, supervisor, state_dir: Path, netns: Optional[str] = None,
+                 network_manager=None, docker_forward=None):
+        """``network_manager`` (NetworkManagerService) and ``docker_forward`` (DockerForward) are optional:
+        without them the node does without NetworkManager and leaves iptables alone."""
         self._reactor = reactor
+        self._nm = network_manager
+        self._docker_forward = docker_forward
         self._in_thread = run_in_thread
         self._supervisor = supervisor
         self._netns = netns
@@ -63,26 +71,44 @@ class HostNetwork:
 
     # -- links
 
+    def _unmanaged(self, _, name):
+        """Once a link exists, NetworkManager is told to leave it alone."""
+        return self._nm.release(name) if self._nm else None
+
     def ensure_bridge(self, name, address):
-        return self._in_thread(_netlink().thd_ensure_bridge, name, ipaddress.IPv4Interface(address), self._netns)
+        d = self._in_thread(_netlink().thd_ensure_bridge, name, ipaddress.IPv4Interface(address), self._netns)
+        return d.addCallback(self._unmanaged, name)
 
     def ensure_vlan(self, parent, vlan_id, name, master):
-        return self._in_thread(_netlink().thd_ensure_vlan, parent, vlan_id, name, master, self._netns)
+        d = self._in_thread(_netlink().thd_ensure_vlan, parent, vlan_id, name, master, self._netns)
+        return d.addCallback(self._unmanaged, name)
 
     def ensure_ap_interface(self, phy, name):
-        return self._in_thread(_netlink().thd_ensure_ap_interface, phy, name, self._netns)
+        d = self._in_thread(_netlink().thd_ensure_ap_interface, phy, name, self._netns)
+        return d.addCallback(self._unmanaged, name)
 
+    @defer.inlineCallbacks
     def set_master(self, link, master):
+        """An existing port (a wired radio) into a bridge: taken from NetworkManager first; out of it: given back
+        to NetworkManager if it managed the port before."""
         if master is None:
-            return self._in_thread(_netlink().thd_release, link, self._netns)
-        return self._in_thread(_netlink().thd_set_master, link, master, self._netns)
+            yield self._in_thread(_netlink().thd_release, link, self._netns)
+            if self._nm:
+                yield self._nm.give_back(link)
+            return
+        yield self._unmanaged(None, _netlink().check_name(link, "link"))
+        yield self._in_thread(_netlink().thd_set_master, link, master, self._netns)
 
     def remove_link(self, name):
-        return self._in_thread(_netlink().thd_remove_link, name, self._netns)
+        d = self._in_thread(_netlink().thd_remove_link, name, self._netns)
+        if self._nm:
+            d.addCallback(lambda _: self._nm.forget(name))
+        return d
 
     def attach_interface(self, pid, bridge, host_name, inner, address):
-        return self._in_thread(_netlink().thd_attach_veth, bridge, host_name, pid, inner,
-                               ipaddress.IPv4Interface(address), self._netns)
+        d = self._in_thread(_netlink().thd_attach_veth, bridge, host_name, pid, inner,
+                            ipaddress.IPv4Interface(address), self._netns)
+        return d.addCallback(self._unmanaged, host_name)
 
     # -- DHCP
 
@@ -164,13 +190,19 @@ class HostNetwork:
                                              gateway=ipaddress.IPv4Address(n["gateway"])) for n in networks))
         d = self._firewall.apply(state)
         d.addCallback(lambda _: setattr(self, "_firewall_state", state))
-        return d
+        if self._docker_forward:
+            d.addCallback(lambda _: self._docker_forward.sync(wan, [n.bridge for n in state.networks]))
+        return d.addCallback(lambda _: None)
 
+    @defer.inlineCallbacks
     def status(self):
-        return defer.succeed({
+        network_manager = (yield self._nm.status()) if self._nm else {"present": False}
+        return {
             "netns": self._netns,
+            "network_manager": network_manager,
+            "forward": dict(self._docker_forward.state) if self._docker_forward else None,
             "children": {name: {"running": c.running, "pid": c.pid, "restarts": c.restarts,
                                 "crash_loop": c.crash_loop, "last_exit": c.last_exit}
                          for name, c in self._supervisor.children().items()},
             "firewall": None if self._firewall_state is None else {
-                "wan": self._firewall_state.wan, "networks": len(self._firewall_state.networks)}})
+                "wan": self._firewall_state.wan, "networks": len(self._firewall_state.networks)}}

@@ -7,11 +7,12 @@ import copy
 import ipaddress
 import os
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 import yaml
 
 from pdserver.errors import InvalidInput
+from pdserver.sysconfig import netlink
 from pdserver.sysconfig.subnets import allocate
 from pdserver.validation import check
 
@@ -222,3 +223,13 @@ class HostConfigStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+
+def thd_first_start(store: HostConfigStore, netns: Optional[str] = None) -> Optional[dict]:
+    """On first start (no host config file yet) write new_config of the devices present; the written config, or
+    None when a host config exists (the owner's, kept as it is)."""
+    if store.path.exists():
+        return None
+    config = validate(new_config(netlink.thd_devices(netns)))
+    store.save(config)
+    return config

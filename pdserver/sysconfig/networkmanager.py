@@ -69,6 +69,10 @@ class INetworkManager(Interface):
     def devices():
         """Deferred list of {interface, type, state, managed}, sorted by interface."""
 
+    def device(interface):
+        """Deferred {interface, type, state, managed} of one device; NotFound when NetworkManager has none by
+        that name (yet: it learns of a new link a moment after the kernel)."""
+
     def set_managed(interface, managed):
         """Deferred firing once NetworkManager accepted to take (True) or release (False) the interface; its
         device state follows within moments."""
@@ -136,6 +140,17 @@ class NetworkManagerClient:
                 return None
             return _raise(failure, "GetAll")
         return self._remote(path, "GetAll", PROPERTIES, "s", [DEVICE_INTERFACE]).addErrback(vanished)
+
+    def device(self, interface: str) -> defer.Deferred:
+        return defer.ensureDeferred(self._device(interface))
+
+    async def _device(self, interface: str) -> dict:
+        check_interface(interface)
+        path = await self._call(NM_PATH, "GetDeviceByIpIface", NM_NAME, "s", [interface], what=interface)
+        props = await self._properties(path)
+        if props is None:
+            raise NotFound(f"NetworkManager has no device {interface}", field="interface")
+        return device_info(props)
 
     def set_managed(self, interface: str, managed: bool) -> defer.Deferred:
         return defer.ensureDeferred(self._set_managed(interface, managed))

@@ -45,11 +45,13 @@ async def test_interfaces_are_the_kernels_and_new_config_claims_none_in_use(node
     # Without chute networks, no DHCP client and pdconf shows the host config's WAN only.
     assert await get_json(node.url + ROUTES[2], token) == (200, [])
     code, pdconf = await get_json(node.url + ROUTES[3], token)
-    assert code == 200 and [(s["type"], s["name"], s["success"]) for s in pdconf] == [("interface", "wan", True)]
+    assert code == 200 and [(s["type"], s["name"], s["success"]) for s in pdconf] == [
+        ("interface", "wan", True), ("networkmanager", "NetworkManager", True)]
+    assert pdconf[1]["present"] is False
     assert all(PDCONF_KEYS <= set(s) and isinstance(s["comment"], str) and s["age"] == 0 for s in pdconf)
-    # Not applied: the stored host configuration is unchanged, and the generated one is a valid PUT body.
+    # The node's first start stored the same new configuration (it applies nothing); it is a valid PUT body.
     code, stored = await get_json(node.url + "/api/v1/config/hostconfig", token)
-    assert code == 200 and stored == hostconfig.DEFAULT
+    assert code == 200 and stored == config
     code, body = await put_json(node.url + "/api/v1/config/hostconfig", config, token)
     assert code == 202 and body["change_id"]
 

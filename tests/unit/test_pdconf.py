@@ -75,17 +75,15 @@ def test_a_crash_loop_and_a_missing_child_fail_their_network_and_an_unapplied_fi
     assert (sections["paradrop"]["comment"], sections["paradrop"]["success"]) == ("not applied", False)
 
 
-def test_no_firewall_section_without_networks_and_networkmanager_only_when_reported():
+def test_no_firewall_section_without_networks_and_networkmanager_as_the_configurator_reports_it():
     assert pdconf.sections({"children": {}, "firewall": None}, [], {}) == []
-    for reported, comment in [(False, "not in use"), (True, "in use"), ({"in_use": True, "devices": ["eth0"]},
-                                                                        "in use"),
-                              ({"available": False, "bus": "unix:path=/run/dbus"}, "not in use")]:
-        [section] = pdconf.sections({"networkmanager": reported}, [], {})
-        assert (section["type"], section["name"], section["comment"], section["in_use"]) == (
-            "networkmanager", "NetworkManager", comment, comment == "in use")
-        assert "devices" not in section and PDTOOLS_LINE.format(**section)
-    [section] = pdconf.sections({"networkmanager": {"available": False, "bus": "unix:path=/run/dbus"}}, [], {})
-    assert section["bus"] == "unix:path=/run/dbus"
+    for reported, comment, success in [({"present": False}, "not in use", True),
+                                       ({"present": True, "unmanaged": ["pd1"]}, "in use", True),
+                                       ({"present": True, "errors": {"pd1": "timed out"}}, "in use", False)]:
+        [section] = pdconf.sections({"network_manager": reported}, [], {})
+        assert (section["type"], section["name"], section["comment"], section["success"]) == (
+            "networkmanager", "NetworkManager", comment, success)
+        assert section["unmanaged"] == reported.get("unmanaged", []) and PDTOOLS_LINE.format(**section)
 
 
 def test_devices_keep_one_lease_per_mac_the_one_that_expires_last():
