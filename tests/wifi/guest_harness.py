@@ -84,20 +84,27 @@ class ProcessEngine:
 
 
 class Journal:
-    """The step journal of the executor (the node's is the change queue's database): progress to the log."""
+    """The step journal of the executor (the node's is the change queue's database): progress to the log, and
+    how long each step of the last plan took."""
 
     def __init__(self, log):
         self._log = log
-        self.states = {}
+        self._plan, self._started, self.seconds = [], {}, {}
 
     def progress(self, message):
         self._log.info("step: {message}", message=message)
 
     def record_plan(self, steps):
-        self.states = {}
+        self._plan, self._started, self.seconds = steps, {}, {}
 
     def step_state(self, index, state, error=None):
-        self.states[index] = state
+        if state == "started":
+            self._started[index] = time.monotonic()
+        elif state == "finished":
+            self.seconds[index] = time.monotonic() - self._started[index]
+
+    def timings(self):
+        return ", ".join(f"{self._plan[i]['action']} {s:.1f} s" for i, s in sorted(self.seconds.items()))
 
 
 # -- the Wi-Fi station

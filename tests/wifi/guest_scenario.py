@@ -191,7 +191,7 @@ class Scenario:
         self.checks.record(
             "plan_set_up", all(links.get(name) == want for name, want in made.items())
             and "type AP" in phy and "wiphy 0" in phy,
-            f"{len(steps)} steps ({', '.join(s.action for s in steps)}) in {self.reactor.seconds() - started:.1f} s; "
+            f"{len(steps)} steps in {self.reactor.seconds() - started:.1f} s ({self.journal.timings()}); "
             f"{[(n, links.get(n)) for n in made]}; {wifi.host_link}: {' '.join(phy.split())[:80]}")
 
         status = yield wait_for(self.reactor, lambda: self.control().status().addCallback(
@@ -254,6 +254,7 @@ class Scenario:
     def vlan_clients(self):
         vlan = self.vlan
         tagged_if, untagged_if = self.lan_clients[TAGGED_NS], self.lan_clients[UNTAGGED_NS]
+        untagged = in_thread(self.thd_untagged_probe, untagged_if)  # meanwhile: it waits for no answer
         started = self.reactor.seconds()
         tagged_ip = yield in_thread(harness.thd_dhcp, TAGGED_NS, tagged_if, 10)
         in_subnet = tagged_ip is not None and ipaddress.IPv4Interface(tagged_ip).ip in ipaddress.IPv4Network(
@@ -267,16 +268,20 @@ class Scenario:
         ok, summary = yield in_thread(harness.thd_ping, TAGGED_NS, host(vlan.chute_address))
         self.checks.record("vlan_tagged_client_reaches_chute", ok, f"{host(vlan.chute_address)}: {summary}")
 
-        # The untagged client is on the same wire (it reaches the LAN port's own address) but outside VLAN 42.
-        wire, _ = yield in_thread(harness.thd_ping, UNTAGGED_NS, host(LAN_ADDRESS), 1)
-        yield in_thread(harness.thd_run, harness.IP, "addr", "flush", "dev", untagged_if, netns=UNTAGGED_NS)
-        untagged_ip = yield in_thread(harness.thd_dhcp, UNTAGGED_NS, untagged_if, 3)
-        untagged_mac = yield in_thread(harness.thd_mac, UNTAGGED_NS, untagged_if)
+        wire, untagged_ip, untagged_mac = yield untagged
         leases = yield self.network.leases(vlan.bridge)
         self.checks.record("vlan_untagged_client_no_lease",
                            wire and untagged_ip is None and not any(lease["mac_addr"] == untagged_mac
                                                                    for lease in leases),
                            f"wire to {host(LAN_ADDRESS)} {'works' if wire else 'BROKEN'}; DHCP gave {untagged_ip}")
+
+    @staticmethod
+    def thd_untagged_probe(ifname):
+        """The untagged client is on the same wire (it reaches the LAN port's own address) but outside the VLAN:
+        (wire works, the address DHCP gave it, its MAC)."""
+        wire, _ = harness.thd_ping(UNTAGGED_NS, host(LAN_ADDRESS), 1)
+        harness.thd_run(harness.IP, "addr", "flush", "dev", ifname, netns=UNTAGGED_NS)
+        return wire, harness.thd_dhcp(UNTAGGED_NS, ifname, 3), harness.thd_mac(UNTAGGED_NS, ifname)
 
     @defer.inlineCallbacks
     def hostapd_killed(self):
@@ -320,13 +325,17 @@ class Scenario:
         teardown steps."""
         started = self.reactor.seconds()
         yield in_thread(harness.thd_unpark, self.parked.pop(CHUTE_NS, None), CHUTE_NS)
+        stopped = self.reactor.seconds()
         steps = [s for net in (self.wifi, self.vlan) for s in network_plans.teardown(net)]
         yield self.run_steps(steps)
+        ran = self.reactor.seconds()
         baseline = set(self.baseline)
-        left = yield wait_for(self.reactor, lambda: in_thread(devices).addCallback(
-            lambda links: None if set(links) == baseline else set(links) ^ baseline), 10)
-        self.checks.record("teardown_no_link", not left, f"{len(steps)} steps in "
-                           f"{self.reactor.seconds() - started:.1f} s; differs from before: {sorted(left or ())}")
+        yield wait_for(self.reactor, lambda: in_thread(devices).addCallback(lambda links: set(links) == baseline), 10)
+        left = set((yield in_thread(devices))) ^ baseline
+        self.checks.record("teardown_no_link", not left,
+                           f"container stopped in {stopped - started:.1f} s, {len(steps)} steps in {ran - stopped:.1f} s "
+                           f"({self.journal.timings()}), links gone {self.reactor.seconds() - ran:.1f} s later; "
+                           f"differs from before: {sorted(left)}")
         processes = yield in_thread(harness.thd_processes, "hostapd", "dnsmasq")
         self.checks.record("teardown_no_process", not processes and not any(
             c.running for c in self.supervisor.children().values()), f"{processes}")
@@ -338,8 +347,17 @@ def vlan_id(net):
     return net.interface.vlan_id
 
 
+def since_boot():
+    """(seconds since boot, of them before this process started): the part the kernel, init and imports took."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return uptime, start
+
+
 def main(reactor):
     globalLogBeginner.beginLoggingTo([textFileLogObserver(open("/tmp/scenario.log", "w"))], redirectStandardIO=False)
+    uptime, start = since_boot()
+    print(f"TIME boot_to_python={start:.1f}s imports={uptime - start:.1f}s", flush=True)
     checks = Checks()
     started = reactor.seconds()
 

@@ -1,9 +1,12 @@
 """The real-radio tier: a QEMU guest with two mac80211_hwsim radios runs tests/wifi/guest_scenario.py.
 
 The guest image is built on first use and cached under .cache/wifi-vm/ (tools/wifi-vm/build); each run boots
-it with the working tree's code. What is asserted is what a Wi-Fi user would see: a WPA2 station associates
-with the chute's access point, gets a DHCP lease, is listed by hostapd and in the lease file, and sees the
-renamed network in a scan.
+it with the working tree's code. The node's configurator (HostNetwork, fed by the network plan's steps through
+the executor) brings up a chute's access point on a simulated radio and its network on VLAN 42 of a LAN port.
+What is asserted is what users would see: a WPA2 station associates, gets a DHCP lease, reaches the chute, is
+listed by hostapd and in the lease file, is back on the air after hostapd is killed -9, and sees the renamed
+network in a scan; a LAN client tagged 42 gets a lease and reaches the chute, an untagged one gets none; the
+teardown leaves no link, process or file.
 """
 import re
 import subprocess
