@@ -156,6 +156,7 @@ class Scenario:
             yield self.set_up()
             yield self.station_joins()
             yield self.vlan_clients()
+            yield self.plan_again()
             yield self.hostapd_killed()
             yield self.ssid_change()
         finally:
@@ -201,7 +202,8 @@ class Scenario:
 
         self.parked[CHUTE_NS] = yield in_thread(harness.thd_park, CHUTE_NS)
         self.engine.run(self.container, self.parked[CHUTE_NS].pid)
-        yield self.run_steps([network_plans.attach(self.names, net, self.container, DEPLOYMENT) for net in (wifi, vlan)])
+        yield self.run_steps([network_plans.attach(self.names, net, self.container, DEPLOYMENT)
+                              for net in (wifi, vlan)])
         inside = {}
         for net in (wifi, vlan):
             inside[net.interface.name] = yield in_thread(harness.thd_address, CHUTE_NS, net.interface.name)
@@ -275,6 +277,21 @@ class Scenario:
                                                                    for lease in leases),
                            f"wire to {host(LAN_ADDRESS)} {'works' if wire else 'BROKEN'}; DHCP gave {untagged_ip}")
 
+    @defer.inlineCallbacks
+    def plan_again(self):
+        """Recovery and reconciliation run the same steps again: on a running network they change nothing."""
+        before = {name: (c.pid, c.restarts) for name, c in self.supervisor.children().items()}
+        links = yield in_thread(devices)
+        yield self.run_steps([s for net in (self.wifi, self.vlan) for s in network_plans.setup(net, self.facts)]
+                             + [network_plans.attach(self.names, net, self.container, DEPLOYMENT)
+                                for net in (self.wifi, self.vlan)])
+        after = {name: (c.pid, c.restarts) for name, c in self.supervisor.children().items()}
+        links_after = yield in_thread(devices)
+        ok, summary = yield in_thread(harness.thd_ping, STA_NS, host(self.wifi.chute_address), 1)
+        self.checks.record("plan_again_changes_nothing", before == after and links == links_after and ok,
+                           f"children {after}; links {'same' if links == links_after else links_after}; "
+                           f"station to chute: {summary}")
+
     @staticmethod
     def thd_untagged_probe(ifname):
         """The untagged client is on the same wire (it reaches the LAN port's own address) but outside the VLAN:
@@ -333,7 +350,8 @@ class Scenario:
         yield wait_for(self.reactor, lambda: in_thread(devices).addCallback(lambda links: set(links) == baseline), 10)
         left = set((yield in_thread(devices))) ^ baseline
         self.checks.record("teardown_no_link", not left,
-                           f"container stopped in {stopped - started:.1f} s, {len(steps)} steps in {ran - stopped:.1f} s "
+                           f"container stopped in {stopped - started:.1f} s, {len(steps)} steps in "
+                           f"{ran - stopped:.1f} s "
                            f"({self.journal.timings()}), links gone {self.reactor.seconds() - ran:.1f} s later; "
                            f"differs from before: {sorted(left)}")
         processes = yield in_thread(harness.thd_processes, "hostapd", "dnsmasq")

@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 EXPECTED = {"chute_planned", "plan_set_up", "ap_enabled", "chute_interfaces_attached", "station_associated",
             "lease_obtained", "ping_gateway_over_the_air", "station_reaches_chute", "station_listed_by_hostapd",
             "lease_listed", "vlan_tagged_client_lease", "vlan_tagged_client_reaches_chute",
-            "vlan_untagged_client_no_lease", "hostapd_back_after_kill", "station_reassociated",
-            "ssid_change_read_back", "ssid_change_seen_by_station_scan", "teardown_no_link", "teardown_no_process",
-            "teardown_no_file"}
+            "vlan_untagged_client_no_lease", "plan_again_changes_nothing", "hostapd_back_after_kill",
+            "station_reassociated", "ssid_change_read_back", "ssid_change_seen_by_station_scan", "teardown_no_link",
+            "teardown_no_process", "teardown_no_file"}
 
 
 @pytest.mark.timeout(900)
