@@ -198,8 +198,21 @@ def thd_remove_link(name: str, netns: Optional[str] = None) -> None:
         try:
             ipr.link("del", index=index)
         except NetlinkError as e:
-            if e.code != errno.ENODEV:
+            if e.code == errno.EOPNOTSUPP:  # a Wi-Fi interface (an AP's): cfg80211 removes it only through nl80211
+                _remove_wireless_interface(index, netns)
+            elif e.code != errno.ENODEV:
                 raise
+
+
+def _remove_wireless_interface(index: int, netns: Optional[str]) -> None:
+    iw = _open(IW, netns)
+    try:
+        iw.del_interface(index)
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise
+    finally:
+        iw.close()
 
 
 def _default_route_links(ipr: IPRoute) -> set:

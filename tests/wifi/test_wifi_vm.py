@@ -1,9 +1,12 @@
 """The real-radio tier: a QEMU guest with two mac80211_hwsim radios runs tests/wifi/guest_scenario.py.
 
 The guest image is built on first use and cached under .cache/wifi-vm/ (tools/wifi-vm/build); each run boots
-it with the working tree's code. What is asserted is what a Wi-Fi user would see: a WPA2 station associates
-with the chute's access point, gets a DHCP lease, is listed by hostapd and in the lease file, and sees the
-renamed network in a scan.
+it with the working tree's code. The node's configurator (HostNetwork, fed by the network plan's steps through
+the executor) brings up a chute's access point on a simulated radio and its network on VLAN 42 of a LAN port.
+What is asserted is what users would see: a WPA2 station associates, gets a DHCP lease, reaches the chute, is
+listed by hostapd and in the lease file, is back on the air after hostapd is killed -9, and sees the renamed
+network in a scan; a LAN client tagged 42 gets a lease and reaches the chute, an untagged one gets none; the
+teardown leaves no link, process or file.
 """
 import re
 import subprocess
@@ -13,9 +16,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-EXPECTED = {"chute_planned", "host_side_made", "ap_enabled", "station_associated", "lease_obtained",
-            "ping_gateway_over_the_air", "station_listed_by_hostapd", "lease_listed", "ssid_change_read_back",
-            "ssid_change_seen_by_station_scan", "children_stopped"}
+EXPECTED = {"chute_planned", "plan_set_up", "ap_enabled", "chute_interfaces_attached", "station_associated",
+            "lease_obtained", "ping_gateway_over_the_air", "station_reaches_chute", "station_listed_by_hostapd",
+            "lease_listed", "vlan_tagged_client_lease", "vlan_tagged_client_reaches_chute",
+            "vlan_untagged_client_no_lease", "plan_again_changes_nothing", "hostapd_back_after_kill",
+            "station_reassociated", "ssid_change_read_back", "ssid_change_seen_by_station_scan", "teardown_no_link",
+            "teardown_no_process", "teardown_no_file"}
 
 
 @pytest.mark.timeout(900)
