@@ -76,6 +76,17 @@ def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_re
         session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/hostapd_status").json()), message="new SSID")
     assert status["state"] == "ENABLED"
 
+    # a restart of the node brings the network back as recorded, with the new SSID
+    node.stop()
+    assert ip("netns", "pids", router).stdout.split() == [], "children outlived the node"
+    node.start()
+    session = node.session()
+    status = wait_until(lambda: (lambda s: s if s.get("state") == "ENABLED" else None)(
+        session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/hostapd_status").json()), message="AP after restart")
+    assert status["ssid"] == "Renamed"
+    assert wait_until(lambda: in_netns(client, "ping", "-c", "1", "-W", "1", f"{prefix}.2").returncode == 0,
+                      message="the chute again after the restart")
+
     # the hostapd control websocket answers whitelisted commands only
     ws_url = url.replace("http://", "ws://") + f"/api/v1/chutes/{name}/networks/wlan0/hostapd_control/ws"
     with connect(ws_url, additional_headers={"Authorization": session.headers["Authorization"]}) as ws:
