@@ -188,3 +188,14 @@ def test_kill_9_after_each_install_step_converges(lab, node_process_factory, tmp
         answer = session.delete(f"{url}/api/v1/chutes/{name}")
         assert wait_change(session, url, answer.json()["change_id"])["state"] == "succeeded"
         nothing_left(router, node, name, ap_device)
+
+
+def test_a_node_stop_stops_the_children_and_a_start_brings_the_network_back(ap_node, tmp_path):
+    router, client, ap_device, client_device, node, session, url, name, network = ap_node
+    assert node.stop() == 0
+    assert processes(router) == {}  # hostapd and dnsmasq stopped with the node
+    node.start()
+    session = node.session()
+    for change in session.get(f"{url}/api/v1/changes").json():
+        wait_change(session, url, change["id"])
+    serving(router, client, client_device, node, session, url, name, tmp_path)

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+import requests
 
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import container_of, unique, wait_change
@@ -264,6 +265,12 @@ def test_a_chute_token_reads_its_own_wireless_context_only(two_aps):
                  f"/chutes/{b.chute}/networks/wlan0/stations", f"/chutes/{b.chute}/networks/wlan0/hostapd_status",
                  "/config/hostconfig", "/network/devices", "/audit", "/config/settings"):
         assert api_from_container(a.container, env, path)[0] == 403, path
+    # nor change B's access point (the same calls with an admin's session would be accepted)
+    own = {"Authorization": f"Bearer {env['PARADROP_API_TOKEN']}"}
+    base = f"{url}/api/v1/chutes/{b.chute}/networks/wlan0"
+    assert requests.put(f"{base}/ssid", json={"ssid": "taken"}, headers=own, timeout=10).status_code == 403
+    assert requests.delete(f"{base}/stations/02:00:00:00:00:01", headers=own, timeout=10).status_code == 403
+    assert session.get(f"{base}/ssid").json() == {"ssid": b.chute}
     # B's leases are there for an admin: the 403 is the token's, not an empty network's
     assert session.get(f"{url}/api/v1/chutes/{b.chute}/networks/wlan0/leases").json()[0]["ip_addr"] == str(
         b.client_address)
