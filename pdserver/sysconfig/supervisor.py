@@ -161,6 +161,14 @@ def describe_exit(reason) -> str:
     return f"exited with code {getattr(value, 'exitCode', None) or 0}"
 
 
+def _same_process(identity, record: dict) -> bool:
+    """Whether a live process is the one a pid file recorded: the same start time, and the recorded command line
+    or its tail (a wrapper such as `ip netns exec NS` execs the program, which then shows its own argv)."""
+    argv, start = identity
+    recorded = tuple(record.get("argv") or ())
+    return start == record.get("start") and bool(argv) and recorded[len(recorded) - len(argv):] == argv
+
+
 class _Run(ProcessProtocol):
     """One spawned process: its output lines to the log; its exit to the supervisor."""
 
@@ -476,7 +484,7 @@ class Supervisor(Service):
         stale = []
         for path, record in self._pid_files.read_all():
             identity = self._processes.identity(record["pid"]) if record else None
-            if identity is not None and identity == (tuple(record.get("argv") or ()), record.get("start")):
+            if identity is not None and _same_process(identity, record):
                 log.warn("killing {child} (pid {pid}) left by a previous run", child=path.stem, pid=record["pid"])
                 self._processes.kill(record["pid"], signals.SIGTERM)
                 stale.append((record["pid"], identity))

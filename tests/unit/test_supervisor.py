@@ -516,6 +516,17 @@ def test_start_kills_stale_children_before_starting_its_own(make, clock, tmp_pat
     assert sorted(p.name for p in (tmp_path / "pids").iterdir()) == ["dns.pid"]
 
 
+def test_a_stale_child_started_through_a_wrapper_that_execs_it_is_killed_too(make, clock, tmp_path):
+    table = FakeTable(clock)
+    # `ip netns exec NS dnsmasq -k` is, once running, dnsmasq with its own argv (same pid and start time)
+    table.procs = {60: (("dnsmasq", "-k"), 9), 70: (("sh", "-c", "dnsmasq -k"), 3)}
+    write_pid(tmp_path, "dns", 60, ("ip", "netns", "exec", "ns", "dnsmasq", "-k"), 9)
+    write_pid(tmp_path, "other", 70, ("ip", "netns", "exec", "ns", "dnsmasq", "-k"), 3)  # not a tail of it
+    s = make(table)
+    assert fired(s.startService())
+    assert table.sent == [(60, signal.SIGTERM)] and 70 in table.procs
+
+
 def test_start_without_pid_files_starts_at_once(make, clock):
     s = make()
     s.ensure(ChildSpec("dns", SLEEP))
