@@ -48,6 +48,12 @@ class ChuteNames:
                                                                      else []))
         return kind + hashlib.sha256(key.encode()).hexdigest()[:8]
 
+    def mac(self, chute: str, service: str, interface: str) -> str:
+        """The MAC address of a chute's interface: the same for every deployment, so the clients of its network
+        keep their ARP entry across updates and restarts (a locally administered unicast address)."""
+        digest = hashlib.sha256("/".join([self.node_id, chute, service, interface]).encode()).digest()
+        return ":".join(f"{b:02x}" for b in (0x02,) + tuple(digest[:5]))
+
     def node_labels(self) -> Dict[str, str]:
         return {LABEL_NODE: self.node_id}
 

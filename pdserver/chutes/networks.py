@@ -234,7 +234,8 @@ class ChuteNetwork:
         """What giving the container of ``deployment`` its interface takes (INetworkConfigurator.attach_interface
         but the process): the plans' attach step and the re-attach after a restart by the engine use the same."""
         return {"bridge": self.bridge, "inner": self.interface.name, "address": self.chute_address,
-                "host_name": names.link("pv", self.chute, self.service, self.interface.name, deployment)}
+                "host_name": names.link("pv", self.chute, self.service, self.interface.name, deployment),
+                "mac": names.mac(self.chute, self.service, self.interface.name)}
 
 
 def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: Dict[str, dict]

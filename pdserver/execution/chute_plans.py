@@ -37,7 +37,7 @@ class NodeFacts:
     def firewall(self, chute: str, networks: List[ChuteNetwork]) -> dict:
         """The firewall with ``chute``'s networks as given and every other chute's as recorded."""
         others = [n for r in self.others(chute) for n in self.networks_of(r)]
-        return net_plans.firewall_args(self.network, others + list(networks), self.policy.api_port)
+        return net_plans.firewall_args(self.network, others + list(networks))
 
 
 
@@ -222,10 +222,12 @@ def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: 
     ] + _network_changes(node, networks, old_networks) + _firewall(node, spec.name, networks, old_networks)
     if stop_first:
         steps += _stop(node, old, undo=True)
-    steps += _start_new(node, spec, deployment, refs, volume, networks)
+    # Beside the old version, the new one gets its host interfaces only once the old one is stopped: they
+    # carry the same address and MAC address, which two containers on one bridge must not hold at once.
+    steps += _start_new(node, spec, deployment, refs, volume, networks if stop_first else [])
     steps.append(_save(record, old, f"recording {spec.name} {spec.version} as installed"))
     if not stop_first:
-        steps += _stop(node, old, undo=False)
+        steps += _stop(node, old, undo=False) + _attach(node, spec, deployment, networks)
     kept = {n.bridge for n in networks}
     return steps + _cleanup(node, old, keep_source=source_dir) + [
         s for net in old_networks if net.bridge not in kept for s in net_plans.teardown(net)]
@@ -324,7 +326,7 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
             steps += net_plans.setup(net, node.network, undo=False, commit=True)
     if any(chute_networks.values()):
         steps.append(Step("apply_firewall", net_plans.firewall_args(
-            node.network, [n for nets in chute_networks.values() for n in nets], node.policy.api_port),
+            node.network, [n for nets in chute_networks.values() for n in nets]),
             "applying the firewall of chute networks", commit=True))
     for record in records:
         spec = record.spec()

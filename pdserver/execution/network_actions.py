@@ -52,7 +52,7 @@ class NetworkActions:
             raise errors.Conflict(f"container {args['container']} is not running: its interface "
                                   f"{args['inner']} cannot be given")
         yield self._network.attach_interface(state.pid, args["bridge"], args["host_name"], args["inner"],
-                                             args["address"])
+                                             args["address"], args.get("mac"))
 
     def apply_firewall(self, args, progress):
-        return self._network.apply_firewall(args["wan"], args["api_port"], args["networks"])
+        return self._network.apply_firewall(args["wan"], args["networks"])

@@ -95,9 +95,9 @@ def attach(names: ChuteNames, net: ChuteNetwork, container: str, deployment: int
                 commit=commit)
 
 
-def firewall_args(facts: NetworkFacts, all_networks: Iterable[ChuteNetwork], api_port: int) -> dict:
+def firewall_args(facts: NetworkFacts, all_networks: Iterable[ChuteNetwork]) -> dict:
     """The whole firewall of chute networks (it is applied as one transaction)."""
-    return {"wan": facts.wan, "api_port": api_port,
+    return {"wan": facts.wan,
             "networks": sorted(({"chute": n.chute, "bridge": n.bridge, "subnet": n.subnet,
                                  "gateway": n.gateway.split("/")[0]} for n in all_networks),
                                key=lambda n: n["bridge"])}

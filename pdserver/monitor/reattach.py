@@ -141,7 +141,7 @@ class InterfaceReattach(Service):
             args = net.attach_args(self._names, record.deployment)
             try:
                 yield self._network.attach_interface(state.pid, args["bridge"], args["host_name"], args["inner"],
-                                                     args["address"])
+                                                     args["address"], args["mac"])
             except Exception as e:
                 log.warn("cannot give {container} its interface {inner} back: {why}", container=container,
                          inner=args["inner"], why=str(e))

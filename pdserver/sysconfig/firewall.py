@@ -58,7 +58,6 @@ class FirewallState:
     wan: Optional[str]
     networks: tuple = ()
     forwards: tuple = ()
-    api_port: int = 8080
     table: str = "paradrop"
 
 
@@ -114,7 +113,6 @@ def validate(state: FirewallState) -> None:
     _table(state.table)
     if state.wan is not None:
         _ifname(state.wan, "wan")
-    _port(state.api_port, "api_port")
     networks = tuple(state.networks)
     for index, net in enumerate(networks):
         _check_network(net, index)
@@ -159,11 +157,9 @@ def render(state: FirewallState) -> str:
         "    ct state established,related accept",
         "    udp sport 68 udp dport 67 accept",
     ]
-    tcp_ports = ", ".join(str(p) for p in sorted({53, state.api_port}))
     for n in nets:
         lines += [f'    iifname "{n.bridge}" ip daddr {n.gateway} udp dport 53 accept comment "{n.chute}"',
-                  f'    iifname "{n.bridge}" ip daddr {n.gateway} tcp dport {{ {tcp_ports} }} accept'
-                  f' comment "{n.chute}"']
+                  f'    iifname "{n.bridge}" ip daddr {n.gateway} tcp dport 53 accept comment "{n.chute}"']
     lines += [
         "    drop",
         "  }",

@@ -105,9 +105,9 @@ class HostNetwork:
             d.addCallback(lambda _: self._nm.forget(name))
         return d
 
-    def attach_interface(self, pid, bridge, host_name, inner, address):
+    def attach_interface(self, pid, bridge, host_name, inner, address, mac):
         d = self._in_thread(_netlink().thd_attach_veth, bridge, host_name, pid, inner,
-                            ipaddress.IPv4Interface(address), self._netns)
+                            ipaddress.IPv4Interface(address), self._netns, mac)
         return d.addCallback(self._unmanaged, host_name)
 
     # -- DHCP
@@ -182,9 +182,9 @@ class HostNetwork:
 
     # -- firewall
 
-    def apply_firewall(self, wan, api_port, networks):
+    def apply_firewall(self, wan, networks):
         state = firewall.FirewallState(
-            wan=wan, api_port=api_port,
+            wan=wan,
             networks=tuple(firewall.ChuteNet(chute=n["chute"], bridge=n["bridge"],
                                              subnet=ipaddress.IPv4Network(n["subnet"]),
                                              gateway=ipaddress.IPv4Address(n["gateway"])) for n in networks))

@@ -35,10 +35,11 @@ class INetworkConfigurator(Interface):
     def stop_ap(child):
         """Stop that hostapd and remove its config."""
 
-    def attach_interface(pid, bridge, host_name, inner, address):
-        """A veth from bridge ``bridge`` into the network namespace of process ``pid``, named ``inner`` there."""
+    def attach_interface(pid, bridge, host_name, inner, address, mac):
+        """A veth from bridge ``bridge`` into the network namespace of process ``pid``, named ``inner`` there with
+        ``address`` and the MAC address ``mac``."""
 
-    def apply_firewall(wan, api_port, networks):
+    def apply_firewall(wan, networks):
         """Replace the node's firewall of chute networks with one for ``networks`` (dicts: chute, bridge,
         subnet, gateway)."""
 

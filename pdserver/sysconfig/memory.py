@@ -84,16 +84,16 @@ class MemoryNetwork:
     def stop_ap(self, child):
         return self._call("stop_ap", lambda: self.children.pop(child, None) and None)
 
-    def attach_interface(self, pid, bridge, host_name, inner, address):
+    def attach_interface(self, pid, bridge, host_name, inner, address, mac):
         def run():
             if bridge not in self.links:
                 raise errors.Conflict(f"no bridge {bridge}", field=None)
-            self.attached[host_name] = {"pid": pid, "bridge": bridge, "inner": inner, "address": address}
+            self.attached[host_name] = {"pid": pid, "bridge": bridge, "inner": inner, "address": address, "mac": mac}
         return self._call("attach_interface", run)
 
-    def apply_firewall(self, wan, api_port, networks):
+    def apply_firewall(self, wan, networks):
         return self._call("apply_firewall", lambda: setattr(self, "firewall", {
-            "wan": wan, "api_port": api_port, "networks": list(networks)}))
+            "wan": wan, "networks": list(networks)}))
 
     def leases(self, bridge):
         return defer.succeed([])

@@ -23,6 +23,7 @@ from pdserver.errors import Conflict, InvalidInput, NotFound, Unavailable
 # What the kernel takes as a link name, without ':' and '/', and never an option of a command line ('-x').
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$")
 _IFF_UP = 0x1
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _ARPHRD_LOOPBACK = 772
 _KINDS = {"bridge": "bridge", "vlan": "vlan", "veth": "veth"}
 _LOCAL_TABLE = 255
@@ -159,9 +160,10 @@ def _netns_path(pid: int) -> str:
 
 
 def thd_attach_veth(bridge: str, host_name: str, pid: int, inner_name: str, address: IPv4Interface,
-                    netns: Optional[str] = None) -> None:
+                    netns: Optional[str] = None, mac: Optional[str] = None) -> None:
     """A veth from ``bridge`` into the network namespace of process ``pid`` (a container's): the host end
-    ``host_name`` in the bridge, the other end named ``inner_name`` there with ``address``, both up.
+    ``host_name`` in the bridge, the other end named ``inner_name`` there with ``address`` (and the MAC address
+    ``mac`` when given), both up.
 
     The peer is created directly in the target namespace under its final name, so ``inner_name`` never
     collides with a link of the host. Idempotent: an existing pair is checked and completed.
@@ -182,10 +184,18 @@ def thd_attach_veth(bridge: str, host_name: str, pid: int, inner_name: str, addr
             host_index, inner_index = _require(ipr, host_name, "host_name"), _require(inner, inner_name, "inner_name")
         if _kind(_link(inner, inner_index)) != "veth":
             raise Conflict(f"{inner_name} in process {pid} is not a veth", field="inner_name")
+        if mac is not None and _link(inner, inner_index).get_attr("IFLA_ADDRESS") != mac:
+            inner.link("set", index=inner_index, address=_check_mac(mac))
         ipr.link("set", index=host_index, master=bridge_index)
         ipr.link("set", index=host_index, state="up")
         _set_address(inner, inner_index, address)
         inner.link("set", index=inner_index, state="up")
+
+
+def _check_mac(mac: str) -> str:
+    if not isinstance(mac, str) or not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
+        raise InvalidInput(f"{mac!r} is not a unicast MAC address", field="mac")
+    return mac
 
 
 def thd_remove_link(name: str, netns: Optional[str] = None) -> None:

@@ -74,12 +74,12 @@ def test_a_container_restarted_by_its_policy_gets_its_interface_back_in_its_new_
     world.service.startService()
     caught_up = world.veth()
     assert caught_up == {"pid": world.pid(container), "bridge": NAMES.link("pd", "ap", "main", "wlan0"),
-                         "inner": "wlan0", "address": "10.128.3.2/24"}
+                         "inner": "wlan0", "address": "10.128.3.2/24", "mac": NAMES.mac("ap", "main", "wlan0")}
     world.network.attached.clear()
     world.engine.exit_container(container, 137)  # the process died; unless-stopped starts it again
     again = world.veth()
     assert again is not None and again["pid"] == world.pid(container) != caught_up["pid"]
-    assert again["inner"] == "wlan0" and again["address"] == "10.128.3.2/24"
+    assert again["inner"] == "wlan0" and again["address"] == "10.128.3.2/24" and again["mac"] == caught_up["mac"]
 
 
 def test_services_without_networks_and_containers_of_other_deployments_are_left_alone(world):
