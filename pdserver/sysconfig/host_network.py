@@ -190,6 +190,8 @@ class HostNetwork:
                                              gateway=ipaddress.IPv4Address(n["gateway"])) for n in networks))
         d = self._firewall.apply(state)
         d.addCallback(lambda _: setattr(self, "_firewall_state", state))
+        if state.networks:
+            d.addCallback(lambda _: self._in_thread(_netlink().thd_enable_forwarding, self._netns))
         if self._docker_forward:
             d.addCallback(lambda _: self._docker_forward.sync(wan, [n.bridge for n in state.networks]))
         return d.addCallback(lambda _: None)

@@ -311,3 +311,19 @@ def thd_ensure_ap_interface(phy: str, name: str, netns: Optional[str] = None) ->
     done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     if done.returncode != 0:
         raise Unavailable(f"cannot add an AP interface on radio {phy}: {done.stderr.strip()[:200]}", field="wifi")
+
+
+def thd_enable_forwarding(netns: Optional[str] = None) -> None:
+    """IPv4 forwarding on (a router's chute networks reach the WAN through it); a no-op when it is on."""
+    if netns is None:
+        path = "/proc/sys/net/ipv4/ip_forward"
+        with open(path) as f:
+            if f.read().strip() == "1":
+                return
+        with open(path, "w") as f:
+            f.write("1\n")
+        return
+    done = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw",
+                           "net.ipv4.ip_forward=1"], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise Unavailable(f"cannot turn IPv4 forwarding on: {done.stderr.strip()[:200]}", field="netns")

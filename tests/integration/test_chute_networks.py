@@ -46,6 +46,9 @@ def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_re
     change = wait_change(session, url, answer.json()["change_id"])
     assert change["state"] == "succeeded", change
 
+    # a router forwards: the node turned IPv4 forwarding on where its chute networks are
+    assert in_netns(router, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+
     [network] = session.get(f"{url}/api/v1/chutes/{name}/networks").json()
     assert (network["name"], network["type"], network["radio"]) == ("wlan0", "wifi-ap", "radio0")
     subnet = network["subnet"]

@@ -156,8 +156,6 @@ def two_aps(lab, node_process_factory, tmp_path):
     """A node with two wired radios in the router namespace, a Wi-Fi AP chute on each, a client with a lease
     on each."""
     router = lab.netns("router")
-    # Forwarding on, as on a router (Docker turns it on on a node): the firewall, not a missing route, isolates.
-    in_netns(router, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
     sides = []
     for role in ("a", "b"):
         client = lab.netns(f"cl{role}")
