@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import click
@@ -9,7 +10,7 @@ from rich.table import Column
 
 from pdtools.client import NodeClient
 from pdtools.config import TOKEN_ENV, current_token, forget_token, normalize_target, save_token
-from pdtools.errors import ApiError
+from pdtools.errors import ApiError, ConnectionFailed
 from pdtools.output import CliError, clock, human_time, print_json, print_mapping, print_table
 
 DEFAULT_TARGET = "http://127.0.0.1:8080"
@@ -156,13 +157,20 @@ def follow_change(session, client, change_id):
     queued or running is an error.
     """
     final = None
-    for message in client.stream_change(change_id):
+    try:
+        for message in client.stream_change(change_id):
+            if session.as_json:
+                click.echo(json.dumps(message))
+            elif message.get("message") is not None:
+                click.echo(f"{clock(message.get('time', 0))} {message['message']}")
+            if "state" in message:
+                final = message
+    except ConnectionFailed as e:
+        # The change goes on on the node whatever happens to this connection: follow it by asking.
+        click.echo(f"note: {e}; following change {change_id} by polling", err=True)
+        final = _poll_change(client, change_id)
         if session.as_json:
-            click.echo(json.dumps(message))
-        elif message.get("message") is not None:
-            click.echo(f"{clock(message.get('time', 0))} {message['message']}")
-        if "state" in message:
-            final = message
+            click.echo(json.dumps(final))
     if final is None:
         # The stream closed without the final frame (a ParaDrop node before ours): ask for the outcome.
         final = client.get_change(change_id)
@@ -176,6 +184,23 @@ def follow_change(session, client, change_id):
         if final.get("result") is not None:
             click.echo(f"result: {json.dumps(final['result'])}")
     return final
+
+
+def _poll_change(client, change_id, interval=0.5):
+    """The change once it has ended, asked for every ``interval`` seconds (at most 10 failed asks in a row)."""
+    failures = 0
+    while True:
+        try:
+            change = client.get_change(change_id)
+            failures = 0
+        except ConnectionFailed:
+            failures += 1
+            if failures >= 10:
+                raise
+            change = {}
+        if change.get("state") not in (None, "queued", "running"):
+            return change
+        time.sleep(interval)
 
 
 @node.command("set-password")

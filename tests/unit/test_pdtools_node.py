@@ -52,7 +52,7 @@ STREAMS = {
     9: [{"time": T0, "message": "a ParaDrop node sends no final frame"}],  # outcome via GET /changes/9
     10: [{"time": T0, "message": "the node dies after this"}],
 }
-BROKEN_STREAM = 10  # ends with the TCP connection dropped, no websocket close
+BROKEN_STREAM = 10  # ends with the TCP connection dropped, no websocket close; the change itself succeeds
 
 
 Seen = namedtuple("Seen", "method path query body authorization")
@@ -94,6 +94,8 @@ class _Handler(JsonHandler):
             return self._json(200, CHANGES)
         if path == "/api/v1/changes/9":
             return self._json(200, {**change(9, "succeeded"), "messages": STREAMS[9]})
+        if path == f"/api/v1/changes/{BROKEN_STREAM}":
+            return self._json(200, change(BROKEN_STREAM, "succeeded"))
         if path == "/api/v1/password/change":
             if body["old_password"] != PASSWORD:
                 return self._error(401, "unauthorized", "old_password is wrong", field="old_password")
@@ -289,12 +291,13 @@ def test_watch_change_json_prints_one_message_per_line(cli, logged_in):
     assert [json.loads(line) for line in result.stdout.splitlines()] == STREAMS[8]
 
 
-def test_a_stream_that_breaks_off_is_an_error_not_a_result(cli, fake_node, logged_in):
+def test_a_stream_that_breaks_off_is_followed_by_asking_for_the_change(cli, fake_node, logged_in):
     result = cli("watch-change", str(BROKEN_STREAM))
-    assert result.exit_code == 1
-    assert result.stdout.splitlines() == lines_for(STREAMS[BROKEN_STREAM])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [*lines_for(STREAMS[BROKEN_STREAM]), f"change {BROKEN_STREAM} succeeded"]
     url = fake_node.url.replace("http://", "ws://") + f"/ws/changes/{BROKEN_STREAM}/stream"
-    assert result.stderr.startswith(f"error: cannot reach {url}: the stream broke off")
+    assert result.stderr.startswith(f"note: cannot reach {url}: the stream broke off")
+    assert "following change 10 by polling" in result.stderr
 
 
 def test_watch_change_refused_at_the_handshake_says_to_log_in(cli):
