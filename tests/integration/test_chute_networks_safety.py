@@ -316,8 +316,12 @@ def test_deleting_a_chute_leaves_nothing_of_its_network_and_the_other_chute_keep
     assert ip("netns", "pids", router).stdout.split() == []
     assert list((node.state_dir / "sysconfig").iterdir()) == []
     # A container's veth goes with its network namespace, which the kernel destroys asynchronously.
-    wait_until(lambda: sorted(router_links(router)) == sorted(["lo", a.ap_device, b.ap_device]), timeout=10,
-               message="only the lab's links in the router namespace")
+    expected = sorted(["lo", a.ap_device, b.ap_device])
+    try:
+        wait_until(lambda: sorted(router_links(router)) == expected, timeout=30,
+                   message="only the lab's links in the router namespace")
+    except AssertionError:
+        raise AssertionError(f"links left in the router namespace: {sorted(router_links(router))}") from None
 
 
 def router_links(router):

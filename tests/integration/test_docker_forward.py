@@ -69,7 +69,7 @@ async def test_chutes_reach_the_wan_through_dockers_drop_policy_with_rules_of_ou
     forward.startService()
     network = HostNetwork(reactor, run_in_thread(reactor), Supervisor(reactor, tmp_path / "children"), tmp_path,
                           router, docker_forward=forward)
-    await network.apply_firewall(uplink, 8080, [chute_net(bridge)])
+    await network.apply_firewall(uplink, [chute_net(bridge)])
     assert await threads.deferToThread(reaches_wan, client)
     status = (await network.status())["forward"]
     assert status == {"policy": "DROP", "docker_user": True, "rules": 2, "wan_blocked": False, "error": None}
@@ -78,9 +78,9 @@ async def test_chutes_reach_the_wan_through_dockers_drop_policy_with_rules_of_ou
     assert sum("paradrop chute network" in line for line in listing) == 2
     assert iptables(router, "-S", "FORWARD").splitlines()[0] == "-P FORWARD DROP"  # Docker's policy stays
 
-    await network.apply_firewall(uplink, 8080, [chute_net(bridge)])  # again: nothing doubled
+    await network.apply_firewall(uplink, [chute_net(bridge)])  # again: nothing doubled
     assert sum("paradrop" in line for line in iptables(router, "-S", "DOCKER-USER").splitlines()) == 2
-    await network.apply_firewall(uplink, 8080, [])  # the last chute network gone: our rules gone, only ours
+    await network.apply_firewall(uplink, [])  # the last chute network gone: our rules gone, only ours
     assert iptables(router, "-S", "DOCKER-USER") == before
 
 
@@ -92,7 +92,7 @@ async def test_a_drop_policy_without_docker_user_is_reported_and_nothing_is_writ
     forward = DockerForward(reactor, router)
     network = HostNetwork(reactor, run_in_thread(reactor), Supervisor(reactor, tmp_path / "children"), tmp_path,
                           router, docker_forward=forward)
-    await network.apply_firewall(uplink, 8080, [chute_net(bridge)])
+    await network.apply_firewall(uplink, [chute_net(bridge)])
     assert (await network.status())["forward"]["wan_blocked"] is True
     assert iptables(router, "-S") == before
     assert not await threads.deferToThread(reaches_wan, client)
@@ -109,6 +109,6 @@ async def test_an_accept_policy_needs_no_rule_and_traffic_passes(lab, tmp_path):
     assert (state["policy"], state["docker_user"], state["wan_blocked"]) == ("ACCEPT", True, False)
     network = HostNetwork(reactor, run_in_thread(reactor), Supervisor(reactor, tmp_path / "children"), tmp_path,
                           router, docker_forward=forward)
-    await network.apply_firewall(uplink, 8080, [chute_net(bridge)])
+    await network.apply_firewall(uplink, [chute_net(bridge)])
     assert iptables(router, "-S") == before
     assert await threads.deferToThread(reaches_wan, client)
