@@ -117,7 +117,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                          **NetworkActions(network, engine).actions()}, after_step=crash_hook(settings))
     chute_handlers = ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
                                    settings.chute_sources_dir, lambda: pending_sources(queue), network_facts)
-    queue.plug({**HostConfigHandlers(executor, hostconfig, names).handlers(), **chute_handlers.handlers(),
+    queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
                 **(handlers or {})},
                recover=RecoveryHandler(executor),
                on_finished=AfterChange(audit, gateways, chute_handlers.finished).finished)

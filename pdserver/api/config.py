@@ -4,7 +4,7 @@ from twisted.internet import defer
 from pdserver.api import pdconf
 from pdserver.api.routing import Call, Response, RouteTable
 from pdserver.auth.roles import Permission
-from pdserver.chutes.networks import configured_networks
+from pdserver.chutes.networks import check_host_aps, configured_networks
 from pdserver.sysconfig import hostconfig
 
 
@@ -41,6 +41,7 @@ class ConfigResource:
                   summary="Replace the host configuration (a change)", body=hostconfig.SCHEMA, status=202)
     def put_hostconfig(self, call: Call):
         config = hostconfig.validate(call.body)
+        check_host_aps(config, [(r.name, r.networks) for r in self._chutes.list()])
         change = self._queue.submit("hostconfig", "hostconfig", call.username, {"config": config})
         return Response({"change_id": change.id}, 202)
 

@@ -36,6 +36,17 @@ class HostLan:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostAp:
+    """An access point of the node's own (the host config's ``wifi-interfaces``, mode ap) on ``radio``, bridged
+    into the LAN so its clients get the LAN's DHCP. The radio is then not free for chutes."""
+    radio: Radio
+    ssid: str
+    key: Optional[str] = None
+    hidden: bool = False
+    isolate: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class NetworkFacts:
     """What network plans need of the host config."""
     pool: str = "10.128.0.0/9"
@@ -45,6 +56,7 @@ class NetworkFacts:
     radios: Tuple[Radio, ...] = ()
     reserved: Tuple[str, ...] = ()
     host_lan: Optional[HostLan] = None
+    host_aps: Tuple[HostAp, ...] = ()
 
     @classmethod
     def from_hostconfig(cls, config: dict) -> "NetworkFacts":
@@ -55,15 +67,83 @@ class NetworkFacts:
         radios = tuple(Radio(id=r["id"], driver=r.get("driver", "nl80211"), interface=r.get("interface"),
                              channel=r.get("channel", 1), hwmode=r.get("hwmode", "11g"), country=r.get("country"))
                        for r in config.get("wifi") or ())
+        host_aps = _host_aps(config, radios)
         host_lan = None
-        if lan.get("interfaces") and lan.get("ipaddr") and lan.get("netmask"):
+        if (lan.get("interfaces") or host_aps) and lan.get("ipaddr") and lan.get("netmask"):
             dhcp = lan.get("dhcp")
             host_lan = HostLan(tuple(lan["interfaces"]),
                                ipaddress.IPv4Interface(f"{lan['ipaddr']}/{lan['netmask']}").with_prefixlen,
                                None if dhcp is None else DhcpSpec(**dhcp))
         return cls(pool=system.get("chuteSubnetPool", cls.pool), prefix=system.get("chutePrefixSize", cls.prefix),
                    lan=(lan.get("interfaces") or [None])[0], wan=(config.get("wan") or {}).get("interface"),
-                   radios=radios, reserved=tuple(reserved), host_lan=host_lan)
+                   radios=radios, reserved=tuple(reserved), host_lan=host_lan,
+                   host_aps=host_aps if host_lan is not None else ())
+
+
+_ENCRYPTED = ("psk2", "psk-mixed")
+_MODES = {"sta": "a station of another network", "managed": "a station of another network",
+          "monitor": "a radio in monitor mode"}
+
+
+def _host_aps(config: dict, radios: Tuple[Radio, ...]) -> Tuple[HostAp, ...]:
+    """The host's access points as far as the node can run them (check_host_aps refuses the rest at a PUT):
+    mode ap on the LAN, one per radio that exists."""
+    by_id, out = {r.id: r for r in radios}, {}
+    for iface in config.get("wifi-interfaces") or ():
+        radio = by_id.get(iface.get("device"))
+        if iface.get("mode") != "ap" or iface.get("network", "lan") != "lan" or radio is None or radio.id in out:
+            continue
+        key = iface.get("key") if iface.get("encryption") in _ENCRYPTED else None
+        out[radio.id] = HostAp(radio, iface.get("ssid") or "ParaDrop", key, bool(iface.get("hidden")),
+                               bool(iface.get("isolate")))
+    return tuple(out.values())
+
+
+def check_host_aps(config: dict, held: Iterable[Tuple[str, Dict[str, dict]]]) -> None:
+    """Refuse, naming the field, what the node cannot run of a (schema-valid) host config's ``wifi-interfaces``:
+    modes other than ap, a network other than the LAN, an open network with a key (it would be open by
+    mistake), a WPA2 one without a key, WPA1, two access points on one radio, and a radio a chute holds
+    (``held``: (chute name, its recorded network assignments)): that one is a 409."""
+    lan = config.get("lan") or {}
+    ports = set(lan.get("interfaces") or ()) | {(config.get("wan") or {}).get("interface")}
+    wired = {r["id"]: r.get("interface") for r in config.get("wifi") or () if r.get("driver") == "wired"}
+    holders = {a["radio"]: (chute, key) for chute, assigned in held for key, a in assigned.items() if a.get("radio")}
+    used = set()
+    for i, iface in enumerate(config.get("wifi-interfaces") or ()):
+        at = f"wifi-interfaces[{i}]"
+        mode, encryption = iface.get("mode"), iface.get("encryption", "none")
+        if mode != "ap":
+            raise errors.InvalidInput(f"{at}.mode: {mode} ({_MODES.get(mode, mode)}) is not supported by this "
+                                      "node; only ap (an access point of the LAN)", field=f"{at}.mode")
+        if iface.get("network", "lan") != "lan":
+            raise errors.InvalidInput(f"{at}.network: the node's own access points are on the lan network "
+                                      "only (a chute's wifi-ap gives a network of its own)", field=f"{at}.network")
+        if not iface.get("ssid"):
+            raise errors.InvalidInput(f"{at}.ssid: an access point needs an ssid", field=f"{at}.ssid")
+        if encryption == "psk-mixed":
+            raise errors.InvalidInput(f"{at}.encryption: psk-mixed (WPA1) is not supported; use psk2",
+                                      field=f"{at}.encryption")
+        if encryption == "psk2" and not iface.get("key"):
+            raise errors.InvalidInput(f"{at}.key: encryption psk2 needs a key of 8 to 63 characters",
+                                      field=f"{at}.key")
+        if encryption == "none" and iface.get("key"):
+            raise errors.InvalidInput(f"{at}.encryption: a key is given but encryption is none (the network "
+                                      "would be open); set encryption: psk2", field=f"{at}.encryption")
+        device = iface["device"]
+        if device in used:
+            raise errors.InvalidInput(f"{at}.device: radio {device} has an access point already (one per "
+                                      "radio)", field=f"{at}.device")
+        used.add(device)
+        if wired.get(device) and wired[device] in ports:
+            raise errors.InvalidInput(f"{at}.device: radio {device} is the wired port {wired[device]}, which the "
+                                      "host config uses as a LAN or WAN port already", field=f"{at}.device")
+        if not (lan.get("ipaddr") and lan.get("netmask")):
+            raise errors.InvalidInput(f"{at}.network: the LAN has no address (lan.ipaddr, lan.netmask) for "
+                                      "the access point's clients", field=f"{at}.network")
+        if device in holders:
+            chute, key = holders[device]
+            raise errors.Conflict(f"{at}.device: radio {device} is used by chute {chute} ({key}); remove that "
+                                  "network first", field=f"{at}.device")
 
 
 def interface_field(service: str, interface: str, *rest: str) -> str:
@@ -88,6 +168,7 @@ def _subnet(facts: NetworkFacts, taken: List[ipaddress.IPv4Network], interface: 
 
 
 def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field: str) -> Radio:
+    """A free radio that fits; the node's own access points (host config wifi-interfaces) hold theirs."""
     wanted = [r for r in facts.radios if interface.hwmode in (None, r.hwmode)]
     free = [r for r in wanted if r.id not in taken]
     if free:
@@ -98,7 +179,9 @@ def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field:
     if not wanted:
         raise errors.Conflict(f"{field}: no radio of this node does {interface.hwmode} (radios: "
                               f"{', '.join(f'{r.id} {r.hwmode}' for r in facts.radios)})", field=field)
-    raise errors.Conflict(f"{field}: every radio for it is in use (by {', '.join(sorted(taken))})", field=field)
+    host = {ap.radio.id for ap in facts.host_aps}
+    users = [f"{r} (the node's own access point)" if r in host else r for r in sorted(taken)]
+    raise errors.Conflict(f"{field}: every radio for it is in use ({', '.join(users)})", field=field)
 
 
 def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], others: Iterable[dict]) -> Dict[str, dict]:
@@ -108,7 +191,7 @@ def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], other
     others = list(others)
     taken = [ipaddress.IPv4Network(n) for n in facts.reserved] + [
         ipaddress.IPv4Network(a["subnet"]) for a in others]
-    radios = {a["radio"] for a in others if a.get("radio")}
+    radios = {a["radio"] for a in others if a.get("radio")} | {ap.radio.id for ap in facts.host_aps}
     vlans = {a["vlan"] for a in others if a.get("vlan")}
     out: Dict[str, dict] = {}
     for svc in spec.services:
@@ -156,6 +239,17 @@ def dhcp_child(bridge: str) -> str:
 
 def ap_child(bridge: str) -> str:
     return f"hostapd-{bridge}"
+
+
+def host_ap_child(radio: str) -> str:
+    """The hostapd of the node's own access point on ``radio``."""
+    return f"hostapd-host-{radio}"
+
+
+def host_ap_link(names, radio: str) -> str:
+    """The AP interface the node adds on an nl80211 radio for its own access point (a name of ours: the host
+    config's ``ifname`` could name an interface the node did not make, which taking down would remove)."""
+    return names.link("ph", "", "host", radio)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -321,6 +321,8 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
     chute_networks = {r.name: node.networks_of(r) for r in records}
     if node.network.host_lan is not None:
         steps += net_plans.host_lan_setup(node.names, node.network.host_lan, undo=False, commit=True)
+    for ap in node.network.host_aps:
+        steps += net_plans.host_ap_setup(node.names, ap, undo=False, commit=True)
     for record in records:
         for net in chute_networks[record.name]:
             steps += net_plans.setup(net, node.network, undo=False, commit=True)

@@ -51,14 +51,17 @@ class RecoveryHandler:
 
 
 class HostConfigHandlers:
-    def __init__(self, executor: Executor, hostconfig: HostConfigStore, names: ChuteNames):
+    def __init__(self, executor: Executor, hostconfig: HostConfigStore, names: ChuteNames, chutes=None):
+        """``chutes``: the chute store; the radios its chutes hold are checked again when the change runs."""
         self._executor = executor
         self._hostconfig = hostconfig
         self._names = names
+        self._chutes = chutes
 
     def handlers(self) -> dict:
         return {"hostconfig": self.update_hostconfig}
 
     def update_hostconfig(self, context):
-        steps = plan_hostconfig(self._names, self._hostconfig.load(), context.change.params["config"])
+        held = [(r.name, r.networks) for r in self._chutes.list()] if self._chutes is not None else ()
+        steps = plan_hostconfig(self._names, self._hostconfig.load(), context.change.params["config"], held)
         return run_plan(self._executor, context, steps, f"applied {len(steps)} step(s)")

@@ -6,12 +6,14 @@ renamed to the interface name the chute asked for. The bridge has the subnet's f
 router and DNS), the container the second. Subnets and radios are assigned once and recorded with the chute,
 so an update or a restart keeps them.
 """
+import dataclasses
 from typing import Iterable, List
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
 from pdserver.chutes.networks import (ChuteNetwork, HostLan, NetworkFacts, Radio, assign, dhcp_child,
                                       host_lan_bridge, interface_field, networks)
+from pdserver.chutes.networks import HostAp, host_ap_child, host_ap_link
 from pdserver.execution.steps import Step
 
 __all__ = ["NetworkFacts", "Radio", "assign", "ChuteNetwork", "networks", "setup", "teardown", "attach",
@@ -130,3 +132,40 @@ def host_lan_teardown(names: ChuteNames, lan: HostLan) -> List[Step]:
             + [Step("set_master", {"link": port, "master": None}, f"taking {port} out of {bridge}")
                for port in lan.interfaces]
             + [Step("remove_link", {"name": bridge}, f"removing the LAN bridge {bridge}")])
+
+
+def host_ap_setup(names: ChuteNames, ap: HostAp, undo: bool = True, commit: bool = False) -> List[Step]:
+    """One of the node's own access points, bridged into the LAN bridge (which host_lan_setup makes first):
+    the radio's wired port put into it (driver wired), or an AP interface added on the radio that hostapd puts
+    into it (nl80211); then hostapd."""
+    bridge, radio, child = host_lan_bridge(names), ap.radio, host_ap_child(ap.radio.id)
+
+    def step(action, args, description, undo_step):
+        return Step(action, args, description, undo=undo_step if undo else None, commit=commit)
+
+    if radio.driver == "wired":
+        device = radio.interface
+        steps = [step("set_master", {"link": device, "master": bridge}, f"putting {device} ({radio.id}) into "
+                      f"the LAN bridge {bridge}", Step("set_master", {"link": device, "master": None},
+                                                       f"taking {device} out of {bridge}"))]
+    else:
+        device = host_ap_link(names, radio.id)
+        steps = [step("ensure_ap_interface", {"phy": radio.id, "name": device},
+                      f"adding AP interface {device} on {radio.id} for the LAN",
+                      Step("remove_link", {"name": device}, f"removing AP interface {device}"))]
+    args = {"child": child, "interface": device, "bridge": bridge, "driver": radio.driver, "channel": radio.channel,
+            "hwmode": radio.hwmode, "country": radio.country, "ssid": ap.ssid, "key": ap.key, "hidden": ap.hidden,
+            "isolate": ap.isolate}
+    steps.append(step("start_ap", args, f"starting the LAN access point {ap.ssid!r} on {radio.id}",
+                      Step("stop_ap", {"child": child}, f"stopping the LAN access point on {radio.id}")))
+    return steps
+
+
+def host_ap_teardown(names: ChuteNames, ap: HostAp) -> List[Step]:
+    """Take one of the node's own access points down (a host config change that fails puts it back)."""
+    return undone(host_ap_setup(names, ap))
+
+
+def undone(setup_steps: List[Step]) -> List[Step]:
+    """Steps that take down what ``setup_steps`` made, in reverse; each undone by making its piece again."""
+    return [dataclasses.replace(s.undo, undo=dataclasses.replace(s, undo=None)) for s in reversed(setup_steps)]
