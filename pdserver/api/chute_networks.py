@@ -95,7 +95,11 @@ class ChuteNetworksResource:
     @routes.route("/api/v1/chutes/<chute>/networks/<net>/leases", "GET", permission=Permission.READ_CHUTES,
                   chute_param="chute", summary="The DHCP leases of a chute network")
     def leases(self, call: Call, chute, net):
-        return self._network.leases(self._network_of(chute, net)["bridge"])
+        network = self._network_of(chute, net)
+        if network["bridge"] is None:
+            raise errors.NotFound(f"network {net} of {chute} is a monitor interface: it serves no leases",
+                                  field="network")
+        return self._network.leases(network["bridge"])
 
     @routes.route("/api/v1/chutes/<chute>/networks/<net>/hostapd_status", "GET", permission=Permission.READ_CHUTES,
                   chute_param="chute", summary="The access point's status as hostapd reports it")

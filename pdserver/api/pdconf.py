@@ -62,7 +62,8 @@ def sections(status: dict, networks: List[ConfiguredNetwork], config: dict) -> L
     for net in networks:
         missing = [c for c in net.children if c not in children]
         failing = [c for c in net.children if c in children and not _healthy(children[c])]
-        out.append(_section("interface", net.bridge, net.chute, not missing and not failing, chute=net.chute,
+        name = net.bridge or f"{net.chute}.{net.service}.{net.interface}"  # a monitor interface has no bridge
+        out.append(_section("interface", name, net.chute, not missing and not failing, chute=net.chute,
                             service=net.service, interface=net.interface, network_type=net.type, subnet=net.subnet,
                             radio=net.radio, vlan_id=net.vlan_id, netns=netns, missing_children=missing,
                             failing_children=failing))

@@ -58,6 +58,11 @@ class NetworkFacts:
     host_lan: Optional[HostLan] = None
     host_aps: Tuple[HostAp, ...] = ()
 
+    @property
+    def host_radios(self) -> Tuple[str, ...]:
+        """Radios the host config's own access points use."""
+        return tuple(sorted(ap.radio.id for ap in self.host_aps))
+
     @classmethod
     def from_hostconfig(cls, config: dict) -> "NetworkFacts":
         system, lan = config.get("system") or {}, config.get("lan") or {}
@@ -71,7 +76,7 @@ class NetworkFacts:
         host_lan = None
         if (lan.get("interfaces") or host_aps) and lan.get("ipaddr") and lan.get("netmask"):
             dhcp = lan.get("dhcp")
-            host_lan = HostLan(tuple(lan["interfaces"]),
+            host_lan = HostLan(tuple(lan.get("interfaces") or ()),
                                ipaddress.IPv4Interface(f"{lan['ipaddr']}/{lan['netmask']}").with_prefixlen,
                                None if dhcp is None else DhcpSpec(**dhcp))
         return cls(pool=system.get("chuteSubnetPool", cls.pool), prefix=system.get("chutePrefixSize", cls.prefix),
@@ -170,6 +175,14 @@ def _subnet(facts: NetworkFacts, taken: List[ipaddress.IPv4Network], interface: 
 def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field: str) -> Radio:
     """A free radio that fits; the node's own access points (host config wifi-interfaces) hold theirs."""
     wanted = [r for r in facts.radios if interface.hwmode in (None, r.hwmode)]
+    if interface.type == "monitor":
+        # The whole radio moves into the chute: a wired port cannot listen to the air, and a radio the host
+        # config's own wifi-interfaces use stays with the host.
+        usable = [r for r in wanted if _can_monitor(facts, r)]
+        if wanted and not usable:
+            raise errors.Conflict(f"{field}: a monitor interface takes a whole nl80211 radio and no radio for it "
+                                  f"is one ({', '.join(_why_not(facts, r) for r in wanted)})", field=field)
+        wanted = usable
     free = [r for r in wanted if r.id not in taken]
     if free:
         return free[0]
@@ -184,29 +197,39 @@ def _radio_for(facts: NetworkFacts, interface: InterfaceSpec, taken: set, field:
     raise errors.Conflict(f"{field}: every radio for it is in use ({', '.join(users)})", field=field)
 
 
+def _can_monitor(facts: NetworkFacts, radio: Radio) -> bool:
+    return radio.driver == "nl80211" and radio.id not in facts.host_radios
+
+
+def _why_not(facts: NetworkFacts, radio: Radio) -> str:
+    if radio.driver != "nl80211":
+        return f"{radio.id} is {radio.driver}"
+    return f"{radio.id} carries the host config's wifi-interfaces"
+
+
 def assign(facts: NetworkFacts, spec: ChuteSpec, current: Dict[str, dict], others: Iterable[dict]) -> Dict[str, dict]:
     """Subnet and radio of each interface of ``spec``: kept from ``current`` (the chute's own record) when
     still free, else new; ``others`` are the assignments of the other chutes. Raises a 4xx naming the field
     when a wanted subnet overlaps, the pool is full or no radio fits."""
     others = list(others)
     taken = [ipaddress.IPv4Network(n) for n in facts.reserved] + [
-        ipaddress.IPv4Network(a["subnet"]) for a in others]
+        ipaddress.IPv4Network(a["subnet"]) for a in others if a.get("subnet")]
     radios = {a["radio"] for a in others if a.get("radio")} | {ap.radio.id for ap in facts.host_aps}
     vlans = {a["vlan"] for a in others if a.get("vlan")}
     out: Dict[str, dict] = {}
     for svc in spec.services:
         for interface in svc.interfaces:
             key, field = f"{svc.name}.{interface.name}", interface_field(svc.name, interface.name)
-            if interface.type == "monitor":
-                raise errors.Conflict(f"{field}: monitor interfaces (a radio in monitor mode inside the chute) are "
-                                      "not given by this node yet", field=field)
             kept = current.get(key) or {}
-            subnet = _subnet(facts, taken, interface, svc.name, kept.get("subnet"))
-            taken.append(subnet)
-            assigned = {"subnet": str(subnet)}
+            assigned = {}
+            if interface.type != "monitor":  # a monitor interface listens to the air: it has no IP network
+                subnet = _subnet(facts, taken, interface, svc.name, kept.get("subnet"))
+                taken.append(subnet)
+                assigned["subnet"] = str(subnet)
             if interface.type in ("wifi-ap", "monitor"):
                 radio = kept.get("radio")
-                if radio not in {r.id for r in facts.radios} or radio in radios:
+                fits = {r.id for r in facts.radios if interface.type != "monitor" or _can_monitor(facts, r)}
+                if radio not in fits or radio in radios:
                     radio = _radio_for(facts, interface, radios, field).id
                 radios.add(radio)
                 assigned["radio"] = radio
@@ -252,14 +275,22 @@ def host_ap_link(names, radio: str) -> str:
     return names.link("ph", "", "host", radio)
 
 
+def channel_frequency(channel: int, hwmode: str) -> int:
+    """The centre frequency (MHz) of a radio's channel: 5 GHz for 11a, else 2.4 GHz."""
+    if hwmode == "11a":
+        return 5000 + 5 * channel
+    return 2484 if channel == 14 else 2407 + 5 * channel
+
+
 @dataclasses.dataclass(frozen=True)
 class ConfiguredNetwork:
-    """One host network of an installed chute and the children that serve it."""
+    """One host network of an installed chute and the children that serve it (a monitor interface has neither
+    bridge nor subnet: it is a radio the chute holds)."""
     chute: str
     service: str
     interface: str
     type: str
-    bridge: str
+    bridge: Optional[str]
     subnet: Optional[str]
     radio: Optional[str]
     vlan_id: Optional[int]
@@ -277,7 +308,8 @@ def configured_networks(names, records: Iterable) -> List[ConfiguredNetwork]:
         for svc in record.spec().services:
             for interface in svc.interfaces:
                 assigned = record.networks.get(f"{svc.name}.{interface.name}", {})
-                bridge = bridge_name(names, record.name, svc.name, interface.name)
+                bridge = None if interface.type == "monitor" else bridge_name(names, record.name, svc.name,
+                                                                              interface.name)
                 children = (() if interface.dhcp is None else (dhcp_child(bridge),)) + (
                     (ap_child(bridge),) if interface.type == "wifi-ap" else ())
                 out.append(ConfiguredNetwork(record.name, svc.name, interface.name, interface.type, bridge,
@@ -288,18 +320,31 @@ def configured_networks(names, records: Iterable) -> List[ConfiguredNetwork]:
 
 @dataclasses.dataclass(frozen=True)
 class ChuteNetwork:
-    """One interface of one service, with what the node assigned to it."""
+    """One interface of one service, with what the node assigned to it. A monitor interface has no subnet,
+    bridge or host link: its radio moves into the container whole."""
     chute: str
     service: str
     interface: InterfaceSpec
-    subnet: str
+    subnet: Optional[str]
     radio: Optional[Radio]
-    bridge: str
+    bridge: Optional[str]
     host_link: Optional[str]  # the VLAN subinterface or nl80211 AP interface we make (None: wired AP device)
 
     @property
     def key(self) -> str:
         return f"{self.service}.{self.interface.name}"
+
+    @property
+    def bridged(self) -> bool:
+        """A network with a bridge, a subnet and a veth into the container (not a monitor interface)."""
+        return self.interface.type != "monitor"
+
+    @property
+    def host_key(self) -> str:
+        """What of the host this network holds: its bridge, or a monitor interface's radio."""
+        if self.bridged:
+            return self.bridge
+        return f"radio {self.radio.id if self.radio else None} of {self.chute} {self.key}"
 
     @property
     def gateway(self) -> str:
@@ -331,6 +376,12 @@ class ChuteNetwork:
                 "host_name": names.link("pv", self.chute, self.service, self.interface.name, deployment),
                 "mac": names.mac(self.chute, self.service, self.interface.name)}
 
+    def radio_args(self) -> dict:
+        """What giving the container a monitor interface takes (INetworkConfigurator.give_radio but the
+        process): the radio, the name inside, the frequency to listen on."""
+        return {"phy": self.radio.id, "inner": self.interface.name,
+                "frequency": channel_frequency(self.radio.channel, self.radio.hwmode)}
+
 
 def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: Dict[str, dict]
              ) -> List[ChuteNetwork]:
@@ -341,7 +392,10 @@ def networks(names: ChuteNames, facts: NetworkFacts, spec: ChuteSpec, assigned: 
         for interface in svc.interfaces:
             given = assigned[f"{svc.name}.{interface.name}"]
             radio = radios.get(given.get("radio"))
-            kind = {"vlan": "pl", "wifi-ap": "pa", "monitor": "pm"}[interface.type]
+            if interface.type == "monitor":
+                out.append(ChuteNetwork(spec.name, svc.name, interface, None, radio, None, None))
+                continue
+            kind = {"vlan": "pl", "wifi-ap": "pa"}[interface.type]
             host_link = names.link(kind, spec.name, svc.name, interface.name)
             if interface.type == "wifi-ap" and radio is not None and radio.driver == "wired":
                 host_link = None

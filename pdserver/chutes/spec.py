@@ -306,6 +306,13 @@ def _check_interface(interface: dict, prefix: str) -> None:
     if "l3bridge" in interface:
         raise SpecError(f"{prefix}.l3bridge: ARP-proxy bridging (experimental in ParaDrop) is not available on "
                         "this node; remove it", f"{prefix}.l3bridge")
+    if interface.get("type") == "monitor":
+        # A radio listening to the air: it has no network of the node (no subnet, DHCP, DNS, SSID or VLAN).
+        extra = [k for k in ("dhcp", "dns", "wireless", "vlan-id", "vlan_id") if k in interface] + [
+            f"requirements.{k}" for k in ("ipv4_network",) if k in (interface.get("requirements") or {})]
+        if extra:
+            raise SpecError(f"{prefix}: a monitor interface is a radio listening in monitor mode; it takes no "
+                            f"{extra[0]}", f"{prefix}.{extra[0]}")
     if "vlan-id" in interface and "vlan_id" in interface and interface["vlan-id"] != interface["vlan_id"]:
         raise SpecError(f"{prefix}: vlan-id and vlan_id differ", f"{prefix}.vlan-id")
     wanted = (interface.get("requirements") or {}).get("ipv4_network")

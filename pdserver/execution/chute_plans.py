@@ -173,7 +173,7 @@ def _assign(node: NodeFacts, spec: ChuteSpec, current: Dict[str, dict]) -> Dict[
 
 def _firewall(node: NodeFacts, chute: str, new: List[ChuteNetwork], old: List[ChuteNetwork]) -> List[Step]:
     """Apply the firewall with the chute's new networks (undo: with its old ones); nothing when neither has any."""
-    if not new and not old:
+    if not any(n.bridged for n in new + old):
         return []
     return [Step("apply_firewall", node.firewall(chute, new), "applying the firewall of chute networks",
                  undo=Step("apply_firewall", node.firewall(chute, old), "restoring the firewall"))]
@@ -228,18 +228,18 @@ def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: 
     steps.append(_save(record, old, f"recording {spec.name} {spec.version} as installed"))
     if not stop_first:
         steps += _stop(node, old, undo=False) + _attach(node, spec, deployment, networks)
-    kept = {n.bridge for n in networks}
+    kept = {n.host_key for n in networks}
     return steps + _cleanup(node, old, keep_source=source_dir) + [
-        s for net in old_networks if net.bridge not in kept for s in net_plans.teardown(net)]
+        s for net in old_networks if net.host_key not in kept for s in net_plans.teardown(net)]
 
 
 def _network_changes(node: NodeFacts, new: List[ChuteNetwork], old: List[ChuteNetwork]) -> List[Step]:
     """Networks an update brings or changes (a changed one is set up again in place and, on rollback, set
     back up as it was); unchanged ones are left alone, dropped ones go after the commit."""
-    before = {n.bridge: n for n in old}
+    before = {n.host_key: n for n in old}
     steps = []
     for net in new:
-        previous = before.get(net.bridge)
+        previous = before.get(net.host_key)
         if previous == net:
             continue
         if previous is None:
@@ -263,7 +263,7 @@ def plan_delete(node: NodeFacts, old: ChuteRecord) -> List[Step]:
     network, volume = node.names.network(old.name), old.volume
     old_networks = node.networks_of(old)
     firewall = [Step("apply_firewall", node.firewall(old.name, []), "removing the chute's firewall rules")
-                ] if old_networks else []
+                ] if any(n.bridged for n in old_networks) else []
     return _stop(node, old, undo=old.state == RUNNING) + [
         Step("forget_chute", {"name": old.name}, f"removing {old.name} from the installed chutes", commit=True,
              undo=Step("restore_chute", {"name": old.name, "record": old.to_dict()}, "restoring the chute record")),
@@ -277,8 +277,15 @@ def _with_state(record: ChuteRecord, state: str, now: float) -> ChuteRecord:
     return dataclasses.replace(record, state=state, updated=now)
 
 
+def _releases(node: NodeFacts, record: ChuteRecord, commit: bool = False) -> List[Step]:
+    """The radios of a chute's monitor interfaces back home once its containers stopped (a stopped chute keeps
+    them assigned; its next start gives them again)."""
+    return [net_plans.release(net, commit=commit) for net in node.networks_of(record)
+            if not net.bridged and net.radio is not None]
+
+
 def plan_stop(node: NodeFacts, old: ChuteRecord, now: float) -> List[Step]:
-    return _stop(node, old, undo=True) + [
+    return _stop(node, old, undo=True) + _releases(node, old) + [
         _save(_with_state(old, STOPPED, now), old, f"recording {old.name} as stopped")]
 
 
@@ -326,7 +333,7 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
     for record in records:
         for net in chute_networks[record.name]:
             steps += net_plans.setup(net, node.network, undo=False, commit=True)
-    if any(chute_networks.values()):
+    if any(n.bridged for nets in chute_networks.values() for n in nets):
         steps.append(Step("apply_firewall", net_plans.firewall_args(
             node.network, [n for nets in chute_networks.values() for n in nets]),
             "applying the firewall of chute networks", commit=True))
@@ -334,6 +341,8 @@ def plan_reconcile(node: NodeFacts, records: List[ChuteRecord], observed: Dict[s
         spec = record.spec()
         if record.state == RUNNING:
             attach += _attach(node, spec, record.deployment, chute_networks[record.name], commit=True)
+        else:
+            attach += _releases(node, record, commit=True)
         labels = naming.labels(spec.name, spec.version)
         network, volume = node.names.network(spec.name), record.volume
         wanted["networks"].add(network)

@@ -14,7 +14,7 @@ class NetworkActions:
     def actions(self) -> dict:
         return {name: getattr(self, name) for name in (
             "ensure_bridge", "ensure_vlan", "ensure_ap_interface", "set_master", "remove_link", "start_dhcp",
-            "stop_dhcp", "start_ap", "stop_ap", "attach_interface", "apply_firewall")}
+            "stop_dhcp", "start_ap", "stop_ap", "attach_interface", "give_radio", "release_radio", "apply_firewall")}
 
     def ensure_bridge(self, args, progress):
         return self._network.ensure_bridge(args["name"], args["address"])
@@ -53,6 +53,22 @@ class NetworkActions:
                                   f"{args['inner']} cannot be given")
         yield self._network.attach_interface(state.pid, args["bridge"], args["host_name"], args["inner"],
                                              args["address"], args.get("mac"))
+
+    @defer.inlineCallbacks
+    def give_radio(self, args, progress):
+        state = yield self._engine.inspect_container(args["container"])
+        if state is None or not state.running or not state.pid:
+            raise errors.Conflict(f"container {args['container']} is not running: radio {args['phy']} cannot be "
+                                  f"given as its {args['inner']}")
+        yield self._network.give_radio(state.pid, args["phy"], args["inner"], args["frequency"])
+
+    @defer.inlineCallbacks
+    def release_radio(self, args, progress):
+        pid = None
+        if args.get("container"):
+            state = yield self._engine.inspect_container(args["container"])
+            pid = state.pid if state is not None and state.running else None
+        yield self._network.release_radio(args["phy"], pid)
 
     def apply_firewall(self, args, progress):
         return self._network.apply_firewall(args["wan"], args["networks"])

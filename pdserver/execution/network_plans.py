@@ -5,9 +5,15 @@ interface on a radio), a dnsmasq on the bridge, a hostapd for an AP, and a veth 
 renamed to the interface name the chute asked for. The bridge has the subnet's first address (the clients'
 router and DNS), the container the second. Subnets and radios are assigned once and recorded with the chute,
 so an update or a restart keeps them.
+
+A monitor interface is none of that: Linux moves a Wi-Fi interface between network namespaces only with its
+whole radio (the wiphy), so the radio itself is given to the container after each start (``give_radio``: moved
+in, a monitor interface of the asked name on the radio's channel) and taken back (``release_radio``) when the
+container goes. A namespace that dies hands its radios to the initial namespace, not to the node's own (which
+differs in network_netns mode): taking it back means finding it there and moving it home.
 """
 import dataclasses
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
@@ -17,7 +23,7 @@ from pdserver.chutes.networks import HostAp, host_ap_child, host_ap_link
 from pdserver.execution.steps import Step
 
 __all__ = ["NetworkFacts", "Radio", "assign", "ChuteNetwork", "networks", "setup", "teardown", "attach",
-           "firewall_args"]
+           "release", "firewall_args"]
 
 
 def _ssid(net: ChuteNetwork) -> str:
@@ -44,10 +50,10 @@ def setup(net: ChuteNetwork, facts: NetworkFacts, undo: bool = True, commit: boo
     def step(action, args, description, undo_step=None):
         return Step(action, args, description, undo=undo_step if undo else None, commit=commit)
 
+    _check_radio(net)
+    if not net.bridged:
+        return []  # the radio is given to the container once it runs (attach)
     name = f"{net.key} of {net.chute}"
-    if net.interface.type == "wifi-ap" and net.radio is None:
-        raise errors.Conflict(f"the radio assigned to {name} is gone from the host config",
-                              field=interface_field(net.service, net.interface.name))
     steps = [step("ensure_bridge", {"name": net.bridge, "address": net.gateway},
                   f"making bridge {net.bridge} ({net.gateway}) for {name}",
                   Step("remove_link", {"name": net.bridge}, f"removing bridge {net.bridge}"))]
@@ -75,8 +81,17 @@ def setup(net: ChuteNetwork, facts: NetworkFacts, undo: bool = True, commit: boo
     return steps
 
 
+def _check_radio(net: ChuteNetwork) -> None:
+    if net.interface.type in ("wifi-ap", "monitor") and net.radio is None:
+        raise errors.Conflict(f"the radio assigned to {net.key} of {net.chute} is gone from the host config",
+                              field=interface_field(net.service, net.interface.name))
+
+
 def teardown(net: ChuteNetwork) -> List[Step]:
-    """Remove one network; idempotent (after a commit, and again on recovery)."""
+    """Remove one network; idempotent (after a commit, and again on recovery). A monitor interface's radio
+    comes back from the removed container's namespace."""
+    if not net.bridged:
+        return [release(net)] if net.radio is not None else []
     steps = [Step("stop_ap", {"child": net.ap_child()}, f"stopping the access point of {net.key}")]
     steps.append(Step("stop_dhcp", {"child": net.dhcp_child(), "bridge": net.bridge},
                       f"stopping DHCP on {net.bridge}"))
@@ -89,9 +104,22 @@ def teardown(net: ChuteNetwork) -> List[Step]:
     return steps
 
 
+def release(net: ChuteNetwork, container: Optional[str] = None, commit: bool = False) -> Step:
+    """A monitor interface's radio back in the node's namespace, its monitor interfaces gone: taken from
+    ``container`` while it runs, else waited for (a dead namespace gives it back to the initial one)."""
+    return Step("release_radio", {"phy": net.radio.id, "container": container},
+                f"taking radio {net.radio.id} back from {net.interface.name} of service {net.service}", commit=commit)
+
+
 def attach(names: ChuteNames, net: ChuteNetwork, container: str, deployment: int, commit: bool = False) -> Step:
     """The veth that gives a running container the interface (after each start: a new process has a new
-    network namespace)."""
+    network namespace); for a monitor interface, the radio itself (undone by taking it back from the running
+    container, before it stops)."""
+    if not net.bridged:
+        _check_radio(net)
+        return Step("give_radio", {"container": container, **net.radio_args()},
+                    f"giving service {net.service} radio {net.radio.id} as monitor interface {net.interface.name}",
+                    undo=None if commit else release(net, container), commit=commit)
     return Step("attach_interface", {"container": container, **net.attach_args(names, deployment)},
                 f"giving service {net.service} its interface {net.interface.name} ({net.chute_address})",
                 commit=commit)
@@ -101,7 +129,7 @@ def firewall_args(facts: NetworkFacts, all_networks: Iterable[ChuteNetwork]) -> 
     """The whole firewall of chute networks (it is applied as one transaction)."""
     return {"wan": facts.wan,
             "networks": sorted(({"chute": n.chute, "bridge": n.bridge, "subnet": n.subnet,
-                                 "gateway": n.gateway.split("/")[0]} for n in all_networks),
+                                 "gateway": n.gateway.split("/")[0]} for n in all_networks if n.bridged),
                                key=lambda n: n["bridge"])}
 
 

@@ -138,16 +138,26 @@ class InterfaceReattach(Service):
         if state is None or not state.running or not state.pid:
             return
         for net in nets:
-            args = net.attach_args(self._names, record.deployment)
+            if net.bridged:
+                args = net.attach_args(self._names, record.deployment)
+                given = (self._network.attach_interface, state.pid, args["bridge"], args["host_name"],
+                         args["inner"], args["address"], args["mac"])
+                what = args["address"]
+            elif net.radio is not None:
+                # Its radio came back from the namespace that died (to the initial one): it follows the new one.
+                args = net.radio_args()
+                given = (self._network.give_radio, state.pid, args["phy"], args["inner"], args["frequency"])
+                what = f"radio {args['phy']} in monitor mode"
+            else:
+                continue
             try:
-                yield self._network.attach_interface(state.pid, args["bridge"], args["host_name"], args["inner"],
-                                                     args["address"], args["mac"])
+                yield defer.maybeDeferred(*given)
             except Exception as e:
                 log.warn("cannot give {container} its interface {inner} back: {why}", container=container,
                          inner=args["inner"], why=str(e))
                 continue
             log.info("gave {container} its interface {inner} ({address}): {reason}", container=container,
-                     inner=args["inner"], address=args["address"], reason=why)
+                     inner=args["inner"], address=what, reason=why)
 
 
 def _quiet(d: defer.Deferred) -> defer.Deferred:

@@ -110,6 +110,14 @@ class HostNetwork:
                             ipaddress.IPv4Interface(address), self._netns, mac)
         return d.addCallback(self._unmanaged, host_name)
 
+    # -- radios (monitor interfaces): the whole radio moves; nothing of NetworkManager's in the container
+
+    def give_radio(self, pid, phy, inner, frequency):
+        return self._in_thread(_netlink().thd_give_radio, phy, pid, inner, frequency, self._netns)
+
+    def release_radio(self, phy, pid):
+        return self._in_thread(_netlink().thd_release_radio, phy, pid, self._netns)
+
     # -- DHCP
 
     def _lease_file(self, bridge) -> Path:

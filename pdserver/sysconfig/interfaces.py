@@ -39,6 +39,16 @@ class INetworkConfigurator(Interface):
         """A veth from bridge ``bridge`` into the network namespace of process ``pid``, named ``inner`` there with
         ``address`` and the MAC address ``mac``."""
 
+    def give_radio(pid, phy, inner, frequency):
+        """Radio ``phy`` (the whole wiphy: Linux moves Wi-Fi interfaces between namespaces only so) into the
+        network namespace of process ``pid``, with a monitor interface ``inner`` on it there, up, listening on
+        ``frequency`` (MHz). Found in the node's namespace or, given back by a namespace that died, in the
+        initial one (waited for a while: a dying namespace returns it late)."""
+
+    def release_radio(phy, pid):
+        """Radio ``phy`` back in the node's namespace with no monitor interface left on it: taken from the
+        namespace of process ``pid`` while it runs (None: waited for from a namespace that died)."""
+
     def apply_firewall(wan, networks):
         """Replace the node's firewall of chute networks with one for ``networks`` (dicts: chute, bridge,
         subnet, gateway)."""

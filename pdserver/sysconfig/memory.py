@@ -21,6 +21,7 @@ class MemoryNetwork:
         self.children: Dict[str, dict] = {}
         self.firewall: Optional[dict] = None
         self.attached: Dict[str, dict] = {}
+        self.radios: Dict[str, dict] = {}  # phy -> the process holding it, its monitor interface, the frequency
         self.fail: Dict[str, Exception] = {}
 
     def _check(self, method):
@@ -91,6 +92,13 @@ class MemoryNetwork:
             self.attached[host_name] = {"pid": pid, "bridge": bridge, "inner": inner, "address": address, "mac": mac}
         return self._call("attach_interface", run)
 
+    def give_radio(self, pid, phy, inner, frequency):
+        return self._call("give_radio", lambda: self.radios.__setitem__(
+            phy, {"pid": pid, "inner": inner, "frequency": frequency}))
+
+    def release_radio(self, phy, pid):
+        return self._call("release_radio", lambda: self.radios.pop(phy, None) and None)
+
     def apply_firewall(self, wan, networks):
         return self._call("apply_firewall", lambda: setattr(self, "firewall", {
             "wan": wan, "networks": list(networks)}))
@@ -103,4 +111,4 @@ class MemoryNetwork:
 
     def status(self):
         return defer.succeed({"links": dict(self.links), "children": dict(self.children),
-                              "firewall": self.firewall})
+                              "radios": dict(self.radios), "firewall": self.firewall})

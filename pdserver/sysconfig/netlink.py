@@ -11,12 +11,16 @@ import subprocess
 import re
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from ipaddress import IPv4Interface, ip_interface
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from pyroute2 import IPRoute, IW
+from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nl80211 import NL80211_NAMES, nl80211cmd
+from pyroute2.netns import NETNS_RUN_DIR
 
 from pdserver.errors import Conflict, InvalidInput, NotFound, Unavailable
 
@@ -30,6 +34,11 @@ _LOCAL_TABLE = 255
 # One veth attach at a time: a plan's step and the re-attach after an engine restart may give the same container
 # its interface at once, and each would find the other's half-made pair or address.
 _ATTACH_LOCK = threading.Lock()
+# One radio move at a time, for the same reason: a plan's give and the re-attach after a restart race for it.
+_RADIO_LOCK = threading.Lock()
+_IFTYPE_MONITOR = 6  # NL80211_IFTYPE_MONITOR
+RADIO_WAIT = 10.0  # how long a radio may take to come back from a namespace that died (seconds)
+_RADIO_POLL = 0.05
 
 
 def check_name(name: str, field: str = "name") -> str:
@@ -327,3 +336,165 @@ def thd_enable_forwarding(netns: Optional[str] = None) -> None:
                            "net.ipv4.ip_forward=1"], capture_output=True, text=True, timeout=10)
     if done.returncode != 0:
         raise Unavailable(f"cannot turn IPv4 forwarding on: {done.stderr.strip()[:200]}", field="netns")
+
+
+# -- radios given whole to a container (monitor interfaces)
+
+@contextmanager
+def _nl80211(target: Optional[str]) -> Iterator[IW]:
+    """An nl80211 socket in the named namespace or namespace file ``target`` (None: the daemon's own)."""
+    try:
+        iw = _open(IW, target)
+    except NetlinkError as e:
+        if e.code == errno.ENOENT:  # no nl80211 family: a kernel without wireless support
+            raise Unavailable("this kernel has no wireless (nl80211) support", field="wifi") from None
+        raise
+    try:
+        yield iw
+    finally:
+        iw.close()
+
+
+def _wiphy(iw: IW, phy: str) -> Optional[int]:
+    """The index of radio ``phy`` in the namespace of ``iw``; None when it is not there."""
+    for msg in iw.list_wiphy():
+        if msg.get_attr("NL80211_ATTR_WIPHY_NAME") == phy:
+            return msg.get_attr("NL80211_ATTR_WIPHY")
+    return None
+
+
+def _wireless_interfaces(iw: IW, wiphy: int) -> List[Tuple[int, str, int]]:
+    """(ifindex, name, nl80211 interface type) of the network interfaces on radio ``wiphy``."""
+    return [(m.get_attr("NL80211_ATTR_IFINDEX"), m.get_attr("NL80211_ATTR_IFNAME"), m.get_attr("NL80211_ATTR_IFTYPE"))
+            for m in iw.get_interfaces_dump()
+            if m.get_attr("NL80211_ATTR_WIPHY") == wiphy and m.get_attr("NL80211_ATTR_IFINDEX")]
+
+
+def _netns_file(netns: Optional[str]) -> str:
+    """The file of the named namespace, or of the daemon's own (None)."""
+    return f"/proc/{os.getpid()}/ns/net" if netns is None else f"{NETNS_RUN_DIR}/{netns}"
+
+
+def _has_radio(target: str, phy: str) -> bool:
+    with _nl80211(target) as iw:
+        return _wiphy(iw, phy) is not None
+
+
+def _move_radio(phy: str, source: Optional[str], target_file: str) -> bool:
+    """Move radio ``phy`` with all its interfaces from ``source`` (a namespace name or file, None: the
+    daemon's) into the namespace of ``target_file``; False when ``source`` does not have it."""
+    with _nl80211(source) as iw:
+        index = _wiphy(iw, phy)
+        if index is None:
+            return False
+        fd = os.open(target_file, os.O_RDONLY)
+        try:
+            iw.set_wiphy_netns_by_fd(index, fd)
+        except NetlinkError as e:
+            if e.code == errno.EOPNOTSUPP:
+                raise Unavailable(f"radio {phy} cannot change network namespace (its driver does not allow it)",
+                                  field="wifi") from None
+            if e.code not in (errno.ENODEV, errno.ENOENT):  # gone meanwhile: the caller looks again
+                raise
+            return False
+        finally:
+            os.close(fd)
+    return True
+
+
+def _bring(phy: str, target_file: str, sources: List[Optional[str]], wait: float) -> None:
+    """Radio ``phy`` into the namespace of ``target_file`` from one of ``sources``. A namespace that dies hands
+    its radios to the initial namespace a moment later, so a radio found nowhere is looked for until ``wait``
+    seconds have passed."""
+    deadline = time.monotonic() + wait
+    while not _has_radio(target_file, phy):
+        if any(_move_radio(phy, source, target_file) for source in sources):
+            continue
+        if time.monotonic() >= deadline:
+            raise Unavailable(f"radio {phy} is not in the node's network namespace and did not come back within "
+                              f"{wait:g} s (another namespace holds it, or it is gone)", field="wifi")
+        time.sleep(_RADIO_POLL)
+
+
+def _set_frequency(iw: IW, ifindex: int, frequency: int) -> None:
+    msg = nl80211cmd()
+    msg["cmd"] = NL80211_NAMES["NL80211_CMD_SET_WIPHY"]
+    msg["attrs"] = [["NL80211_ATTR_IFINDEX", ifindex], ["NL80211_ATTR_WIPHY_FREQ", frequency]]
+    try:
+        tuple(iw.nlm_request(msg, msg_type=iw.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK))
+    except NetlinkError as e:
+        raise Unavailable(f"the monitor interface cannot listen on {frequency} MHz: {os.strerror(e.code)}",
+                          field="wifi") from None
+
+
+def _ensure_monitor(iw: IW, ipr: IPRoute, phy: str, inner: str, frequency: int) -> None:
+    """A monitor interface ``inner`` on ``phy``, up; tuned to ``frequency`` when it is made or comes back
+    (one already up is left on the channel the chute chose)."""
+    wiphy = _wiphy(iw, phy)
+    interfaces = _wireless_interfaces(iw, wiphy)
+    mine = [i for i in interfaces if i[1] == inner]
+    if mine and mine[0][2] == _IFTYPE_MONITOR and _link(ipr, mine[0][0])["flags"] & _IFF_UP:
+        return
+    if not mine:
+        if _index(ipr, inner) is not None:
+            raise Conflict(f"the container already has an interface {inner}", field="inner_name")
+        monitors = [i for i in interfaces if i[2] == _IFTYPE_MONITOR]
+        if monitors:  # the one it had before its last namespace died, under its name then
+            ipr.link("set", index=monitors[0][0], state="down")
+            ipr.link("set", index=monitors[0][0], ifname=inner)
+        else:
+            iw.add_interface(inner, "monitor", phy=wiphy)
+    elif mine[0][2] != _IFTYPE_MONITOR:
+        ipr.link("set", index=mine[0][0], state="down")
+        iw.set_interface_type(mine[0][0], "monitor")
+    index = _require(ipr, inner, "inner_name")
+    ipr.link("set", index=index, state="up")
+    _set_frequency(iw, index, frequency)
+
+
+def _check_frequency(frequency: int) -> int:
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or not 2400 <= frequency <= 7125:
+        raise InvalidInput(f"{frequency!r} is not a Wi-Fi frequency in MHz", field="frequency")
+    return frequency
+
+
+def thd_give_radio(phy: str, pid: int, inner: str, frequency: int, netns: Optional[str] = None,
+                   wait: float = RADIO_WAIT) -> None:
+    """Radio ``phy`` with its interfaces into the network namespace of process ``pid`` (a container's), found
+    in ``netns`` (the node's) or, back from a namespace that died, in the daemon's own; there, a monitor
+    interface ``inner`` on it, up, listening on ``frequency`` MHz. Idempotent."""
+    check_name(phy, "phy")
+    check_name(inner, "inner_name")
+    _check_frequency(frequency)
+    target = _netns_path(pid)
+    with _RADIO_LOCK:
+        _bring(phy, target, [netns] if netns is None else [netns, None], wait)
+        with _nl80211(target) as iw, _rtnl(path=target) as ipr:
+            _ensure_monitor(iw, ipr, phy, inner, frequency)
+
+
+def thd_release_radio(phy: str, pid: Optional[int] = None, netns: Optional[str] = None,
+                      wait: float = RADIO_WAIT) -> None:
+    """Radio ``phy`` back in ``netns`` (the node's namespace, None: the daemon's) with no monitor interface
+    on it: taken from the namespace of process ``pid`` while that runs; without a process, waited for (a
+    namespace that dies gives it to the initial namespace, from where it is moved home). Idempotent."""
+    check_name(phy, "phy")
+    home = _netns_file(netns)
+    sources = [] if netns is None else [None]
+    with _RADIO_LOCK:
+        if pid is not None:
+            try:
+                _move_radio(phy, _netns_path(pid), home)
+            except NotFound:
+                pid = None  # the process ended meanwhile: its namespace gives the radio back
+        if pid is not None and not _has_radio(home, phy) and not any(_has_radio(s, phy) for s in sources):
+            return  # the running container does not hold it, and no namespace of its is dying
+        _bring(phy, home, sources, wait)
+        with _nl80211(netns) as iw:
+            for ifindex, _, kind in _wireless_interfaces(iw, _wiphy(iw, phy)):
+                if kind == _IFTYPE_MONITOR:
+                    try:
+                        iw.del_interface(ifindex)
+                    except NetlinkError as e:
+                        if e.code != errno.ENODEV:
+                            raise

@@ -108,3 +108,20 @@ def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_re
     assert network["bridge"] not in links, links
     assert ip("netns", "pids", router).stdout.split() == []
     assert list((node.state_dir / "sysconfig").iterdir()) == []
+
+
+def test_a_monitor_interface_on_a_node_whose_radio_is_wired_is_refused_naming_the_interface(lab,
+                                                                                             node_process_factory):
+    router = lab.netns("router")
+    ap_device, _ = lab.veth("ap", peer_netns=lab.netns("client"), host_netns=router)
+    node = node_process_factory(PARADROP_NETWORK_NETNS=router).start()
+    session, url = node.session(), node.url
+    hostconfig_with_radio(session, url, ap_device)
+    config = {"name": unique("mon"), "version": 1, "services": {"main": {
+        "type": "image", "image": "paradrop/busybox:latest", "command": "sleep 100000",
+        "interfaces": {"mon0": {"type": "monitor"}}}}}
+    answer = session.post(f"{url}/api/v1/chutes", json={"config": config})
+    assert answer.status_code == 409, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == "services.main.interfaces.mon0" and "radio0 is wired" in error["message"], error
+    assert session.get(f"{url}/api/v1/chutes").json() == []

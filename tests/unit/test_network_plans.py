@@ -1,13 +1,16 @@
 """Plans of chute networks: assignment of subnets, radios and VLANs, and the steps of each change."""
+import dataclasses
+
 import pytest
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
 from pdserver.chutes.policy import NodePolicy
-from pdserver.chutes.spec import build
-from pdserver.chutes.store import RUNNING, ChuteRecord
+from pdserver.chutes.spec import SpecError, build
+from pdserver.chutes.store import RUNNING, STOPPED, ChuteRecord
 from pdserver.execution import chute_plans as plans
 from pdserver.execution import network_plans as net_plans
+from pdserver.chutes.networks import HostAp
 from pdserver.execution.network_plans import NetworkFacts, Radio
 
 WIRED = Radio(id="radio0", driver="wired", interface="veth-ap")
@@ -152,11 +155,120 @@ def test_reconciliation_sets_every_network_up_again_and_attaches_running_service
     assert all(s.commit and s.undo is None for s in steps)
 
 
-def test_a_monitor_interface_is_refused_with_its_field():
-    spec = chute(interfaces={"mon0": {"type": "monitor"}})
+MONITOR = {"mon0": {"type": "monitor", "requirements": {"hwmode": "11a"}}}
+RADIOS = NetworkFacts(pool="10.128.0.0/9", prefix=24, lan="lan0", wan="wan0", radios=(WIRED, PHY),
+                      reserved=("10.128.0.0/24",))
+
+
+def monitor_record(state=RUNNING, radio="phy0"):
+    spec = chute("mon", MONITOR)
+    return ChuteRecord(spec.name, spec.version, state, spec.raw, 1, None, 0.0, 0.0, "vol", {"main.mon0": {
+        "radio": radio}})
+
+
+def test_a_monitor_interface_gets_an_nl80211_radio_of_its_own_and_no_subnet():
+    assigned = net_plans.assign(RADIOS, chute("mon", MONITOR), {}, [])
+    assert assigned == {"main.mon0": {"radio": "phy0"}}
+    # no subnet taken from the pool: the next network gets the first free one
+    assert net_plans.assign(RADIOS, chute(), {}, assigned.values()) == {
+        "main.wlan0": {"subnet": "10.128.1.0/24", "radio": "radio0"}}
+    [net] = net_plans.networks(ChuteNames("node-1"), RADIOS, chute("mon", MONITOR), assigned)
+    assert (net.subnet, net.bridge, net.host_link, net.bridged) == (None, None, None, False)
+    assert net.radio_args() == {"phy": "phy0", "inner": "mon0", "frequency": 5180}  # channel 36 of 11a
+
+
+@pytest.mark.parametrize("facts, others, words", [
+    (FACTS, [], ["radio0 is wired"]),  # a wired port cannot listen to the air
+    (RADIOS, [{"radio": "phy0"}], ["in use", "phy0"]),  # a radio a chute holds is not free
+    (dataclasses.replace(RADIOS, host_aps=(HostAp(PHY, "Home"),)), [],
+     ["phy0 carries the host config's wifi-interfaces"]),
+])
+def test_a_monitor_interface_without_a_free_nl80211_radio_is_a_conflict_naming_it(facts, others, words):
     with pytest.raises(errors.Conflict) as caught:
-        net_plans.assign(FACTS, spec, {}, [])
-    assert caught.value.field == "services.main.interfaces.mon0"
+        net_plans.assign(facts, chute("mon", {"mon0": {"type": "monitor"}}), {}, others)
+    assert caught.value.field == "services.main.interfaces.mon0" and caught.value.status == 409
+    assert all(word in caught.value.message for word in words), caught.value.message
+
+
+def test_a_radio_a_monitor_chute_holds_is_not_free_for_an_access_point_and_the_host_s_radios_are_read():
+    facts = NetworkFacts.from_hostconfig({"wifi": [{"id": "phy0", "hwmode": "11a"}, {"id": "phy1"}],
+                                          "lan": {"ipaddr": "192.168.1.1", "netmask": "255.255.255.0"},
+                                          "wifi-interfaces": [{"device": "phy1", "mode": "ap", "ssid": "Home"}]})
+    assert facts.host_radios == ("phy1",)
+    held = net_plans.assign(facts, chute("mon", MONITOR), {}, [])
+    with pytest.raises(errors.Conflict) as caught:
+        net_plans.assign(facts, chute(interfaces={"wlan0": {"type": "wifi-ap", "requirements": {"hwmode": "11a"}}}),
+                         {}, held.values())
+    assert "in use" in caught.value.message
+
+
+def test_a_monitor_chute_keeps_its_radio_across_an_update_unless_it_became_unfit():
+    kept = {"main.mon0": {"radio": "phy0"}}
+    assert net_plans.assign(RADIOS, chute("mon", MONITOR), kept, []) == kept
+    wired = NetworkFacts(radios=(Radio(id="phy0", driver="wired", interface="eth9", hwmode="11a"),))
+    with pytest.raises(errors.Conflict):  # phy0 is wired now, and no other radio does 11a
+        net_plans.assign(wired, chute("mon", MONITOR), kept, [])
+    other = NetworkFacts(radios=wired.radios + (Radio(id="phy1", hwmode="11a"),))
+    assert net_plans.assign(other, chute("mon", MONITOR), kept, []) == {"main.mon0": {"radio": "phy1"}}
+
+
+def test_monitor_options_that_only_networks_have_are_refused_as_invalid_input():
+    with pytest.raises(SpecError) as caught:
+        chute("mon", {"mon0": {"type": "monitor", "dhcp": {}}})
+    assert caught.value.field == "services.main.interfaces.mon0.dhcp" and caught.value.status == 400
+
+
+def test_an_install_gives_the_radio_after_the_start_and_takes_it_back_from_the_running_container_on_undo():
+    steps = plans.plan_install(node(RADIOS), chute("mon", MONITOR), 5, None, 0.0)
+    names = actions(steps)
+    assert not {"ensure_bridge", "start_dhcp", "apply_firewall", "attach_interface"} & set(names)
+    assert names.index("start_container") < names.index("give_radio") < names.index("wait_ready")
+    give = steps[names.index("give_radio")]
+    container = ChuteNames("node-1").container("mon", "main", 5)
+    assert give.args == {"container": container, "phy": "phy0", "inner": "mon0", "frequency": 5180}
+    assert (give.undo.action, give.undo.args) == ("release_radio", {"phy": "phy0", "container": container})
+    assert steps[names.index("save_chute")].args["record"]["networks"] == {"main.mon0": {"radio": "phy0"}}
+
+
+def test_a_delete_takes_the_radio_back_after_the_containers_are_gone():
+    old = monitor_record()
+    names = actions(plans.plan_delete(node(RADIOS, chutes=[old]), old))
+    assert names.index("forget_chute") < names.index("remove_container") < names.index("release_radio")
+    assert "apply_firewall" not in names
+    [release] = [s for s in plans.plan_delete(node(RADIOS, chutes=[old]), old) if s.action == "release_radio"]
+    assert release.args == {"phy": "phy0", "container": None}  # waited for from the dead namespace
+
+
+def test_a_stop_brings_the_radio_home_and_a_start_gives_it_again():
+    old = monitor_record()
+    names = actions(plans.plan_stop(node(RADIOS, chutes=[old]), old, 0.0))
+    assert names.index("stop_container") < names.index("release_radio") < names.index("save_chute")
+    names = actions(plans.plan_start(node(RADIOS, chutes=[old]), old, 0.0))
+    assert names.index("start_container") < names.index("give_radio") < names.index("save_chute")
+
+
+def test_an_update_gives_the_kept_radio_to_the_new_container_once_the_old_one_stopped():
+    old = monitor_record()
+    steps = plans.plan_update(node(RADIOS, chutes=[old]), old, chute("mon", MONITOR, version=2), 9, None, 0.0)
+    names = actions(steps)
+    assert names.index("save_chute") < names.index("stop_container") < names.index("give_radio")
+    assert "release_radio" not in names  # the radio moves from the old container's namespace to the new one
+    gone = dataclasses.replace(RADIOS, radios=(WIRED, PHY, Radio(id="phy7", hwmode="11a")))
+    moved = monitor_record(radio="phy9")  # its radio left the host config: a new one, nothing to take back
+    names = actions(plans.plan_update(node(gone, chutes=[moved]), moved, chute("mon", MONITOR, version=2), 9, None,
+                                      0.0))
+    assert "give_radio" in names and "release_radio" not in names
+
+
+def test_reconciliation_gives_running_chutes_their_radios_and_brings_stopped_ones_home():
+    running, stopped = monitor_record(), dataclasses.replace(monitor_record(STOPPED, radio="phy7"), name="idle")
+    facts = dataclasses.replace(RADIOS, radios=(WIRED, PHY, Radio(id="phy7", hwmode="11a")))
+    container = ChuteNames("node-1").container("mon", "main", 1)
+    observed = {"containers": {container: {"running": True}}, "networks": {}, "volumes": {}, "images": {}}
+    steps = plans.plan_reconcile(node(facts, chutes=[running, stopped]), [running, stopped], observed)
+    radio_steps = [(s.action, s.args["phy"]) for s in steps if s.action in ("give_radio", "release_radio")]
+    assert radio_steps == [("give_radio", "phy0"), ("release_radio", "phy7")]
+    assert "apply_firewall" not in actions(steps) and all(s.commit and s.undo is None for s in steps)
 
 
 def test_reconciliation_sets_the_host_lan_up_again():

@@ -18,7 +18,7 @@ from pdserver.sysconfig.memory import MemoryNetwork
 from tests.unit.memory_node import memory_database
 
 NAMES = ChuteNames("node-1")
-FACTS = NetworkFacts(radios=(Radio(id="radio0", driver="wired", interface="veth-ap"),))
+FACTS = NetworkFacts(radios=(Radio(id="radio0", driver="wired", interface="veth-ap"), Radio(id="phy1", channel=11)))
 IMAGE = "paradrop/busybox:latest"
 
 
@@ -135,3 +135,19 @@ def test_stopped_it_no_longer_follows_events(world):
     world.engine.exit_container(container, 137)
     world.clock.advance(60)
     assert world.network.attached == {}
+
+
+def test_a_restarted_container_of_a_monitor_chute_gets_its_radio_in_its_new_process(world):
+    chute = build({"name": "mon", "version": 1, "services": {"main": {
+        "type": "image", "image": IMAGE, "command": "sleep 1000", "interfaces": {"mon0": {"type": "monitor"}}}}})
+    world.chutes.save(ChuteRecord("mon", "1", RUNNING, chute.raw, 3, None, 0.0, 0.0, "vol", {
+        "main.mon0": {"radio": "phy1"}}))
+    container = NAMES.container("mon", "main", 3)
+    world.engine.create_container(ContainerSpec(container, IMAGE, labels={
+        **naming.labels("mon", "1", 3, "main"), **NAMES.node_labels()}))
+    world.engine.start_container(container)
+    world.service.startService()
+    first = world.network.radios["phy1"]
+    assert first == {"pid": world.pid(container), "inner": "mon0", "frequency": 2462}
+    world.engine.exit_container(container, 137)
+    assert world.network.radios["phy1"]["pid"] == world.pid(container) != first["pid"]

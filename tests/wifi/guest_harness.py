@@ -5,6 +5,7 @@ namespace), a Wi-Fi station on the second radio in its own namespace, a LAN swit
 untagged client, and probes (DHCP with busybox udhcpc, ping, wpa_cli, /proc). They use iproute2, iw and busybox,
 never the code under test. Thread code: every ``thd_`` function blocks.
 """
+import json
 import os
 import subprocess
 import time
@@ -215,3 +216,64 @@ def thd_processes(*names):
 
 def files_under(root):
     return sorted(str(p) for p in Path(root).rglob("*") if not p.is_dir())
+
+
+# -- radios in namespaces (the monitor chute)
+
+BEACON_CAPTURE = """
+import json, socket, struct, sys, time
+ifname, ssid, timeout = sys.argv[1], bytes.fromhex(sys.argv[2]), float(sys.argv[3])
+def rx():
+    with open(f"/sys/class/net/{ifname}/statistics/rx_packets") as f:
+        return int(f.read())
+before, start, beacons = rx(), time.monotonic(), 0
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((ifname, 0))
+s.settimeout(0.5)
+while time.monotonic() - start < timeout and beacons < 3:
+    try:
+        frame = s.recv(4096)
+    except socket.timeout:
+        continue
+    dot11 = frame[struct.unpack_from("<H", frame, 2)[0]:]  # past the radiotap header
+    # a beacon (frame control 0x80): 24 bytes of header, 12 of fixed fields, then the SSID element (id 0)
+    if len(dot11) > 38 and dot11[0] == 0x80 and dot11[36] == 0 and dot11[38:38 + dot11[37]] == ssid:
+        beacons += 1
+print(json.dumps({"beacons": beacons, "seconds": round(time.monotonic() - start, 2), "rx_before": before,
+                  "rx_after": rx()}))
+"""
+
+
+def thd_capture_beacons(netns, ifname, ssid, timeout=5.0):
+    """Listen on the monitor interface ``ifname`` inside ``netns`` (a raw socket, as a chute would) until three
+    beacons carrying ``ssid`` came or ``timeout`` passed: {beacons, seconds, rx_before, rx_after} (the
+    interface's rx packet counter around it)."""
+    out = thd_run("python3", "-c", BEACON_CAPTURE, ifname, ssid.encode().hex(), str(timeout), netns=netns)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def thd_phys(netns):
+    """The radios (wiphy names) in ``netns`` (None: the initial namespace), by iw."""
+    out = thd_run(IW, "list", netns=netns, check=False)
+    return {line.split()[1] for line in out.splitlines() if line.startswith("Wiphy ")}
+
+
+def thd_wireless_interfaces(netns):
+    """name -> {phy, type, channel} of the Wi-Fi interfaces in ``netns``, by ``iw dev``."""
+    out, phy, found = thd_run(IW, "dev", netns=netns, check=False), None, {}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("phy#"):
+            phy = "phy" + line[4:].strip()
+        elif words[:1] == ["Interface"]:
+            current = found[words[1]] = {"phy": phy, "type": None, "channel": None}
+        elif words[:1] == ["type"]:
+            current["type"] = words[1]
+        elif words[:1] == ["channel"]:
+            current["channel"] = int(words[1])
+    return found
+
+
+def thd_link_up(netns, ifname):
+    out = thd_run(IP, "-o", "link", "show", "dev", ifname, netns=netns, check=False)
+    return "state UP" in out or ",UP" in out or "<UP" in out

@@ -1,13 +1,14 @@
 """The real-radio scenario, run by the QEMU guest's python3 (tools/wifi-vm/run; tests/wifi/test_wifi_vm.py).
 
-The guest has two mac80211_hwsim radios (phy0, phy1) and 802.1Q. The node's own configurator does the work, as
+The guest has three mac80211_hwsim radios (phy0, phy1, phy2) and 802.1Q. The node's own configurator does the work, as
 on a node: the chute of tests/wifi/paradrop.yaml (a WPA2 access point and a network on VLAN 42 of the LAN port)
 is planned by pdserver.execution.network_plans, and its setup, attach and teardown steps run through the
 executor with pdserver.execution.network_actions on pdserver.sysconfig.host_network.HostNetwork and the
 Supervisor (hostapd on an AP interface of phy0, dnsmasq on each bridge). The guest has no Docker: a process in
 its own namespace is the service's container (tests/wifi/guest_harness.py). The harness plays the clients: a
 wpa_supplicant station on phy1 in its own namespace (every packet crosses the simulated air), and a LAN switch
-with a client tagged with VLAN 42 and an untagged one.
+with a client tagged with VLAN 42 and an untagged one. Then a second chute is given phy2 in monitor mode and
+hears the access point (tests/wifi/guest_monitor.py).
 Each check prints "PASS name" or "FAIL name: why"; the exit status is 0 only when all pass.
 """
 import ipaddress
@@ -29,6 +30,7 @@ from pdserver.execution.network_actions import NetworkActions
 from pdserver.sysconfig.host_network import HostNetwork
 from pdserver.sysconfig.supervisor import Supervisor
 from tests.wifi import guest_harness as harness
+from tests.wifi import guest_monitor
 
 HERE = Path(__file__).resolve().parent
 STATE = Path("/run/pd")
@@ -81,15 +83,17 @@ def wait_for(reactor, condition, timeout, interval=0.1):
 
 
 def plan():
-    """The chute's networks as the node plans them on a host with one nl80211 radio and a LAN port."""
+    """The chute's networks as the node plans them on a host with nl80211 radios (one for the access point, one
+    for the monitor chute) and a LAN port."""
     data = chute_spec.validate(chute_spec.load_yaml((HERE / "paradrop.yaml").read_text()))
     chute = chute_spec.build(data)
-    facts = network_plans.NetworkFacts(lan=LAN, radios=(network_plans.Radio(id="phy0", channel=6),),
+    facts = network_plans.NetworkFacts(lan=LAN, radios=(network_plans.Radio(id="phy0", channel=6),
+                                                        network_plans.Radio(id=guest_monitor.PHY, channel=6)),
                                        reserved=(str(ipaddress.IPv4Interface(LAN_ADDRESS).network),))
     assigned = network_plans.assign(facts, chute, {}, [])
     names = ChuteNames("wifi-vm")
     nets = {net.interface.type: net for net in network_plans.networks(names, facts, chute, assigned)}
-    return names, facts, chute, nets
+    return names, facts, chute, nets, assigned
 
 
 def host(address):
@@ -112,7 +116,7 @@ class Scenario:
     def __init__(self, reactor, checks):
         self.reactor = reactor
         self.checks = checks
-        self.names, self.facts, self.chute, self.nets = plan()
+        self.names, self.facts, self.chute, self.nets, assigned = plan()
         self.wifi, self.vlan = self.nets["wifi-ap"], self.nets["vlan"]
         self.supervisor = Supervisor(reactor, STATE / "pids")
         self.network = HostNetwork(reactor, in_thread, self.supervisor, STATE)
@@ -126,6 +130,7 @@ class Scenario:
         self.sta_mac = self.sta_ip = None
         self._control = None
         self.wpa = None
+        self.monitor = guest_monitor.MonitorScenario(self, assigned, STATE)
 
     def run_steps(self, steps):
         return self.executor.run(steps, self.journal)
@@ -159,6 +164,7 @@ class Scenario:
             yield self.plan_again()
             yield self.hostapd_killed()
             yield self.ssid_change()
+            yield self.monitor.run(NEW_SSID)
         finally:
             self.close_control()
             if self.wpa is not None:
@@ -167,6 +173,8 @@ class Scenario:
                 yield self.tear_down()
             finally:
                 yield self.supervisor.stopService()
+                yield self.monitor.clean_up()
+                yield in_thread(guest_monitor.thd_remove_node_namespace)
                 for netns in (STA_NS, CHUTE_NS):
                     yield in_thread(harness.thd_unpark, self.parked.get(netns), netns)
                 yield in_thread(harness.thd_remove_lan, LAN, (TAGGED_NS, UNTAGGED_NS))
@@ -174,6 +182,7 @@ class Scenario:
     @defer.inlineCallbacks
     def make_clients(self):
         self.parked[STA_NS] = yield in_thread(harness.thd_make_station, STA_NS, STA_PHY)
+        yield in_thread(guest_monitor.thd_make_node_namespace)
         self.lan_clients = yield in_thread(harness.thd_make_lan, LAN, {TAGGED_NS: vlan_id(self.vlan),
                                                                       UNTAGGED_NS: None})
         yield in_thread(harness.thd_run, harness.IP, "addr", "add", LAN_ADDRESS, "dev", LAN)
