@@ -249,9 +249,7 @@ def _network_changes(node: NodeFacts, new: List[ChuteNetwork], old: List[ChuteNe
         after_steps = net_plans.setup(net, node.network, undo=False)
         wanted = {step.action for step in after_steps}
         # What the old network had and the new one lacks goes first (a rollback brings it back)...
-        for step in reversed(before_steps):
-            if step.action not in wanted:
-                steps.append(dataclasses.replace(step.undo, undo=dataclasses.replace(step, undo=None)))
+        steps += net_plans.undone([step for step in before_steps if step.action not in wanted])
         # ...then the new settings, each undone by the old setting of the same piece.
         restore = {step.action: dataclasses.replace(step, undo=None) for step in before_steps}
         for step in after_steps:

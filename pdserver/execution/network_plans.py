@@ -17,9 +17,8 @@ from typing import Iterable, List, Optional
 
 from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
-from pdserver.chutes.networks import (ChuteNetwork, HostLan, NetworkFacts, Radio, assign, dhcp_child,
-                                      host_lan_bridge, interface_field, networks)
-from pdserver.chutes.networks import HostAp, host_ap_child, host_ap_link
+from pdserver.chutes.networks import (ChuteNetwork, HostAp, HostLan, NetworkFacts, Radio, assign, dhcp_child,
+                                      host_ap_child, host_ap_link, host_lan_bridge, interface_field, networks)
 from pdserver.execution.steps import Step
 
 __all__ = ["NetworkFacts", "Radio", "assign", "ChuteNetwork", "networks", "setup", "teardown", "attach",
