@@ -22,6 +22,6 @@ def bound_websocket(protocol_class, **attributes):
     from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 
     factory = WebSocketServerFactory()
-    factory.protocol = type(protocol_class.__name__, (protocol_class, _AcceptsBearerSubprotocol,
-                                                                   WebSocketServerProtocol), attributes)
+    bases = (protocol_class, _AcceptsBearerSubprotocol, WebSocketServerProtocol)
+    factory.protocol = type(protocol_class.__name__, bases, attributes)
     return WebSocketResource(factory)

@@ -91,3 +91,21 @@ def _resources_of_the_app():
     import inspect
     import re
     return set(re.findall(r"\b([A-Za-z]+Resource)\(", inspect.getsource(app.add_resources)))
+
+
+def _headers(**values):
+    from twisted.web.http_headers import Headers
+    return Headers({name.replace("_", "-").encode(): [value.encode()] for name, value in values.items()})
+
+
+@pytest.mark.parametrize("values, websocket, expected", [
+    ({"authorization": "Bearer a.b.c"}, True, [b"Bearer a.b.c"]),
+    ({"sec_websocket_protocol": "paradrop.bearer, a.b.c"}, True, [b"Bearer a.b.c"]),
+    ({"sec_websocket_protocol": "paradrop.bearer, a.b.c"}, False, None),  # only websockets take it there
+    ({"sec_websocket_protocol": "chat, a.b.c"}, True, None),
+    ({"sec_websocket_protocol": "paradrop.bearer"}, True, None),
+    ({"sec_websocket_protocol": "paradrop.bearer, a, b"}, True, None),
+])
+def test_a_websocket_token_may_come_as_a_subprotocol(values, websocket, expected):
+    from pdserver.api.routing import credential_headers
+    assert credential_headers(_headers(**values), websocket) == expected
