@@ -79,7 +79,13 @@ async function chutes() {
     if (action === "delete" && !confirm(`Delete chute ${chute.name} and its data?`)) return;
     const method = action === "delete" ? "DELETE" : "POST";
     const path = `/api/v1/chutes/${encodeURIComponent(chute.name)}${action === "delete" ? "" : "/" + action}`;
-    const { change_id: id } = await api.call(method, path).catch((e) => { say(`${action} failed: ${e.message}`); throw e; });
+    let id;
+    try {
+      ({ change_id: id } = await api.call(method, path));
+    } catch (e) {
+      say(`${action} ${chute.name} failed: ${e.message}`);
+      return;
+    }
     say(`${action} ${chute.name}: change ${id} queued`);
     follow(id, (m) => say(`${action} ${chute.name}: ${m.message}`), () => route());
   };
@@ -94,9 +100,11 @@ async function chutes() {
     ], list));
 }
 
+// Follows a change's progress; ``onDone`` runs when the change ends, not when the person leaves the page.
 function follow(id, onMessage, onDone) {
-  const ws = api.socket(`/ws/changes/${id}/stream`, onMessage, onDone);
-  onLeave(() => ws.close());
+  let left = false;
+  const ws = api.socket(`/ws/changes/${id}/stream`, onMessage, () => { if (!left && onDone) onDone(); });
+  onLeave(() => { left = true; ws.close(); });
 }
 
 async function install() {

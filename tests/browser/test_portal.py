@@ -1,6 +1,6 @@
 """The node portal in a real headless Chromium against a real node process: log in, install a chute from an
-archive and watch its change finish live, see it running, stop it, read its logs, the changes and the audit log;
-and no page writes an error to the browser's console."""
+archive and watch its change finish live, see it running, stop it, read its logs, the changes and the audit log,
+start it again and delete it; and no page writes an error to the browser's console."""
 import io
 import tarfile
 
@@ -35,8 +35,10 @@ def wait(driver, condition, timeout=20):
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
 
 
-def text_of(driver, selector):
-    return lambda d: d.find_element(By.CSS_SELECTOR, selector).text
+def chute_state(name, expected):
+    """The state the chutes page shows (read in one script: the page re-renders while a change runs)."""
+    script = "const e = document.querySelector(arguments[0]); return e && e.textContent;"
+    return lambda d: d.execute_script(script, f'[data-chute-state="{name}"]') == expected
 
 
 def console_errors(driver):
@@ -76,12 +78,11 @@ def test_install_watch_stop_and_read_logs(node_process, browser, screenshots, tm
     screenshots(browser, "install")
 
     browser.find_element(By.LINK_TEXT, "Chutes").click()
-    state = f'[data-chute-state="{name}"]'
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, state) and text_of(d, state)(d) == "running")
+    wait(browser, chute_state(name, "running"))
     screenshots(browser, "chutes")
 
     browser.find_element(By.CSS_SELECTOR, f'button[aria-label="stop {name}"]').click()
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, state) and text_of(d, state)(d) == "stopped", 60)
+    wait(browser, chute_state(name, "stopped"), 60)
     assert node_process.session().get(f"{node_process.url}/api/v1/chutes/{name}").json()["state"] == "stopped"
 
     browser.find_element(By.LINK_TEXT, "logs").click()
@@ -98,7 +99,14 @@ def test_install_watch_stop_and_read_logs(node_process, browser, screenshots, tm
 
     browser.set_window_size(390, 844)  # a phone: the tables become labelled blocks, nothing scrolls sideways
     browser.find_element(By.LINK_TEXT, "Chutes").click()
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, state))
+    wait(browser, chute_state(name, "stopped"))
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     screenshots(browser, "chutes-phone")
+
+    browser.find_element(By.CSS_SELECTOR, f'button[aria-label="start {name}"]').click()
+    wait(browser, chute_state(name, "running"), 60)
+    browser.find_element(By.CSS_SELECTOR, f'button[aria-label="delete {name}"]').click()
+    wait(browser, ec.alert_is_present()).accept()
+    wait(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main"), "No chute is installed"), 60)
+    assert node_process.session().get(f"{node_process.url}/api/v1/chutes/{name}").status_code == 404
     assert console_errors(browser) == []
