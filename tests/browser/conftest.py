@@ -11,12 +11,12 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-backgroun
 
 
 @pytest.fixture
-def browser(tmp_path):
+def browser(tmp_path, monkeypatch):
     """A Chromium of its own (profile under the test's tmp dir); its console log is readable with
     ``browser.get_log("browser")``. Fails clearly when Debian's packages are missing (tools/setup-system)."""
     if not (os.access(CHROMIUM, os.X_OK) and shutil.which(CHROMEDRIVER)):
         pytest.fail("chromium and chromium-driver are missing: run tools/setup-system")
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium never looks for a browser or driver to download
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium never looks for a browser or driver to download
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
