@@ -13,6 +13,7 @@ from pdserver.api.dispatch import ApiResource
 from pdserver.api.info import InfoResource
 from pdserver.api.network import NetworkResource, thd_devices
 from pdserver.api.openapi import OpenApiResource
+from pdserver.api.portal import PortalResource, SiteRoot, load
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 from pdserver.chutes.networks import NetworkFacts
@@ -35,7 +36,8 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
 
 def api_listener(settings, router: Router, auth, reactor, run_in_thread) -> ConnectionGuard:
     """The protocol factory the API listens with: connection limits around the Site around the router."""
-    site = ApiSite(ApiResource(router, auth, run_in_thread), router, idle_timeout=settings.idle_timeout,
+    root = SiteRoot(ApiResource(router, auth, run_in_thread), PortalResource(load()))
+    site = ApiSite(root, router, idle_timeout=settings.idle_timeout,
                    reactor=reactor, access_log=settings.log_level == "debug")
     return ConnectionGuard(site, per_address=settings.max_connections_per_address,
                            max_connections=settings.max_connections or default_max_connections(),

@@ -8,7 +8,7 @@ import hashlib
 import json
 
 from pdserver import errors
-from pdserver.api.routing import Call, RouteTable
+from pdserver.api.routing import Call, RouteTable, credential_headers
 from pdserver.api.websocket import bound_websocket
 from pdserver.auth.roles import Permission
 from pdserver.monitor.logs import TooManyFollowers
@@ -48,7 +48,8 @@ class ChuteLogsProtocol:
 
 def token_key(request) -> str:
     """Which credential opened a socket, without keeping the credential."""
-    return hashlib.sha256((request.getHeader("authorization") or "").encode()).hexdigest()[:32]
+    credential = (credential_headers(request.requestHeaders, True) or [b""])[0]
+    return hashlib.sha256(credential).hexdigest()[:32]
 
 
 class ChuteLogsResource:

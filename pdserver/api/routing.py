@@ -30,6 +30,9 @@ JSON_HEADERS = {b"content-type": b"application/json", b"cache-control": b"no-sto
 PATH_ID_BOUNDS = (1, INT64_MAX)
 MATCH_CACHE_SIZE = 1024  # request lines whose match is remembered (cleared when full: bounded memory)
 _INT_PARAM = re.compile(r"<int:([a-zA-Z_]+)>")
+# A browser cannot set Authorization on a websocket: it offers the subprotocols ("paradrop.bearer", <token>)
+# instead, and the node accepts the first (pdserver.api.websocket).
+BEARER_SUBPROTOCOL = "paradrop.bearer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,17 @@ class Call:
     def address(self) -> Optional[str]:
         """The client's IP address (looked up only by the handlers that use it)."""
         return client_address(self.request)
+
+
+def credential_headers(headers, websocket: bool) -> Optional[List[bytes]]:
+    """The Authorization header, or for a websocket without one the Bearer token its subprotocols carry."""
+    header = headers.getRawHeaders(b"authorization")
+    if header or not websocket:
+        return header
+    offered = [p.strip() for p in b",".join(headers.getRawHeaders(b"sec-websocket-protocol", [])).split(b",")]
+    if len(offered) == 2 and offered[0] == BEARER_SUBPROTOCOL.encode():
+        return [b"Bearer " + offered[1]]
+    return None
 
 
 def client_address(request) -> Optional[str]:
@@ -209,7 +223,7 @@ class Router:
             spec = route.spec
             principal = basic = None
             if spec.permission is not None:
-                principal, basic = self._authenticate(spec, args, headers.getRawHeaders(b"authorization"))
+                principal, basic = self._authenticate(spec, args, credential_headers(headers, spec.websocket))
             if spec.websocket and b"websocket" not in b",".join(headers.getRawHeaders(b"upgrade", [])).lower():
                 raise errors.UpgradeRequired("this route is a websocket: upgrade the connection", field="Upgrade",
                                              headers={"Upgrade": "websocket"})

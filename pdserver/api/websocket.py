@@ -5,6 +5,14 @@ node serves no websocket. The route modules therefore write their protocols as p
 callbacks (``onOpen``, ``onMessage``, ``onClose``...); ``bound_websocket`` puts autobahn's server protocol under
 them, so ``sendMessage``, ``sendClose`` and ``state`` come from autobahn as with a subclass.
 """
+from pdserver.api.routing import BEARER_SUBPROTOCOL
+
+
+class _AcceptsBearerSubprotocol:
+    """A browser that sent its token as subprotocols (pdserver.api.routing) needs one of them echoed back."""
+
+    def onConnect(self, request):
+        return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in request.protocols else None
 
 
 def bound_websocket(protocol_class, **attributes):
@@ -14,5 +22,6 @@ def bound_websocket(protocol_class, **attributes):
     from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 
     factory = WebSocketServerFactory()
-    factory.protocol = type(protocol_class.__name__, (protocol_class, WebSocketServerProtocol), attributes)
+    bases = (protocol_class, _AcceptsBearerSubprotocol, WebSocketServerProtocol)
+    factory.protocol = type(protocol_class.__name__, bases, attributes)
     return WebSocketResource(factory)

@@ -1,0 +1,172 @@
+// The node portal: a hash-routed page per section over the Edge API (api.js).
+import * as api from "./api.js";
+import { bytes, el, facts, say, show, table, when } from "./dom.js";
+import { liveStatus } from "./status.js";
+
+const views = {
+  overview, chutes, install, changes, audit, logs,
+};
+let leaving = [];  // what the current view must close when another one opens (websockets)
+
+function onLeave(fn) { leaving.push(fn); }
+
+function route() {
+  for (const fn of leaving) fn();
+  leaving = [];
+  const nav = document.getElementById("nav");
+  if (!api.token()) {
+    nav.hidden = true;
+    return loginView();
+  }
+  nav.hidden = false;
+  const [name, ...args] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const view = views[name] || overview;
+  for (const link of nav.querySelectorAll("a")) {
+    link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${name || "overview"}`);
+    if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
+  }
+  say("");
+  view(...args).catch(failed);
+}
+
+function failed(error) {
+  if (error instanceof api.ApiError && error.status === 401) return;
+  show(el("p", { class: "error", role: "alert" }, `Error: ${error.message}`));
+}
+
+function loginView() {
+  const error = el("p", { class: "error", role: "alert" });
+  const form = el("form", { class: "stack", id: "login", onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    try {
+      await api.login(data.get("username"), data.get("password"));
+      route();
+    } catch (e) {
+      error.textContent = e.status === 401 ? "Wrong user name or password." : e.message;
+    }
+  } },
+  el("label", {}, "User name", el("input", { name: "username", autocomplete: "username", required: true, value: "paradrop" })),
+  el("label", {}, "Password", el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+  el("button", { type: "submit" }, "Log in"), error);
+  show(el("h2", {}, "Log in"), form);
+  form.querySelector("[name=password]").focus();
+}
+
+async function overview() {
+  const [health, hardware, software] = await Promise.all(
+    [api.get("/api/v1/health"), api.get("/api/v1/info/hardware"), api.get("/api/v1/info/software")]);
+  const cards = el("div", { class: "cards" },
+    el("section", { "aria-labelledby": "h-node" }, el("h2", { id: "h-node" }, "Node"), facts([
+      ["Status", health.status], ["Version", health.version], ["Up for", `${Math.round(health.uptime)} s`],
+      ["OS", software.os], ["Kernel", software.kernel], ["Python", software.python_version]])),
+    el("section", { "aria-labelledby": "h-hw" }, el("h2", { id: "h-hw" }, "Hardware"), facts([
+      ["CPU", `${hardware.cpu} (${hardware.cpu_count} cores)`], ["Architecture", hardware.architecture],
+      ["Memory", bytes(hardware.memory_total)], ["Disk", bytes(hardware.disk_total)],
+      ["Wi-Fi radios", hardware.wifi_devices.join(", ") || "none"]])));
+  show(el("h2", {}, "Overview"), cards);
+  if (await api.hasRoute("/api/v1/info/telemetry")) {
+    const telemetry = await api.get("/api/v1/info/telemetry");
+    cards.append(el("section", { "aria-labelledby": "h-tel" }, el("h2", { id: "h-tel" }, "Telemetry"),
+      facts(Object.entries(telemetry).filter(([, v]) => typeof v !== "object").map(([k, v]) => [k, String(v)]))));
+  }
+  if (await api.hasRoute("/ws/status")) onLeave(liveStatus(cards));
+}
+
+async function chutes() {
+  const list = await api.get("/api/v1/chutes");
+  const act = (chute, action) => async () => {
+    if (action === "delete" && !confirm(`Delete chute ${chute.name} and its data?`)) return;
+    const method = action === "delete" ? "DELETE" : "POST";
+    const path = `/api/v1/chutes/${encodeURIComponent(chute.name)}${action === "delete" ? "" : "/" + action}`;
+    let id;
+    try {
+      ({ change_id: id } = await api.call(method, path));
+    } catch (e) {
+      say(`${action} ${chute.name} failed: ${e.message}`);
+      return;
+    }
+    say(`${action} ${chute.name}: change ${id} queued`);
+    follow(id, (m) => say(`${action} ${chute.name}: ${m.message}`), () => route());
+  };
+  show(el("h2", {}, "Chutes"), list.length === 0 ? el("p", {}, "No chute is installed. ", el("a", { href: "#/install" }, "Install one.")) :
+    table("Installed chutes", [
+      ["Name", (c) => c.name], ["Version", (c) => c.version],
+      ["State", (c) => el("span", { class: `state-${c.state}`, "data-chute-state": c.name }, c.state)],
+      ["Actions", (c) => el("div", { class: "actions" },
+        ["start", "stop", "restart", "delete"].map((a) => el("button", {
+          type: "button", class: a === "delete" ? "danger" : null, "aria-label": `${a} ${c.name}`, onclick: act(c, a) }, a)),
+        el("a", { href: `#/logs/${encodeURIComponent(c.name)}` }, "logs"))],
+    ], list));
+}
+
+// Follows a change's progress; ``onDone`` runs when the change ends, not when the person leaves the page.
+function follow(id, onMessage, onDone) {
+  let left = false;
+  const ws = api.socket(`/ws/changes/${id}/stream`, onMessage, () => { if (!left && onDone) onDone(); });
+  onLeave(() => { left = true; ws.close(); });
+}
+
+async function install() {
+  const progress = el("ol", { class: "progress", id: "progress", "aria-live": "polite", "aria-label": "Progress" });
+  const result = el("p", { id: "result", role: "status" });
+  const form = el("form", { class: "stack", onsubmit: async (event) => {
+    event.preventDefault();
+    const file = form.querySelector("input[type=file]").files[0];
+    progress.replaceChildren();
+    result.textContent = "Uploading…";
+    try {
+      const { change_id: id } = await api.call("POST", "/api/v1/chutes", file);
+      result.textContent = `Change ${id} queued.`;
+      follow(id, (m) => {
+        progress.append(el("li", {}, m.message));
+        if (m.state) result.textContent = `Change ${id}: ${m.state}`;
+        result.className = m.state ? `state-${m.state}` : "";
+      });
+    } catch (e) {
+      result.textContent = `Install failed: ${e.message}`;
+      result.className = "error";
+    }
+  } },
+  el("label", {}, "Chute project archive (.tar.gz)",
+    el("input", { type: "file", name: "archive", accept: ".tar.gz,.tgz,.tar,application/gzip", required: true })),
+  el("button", { type: "submit" }, "Install"));
+  show(el("h2", {}, "Install a chute"), form, result, progress);
+}
+
+async function logs(name) {
+  const pre = el("pre", { class: "logs", id: "logs", tabindex: "0", "aria-label": `Logs of ${name}` });
+  const load = async () => {
+    const { lines } = await api.get(`/api/v1/chutes/${encodeURIComponent(name)}/logs?tail=200`);
+    pre.textContent = lines.map((l) => `${l.service}: ${l.message}`).join("\n") || "(no output yet)";
+  };
+  show(el("h2", {}, `Logs of ${name}`), el("button", { type: "button", onclick: () => load().catch(failed) }, "Refresh"), pre);
+  await load();
+}
+
+async function changes() {
+  const list = await api.get("/api/v1/changes?limit=50");
+  show(el("h2", {}, "Changes"), table("Changes, newest first", [
+    ["Id", (c) => c.id], ["Type", (c) => c.type], ["Target", (c) => c.target], ["User", (c) => c.user],
+    ["State", (c) => el("span", { class: `state-${c.state}` }, c.state)], ["Created", (c) => when(c.created)],
+    ["Result", (c) => (c.result && typeof c.result === "object" ? c.result.message || JSON.stringify(c.result) : c.result) ?? ""],
+  ], list));
+}
+
+async function audit() {
+  let list;
+  try {
+    list = await api.get("/api/v1/audit?limit=50");
+  } catch (e) {
+    if (e.status === 403) return show(el("h2", {}, "Audit log"), el("p", {}, "Your role may not read the audit log."));
+    throw e;
+  }
+  const columns = list.length ? Object.keys(list[0]) : [];
+  show(el("h2", {}, "Audit log"), table("Audit records, newest first",
+    columns.map((k) => [k, (r) => (k === "time" ? when(r[k]) : typeof r[k] === "object" && r[k] !== null ? JSON.stringify(r[k]) : r[k] ?? "")]), list));
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("paradrop-logout", route);
+document.getElementById("logout").addEventListener("click", () => { api.forget(); location.hash = ""; route(); });
+route();
