@@ -30,6 +30,8 @@ from pdserver.execution.chute_handlers import ChuteHandlers
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import HostConfigHandlers, RecoveryHandler, host_actions
 from pdserver.monitor.chutes import ChuteMonitor
+from pdserver.monitor.deaths import DeathWatch, queue_changing
+from pdserver.monitor.events import ContainerEvents
 from pdserver.monitor.reattach import InterfaceReattach
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
@@ -122,16 +124,19 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                recover=RecoveryHandler(executor),
                on_finished=AfterChange(audit, gateways, chute_handlers.finished).finished)
 
+    events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
+    deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
+    monitor = ChuteMonitor(engine, names, reactor, events, deaths)
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
-                  monitor=ChuteMonitor(engine, names, reactor), chute_policy=policy.current,
+                  monitor=monitor, chute_policy=policy.current,
                   run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds(), names=names, network=network,
                   network_facts=network_facts)
 
     root = SequentialMultiService()
     first_start = FirstStart(in_thread, hostconfig, settings.network_netns)
-    reattach = InterfaceReattach(reactor, engine, network, chutes, names, network_facts)
-    for part in (hashing, engine, network_manager, docker_forward, first_start, supervisor, queue, http, gateways,
-                 ReconcileAtStart(queue), reattach):
+    reattach = InterfaceReattach(engine, events, network, chutes, names, network_facts)
+    for part in (hashing, engine, events, network_manager, docker_forward, first_start, supervisor, queue, http,
+                 gateways, ReconcileAtStart(queue), reattach):
         part.setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
 
