@@ -33,6 +33,8 @@ from pdserver.monitor.chutes import ChuteMonitor
 from pdserver.monitor.deaths import DeathWatch, queue_changing
 from pdserver.monitor.events import ContainerEvents
 from pdserver.monitor.reattach import InterfaceReattach
+from pdserver.monitor.status import StatusHub
+from pdserver.monitor.telemetry import Telemetry
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
@@ -127,9 +129,11 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
     deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
     monitor = ChuteMonitor(engine, names, reactor, events, deaths)
+    telemetry = Telemetry(in_thread, reactor)
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
                   monitor=monitor, chute_policy=policy.current,
                   run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds(), names=names, network=network,
+                  telemetry=telemetry, status_hub=StatusHub(events, deaths, telemetry, reactor),
                   network_facts=network_facts)
 
     root = SequentialMultiService()
