@@ -121,14 +121,14 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                          **NetworkActions(network, engine).actions()}, after_step=crash_hook(settings))
     chute_handlers = ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
                                    settings.chute_sources_dir, lambda: pending_sources(queue), network_facts)
-    queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
-                **(handlers or {})},
-               recover=RecoveryHandler(executor),
-               on_finished=AfterChange(audit, gateways, chute_handlers.finished).finished)
-
     events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
     deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
     monitor = ChuteMonitor(engine, names, reactor, events, deaths)
+    queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
+                **(handlers or {})},
+               recover=RecoveryHandler(executor),
+               on_finished=AfterChange(audit, gateways, chute_handlers.finished, monitor.forget).finished)
+
     telemetry = Telemetry(in_thread, reactor)
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
                   monitor=monitor, chute_policy=policy.current,
@@ -214,12 +214,13 @@ class ChutePolicySource:
 
 class AfterChange:
     """What follows every change: its audit record, the removal of an upload a failed change leaves, and the
-    API's listeners following the chutes' networks."""
+    API's listeners following the chutes' networks, and fresh container states for the status routes."""
 
-    def __init__(self, audit: AuditLog, gateways: ChuteGateways, discard_upload):
+    def __init__(self, audit: AuditLog, gateways: ChuteGateways, discard_upload, forget_states):
         self._audit = audit
         self._gateways = gateways
         self._discard_upload = discard_upload
+        self._forget_states = forget_states
 
     def finished(self, change) -> None:
         detail = {"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})}
@@ -227,6 +228,7 @@ class AfterChange:
                            detail=detail)
         self._discard_upload(change)
         self._gateways.sync()
+        self._forget_states()
 
 
 def pending_sources(queue: ChangeQueue):

@@ -36,7 +36,7 @@ class ChuteMonitor:
         self._touched: Dict[str, int] = {}  # container -> events heard for it (or the stream's ups and downs)
         self._epoch = 0
         if events is not None:
-            events.subscribe(self._on_event, on_open=self._forget_all, on_close=self._forget_all)
+            events.subscribe(self._on_event, on_open=self.forget, on_close=self.forget)
 
     def _on_event(self, event) -> None:
         self._states.pop(event.name, None)
@@ -45,7 +45,9 @@ class ChuteMonitor:
         else:
             self._touched[event.name] = self._touched.get(event.name, 0) + 1
 
-    def _forget_all(self) -> None:
+    def forget(self) -> None:
+        """Keep nothing read so far (nor what inspects under way read). Called when a change ends: its last engine
+        call has answered, but the engine's events about it may still be on their way."""
         self._states.clear()
         self._epoch += 1
 

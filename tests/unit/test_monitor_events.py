@@ -196,3 +196,19 @@ def test_deaths_a_change_causes_or_of_stopped_or_older_deployments_are_not_news(
     world.memory.stop_container(NAMES.container("new", "main", 2))
     assert world.audit == [] and heard == []
     assert world.status(record)["unexpected_exit"] is None
+
+
+def test_when_a_change_ends_the_states_read_so_far_and_under_way_are_not_kept(world):
+    world.events.startService()
+    record, _ = world.install()
+    world.status(record)
+    world.monitor.forget()
+    world.engine.hold = True
+    read = world.monitor.services(record)
+    world.monitor.forget()
+    world.engine.release()
+    world.engine.hold = False
+    assert read.result[0]["running"]
+    world.status(record)
+    world.status(record)
+    assert world.engine.inspects == 3
