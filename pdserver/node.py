@@ -30,7 +30,11 @@ from pdserver.execution.chute_handlers import ChuteHandlers
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import HostConfigHandlers, RecoveryHandler, host_actions
 from pdserver.monitor.chutes import ChuteMonitor
+from pdserver.monitor.deaths import DeathWatch, queue_changing
+from pdserver.monitor.events import ContainerEvents
 from pdserver.monitor.reattach import InterfaceReattach
+from pdserver.monitor.status import StatusHub
+from pdserver.monitor.telemetry import Telemetry
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
@@ -117,21 +121,26 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                          **NetworkActions(network, engine).actions()}, after_step=crash_hook(settings))
     chute_handlers = ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
                                    settings.chute_sources_dir, lambda: pending_sources(queue), network_facts)
+    events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
+    deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
+    monitor = ChuteMonitor(engine, names, reactor, events, deaths)
     queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
                 **(handlers or {})},
                recover=RecoveryHandler(executor),
-               on_finished=AfterChange(audit, gateways, chute_handlers.finished).finished)
+               on_finished=AfterChange(audit, gateways, chute_handlers.finished, monitor.forget).finished)
 
+    telemetry = Telemetry(in_thread, reactor)
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
-                  monitor=ChuteMonitor(engine, names, reactor), chute_policy=policy.current,
+                  monitor=monitor, chute_policy=policy.current,
                   run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds(), names=names, network=network,
+                  telemetry=telemetry, status_hub=StatusHub(events, deaths, telemetry, reactor),
                   network_facts=network_facts)
 
     root = SequentialMultiService()
     first_start = FirstStart(in_thread, hostconfig, settings.network_netns)
-    reattach = InterfaceReattach(reactor, engine, network, chutes, names, network_facts)
-    for part in (hashing, engine, network_manager, docker_forward, first_start, supervisor, queue, http, gateways,
-                 ReconcileAtStart(queue), reattach):
+    reattach = InterfaceReattach(engine, events, network, chutes, names, network_facts)
+    for part in (hashing, engine, events, network_manager, docker_forward, first_start, supervisor, queue, http,
+                 gateways, ReconcileAtStart(queue), reattach):
         part.setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes)
 
@@ -205,12 +214,13 @@ class ChutePolicySource:
 
 class AfterChange:
     """What follows every change: its audit record, the removal of an upload a failed change leaves, and the
-    API's listeners following the chutes' networks."""
+    API's listeners following the chutes' networks, and fresh container states for the status routes."""
 
-    def __init__(self, audit: AuditLog, gateways: ChuteGateways, discard_upload):
+    def __init__(self, audit: AuditLog, gateways: ChuteGateways, discard_upload, forget_states):
         self._audit = audit
         self._gateways = gateways
         self._discard_upload = discard_upload
+        self._forget_states = forget_states
 
     def finished(self, change) -> None:
         detail = {"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})}
@@ -218,6 +228,7 @@ class AfterChange:
                            detail=detail)
         self._discard_upload(change)
         self._gateways.sync()
+        self._forget_states()
 
 
 def pending_sources(queue: ChangeQueue):

@@ -16,14 +16,17 @@ from pdserver.api.openapi import OpenApiResource
 from pdserver.api.portal import PortalResource, SiteRoot, load
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
+from pdserver.api.status import StatusResource
 from pdserver.chutes.networks import NetworkFacts
 
 
 def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_policy,
-                  run_in_thread, clock, started_at: float, names, network, network_facts=NetworkFacts) -> None:
+                  run_in_thread, clock, started_at: float, names, network, telemetry, status_hub,
+                  network_facts=NetworkFacts) -> None:
     """Every resource's routes on ``router`` (which may already be listening: it serves what it has)."""
     devices = functools.partial(run_in_thread, thd_devices)
-    for resource in (AccountsResource(auth), InfoResource(started_at, clock), ChangesResource(queue),
+    for resource in (AccountsResource(auth), InfoResource(started_at, clock, telemetry),
+                     ChangesResource(queue), StatusResource(status_hub),
                      ChutesResource(queue, chutes, monitor, chute_policy, settings.chute_sources_dir,
                                     settings.max_upload_bytes, run_in_thread, network_facts),
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),

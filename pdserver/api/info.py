@@ -56,15 +56,16 @@ def software() -> dict:
 
 
 FEATURES = ("edge-api-v1", "change-queue", "change-stream", "audit-log", "roles", "hostconfig", "chutes",
-            "chute-logs", "chute-tokens")
+            "chute-logs", "chute-tokens", "telemetry", "status-stream")
 
 
 class InfoResource:
     routes = RouteTable("info")
 
-    def __init__(self, started_at: float, clock):
+    def __init__(self, started_at: float, clock, telemetry):
         self._started_at = started_at
         self._clock = clock
+        self._telemetry = telemetry
 
     @routes.route("/api/v1/health", "GET", permission=PUBLIC, summary="Liveness of the node daemon")
     def health(self, call: Call):
@@ -81,3 +82,8 @@ class InfoResource:
     @routes.route("/api/v1/info/features", "GET", permission=Permission.READ_INFO, summary="Features of this node")
     def features(self, call: Call):
         return {"features": list(FEATURES)}
+
+    @routes.route("/api/v1/info/telemetry", "GET", permission=Permission.READ_INFO,
+                  summary="CPU, memory, disk, load, uptime and per-interface counters of the node (at most 1 s old)")
+    def telemetry(self, call: Call):
+        return self._telemetry.current()

@@ -1,5 +1,5 @@
 """Live state and output of installed chutes, read from the Docker engine."""
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -8,6 +8,7 @@ from pdserver import errors
 from pdserver.chutes.naming import ChuteNames
 from pdserver.chutes.store import ChuteRecord
 from pdserver.containers.errors import EngineError
+from pdserver.containers.spec import ContainerState
 from pdserver.monitor.logs import LogHub
 
 
@@ -16,24 +17,61 @@ class StatusUnavailable(errors.Unavailable):
 
 
 class ChuteMonitor:
-    def __init__(self, engine, names: ChuteNames, clock):
+    """Reads container states from the engine and keeps them while nothing happens to the container.
+
+    ``events`` (the node's ContainerEvents) makes the cache safe: a container's state is dropped on any event
+    for it, an inspect during which the container had an event (or the stream opened or ended) is not kept, and
+    while the stream is down nothing is kept. A status read of an unchanged chute then costs no engine call.
+    Without ``events`` every read asks the engine. ``deaths`` (a DeathWatch) adds each service's last unexpected
+    exit."""
+
+    def __init__(self, engine, names: ChuteNames, clock, events=None, deaths=None):
         self._engine = engine
         self._names = names
         self.logs = LogHub(engine, clock)
         self._inspecting: Dict[str, List[defer.Deferred]] = {}
+        self._events = events
+        self._deaths = deaths
+        self._states: Dict[str, Optional[ContainerState]] = {}
+        self._touched: Dict[str, int] = {}  # container -> events heard for it (or the stream's ups and downs)
+        self._epoch = 0
+        if events is not None:
+            events.subscribe(self._on_event, on_open=self.forget, on_close=self.forget)
+
+    def _on_event(self, event) -> None:
+        self._states.pop(event.name, None)
+        if event.action == "destroy" and event.name not in self._inspecting:
+            self._touched.pop(event.name, None)
+        else:
+            self._touched[event.name] = self._touched.get(event.name, 0) + 1
+
+    def forget(self) -> None:
+        """Keep nothing read so far (nor what inspects under way read). Called when a change ends: its last engine
+        call has answered, but the engine's events about it may still be on their way."""
+        self._states.clear()
+        self._epoch += 1
+
+    def _mark(self, name: str):
+        return self._epoch, self._touched.get(name, 0)
 
     def _inspect(self, name: str) -> defer.Deferred:
-        """The container's state, one engine call for all who ask while it is under way: 200 clients reading
-        one chute cost one inspect at a time, not 200 queued in the adapter's thread pool."""
+        """The container's state: the cached one, else one engine call for all who ask while it is under way
+        (200 clients reading one chute cost one inspect at a time, not 200 queued in the adapter's thread pool)."""
+        if name in self._states:
+            return defer.succeed(self._states[name])
         waiter = defer.Deferred()
         waiters = self._inspecting.get(name)
         if waiters is not None:
             waiters.append(waiter)
             return waiter
         waiters = self._inspecting[name] = [waiter]
+        before = self._mark(name)
 
         def answer(result):
             del self._inspecting[name]
+            if not isinstance(result, Failure) and self._events is not None and self._events.following \
+                    and self._mark(name) == before:
+                self._states[name] = result
             for each in waiters:
                 if isinstance(result, Failure):
                     each.errback(result)
@@ -76,6 +114,8 @@ class ChuteMonitor:
                         "capabilities": list(state.capabilities) if state and state.capabilities is not None
                         else None,
                         "memory": state.memory if state else None,
+                        "exit_code": state.exit_code if state and not state.running else None,
+                        "unexpected_exit": self._deaths.last(name) if self._deaths is not None else None,
                         "ports": [{"external": b.external, "internal": b.internal, "protocol": b.protocol}
                                   for b in spec.service(svc).port_bindings]})
         return out

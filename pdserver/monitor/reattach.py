@@ -2,44 +2,37 @@
 
 When a container's process dies, Docker's restart policy starts it again in a new network namespace: the veths
 the node gave it (``wlan0``, ...) died with the old one, and no change of the node is involved to give them back.
-This service follows the engine's container events and, on the start of a container of a chute's current
-deployment whose service has networks, attaches its interfaces again: the same idempotent call the plans make.
-When the event stream opens (at start, and again after the engine ended it), every such container is checked
-once, so a restart nobody heard of is caught up without polling.
+This service hears the engine's container events (monitor.events) and, on the start of a container of a chute's
+current deployment whose service has networks, attaches its interfaces again: the same idempotent call the plans
+make. When the event stream opens (at start, and again after the engine ended it), every such container is
+checked once, so a restart nobody heard of is caught up without polling.
 """
-import random
 from typing import Callable, Dict, Set
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from pdserver.chutes.naming import LABEL_CHUTE, LABEL_DEPLOYMENT, LABEL_NODE, LABEL_SERVICE, ChuteNames
+from pdserver.chutes.naming import LABEL_CHUTE, LABEL_DEPLOYMENT, LABEL_SERVICE, ChuteNames
 from pdserver.chutes.networks import NetworkFacts, networks
 from pdserver.chutes.store import ChuteStore
-from pdserver.sysconfig.supervisor import backoff
 
 log = Logger()
 
 
 class InterfaceReattach(Service):
-    """``network`` is the node's INetworkConfigurator, ``facts`` gives its NetworkFacts. The event stream is
-    reopened with backoff (0.5 s doubling to 30 s, reset once a stream stayed open ``stable_after`` seconds)."""
+    """``events`` is the node's ContainerEvents, ``network`` its INetworkConfigurator, ``facts`` gives its
+    NetworkFacts."""
 
-    def __init__(self, reactor, engine, network, chutes: ChuteStore, names: ChuteNames,
-                 facts: Callable[[], NetworkFacts], stable_after: float = 30.0, rand=random.random):
-        self._reactor = reactor
+    def __init__(self, engine, events, network, chutes: ChuteStore, names: ChuteNames,
+                 facts: Callable[[], NetworkFacts]):
         self._engine = engine
+        self._events = events
         self._network = network
         self._chutes = chutes
         self._names = names
         self._facts = facts
-        self._stable_after = stable_after
-        self._rand = rand
-        self._follower = None
-        self._opened_at = 0.0
-        self._attempt = 0
-        self._retry = None
+        self._unsubscribe = None
         self._busy: Dict[str, defer.Deferred] = {}
         self._again: Set[str] = set()
 
@@ -47,58 +40,22 @@ class InterfaceReattach(Service):
 
     def startService(self):
         super().startService()
-        self._open()
+        self._unsubscribe = self._events.subscribe(self._on_event, on_open=self._catch_up)
 
     def stopService(self):
         """Stop listening; fires once the attaches under way have ended."""
         super().stopService()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self._again.clear()
-        waits = []
-        if self._follower is not None:
-            waits.append(self._follower.stop())
-        waits += list(self._busy.values())
-        return defer.DeferredList(waits)
-
-    # the event stream
-
-    def _open(self) -> None:
-        self._retry = None
-        d = self._engine.follow_events(self._on_event, f"{LABEL_NODE}={self._names.node_id}", ("start",))
-        d.addCallbacks(self._opened, self._not_opened)
-
-    def _opened(self, follower) -> None:
-        if not self.running:
-            follower.stop()
-            return
-        self._follower, self._opened_at = follower, self._reactor.seconds()
-        follower.done.addBoth(self._ended)
-        self._catch_up()
-
-    def _not_opened(self, failure) -> None:
-        log.warn("cannot follow the engine's container events: {why}", why=failure.getErrorMessage())
-        self._again_later()
-
-    def _ended(self, result) -> None:
-        self._follower = None
-        if not self.running:
-            return
-        log.info("the engine ended its container events; following them again")
-        if self._reactor.seconds() - self._opened_at >= self._stable_after:
-            self._attempt = 0
-        self._again_later()
-
-    def _again_later(self) -> None:
-        if not self.running:
-            return
-        delay = backoff(self._attempt, rand=self._rand)
-        self._attempt += 1
-        self._retry = self._reactor.callLater(delay, self._open)
+        return defer.DeferredList(list(self._busy.values()))
 
     # re-attaching
 
     def _on_event(self, event) -> None:
+        if event.action != "start":
+            return
         chute, service = event.attributes.get(LABEL_CHUTE), event.attributes.get(LABEL_SERVICE)
         deployment = event.attributes.get(LABEL_DEPLOYMENT)
         if chute and service and deployment:

@@ -1,6 +1,7 @@
 """The re-attach service against the in-memory engine and configurator: what a container restarted by the engine
 gets back, what it leaves alone, and how it follows the engine's events when they stop."""
 import pytest
+from twisted.application.service import MultiService
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
@@ -13,6 +14,7 @@ from pdserver.containers.errors import EngineUnavailable
 from pdserver.containers.interfaces import IContainerEngine
 from pdserver.containers.memory import MemoryEngine
 from pdserver.containers.spec import ContainerSpec
+from pdserver.monitor.events import ContainerEvents
 from pdserver.monitor.reattach import InterfaceReattach
 from pdserver.sysconfig.memory import MemoryNetwork
 from tests.unit.memory_node import memory_database
@@ -35,8 +37,11 @@ class World:
         self.engine = MemoryEngine(self.clock, images={IMAGE: {}}, owner_label=naming.LABEL_NODE)
         self.network = MemoryNetwork()
         self.chutes = ChuteStore(memory_database())
-        self.service = InterfaceReattach(self.clock, self.engine, self.network, self.chutes, NAMES, lambda: FACTS,
-                                         rand=lambda: 0.5)
+        self.events = ContainerEvents(self.clock, self.engine, naming.LABEL_NODE, rand=lambda: 0.5)
+        self.reattach = InterfaceReattach(self.engine, self.events, self.network, self.chutes, NAMES, lambda: FACTS)
+        self.service = MultiService()
+        for part in (self.events, self.reattach):
+            part.setServiceParent(self.service)
 
     def install(self, name="ap", deployment=7, save=True):
         chute = spec(name)
