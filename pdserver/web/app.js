@@ -67,8 +67,12 @@ async function overview() {
   show(el("h2", {}, "Overview"), cards);
   if (await api.hasRoute("/api/v1/info/telemetry")) {
     const telemetry = await api.get("/api/v1/info/telemetry");
-    cards.append(el("section", { "aria-labelledby": "h-tel" }, el("h2", { id: "h-tel" }, "Telemetry"),
-      facts(Object.entries(telemetry).filter(([, v]) => typeof v !== "object").map(([k, v]) => [k, String(v)]))));
+    cards.append(el("section", { "aria-labelledby": "h-tel" }, el("h2", { id: "h-tel" }, "Telemetry"), facts([
+      ["CPU", `${telemetry.cpu.percent} % of ${telemetry.cpu.count} cores`],
+      ["Load", `${telemetry.load["1m"]}, ${telemetry.load["5m"]}, ${telemetry.load["15m"]}`],
+      ["Memory", `${telemetry.memory.percent} % of ${bytes(telemetry.memory.total)}`],
+      ["Disk", `${telemetry.disk.percent} % of ${bytes(telemetry.disk.total)}`],
+      ["Host up for", `${Math.round(telemetry.uptime)} s`]])));
   }
   if (await api.hasRoute("/ws/status")) onLeave(liveStatus(cards));
 }

@@ -4,11 +4,10 @@ import { el } from "./dom.js";
 
 const POINTS = 300;
 
-function pick(message, names) {
-  for (const source of [message, message.node || {}]) {
-    for (const name of names) if (typeof source[name] === "number") return source[name];
-  }
-  return null;
+// A telemetry message of /ws/status: {"type": "telemetry", "cpu": {"percent"}, "memory": {"percent"}, ...}.
+function percent(message, part) {
+  const value = message.type === "telemetry" && message[part] ? message[part].percent : null;
+  return typeof value === "number" ? value : null;
 }
 
 function draw(canvas, series) {
@@ -35,7 +34,7 @@ export function liveStatus(container) {
   const text = el("p", { "aria-live": "off" });
   container.append(el("section", { "aria-labelledby": "h-live" }, el("h2", { id: "h-live" }, "Live"), canvas, text));
   const ws = api.socket("/ws/status", (message) => {
-    const c = pick(message, ["cpu_percent", "cpu"]), m = pick(message, ["memory_percent", "mem_percent"]);
+    const c = percent(message, "cpu"), m = percent(message, "memory");
     if (c === null && m === null) return;
     if (c !== null) cpu.push(c);
     if (m !== null) memory.push(m);
