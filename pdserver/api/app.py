@@ -11,6 +11,7 @@ from pdserver.api.config import ConfigResource
 from pdserver.api.connections import ConnectionGuard, default_max_connections
 from pdserver.api.dispatch import ApiResource
 from pdserver.api.info import InfoResource
+from pdserver.api.metrics import MetricsResource
 from pdserver.api.network import NetworkResource, thd_devices
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.portal import PortalResource, SiteRoot, load
@@ -26,7 +27,7 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
     """Every resource's routes on ``router`` (which may already be listening: it serves what it has)."""
     devices = functools.partial(run_in_thread, thd_devices)
     for resource in (AccountsResource(auth), InfoResource(started_at, clock, telemetry),
-                     ChangesResource(queue), StatusResource(status_hub),
+                     ChangesResource(queue), StatusResource(status_hub), MetricsResource(chutes, monitor, telemetry),
                      ChutesResource(queue, chutes, monitor, chute_policy, settings.chute_sources_dir,
                                     settings.max_upload_bytes, run_in_thread, network_facts),
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),

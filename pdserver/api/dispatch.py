@@ -12,8 +12,8 @@ from twisted.web.server import NOT_DONE_YET
 from pdserver import errors
 from pdserver.api.body import INLINE_BYTES, parse_json, raw_json
 from pdserver.api.params import parse_query
-from pdserver.api.routing import (Admission, Call, Response, Router, authorize, client_address, write_error,
-                                  write_json)
+from pdserver.api.routing import (Admission, Call, RawResponse, Response, Router, authorize, client_address,
+                                  write_error, write_json)
 
 log = Logger()
 
@@ -72,6 +72,12 @@ class ApiResource(Resource):
             return result.render(request)
         if isinstance(result, Response):
             return write_json(request, result.status, result.body, result.headers)
+        if isinstance(result, RawResponse):
+            request.setResponseCode(spec.status)
+            request.setHeader(b"content-type", result.content_type.encode())
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"x-content-type-options", b"nosniff")
+            return result.body
         return write_json(request, spec.status, result)
 
     def _answer_later(self, request, spec, d: defer.Deferred):

@@ -102,6 +102,13 @@ class Response:
     headers: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class RawResponse:
+    """An answer that is not JSON (the Prometheus text format, say): ``body`` bytes of ``content_type``."""
+    body: bytes
+    content_type: str
+
+
 PUBLIC = None
 
 
