@@ -7,25 +7,8 @@ from websockets.sync.client import connect
 
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import container_of, unique, wait_change
+from tests.integration.network_helpers import ap_chute, install, lease, set_radios
 from tests.netns import in_netns, ip, lab  # noqa: F401 (lab is a fixture)
-
-
-def leased(client, veth, tmp_path):
-    """Ask for a lease from the client namespace (busybox udhcpc) and put the address on the interface."""
-    script = tmp_path / "udhcpc.sh"
-    script.write_text('#!/bin/sh\n[ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface"\nexit 0\n')
-    script.chmod(0o755)
-    done = in_netns(client, "busybox", "udhcpc", "-i", veth, "-n", "-q", "-t", "3", "-T", "1",
-                    "-s", str(script), timeout=30)
-    return done.returncode == 0
-
-
-def hostconfig_with_radio(session, url, device):
-    current = session.get(f"{url}/api/v1/config/hostconfig").json()
-    current["wifi"] = [{"id": "radio0", "driver": "wired", "interface": device}]
-    answer = session.put(f"{url}/api/v1/config/hostconfig", json=current)
-    assert answer.status_code == 202, answer.text
-    assert wait_change(session, url, answer.json()["change_id"])["state"] == "succeeded"
 
 
 def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_removed(lab, node_process_factory,
@@ -34,17 +17,10 @@ def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_re
     ap_device, client_end = lab.veth("ap", peer_netns=client, host_netns=router)
     node = node_process_factory(PARADROP_NETWORK_NETNS=router).start()
     session, url = node.session(), node.url
-    hostconfig_with_radio(session, url, ap_device)
+    set_radios(session, url, ap_device)
 
     name = unique("ap")
-    config = {"name": name, "version": 1, "services": {"main": {
-        "type": "image", "image": "paradrop/busybox:latest", "command": "sleep 100000",
-        "interfaces": {"wlan0": {"type": "wifi-ap", "dhcp": {"start": 10, "limit": 20, "leasetime": "1h"},
-                                 "wireless": {"ssid": "Hello chute", "key": "secret-psk"}}}}}}
-    answer = session.post(f"{url}/api/v1/chutes", json={"config": config})
-    assert answer.status_code == 202, answer.text
-    change = wait_change(session, url, answer.json()["change_id"])
-    assert change["state"] == "succeeded", change
+    install(session, url, ap_chute(name, "Hello chute", "secret-psk"))
 
     # a router forwards: the node turned IPv4 forwarding on where its chute networks are
     assert in_netns(router, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
@@ -60,7 +36,7 @@ def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_re
     assert f"inet {prefix}.2/24" in inner.stdout, inner.stdout + inner.stderr
 
     # a client on the "radio" gets a lease in the chute's range, sees it in the API, and reaches the chute
-    assert leased(client, client_end, tmp_path)
+    assert lease(client, client_end, tmp_path)
     addresses = ip("-4", "addr", "show", client_end, netns=client).stdout
     assert any(f"inet {prefix}.{n}/24" in addresses for n in range(10, 30)), addresses
     leases = wait_until(lambda: session.get(f"{url}/api/v1/chutes/{name}/networks/wlan0/leases").json(),
@@ -116,7 +92,7 @@ def test_a_monitor_interface_on_a_node_whose_radio_is_wired_is_refused_naming_th
     ap_device, _ = lab.veth("ap", peer_netns=lab.netns("client"), host_netns=router)
     node = node_process_factory(PARADROP_NETWORK_NETNS=router).start()
     session, url = node.session(), node.url
-    hostconfig_with_radio(session, url, ap_device)
+    set_radios(session, url, ap_device)
     config = {"name": unique("mon"), "version": 1, "services": {"main": {
         "type": "image", "image": "paradrop/busybox:latest", "command": "sleep 100000",
         "interfaces": {"mon0": {"type": "monitor"}}}}}

@@ -18,8 +18,8 @@ from pdserver.execution import chute_plans
 from tests import netns
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import container_of, objects_labelled, unique, wait_change
-from tests.integration.test_chute_networks_safety import (ap_chute, http_from_netns, install_ap_chute, lease,
-                                                          nft_ruleset, set_radios)
+from tests.integration.network_helpers import lease, set_radios
+from tests.integration.test_chute_networks_safety import http_from_netns, install_ap_chute, nft_ruleset, web_ap_chute
 from tests.netns import in_netns, ip
 
 pytestmark = pytest.mark.docker
@@ -117,7 +117,7 @@ def test_a_hostapd_that_dies_at_once_backs_off_and_leaves_a_crash_loop_record(ap
 def install_plan_length():
     node = chute_plans.NodeFacts(ChuteNames("any"), NodePolicy(api_port=8080),
                                  NetworkFacts(radios=(Radio("radio0", "wired", "ap0"),)))
-    return len(chute_plans.plan_install(node, build(ap_chute("x", "x", "x")), 2, None, 0.0))
+    return len(chute_plans.plan_install(node, build(web_ap_chute("x", "x", "x")), 2, None, 0.0))
 
 
 def bridges(router):
@@ -166,7 +166,7 @@ def test_kill_9_after_each_install_step_converges(lab, node_process_factory, tmp
     node.start()
     session, url, name = node.session(), node.url, unique("crash")
     try:
-        session.post(f"{url}/api/v1/chutes", json={"config": ap_chute(name, name, name)}, timeout=30)
+        session.post(f"{url}/api/v1/chutes", json={"config": web_ap_chute(name, name, name)}, timeout=30)
     except requests.ConnectionError:
         pass  # killed before the answer left
     assert node.wait_exit(timeout=60) == -9

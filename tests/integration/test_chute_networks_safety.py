@@ -15,6 +15,7 @@ import requests
 
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import container_of, unique, wait_change
+from tests.integration.network_helpers import ap_chute, install, lease, set_radios
 from tests import netns
 from tests.netns import in_netns, ip, popen_in_netns
 
@@ -56,25 +57,6 @@ class Banner:
         self.proc.wait()
 
 
-def udhcpc_script(tmp_path):
-    script = tmp_path / "udhcpc.sh"
-    script.write_text('#!/bin/sh\n[ "$1" = bound ] || exit 0\nip addr add "$ip/$mask" dev "$interface"\n'
-                      '[ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"\nexit 0\n')
-    script.chmod(0o755)
-    return script
-
-
-def lease(client, device, tmp_path, tries=3):
-    """A DHCP lease for ``device`` in namespace ``client`` (busybox udhcpc); its address, or None."""
-    ip("addr", "flush", "dev", device, netns=client)
-    done = in_netns(client, "busybox", "udhcpc", "-i", device, "-n", "-q", "-t", str(tries), "-T", "1",
-                    "-s", str(udhcpc_script(tmp_path)), timeout=30)
-    if done.returncode != 0:
-        return None
-    shown = ip("-4", "-o", "addr", "show", device, netns=client).stdout.split()
-    return ipaddress.IPv4Interface(shown[shown.index("inet") + 1]).ip if "inet" in shown else None
-
-
 def probe_from_netns(netns, address, port, timeout=1):
     """The banner at address:port as seen from a namespace ('' when nothing answers)."""
     return in_netns(netns, "busybox", "nc", "-w", str(timeout), str(address), str(port), stdin=subprocess.DEVNULL,
@@ -91,29 +73,14 @@ def container_env(container) -> dict:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def ap_chute(name, ssid, text):
+def web_ap_chute(name, ssid, text):
     """A busybox chute with a Wi-Fi AP (wlan0) serving ``text`` over HTTP on 8000 (on every interface)."""
-    command = ["sh", "-c", f"mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && "
-                           "exec httpd -f -p 8000 -h /tmp/www"]
-    return {"name": name, "version": 1, "services": {"main": {
-        "type": "image", "image": "paradrop/busybox:latest", "command": command,
-        "interfaces": {"wlan0": {"type": "wifi-ap", "dhcp": {"start": 10, "limit": 20, "leasetime": "1h"},
-                                 "wireless": {"ssid": ssid, "key": "secret-psk"}}}}}}
-
-
-def set_radios(session, url, *devices):
-    current = session.get(f"{url}/api/v1/config/hostconfig").json()
-    current["wifi"] = [{"id": f"radio{i}", "driver": "wired", "interface": d} for i, d in enumerate(devices)]
-    answer = session.put(f"{url}/api/v1/config/hostconfig", json=current)
-    assert answer.status_code == 202, answer.text
-    assert wait_change(session, url, answer.json()["change_id"])["state"] == "succeeded"
+    return ap_chute(name, ssid, "secret-psk", ["sh", "-c", f"mkdir -p /tmp/www && echo {text} > /tmp/www/index.html "
+                                                           "&& exec httpd -f -p 8000 -h /tmp/www"])
 
 
 def install_ap_chute(session, url, name, ssid=None):
-    answer = session.post(f"{url}/api/v1/chutes", json={"config": ap_chute(name, ssid or name, name)})
-    assert answer.status_code == 202, answer.text
-    change = wait_change(session, url, answer.json()["change_id"])
-    assert change["state"] == "succeeded", change
+    install(session, url, web_ap_chute(name, ssid or name, name))
     [network] = session.get(f"{url}/api/v1/chutes/{name}/networks").json()
     return network
 

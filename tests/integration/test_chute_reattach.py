@@ -14,8 +14,8 @@ from twisted.internet import defer, reactor
 
 from pdserver.containers import ContainerSpec, DockerEngine
 from tests.conftest import wait_until
-from tests.integration.chute_helpers import container_of, unique, wait_change
-from tests.integration.test_chute_networks import hostconfig_with_radio, leased
+from tests.integration.chute_helpers import container_of, unique
+from tests.integration.network_helpers import ap_chute, install, lease, set_radios
 from tests.netns import in_netns, lab  # noqa: F401 (lab is a fixture)
 
 BUSYBOX = "paradrop/busybox:latest"
@@ -40,21 +40,14 @@ def test_a_chute_whose_process_died_gets_its_wlan0_back_and_its_clients_reach_it
     ap_device, client_end = lab.veth("ap", peer_netns=client, host_netns=router)
     node = node_process_factory(PARADROP_NETWORK_NETNS=router).start()
     session, url = node.session(), node.url
-    hostconfig_with_radio(session, url, ap_device)
+    set_radios(session, url, ap_device)
 
     name = unique("re")
-    config = {"name": name, "version": 1, "services": {"main": {
-        "type": "image", "image": BUSYBOX, "command": "sleep 100000",
-        "interfaces": {"wlan0": {"type": "wifi-ap", "dhcp": {"start": 10, "limit": 20, "leasetime": "1h"},
-                                 "wireless": {"ssid": "Back again"}}}}}}
-    answer = session.post(f"{url}/api/v1/chutes", json={"config": config})
-    assert answer.status_code == 202, answer.text
-    change = wait_change(session, url, answer.json()["change_id"])
-    assert change["state"] == "succeeded", change
+    install(session, url, ap_chute(name, "Back again"))
     prefix = session.get(f"{url}/api/v1/chutes/{name}/networks").json()[0]["subnet"].rsplit(".", 1)[0]
     container = container_of(name, "main")
     assert f"inet {prefix}.2/24" in wlan0_address(container)
-    assert leased(client, client_end, tmp_path)
+    assert lease(client, client_end, tmp_path)
 
     first = main_pid(container)
     killed = time.monotonic()

@@ -7,7 +7,7 @@ import subprocess
 from pdserver.sysconfig import hostapd
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import unique, wait_change
-from tests.integration.test_chute_networks import leased
+from tests.integration.network_helpers import lease
 from tests.integration.test_host_lan import put_hostconfig
 from tests.netns import ip, lab  # noqa: F401 (lab is a fixture)
 
@@ -50,7 +50,7 @@ def test_the_node_access_point_serves_the_lan_survives_a_failed_change_and_a_res
     put_hostconfig(session, url, config)
 
     # a client behind the access point gets a LAN lease; hostapd serves it, and pdconf says so
-    assert leased(client, client_end, tmp_path) and in_lan(client, client_end)
+    assert lease(client, client_end, tmp_path) and in_lan(client, client_end)
     assert "master pb" in ip("-o", "link", "show", radio_port, netns=router).stdout
     assert wait_until(lambda: serving(node, radio_port, "Node AP"), message="hostapd ENABLED")
     sections = session.get(f"{url}/api/v1/config/pdconf").json()
@@ -90,7 +90,7 @@ def test_the_node_access_point_serves_the_lan_survives_a_failed_change_and_a_res
     session = node.session()
     assert wait_until(lambda: serving(node, radio_port, "Node AP"), message="the access point after a restart")
     ip("addr", "flush", "dev", client_end, netns=client)
-    assert leased(client, client_end, tmp_path) and in_lan(client, client_end)
+    assert lease(client, client_end, tmp_path) and in_lan(client, client_end)
 
     # taken out of the host config: no hostapd, the port out of the bridge, no LAN bridge (no LAN ports left)
     put_hostconfig(session, url, {**config, "wifi-interfaces": []})

@@ -2,7 +2,7 @@
 addresses it and serves DHCP on it; a client on the port gets a lease and shows in /network/devices; a PUT
 without LAN ports takes it all down again."""
 from tests.integration.chute_helpers import wait_change
-from tests.integration.test_chute_networks import leased
+from tests.integration.network_helpers import lease
 from tests.netns import ip, lab  # noqa: F401 (lab is a fixture)
 
 
@@ -23,7 +23,7 @@ def test_the_lan_of_the_host_config_is_applied_and_taken_back(lab, node_process_
                      "dhcp": {"start": 100, "limit": 10, "leasetime": "1h"}}
     put_hostconfig(session, url, config)
 
-    assert leased(client, client_end, tmp_path)
+    assert lease(client, client_end, tmp_path)
     addresses = ip("-4", "addr", "show", client_end, netns=client).stdout
     assert any(f"inet 192.168.77.{n}/24" in addresses for n in range(100, 110)), addresses
     devices = session.get(f"{url}/api/v1/network/devices").json()

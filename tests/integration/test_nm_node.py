@@ -8,7 +8,7 @@ import subprocess
 from tests import nm_lab
 from tests.conftest import wait_until
 from tests.integration.chute_helpers import unique, wait_change
-from tests.integration.test_chute_networks import hostconfig_with_radio, leased
+from tests.integration.network_helpers import ap_chute, install, lease, set_radios
 from tests.netns import ip
 
 lab, short_tmp, network_manager = nm_lab.lab, nm_lab.short_tmp, nm_lab.network_manager  # fixtures
@@ -28,17 +28,10 @@ def test_a_chute_network_is_unmanaged_in_networkmanager_and_its_radio_given_back
     node = node_process_factory(PARADROP_NETWORK_NETNS=network_manager.netns,
                                 PARADROP_DBUS_SYSTEM_ADDRESS=network_manager.bus_address).start()
     session, url = node.session(), node.url
-    hostconfig_with_radio(session, url, radio)
+    set_radios(session, url, radio)
 
     name = unique("nm")
-    config = {"name": name, "version": 1, "services": {"main": {
-        "type": "image", "image": "paradrop/busybox:latest", "command": "sleep 100000",
-        "interfaces": {"wlan0": {"type": "wifi-ap", "dhcp": {"start": 10, "limit": 20, "leasetime": "1h"},
-                                 "wireless": {"ssid": "Managed elsewhere", "key": "secret-psk"}}}}}}
-    answer = session.post(f"{url}/api/v1/chutes", json={"config": config})
-    assert answer.status_code == 202, answer.text
-    change = wait_change(session, url, answer.json()["change_id"])
-    assert change["state"] == "succeeded", change
+    install(session, url, ap_chute(name, "Managed elsewhere", "secret-psk"))
     [network] = session.get(f"{url}/api/v1/chutes/{name}/networks").json()
     bridge = network["bridge"]
 
@@ -56,7 +49,7 @@ def test_a_chute_network_is_unmanaged_in_networkmanager_and_its_radio_given_back
         wait_until(all_unmanaged, message="the chute network unmanaged in NetworkManager")
     except AssertionError:
         raise AssertionError(f"NetworkManager states of {ours}: {seen}") from None
-    assert leased(client_ns, client_end, tmp_path)  # NetworkManager did not fight the node over the network
+    assert lease(client_ns, client_end, tmp_path)  # NetworkManager did not fight the node over the network
 
     answer = session.delete(f"{url}/api/v1/chutes/{name}")
     assert wait_change(session, url, answer.json()["change_id"])["state"] == "succeeded"

@@ -18,7 +18,7 @@ import yaml
 from tests.conftest import wait_until
 from tests.integration import test_pdtools_compat as compat
 from tests.integration.chute_helpers import unique, write_project
-from tests.integration.test_chute_networks import hostconfig_with_radio, leased
+from tests.integration.network_helpers import ap_chute, lease, set_radios
 from tests.integration.test_pdtools_compat import pdtools_runner, progress_messages
 from tests.netns import ip, lab, popen_in_netns  # noqa: F401 (lab is a fixture)
 
@@ -59,19 +59,15 @@ def test_pdtools_0_13_reads_pdconf_devices_and_a_chute_network_s_clients(lab, no
     node = node_process_factory(PARADROP_NETWORK_NETNS=router).start()
     session, url = node.session(), node.url
     old_pdtools = pdtools_runner(node, tmp_path)
-    hostconfig_with_radio(session, url, ap_device)
+    set_radios(session, url, ap_device)
 
     name = unique("compat-ap")
-    project = write_project(tmp_path / "project", {
-        "name": name, "version": 1, "services": {"main": {
-            "type": "image", "image": "paradrop/busybox:latest", "command": "sleep 100000",
-            "interfaces": {"wlan0": {"type": "wifi-ap", "dhcp": {"start": 10, "limit": 20, "leasetime": "1h"},
-                                     "wireless": {"ssid": "pdtools compat"}}}}}})
+    project = write_project(tmp_path / "project", ap_chute(name, "pdtools compat"))
     install = old_pdtools("install-chute", "-d", str(project))
     assert progress_messages(install)[-1].endswith(f"succeeded: installed {name} 1"), install.stdout
     [network] = session.get(f"{url}/api/v1/chutes/{name}/networks").json()
     bridge = network["bridge"]
-    assert leased(client, client_end, tmp_path)
+    assert lease(client, client_end, tmp_path)
     mac = ip("-j", "link", "show", client_end, netns=client).stdout
     mac = json.loads(mac)[0]["address"]
     address = json.loads(ip("-j", "-4", "addr", "show", client_end, netns=client).stdout)[0]["addr_info"][0]["local"]

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from pdtools.main import pdtools
 from tests.conftest import free_port, wait_until
 from tests.integration.chute_helpers import install, unique
-from tests.integration.test_chute_networks import hostconfig_with_radio, leased
+from tests.integration.network_helpers import lease, set_radios
 from tests.netns import ip, lab  # noqa: F401 (lab is a fixture)
 
 pytestmark = pytest.mark.docker
@@ -18,7 +18,7 @@ def test_the_wifi_template_installs_and_its_page_lists_a_clients_lease(lab, node
     ap_device, client_end = lab.veth("ap", peer_netns=client, host_netns=router)
     node = node_process_factory(PARADROP_NETWORK_NETNS=router).start()
     session, url = node.session(), node.url
-    hostconfig_with_radio(session, url, ap_device)
+    set_radios(session, url, ap_device)
 
     name, port = unique("wifi"), free_port()
     project = tmp_path / name
@@ -37,7 +37,7 @@ def test_the_wifi_template_installs_and_its_page_lists_a_clients_lease(lab, node
     before = wait_until(page, timeout=20, message="the chute's page")
     assert "Clients of wlan0" in before and "error" not in before, before
 
-    assert leased(client, client_end, tmp_path)
+    assert lease(client, client_end, tmp_path)
     address = ip("-4", "-o", "addr", "show", client_end, netns=client).stdout.split()[3].split("/")[0]
     mac = ip("-o", "link", "show", client_end, netns=client).stdout.split("link/ether ")[1].split()[0]
     listed = wait_until(lambda: (lambda text: text if text and address in text else None)(page()),
