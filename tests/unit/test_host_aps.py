@@ -17,6 +17,7 @@ from pdserver.execution.plans import plan_hostconfig
 from pdserver.sysconfig import hostapd, hostconfig
 from pdserver.sysconfig.memory import MemoryNetwork
 from tests.unit.test_network_plans import chute, node
+from tests.unit.quiet_journal import QuietJournal
 
 NAMES = ChuteNames("node-1")
 BRIDGE = host_lan_bridge(NAMES)
@@ -160,23 +161,13 @@ def test_reconcile_sets_the_access_points_up_again_after_the_lan():
     assert all(s.commit and s.undo is None for s in steps)
 
 
-class Journal:
-    def progress(self, message):
-        pass
-
-    def record_plan(self, steps):
-        pass
-
-    def step_state(self, index, state, error=None):
-        pass
-
 
 def apply(network, steps):
     store = {}
     executor = Executor({**NetworkActions(network, engine=None).actions(),
                          "write_hostconfig": lambda args, progress: store.update(args["config"])})
     result = []
-    executor.run(steps, Journal()).addBoth(result.append)
+    executor.run(steps, QuietJournal()).addBoth(result.append)
     [outcome] = result
     return outcome
 

@@ -20,24 +20,12 @@ from pdserver.sysconfig import netlink
 from pdserver.sysconfig.host_network import HostNetwork
 from pdserver.sysconfig.interfaces import INetworkConfigurator
 from pdserver.sysconfig.memory import MemoryNetwork
+from tests.unit.quiet_journal import QuietJournal
 
 NAMES = ChuteNames("node-1")
 IMAGE = "paradrop/busybox:latest"
 FACTS = NetworkFacts(radios=(Radio(id="phy3", channel=6),))
 
-
-class Journal:
-    def progress(self, message):
-        pass
-
-    def record_plan(self, steps):
-        pass
-
-    def step_state(self, index, state, error=None):
-        pass
-
-    def note_state(self, index, state, error=None):
-        pass
 
 
 @pytest.fixture
@@ -53,7 +41,7 @@ def world():
 
 
 def run(network, engine, steps):
-    return Executor(NetworkActions(network, engine).actions()).run(steps, Journal())
+    return Executor(NetworkActions(network, engine).actions()).run(steps, QuietJournal())
 
 
 def test_both_configurators_provide_the_radio_calls():
@@ -67,7 +55,8 @@ def test_an_install_failing_after_the_radio_was_given_takes_it_back_from_the_run
         raise errors.Unavailable("not ready")
     actions = {**NetworkActions(network, engine).actions(), "fail": fail}
     engine.start_container(container)
-    d = Executor(actions).run([net_plans.attach(NAMES, net, container, 1), Step("fail", {}, "failing")], Journal())
+    d = Executor(actions).run([net_plans.attach(NAMES, net, container, 1), Step("fail", {}, "failing")],
+                              QuietJournal())
     assert network.radios == {}  # given, then taken back by the undo
     failure = d.result
     d.addErrback(lambda f: None)
