@@ -39,6 +39,7 @@ import docker  # noqa: E402
 import requests  # noqa: E402
 
 import _common as c  # noqa: E402
+import deploy as d  # noqa: E402
 
 sys.path.insert(0, str(c.ROOT))
 from pdserver.sysconfig import dnsmasq  # noqa: E402
@@ -177,24 +178,6 @@ def baseline(scratch: c.Scratch, lab: Lab, script: str) -> float:
         lab.forget_lease()
 
 
-def sweep(label: str) -> int:
-    client = docker.from_env(timeout=60)
-    gone = 0
-    try:
-        for ct in client.containers.list(all=True, filters={"label": label}):
-            ct.remove(force=True)
-            gone += 1
-        for net in client.networks.list(filters={"label": label}):
-            net.remove()
-            gone += 1
-        for vol in client.volumes.list(filters={"label": label}):
-            vol.remove(force=True)
-            gone += 1
-    finally:
-        client.close()
-    return gone
-
-
 def main():
     tag = uuid.uuid4().hex[:6]
     started = time.perf_counter()
@@ -217,7 +200,13 @@ def main():
                     results["base"].append(base)
         finally:
             try:
-                left = sweep(label) if label else 0
+                left = 0
+                if label:
+                    client = docker.from_env(timeout=60)
+                    try:
+                        left = d.sweep(client, [label])
+                    finally:
+                        client.close()
                 if left:
                     print(f"(clean-up removed {left} leftover Docker object(s))", file=sys.stderr)
             finally:
