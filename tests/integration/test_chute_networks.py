@@ -76,6 +76,22 @@ def test_a_chute_access_point_serves_dhcp_to_a_client_and_leaves_nothing_when_re
         assert "state=ENABLED" in ws.recv(timeout=10)
         ws.send("SET ssid2 41")
         assert ws.recv(timeout=10).startswith("FAIL allowed commands")
+        ws.send("STATUS\nRELOAD")
+        assert ws.recv(timeout=10).startswith("FAIL")
+        ws.send("STA " + "a" * 300)
+        assert ws.recv(timeout=10).startswith("FAIL commands are text of at most")
+
+    # hostile input on the network routes: a 4xx naming the field, nothing changed
+    base = f"{url}/api/v1/chutes/{name}/networks"
+    for method, path, body, status, field in [
+            ("PUT", "/wlan0/ssid", {"ssid": "x" * 33}, 400, "ssid"),
+            ("PUT", "/wlan0/ssid", {"ssid": "ok", "key": "extra"}, 400, "key"),
+            ("DELETE", "/wlan0/stations/not-a-mac", None, 400, "mac"),
+            ("GET", "/wlan0/stations/02:00:00:00:00:99", None, 404, "mac"),
+            ("GET", "/nope/leases", None, 404, "network")]:
+        answer = session.request(method, base + path, json=body)
+        assert (answer.status_code, answer.json()["error"]["field"]) == (status, field), (path, answer.text)
+    assert session.get(f"{base}/wlan0/ssid").json() == {"ssid": "Renamed"}
 
     # removed: no bridge, no child process, no config or lease file
     answer = session.delete(f"{url}/api/v1/chutes/{name}")
