@@ -7,7 +7,7 @@ SOAK_STAMP := $(VENV)/.soak-installed
 SOAK_ARGS ?=
 STATE_DIR ?= .pdserver
 
-.PHONY: run test system venv engine images compat bench soak wifi-vm clean
+.PHONY: run test system venv engine images compat crossbar bench soak wifi-vm clean
 
 system:
 	tools/setup-system
@@ -34,7 +34,10 @@ run: venv images
 compat: system
 	tools/setup-pdtools-compat
 
-test: venv images compat
+crossbar: system
+	tools/setup-crossbar
+
+test: venv images compat crossbar
 	$(VENV)/bin/pytest
 
 bench: venv
