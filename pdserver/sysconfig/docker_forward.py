@@ -18,7 +18,7 @@ from twisted.internet import defer, utils
 from twisted.logger import Logger
 
 from pdserver.errors import InvalidInput, Unavailable
-from pdserver.sysconfig.netlink import check_name
+from pdserver.sysconfig.linknames import check_name
 
 log = Logger()
 

@@ -16,6 +16,7 @@ from zope.interface import implementer
 
 from pdserver.sysconfig import dnsmasq, firewall, hostapd
 from pdserver.sysconfig.interfaces import INetworkConfigurator
+from pdserver.sysconfig.linknames import check_name
 from pdserver.sysconfig.supervisor import ChildSpec
 
 _HWMODES = {"11a": "a", "11b": "b", "11g": "g"}
@@ -96,7 +97,7 @@ class HostNetwork:
             if self._nm:
                 yield self._nm.give_back(link)
             return
-        yield self._unmanaged(None, _netlink().check_name(link, "link"))
+        yield self._unmanaged(None, check_name(link, "link"))
         yield self._in_thread(_netlink().thd_set_master, link, master, self._netns)
 
     def remove_link(self, name):
@@ -121,7 +122,7 @@ class HostNetwork:
     # -- DHCP
 
     def _lease_file(self, bridge) -> Path:
-        return self._dir / f"{_netlink().check_name(bridge, 'bridge')}.leases"
+        return self._dir / f"{check_name(bridge, 'bridge')}.leases"
 
     @defer.inlineCallbacks
     def start_dhcp(self, child, bridge, address, start, limit, leasetime, dns):

@@ -12,7 +12,7 @@ from typing import Iterable, List, Optional
 import yaml
 
 from pdserver.errors import InvalidInput
-from pdserver.sysconfig import netlink
+from pdserver.sysconfig import device_list
 from pdserver.sysconfig.subnets import allocate
 from pdserver.validation import check
 
@@ -230,6 +230,6 @@ def thd_first_start(store: HostConfigStore, netns: Optional[str] = None) -> Opti
     None when a host config exists (the owner's, kept as it is)."""
     if store.path.exists():
         return None
-    config = validate(new_config(netlink.thd_devices(netns)))
+    config = validate(new_config(device_list.thd_devices(netns)))
     store.save(config)
     return config

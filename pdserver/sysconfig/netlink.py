@@ -23,9 +23,8 @@ from pyroute2.netlink.nl80211 import NL80211_NAMES, nl80211cmd
 from pyroute2.netns import NETNS_RUN_DIR
 
 from pdserver.errors import Conflict, InvalidInput, NotFound, Unavailable
+from pdserver.sysconfig.linknames import check_name
 
-# What the kernel takes as a link name, without ':' and '/', and never an option of a command line ('-x').
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$")
 _IFF_UP = 0x1
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _ARPHRD_LOOPBACK = 772
@@ -39,13 +38,6 @@ _RADIO_LOCK = threading.Lock()
 _IFTYPE_MONITOR = 6  # NL80211_IFTYPE_MONITOR
 RADIO_WAIT = 10.0  # how long a radio may take to come back from a namespace that died (seconds)
 _RADIO_POLL = 0.05
-
-
-def check_name(name: str, field: str = "name") -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidInput(f"{name!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . @ -, starting with a "
-                           "letter or digit)", field=field)
-    return name
 
 
 def _open(cls, target: Optional[str]):

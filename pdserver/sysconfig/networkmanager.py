@@ -6,13 +6,13 @@ does not run (no system bus, or NetworkManager not on it), `connect` answers Non
 Calls go straight to the known object paths (no introspection round trips), each bounded by a timeout on the
 injected reactor, and never ask the bus to start NetworkManager.
 """
+import os
 import re
 from typing import List, Optional
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.logger import Logger
-from txdbus import error as dbus_error
 from zope.interface import Interface, implementer
 
 from pdserver.errors import Error, InvalidInput, NotFound, Unavailable
@@ -42,9 +42,11 @@ DEVICE_STATES = {
     120: "failed"}
 
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
-# What "the bus or NetworkManager is not there" looks like; anything else is a bug and propagates.
-_ABSENT = (ConnectError, ConnectionClosed, OSError, dbus_error.DBusException, defer.TimeoutError,
-           defer.CancelledError)
+# What "the bus or NetworkManager is not there" looks like (and txdbus's DBusException); anything else is a bug
+# and propagates.
+_ABSENT = (ConnectError, ConnectionClosed, OSError, defer.TimeoutError, defer.CancelledError)
+# Where txdbus looks for the system bus (txdbus.endpoints.getDBusEnvEndpoints).
+SYSTEM_BUS = "unix:path=/var/run/dbus/system_bus_socket"
 
 
 def check_interface(name) -> str:
@@ -53,6 +55,19 @@ def check_interface(name) -> str:
         raise InvalidInput("an interface name is 1 to 15 letters, digits, '_', '.' or '-'",
                            field="interface")
     return name
+
+
+def missing_sockets(address: str) -> List[str]:
+    """The socket files a D-Bus address names, when it names only socket files (``unix:path=``) and none of them
+    exists; otherwise (one exists, or another kind of address, which only txdbus can try) an empty list."""
+    paths = []
+    for entry in address.split(";"):
+        kind, _, params = entry.partition(":")
+        path = dict(p.partition("=")[::2] for p in params.split(",")).get("path")
+        if kind != "unix" or not path or os.path.exists(path):
+            return []
+        paths.append(path)
+    return paths
 
 
 def device_info(props: dict) -> dict:
@@ -93,8 +108,15 @@ class NetworkManagerClient:
     @classmethod
     def connect(cls, reactor, bus_address: Optional[str] = None, timeout: float = 5.0) -> defer.Deferred:
         """A client, or None (logged, not an error) when there is no bus or NetworkManager is not on it.
-        `bus_address` is a D-Bus address (`unix:path=...`); None means the system bus."""
-        from txdbus import client  # imports the global reactor: only nodes that look for NetworkManager pay it
+        `bus_address` is a D-Bus address (`unix:path=...`); None means the system bus. txdbus (and the global
+        reactor it imports) is imported only when a bus may be there: not when each address is a socket file
+        that does not exist."""
+        address = bus_address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", SYSTEM_BUS)
+        missing = missing_sockets(address)
+        if missing:
+            log.info("no NetworkManager: no system bus at {paths}", paths=", ".join(missing))
+            return defer.succeed(None)
+        from txdbus import client, error
 
         d = defer.maybeDeferred(client.connect, reactor, bus_address or "system")
         d.addTimeout(timeout, reactor)
@@ -116,7 +138,7 @@ class NetworkManagerClient:
             return present.addCallbacks(answer, failed)
 
         def absent(failure):
-            failure.trap(*_ABSENT)
+            failure.trap(error.DBusException, *_ABSENT)
             log.info("no NetworkManager: {reason}", reason=failure.getErrorMessage() or failure.type.__name__)
             return None
         return d.addCallback(connected).addErrback(absent)
@@ -136,7 +158,8 @@ class NetworkManagerClient:
     def _properties(self, path) -> defer.Deferred:
         """The device's properties, or None when it went away since GetDevices."""
         def vanished(failure):
-            if failure.check(dbus_error.RemoteError) and failure.value.errName in VANISHED:
+            from txdbus.error import RemoteError
+            if failure.check(RemoteError) and failure.value.errName in VANISHED:
                 return None
             return _raise(failure, "GetAll")
         return self._remote(path, "GetAll", PROPERTIES, "s", [DEVICE_INTERFACE]).addErrback(vanished)
@@ -177,9 +200,10 @@ class NetworkManagerClient:
 
 def _raise(failure, method: str, what: Optional[str] = None):
     """Bus failures as the node's errors: an unknown device is NotFound, the rest Unavailable."""
+    from txdbus.error import RemoteError
     if failure.check(Error):
         failure.raiseException()
-    if failure.check(dbus_error.RemoteError) and failure.value.errName == UNKNOWN_DEVICE:
+    if failure.check(RemoteError) and failure.value.errName == UNKNOWN_DEVICE:
         raise NotFound(f"NetworkManager has no device {what}", field="interface")
     reason = failure.getErrorMessage() or failure.type.__name__
     raise Unavailable(f"NetworkManager: {method}{' ' + what if what else ''} failed: {reason}")
