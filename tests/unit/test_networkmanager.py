@@ -7,7 +7,8 @@ from twisted.python.failure import Failure
 from txdbus.error import RemoteError
 
 from pdserver.errors import InvalidInput, NotFound, Unavailable
-from pdserver.sysconfig.networkmanager import DEVICE_INTERFACE, NM_PATH, NetworkManagerClient, device_info
+from pdserver.sysconfig.networkmanager import (DEVICE_INTERFACE, NM_PATH, NetworkManagerClient, device_info,
+                                              missing_sockets)
 from tests.unit.auth_helpers import result_of
 
 DEV1 = "/org/freedesktop/NetworkManager/Devices/1"
@@ -115,3 +116,15 @@ def test_a_silent_networkmanager_is_unavailable_after_the_timeout():
     clock.advance(0.2)
     failure = result_of(d)
     assert failure.check(Unavailable) and "GetDevices" in failure.value.message
+
+
+def test_only_an_address_of_socket_files_that_all_do_not_exist_is_missing(tmp_path):
+    (tmp_path / "bus").touch()
+    gone = f"{tmp_path}/gone"
+    assert missing_sockets(f"unix:path={gone}") == [gone]
+    assert missing_sockets(f"unix:path={gone},guid=0123;unix:path={gone}2") == [gone, f"{gone}2"]
+    assert missing_sockets(f"unix:path={gone};unix:path={tmp_path}/bus") == []  # one may answer
+    assert missing_sockets(f"unix:path={tmp_path}/bus") == []
+    assert missing_sockets("unix:abstract=/tmp/dbus-x") == []  # only txdbus can tell
+    assert missing_sockets("tcp:host=127.0.0.1,port=1") == []
+    assert missing_sockets("unix:guid=0123") == []

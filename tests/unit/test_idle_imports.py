@@ -1,0 +1,60 @@
+"""What an idle node keeps out of its memory: the node is built in a fresh interpreter and its sys.modules read.
+
+pyroute2 (about 9 MB resident), txdbus and jsonschema are imported by the first network change, the first
+system bus that may be there and the first validated document; a top-level import anywhere in the node's
+wiring would bring them back at start, and this test names the package.
+"""
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+LAZY = ("pyroute2", "txdbus", "jsonschema")
+
+# argv: the state dir. Builds the node as `pdserver node` does (nothing started: that needs Docker), then asks
+# for NetworkManager on a bus address whose socket does not exist; prints the modules and the answer.
+BUILD_IDLE_NODE = r"""
+import json, sys
+from pathlib import Path
+
+from twisted.internet import reactor
+
+import pdserver.logs
+import pdserver.main
+from pdserver import settings as settings_module
+from pdserver.node import build_node
+from pdserver.sysconfig.networkmanager import NetworkManagerClient
+
+state = Path(sys.argv[1])
+node = build_node(settings_module.load(None, environ={}, state_dir=state, port=0, admin_password="idle-pass-123"),
+                  reactor)
+node.conn.close()
+answers = []
+NetworkManagerClient.connect(reactor, f"unix:path={state}/no-bus").addCallback(answers.append)
+print(json.dumps({"modules": sorted(sys.modules), "networkmanager": answers}))
+"""
+
+
+def test_an_idle_node_imports_neither_pyroute2_nor_txdbus_nor_jsonschema(tmp_path):
+    out = subprocess.run([sys.executable, "-c", BUILD_IDLE_NODE, str(tmp_path / "state")], capture_output=True,
+                         text=True, timeout=60, cwd=str(REPO))
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    modules = seen["modules"]
+    assert "pdserver.node" in modules and "docker" in modules  # the node was really built
+    loaded = sorted({m.split(".")[0] for m in modules} & set(LAZY))
+    assert loaded == [], f"an idle node imported {loaded}"
+    assert seen["networkmanager"] == [None]  # no bus: no NetworkManager, answered at once
+
+
+def test_asking_for_networkmanager_on_a_bus_that_may_be_there_imports_txdbus(tmp_path):
+    """The other side of the check above: the bus test cannot pass because txdbus is never imported at all."""
+    (tmp_path / "bus").touch()
+    probe = ("import sys; from twisted.internet import reactor\n"
+             "from pdserver.sysconfig.networkmanager import NetworkManagerClient\n"
+             f"NetworkManagerClient.connect(reactor, 'unix:path={tmp_path}/bus', timeout=0.1)\n"
+             "print('txdbus' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
