@@ -18,7 +18,6 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
-from dockerfile_parse import DockerfileParser
 from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -585,6 +584,7 @@ def _read_text(context_dir: str, dockerfile: str) -> str:
 def owner_labelled(dockerfile: str, key: str, value: str) -> str:
     """The Dockerfile with a LABEL of the owner right after every FROM: every layer and intermediate
     container of every stage then carries it (the builder's own ``labels`` only reach the last layer)."""
+    from dockerfile_parse import DockerfileParser  # builds only: an idle node never parses a Dockerfile
     parser = DockerfileParser(fileobj=io.BytesIO())
     parser.content = dockerfile
     parser.add_lines(f"LABEL {json.dumps(key)}={json.dumps(value)}", all_stages=True, at_start=True)
