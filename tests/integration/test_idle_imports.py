@@ -1,6 +1,7 @@
 """An idle node as it really runs: the daemon on a fresh state dir (so its first start lists the links), one
 login and one authenticated GET, then its sys.modules, read through a wrapper that writes them on SIGUSR1.
-pyroute2 stays in the child that listed the links; txdbus is never imported without a system bus."""
+pyroute2 stays in the child that listed the links; txdbus is never imported without a system bus; neither a
+Dockerfile parser nor psutil before a build or a hardware or telemetry reading."""
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from tests.netns import ip
 
 lab = netns.lab  # the fixture
 
-NOT_AT_IDLE = ("pyroute2", "txdbus")
+NOT_AT_IDLE = ("pyroute2", "txdbus", "dockerfile_parse", "psutil")
 
 # argv: the file for the module list, then pdserver's own arguments; SIGUSR1 writes the list (tools/bench/rss.py).
 DAEMON_WRAPPER = r"""
@@ -64,7 +65,7 @@ def healthy(proc, url, log):
         return False
 
 
-def test_an_idle_node_after_its_first_start_holds_neither_pyroute2_nor_txdbus(idle_daemon, tmp_path):
+def test_an_idle_node_after_its_first_start_holds_none_of_the_packages_only_changes_need(idle_daemon, tmp_path):
     proc, url, state, modules_file = idle_daemon
     wait_until(lambda: healthy(proc, url, tmp_path / "daemon.log"), 30, message="the node API")
     login = requests.post(url + "/api/v1/auth/local", json={"username": "paradrop", "password": ADMIN_PASSWORD},

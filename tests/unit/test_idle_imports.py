@@ -1,8 +1,8 @@
 """What an idle node keeps out of its memory: the node is built in a fresh interpreter and its sys.modules read.
 
-pyroute2 (about 9 MB resident), txdbus, jsonschema and dockerfile_parse are imported by the first network
-change, the first system bus that may be there, the first validated document and the first image build; a
-top-level import anywhere in the node's wiring would bring them back at start, and this test names the package.
+pyroute2 (about 9 MB resident), txdbus, jsonschema, dockerfile_parse and psutil are imported by the first
+network change, the first system bus that may be there, the first validated document, the first image build and
+the first reading of the hardware or telemetry; a top-level import anywhere in the node's wiring would bring them back at start, and this test names the package.
 """
 import json
 import subprocess
@@ -10,7 +10,7 @@ import sys
 
 from tests.conftest import REPO
 
-LAZY = ("pyroute2", "txdbus", "jsonschema", "dockerfile_parse")
+LAZY = ("pyroute2", "txdbus", "jsonschema", "dockerfile_parse", "psutil")
 
 # argv: the state dir. Builds the node as `pdserver node` does (nothing started: that needs Docker), then asks
 # for NetworkManager on a bus address whose socket does not exist; prints the modules and the answer.
