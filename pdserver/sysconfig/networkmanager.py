@@ -42,8 +42,8 @@ DEVICE_STATES = {
     120: "failed"}
 
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
-# What "the bus or NetworkManager is not there" looks like (and txdbus's DBusException); anything else is a bug
-# and propagates.
+# What "the bus or NetworkManager is not there" looks like, with txdbus's DBusException (added where txdbus is
+# imported); anything else is a bug and propagates.
 _ABSENT = (ConnectError, ConnectionClosed, OSError, defer.TimeoutError, defer.CancelledError)
 # Where txdbus looks for the system bus (txdbus.endpoints.getDBusEnvEndpoints).
 SYSTEM_BUS = "unix:path=/var/run/dbus/system_bus_socket"
