@@ -2,7 +2,8 @@
 
 pyroute2 (about 9 MB resident), txdbus, jsonschema, dockerfile_parse and psutil are imported by the first
 network change, the first system bus that may be there, the first validated document, the first image build and
-the first reading of the hardware or telemetry; a top-level import anywhere in the node's wiring would bring them back at start, and this test names the package.
+the first reading of the hardware or telemetry; a top-level import anywhere in the node's wiring would bring them
+back at start, and this test names the package.
 """
 import json
 import subprocess
