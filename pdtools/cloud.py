@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 import click
+from rich.table import Column
 
 from pdtools.cloud_client import ControllerClient
 from pdtools.config import forget_token, normalize_target, save_token, saved_token
@@ -133,10 +134,6 @@ def logout(session):
 # -- nodes
 
 
-def _chutes(chutes):
-    return ", ".join(f"{c.get('name')} {c.get('version')} {c.get('state')}" for c in chutes or ()) or None
-
-
 def _online(node):
     return None if node.get("online") is None else ("online" if node["online"] else "offline")
 
@@ -144,16 +141,20 @@ def _online(node):
 @cloud.command("list-nodes")
 @pass_session
 def list_nodes(session):
-    """List the nodes you are a member of, online or not, with their chutes."""
+    """List the nodes you are a member of: online or not, software version, number of chutes, your role.
+
+    describe-node shows one node's chutes, groups and when it was last seen.
+    """
     nodes = session.client().list_nodes()
     if session.as_json:
         print_json(nodes)
     elif not nodes:
         click.echo("No nodes.")
     else:
-        rows = [(n.get("id"), n.get("name"), _online(n), human_time(n.get("last_seen")), n.get("version"),
-                 _chutes(n.get("chutes")), n.get("role"), ", ".join(n.get("groups") or ()) or None) for n in nodes]
-        print_table(("id", "name", "status", "last seen", "version", "chutes", "role", "groups"), rows)
+        rows = [(n.get("id"), n.get("name"), _online(n), n.get("version"), len(n.get("chutes") or ()), n.get("role"))
+                for n in nodes]
+        columns = (Column("id", no_wrap=True), "name", "status", "version", "chutes", "role")
+        print_table(columns, rows)
 
 
 @cloud.command("create-node")
