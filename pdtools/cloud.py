@@ -17,8 +17,6 @@ from pdtools.output import CliError, human_time, print_json, print_mapping, prin
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8000"
 CONTROLLER_ENV = "PARADROP_CONTROLLER_URL"
-#: The node's own API URL in the provisioning command printed by create-node (the node's default port).
-NODE_TARGET_EXAMPLE = "http://NODE:8080"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -39,6 +37,17 @@ class CloudSession:
 
 
 pass_session = click.make_pass_decorator(CloudSession)
+
+
+def _json_flag(ctx, param, value):
+    if value:
+        ctx.find_object(CloudSession).as_json = True
+
+
+json_option = click.option(
+    "--json", is_flag=True, expose_value=False, callback=_json_flag,
+    help="Print JSON (the same as --json before the command).",
+)
 
 
 class CloudGroup(click.Group):
@@ -139,6 +148,7 @@ def _online(node):
 
 
 @cloud.command("list-nodes")
+@json_option
 @pass_session
 def list_nodes(session):
     """List the nodes you are a member of: online or not, software version, number of chutes, your role.
@@ -159,6 +169,7 @@ def list_nodes(session):
 
 @cloud.command("create-node")
 @click.argument("name")
+@json_option
 @pass_session
 def create_node(session, name):
     """Create a node; prints its id and its secret, which the controller never shows again."""
@@ -168,14 +179,15 @@ def create_node(session, name):
         return
     print_mapping({key: answer.get(key) for key in ("id", "name", "secret", "controller", "wamp_router")},
                   title=f"Node {answer.get('name')}")
-    click.echo("\nThe secret is shown only this once. Provision the node with it (the node's URL as for "
-               "`pdtools node`):")
-    click.echo(f"  pdtools node --target {NODE_TARGET_EXAMPLE} provision {answer.get('id')} {answer.get('secret')} "
+    click.echo("\nThe secret is shown only this once. Provision the node with it (on the node; from elsewhere with "
+               "`pdtools node --target URL`):")
+    click.echo(f"  pdtools node provision {answer.get('id')} {answer.get('secret')} "
                f"--controller {answer.get('controller') or session.controller} --wamp {answer.get('wamp_router')}")
 
 
 @cloud.command("claim-node")
 @click.argument("claim_token")
+@json_option
 @pass_session
 def claim_node(session, claim_token):
     """Become the owner of a node that provisioned itself with a provision key, by its claim token."""
@@ -188,6 +200,7 @@ def claim_node(session, claim_token):
 
 @cloud.command("describe-node")
 @click.argument("node_id")
+@json_option
 @pass_session
 def describe_node(session, node_id):
     """Show a node: online or not, its software, your role, its groups and its chutes."""
@@ -210,6 +223,7 @@ def describe_node(session, node_id):
 @cloud.command("rename-node")
 @click.argument("node_id")
 @click.argument("name")
+@json_option
 @pass_session
 def rename_node(session, node_id, name):
     """Give a node another name."""
@@ -222,6 +236,7 @@ def rename_node(session, node_id, name):
 
 @cloud.command("delete-node")
 @click.argument("node_id")
+@json_option
 @pass_session
 def delete_node(session, node_id):
     """Delete a node from the controller: its secret no longer lets it connect."""
@@ -245,6 +260,7 @@ def _duration(ctx, param, value):
               help="How many nodes may provision themselves with the key.")
 @click.option("--ttl", default="1h", show_default=True, callback=_duration, metavar="DURATION",
               help="How long the key is valid: seconds, or a number with s, m, h or d.")
+@json_option
 @pass_session
 def provision_key(session, name, max_nodes, ttl):
     """Create a key with which many nodes provision themselves; prints it once."""
@@ -266,6 +282,7 @@ def group():
 
 
 @group.command("list")
+@json_option
 @pass_session
 def list_groups(session):
     """List the groups and their nodes."""
@@ -279,6 +296,7 @@ def list_groups(session):
 
 
 def _group_command(name, summary, call, done, *arguments):
+    @json_option
     @pass_session
     def command(session, **kwargs):
         answer = call(session.client(), *(kwargs[argument] for argument in arguments))

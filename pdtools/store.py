@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pdtools.cloud import CloudGroup, CloudSession, controller_options, pass_session
+from pdtools.cloud import CloudGroup, CloudSession, controller_options, json_option, pass_session
 from pdtools.cloud_client import FINAL_DELIVERY_STATES
 from pdtools.errors import ApiError, ConnectionFailed
 from pdtools.output import CliError, clock, human_time, print_json, print_table
@@ -30,6 +30,7 @@ def store(ctx, controller, as_json):
 
 
 @store.command("list-chutes")
+@json_option
 @pass_session
 def list_chutes(session):
     """List the chutes in the store."""
@@ -46,6 +47,7 @@ def list_chutes(session):
 @store.command("create-chute")
 @click.argument("name")
 @click.option("--description", help="A line saying what the chute does.")
+@json_option
 @pass_session
 def create_chute(session, name, description):
     """Create a chute in the store (its versions come with create-version)."""
@@ -60,6 +62,7 @@ def create_chute(session, name, description):
 @click.argument("directory", default=".", metavar="[DIR]", type=click.Path(exists=True, file_okay=False))
 @click.option("--description-only", is_flag=True,
               help=f"Send only {DESCRIPTION_FILE} (for chutes whose services need no files of the project).")
+@json_option
 @pass_session
 def create_version(session, directory, description_only):
     """Add a version of a chute to the store from a project directory.
@@ -90,6 +93,7 @@ def create_version(session, directory, description_only):
 
 @store.command("list-versions")
 @click.argument("chute")
+@json_option
 @pass_session
 def list_versions(session, chute):
     """List the versions of a store chute."""
@@ -113,6 +117,7 @@ def list_versions(session, chute):
 @click.option("--node", "nodes", multiple=True, metavar="ID", help="A node to install it on (repeat for more).")
 @click.option("--group", metavar="GROUP", help="Install it on every node of this group.")
 @click.option("--follow", is_flag=True, help="Show each node's progress until every node is done.")
+@json_option
 @pass_session
 @click.pass_context
 def install_chute(ctx, session, chute, version, nodes, group, follow):
@@ -141,6 +146,7 @@ def install_chute(ctx, session, chute, version, nodes, group, follow):
 
 @store.command("watch-deployment")
 @click.argument("deployment_id")
+@json_option
 @pass_session
 @click.pass_context
 def watch_deployment(ctx, session, deployment_id):
@@ -151,6 +157,7 @@ def watch_deployment(ctx, session, deployment_id):
 
 
 @store.command("list-deployments")
+@json_option
 @pass_session
 def list_deployments(session):
     """List the deployments you can see, with how far each has got."""

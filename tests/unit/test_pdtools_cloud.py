@@ -157,7 +157,7 @@ def test_create_node_shows_the_secret_once_with_the_command_that_provisions_the_
     secret = "s3cret-" + node_id
     assert ["secret", secret] in rows(result.stdout)
     assert result.stdout.splitlines()[-1] == (
-        f"  pdtools node --target http://NODE:8080 provision {node_id} {secret} "
+        f"  pdtools node provision {node_id} {secret} "
         f"--controller {controller.url} --wamp {WAMP}")
     assert controller.requests_to("POST", "/api/v1/nodes")[0].body == {"name": "kitchen"}
 
@@ -179,8 +179,8 @@ def test_list_nodes_shows_status_version_chutes_and_role_of_your_nodes(cli, cont
         [up, "roof", "online", "0.2.0", "1", "owner"],
         [down, "cellar", "offline", "-", "0", "owner"],
     ]
-    result = cli("--json", "list-nodes")
-    assert [node["id"] for node in json.loads(result.stdout)] == [up, down]
+    for args in (["--json", "list-nodes"], ["list-nodes", "--json"]):
+        assert [node["id"] for node in json.loads(cli(*args).stdout)] == [up, down]
 
 
 def test_list_nodes_without_nodes_says_so(cli, logged_in):

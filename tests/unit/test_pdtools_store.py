@@ -194,7 +194,7 @@ def test_watch_deployment_exits_1_naming_what_did_not_succeed(cli, controller):
 def test_watch_deployment_json_prints_each_message_then_the_deployment(cli, controller):
     node_id = controller.add_node("a")
     cli("install-chute", "hello", "1", "--node", node_id)
-    result = cli("--json", "watch-deployment", "1")
+    result = cli("watch-deployment", "1", "--json")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(m["node_id"], m["state"]) for m in lines[:3]] == [(node_id, "sent"), (node_id, "running"),
