@@ -17,6 +17,8 @@ from pdtools.output import CliError, human_time, print_json, print_mapping, prin
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8000"
 CONTROLLER_ENV = "PARADROP_CONTROLLER_URL"
+#: What a 401 names when the token itself was refused (missing, expired, revoked), not some other credential.
+TOKEN_FIELDS = (None, "token", "Authorization")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -58,7 +60,7 @@ class CloudGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ApiError as exc:
-            if exc.status != 401 or exc.field is not None or ctx.invoked_subcommand in ("login", "register"):
+            if exc.status != 401 or exc.field not in TOKEN_FIELDS or ctx.invoked_subcommand in ("login", "register"):
                 raise
             session = ctx.find_object(CloudSession)
             hint = f"run '{session.login_command()}' to get a token for {session.controller}"
@@ -118,8 +120,10 @@ def register(session, username, password_stdin):
 def login(session, username, password_stdin):
     """Log in and save the token for later commands."""
     password = _password(password_stdin)
-    save_token(session.controller, session.client(authenticated=False).login(username, password))
-    click.echo(f"Logged in to {session.controller} as {username}.")
+    client = session.client(authenticated=False)
+    save_token(session.controller, client.login(username, password))
+    admin = " (controller admin)" if client.identity.get("admin") else ""
+    click.echo(f"Logged in to {session.controller} as {client.identity.get('username') or username}{admin}.")
 
 
 @cloud.command()

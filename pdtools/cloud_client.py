@@ -17,6 +17,11 @@ FINAL_DELIVERY_STATES = frozenset({"succeeded", "failed", "cancelled", "interrup
 class ControllerClient(ApiClient):
     """Calls on one controller."""
 
+    def __init__(self, base_url, token=None, timeout=10.0):
+        super().__init__(base_url, token, timeout)
+        #: What the last login() learnt about the user: {"username", "admin", "expires"}.
+        self.identity = None
+
     # -- accounts
 
     def register(self, username, password):
@@ -26,6 +31,7 @@ class ControllerClient(ApiClient):
         """Exchange a password for a token, keep it for later calls and return it."""
         answer = self._request("POST", "/auth/login", body={"username": username, "password": password}, auth=False)
         self.token = answer["token"]
+        self.identity = {key: answer.get(key) for key in ("username", "admin", "expires")}
         return self.token
 
     def logout(self):

@@ -40,8 +40,8 @@ def list_chutes(session):
     elif not chutes:
         click.echo("No chutes in the store.")
     else:
-        print_table(("name", "owner", "description"),
-                    [(c.get("name"), c.get("owner"), c.get("description") or None) for c in chutes])
+        print_table(("name", "owner", "versions", "description"),
+                    [(c.get("name"), c.get("owner"), c.get("versions"), c.get("description") or None) for c in chutes])
 
 
 @store.command("create-chute")
@@ -103,9 +103,9 @@ def list_versions(session, chute):
     elif not versions:
         click.echo(f"No versions of {chute}.")
     else:
-        rows = [(v.get("version"), human_time(v.get("created")), v.get("user"), v.get("size"),
+        rows = [(v.get("version"), human_time(v.get("created")), v.get("created_by"), v.get("size"),
                  (v.get("sha256") or "")[:12] or None) for v in versions]
-        print_table(("version", "created", "user", "size", "sha256"), rows)
+        print_table(("version", "created", "by", "size", "sha256"), rows)
 
 
 # -- deployments
@@ -168,7 +168,7 @@ def list_deployments(session):
         click.echo("No deployments.")
     else:
         rows = [(d.get("id"), d.get("chute"), d.get("version"), d.get("user"), human_time(d.get("created")),
-                 _tally(d.get("deliveries"))) for d in deployments]
+                 _tally(d.get("states") or {})) for d in deployments]
         print_table(("id", "chute", "version", "user", "created", "nodes"), rows)
 
 
@@ -185,9 +185,9 @@ def _watch(ctx, session, client, deployment_id, deliveries):
         click.echo(json.dumps(final))
     else:
         _print_deliveries(outcome)
-    failed = Counter(d.get("state") for d in outcome if d.get("state") != "succeeded")
-    if failed:
-        raise CliError(f"deployment {deployment_id} did not succeed on every node: {_tally(outcome)}")
+    states = Counter(d.get("state") for d in outcome)
+    if set(states) - {"succeeded"}:
+        raise CliError(f"deployment {deployment_id} did not succeed on every node: {_tally(states)}")
     if not session.as_json:
         click.echo(f"deployment {deployment_id} succeeded on {len(outcome)} node(s)")
 
@@ -221,7 +221,7 @@ def _show_progress(client, deployment_id, states):
             node_id, state = message.get("node_id"), message.get("state")
             states[node_id] = state
             text = f": {message['message']}" if message.get("message") else ""
-            console.print(f"{clock(message.get('time') or 0)} {node_id} {state}{text}", soft_wrap=True)
+            console.print(f"{clock(message.get('time') or time.time())} {node_id} {state}{text}", soft_wrap=True)
             progress.update(task, total=len(states), completed=_done(states))
 
 
@@ -253,9 +253,6 @@ def _print_deliveries(deliveries):
     print_table(("node", "state", "change", "message"), rows)
 
 
-def _tally(deliveries):
-    """"2 succeeded, 1 failed" for a list of deliveries."""
-    if deliveries is None:
-        return None
-    counts = Counter(d.get("state") for d in deliveries)
-    return ", ".join(f"{count} {state}" for state, count in sorted(counts.items(), key=lambda item: str(item[0])))
+def _tally(states):
+    """"2 succeeded, 1 failed" for a mapping of state -> number of deliveries."""
+    return ", ".join(f"{count} {state}" for state, count in sorted(states.items(), key=lambda item: str(item[0])))

@@ -71,15 +71,20 @@ class _Handler(JsonHandler):
         if segments[:2] == ["api", "v1"]:
             return self._api(method, segments[2:], body)
         if segments[:2] == ["ws", "deployments"] and len(segments) == 3:
-            user = self._user()
-            if user is None:
-                return self._error(401, "unauthorized", "missing or invalid token")
+            if self._user() is None:
+                return self._refused()
             return self._play(segments[2])
         return self._error(404, "not_found", "no such resource", field="path")
 
     def _user(self):
         header = self.headers.get("Authorization") or ""
         return self.server.tokens.get(header.removeprefix("Bearer "))
+
+    def _refused(self):
+        if self.headers.get("Authorization"):
+            return self._error(401, "unauthorized", "token revoked (logged out)", field="token")
+        return self._error(401, "unauthorized", "use a Bearer token from POST /api/v1/auth/login",
+                           field="Authorization")
 
     def _api(self, method, route, body):
         server = self.server
@@ -93,10 +98,11 @@ class _Handler(JsonHandler):
         if (method, route) == ("POST", ["auth", "login"]):
             if server.users.get(body["username"]) != body["password"]:
                 return self._error(401, "bad_credentials", "invalid username or password")
-            return self._json(200, {"token": server.token_for(body["username"]), "expires": T0 + 3600})
+            return self._json(200, {"token": server.token_for(body["username"]), "expires": T0 + 3600,
+                                    "username": body["username"], "admin": body["username"] == "admin"})
         user = self._user()
         if user is None:
-            return self._error(401, "unauthorized", "missing or invalid token")
+            return self._refused()
         if (method, route) == ("POST", ["auth", "logout"]):
             server.tokens.pop(self.headers["Authorization"].removeprefix("Bearer "))
             return self._json(200, {"message": "logged out"})
@@ -168,13 +174,13 @@ class _Handler(JsonHandler):
     def _store(self, method, route, body, user):
         chutes = self.server.chutes
         if (method, route) == ("GET", ["chutes"]):
-            return self._json(200, [{k: v for k, v in c.items() if k != "versions"} for c in chutes.values()])
+            return self._json(200, [{**c, "versions": len(c["versions"])} for c in chutes.values()])
         if (method, route) == ("POST", ["chutes"]):
             if body["name"] in chutes:
                 return self._error(409, "conflict", f"chute {body['name']} exists", field="name")
             chutes[body["name"]] = {"name": body["name"], "description": body.get("description", ""),
                                     "owner": user, "versions": {}}
-            return self._json(201, {k: v for k, v in chutes[body["name"]].items() if k != "versions"})
+            return self._json(201, {**chutes[body["name"]], "versions": 0})
         chute = chutes.get(route[1])
         if chute is None:
             return self._error(404, "not_found", f"no chute {route[1]} in the store", field="chute")
@@ -188,9 +194,10 @@ class _Handler(JsonHandler):
             version = str(description["version"])
             if version in chute["versions"]:
                 return self._error(409, "conflict", f"version {version} of {chute['name']} exists", field="version")
-            chute["versions"][version] = {"chute": chute["name"], "version": version, "created": T0, "user": user,
-                                          "size": len(body) if isinstance(body, bytes) else None,
-                                          "sha256": "ab" * 32}
+            archive = isinstance(body, bytes)
+            chute["versions"][version] = {"chute": chute["name"], "version": version, "config": description,
+                                          "archive": archive, "sha256": "ab" * 32 if archive else None,
+                                          "size": len(body) if archive else None, "created": T0, "created_by": user}
             return self._json(201, chute["versions"][version])
         return self._error(404, "not_found", "no such resource", field="path")
 
@@ -201,24 +208,28 @@ class _Handler(JsonHandler):
             deployment_id = str(next(server.ids))
             deliveries = [{"node_id": node_id, "key": f"dep-{deployment_id}-{node_id}",
                            "state": "pending" if server.nodes.get(node_id, {}).get("owner") == user else "forbidden",
-                           "change_id": None, "message": None} for node_id in node_ids]
+                           "change_id": None, "message": None, "updated": T0} for node_id in node_ids]
+            target = {"group": body["group"]} if "group" in body else {"nodes": node_ids}
             server.deployments[deployment_id] = {"id": deployment_id, "chute": body["chute"],
-                                                 "version": body["version"], "user": user, "created": T0,
-                                                 "deliveries": deliveries}
+                                                 "version": body["version"], "user": user, "target": target,
+                                                 "created": T0, "deliveries": deliveries}
             return self._json(202, {"id": deployment_id, "deliveries": [
                 {key: d[key] for key in ("node_id", "key", "state")} for d in deliveries]})
         if (method, route) == ("GET", ["deployments"]):
-            return self._json(200, list(server.deployments.values()))
+            return self._json(200, [_summary(d) for d in server.deployments.values()])
         if method == "GET" and len(route) == 2 and route[1] in server.deployments:
-            return self._json(200, server.deployments[route[1]])
+            deployment = server.deployments[route[1]]
+            return self._json(200, {**_summary(deployment), "deliveries": deployment["deliveries"]})
         return self._error(404, "not_found", f"no deployment {route[-1]}", field="deployment_id")
 
     def _play(self, deployment_id):
-        """Run the deployment's pending deliveries to their end and stream their steps, then close."""
+        """Stream each delivery's state as it is (the controller's snapshot), then run the pending ones to their
+        end streaming their steps, then close."""
         deployment = self.server.deployments.get(deployment_id)
         if deployment is None:
             return self._error(404, "not_found", f"no deployment {deployment_id}", field="deployment_id")
-        frames = []
+        frames = [{key: d[key] for key in ("node_id", "state", "message")} | {"time": d["updated"]}
+                  for d in deployment["deliveries"]]
         for index, delivery in enumerate(d for d in deployment["deliveries"] if d["state"] == "pending"):
             failing = self.server.nodes[delivery["node_id"]]["name"] == FAILING_NODE
             steps = [("sent", None), ("running", "building image"),
@@ -226,13 +237,21 @@ class _Handler(JsonHandler):
             for offset, (state, message) in enumerate(steps):
                 frames.append({"node_id": delivery["node_id"], "state": state, "message": message,
                                "time": T0 + 10 * index + offset})
-            delivery.update(state=steps[-1][0], message=steps[-1][1], change_id=index + 1)
+            delivery.update(state=steps[-1][0], message=steps[-1][1], change_id=index + 1, updated=T0 + 10 * index + 2)
         if self.server.drop_stream:
             return self._stream(frames[:1], clean_close=False)
         return self._stream(frames)
 
 
 FakeController.handler = _Handler
+
+
+def _summary(deployment):
+    states = {}
+    for delivery in deployment["deliveries"]:
+        states[delivery["state"]] = states.get(delivery["state"], 0) + 1
+    finished = all(d["state"] in ("succeeded", "failed", "forbidden") for d in deployment["deliveries"])
+    return {**{k: v for k, v in deployment.items() if k != "deliveries"}, "states": states, "finished": finished}
 
 
 def _tar_description(data):

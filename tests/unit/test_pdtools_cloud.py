@@ -83,7 +83,7 @@ def test_registration_closed_is_the_controller_message_and_saves_nothing(cli, co
 def test_login_saves_the_token_under_the_controller_url(cli, controller):
     result = cli("login", "--username", "admin", "--password-stdin", input="admin-password\n")
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"Logged in to {controller.url} as admin.\n"
+    assert result.stdout == f"Logged in to {controller.url} as admin (controller admin).\n"
     assert controller.requests_to("POST", "/api/v1/auth/login")[0].body == {
         "username": "admin", "password": "admin-password"}
     assert controller.tokens[config.saved_token(controller.url)] == "admin"
@@ -98,7 +98,16 @@ def test_a_wrong_password_is_refused_without_a_login_hint(cli, controller):
 def test_without_a_token_a_401_says_how_to_log_in(cli, controller):
     result = cli("list-nodes")
     assert result.exit_code == 1
-    assert result.stderr == ("error: missing or invalid token\n"
+    assert result.stderr == ("error: use a Bearer token from POST /api/v1/auth/login (field: Authorization)\n"
+                             f"hint: run 'pdtools cloud --controller {controller.url} login' to get a token for "
+                             f"{controller.url}\n")
+
+
+def test_a_revoked_token_says_how_to_log_in_again(cli, controller, logged_in):
+    controller.tokens.clear()
+    result = cli("group", "list")
+    assert result.exit_code == 1
+    assert result.stderr == ("error: token revoked (logged out) (field: token)\n"
                              f"hint: run 'pdtools cloud --controller {controller.url} login' to get a token for "
                              f"{controller.url}\n")
 

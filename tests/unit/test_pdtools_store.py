@@ -78,10 +78,11 @@ def test_a_chute_and_a_version_from_a_project_directory(cli, controller, project
     [upload] = controller.requests_to("POST", "/api/v1/store/chutes/hello/versions")
     assert upload.content_type == "application/x-tar"
     assert tar_names(upload.body) == ["app.py", "paradrop.yaml"]
-    assert rows(cli("list-chutes").stdout) == [["name", "owner", "description"], ["hello", "admin", "a page"]]
+    assert rows(cli("list-chutes").stdout) == [["name", "owner", "versions", "description"],
+                                               ["hello", "admin", "1", "a page"]]
     human = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(T0))
     assert rows(cli("list-versions", "hello").stdout) == [
-        ["version", "created", "user", "size", "sha256"], ["1", human, "admin", str(len(upload.body)), "ab" * 6]]
+        ["version", "created", "by", "size", "sha256"], ["1", human, "admin", str(len(upload.body)), "ab" * 6]]
 
 
 def test_description_only_sends_paradrop_yaml_as_json(cli, controller, project):
@@ -156,8 +157,10 @@ def test_install_chute_needs_nodes_or_a_group(cli, controller, targets):
     assert controller.seen == []
 
 
-def progress_lines(node_ids, failing=()):
-    lines = []
+def progress_lines(node_ids, failing=(), forbidden=()):
+    """The lines of a deployment's stream: each delivery's state at the start, then each pending one's steps."""
+    lines = [f"{clock(T0)} {node_id} {'forbidden' if node_id in forbidden else 'pending'}"
+             for node_id in [*node_ids, *forbidden]]
     for index, node_id in enumerate(node_ids):
         last = "failed: service main exited with code 3" if node_id in failing else "succeeded"
         lines += [f"{clock(T0 + 10 * index)} {node_id} sent", f"{clock(T0 + 10 * index + 1)} {node_id} running: "
@@ -170,8 +173,8 @@ def test_install_chute_follow_streams_each_node_and_exits_0_when_all_succeed(cli
     result = cli("install-chute", "hello", "1", "--node", a, "--node", b, "--follow")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[:7] == ["Deployment 1: hello 1 to 2 node(s).", *progress_lines([a, b])]
-    assert rows("\n".join(lines[7:-1])) == [["node", "state", "change", "message"], [a, "succeeded", "1", "-"],
+    assert lines[:9] == ["Deployment 1: hello 1 to 2 node(s).", *progress_lines([a, b])]
+    assert rows("\n".join(lines[9:-1])) == [["node", "state", "change", "message"], [a, "succeeded", "1", "-"],
                                             [b, "succeeded", "2", "-"]]
     assert lines[-1] == "deployment 1 succeeded on 2 node(s)"
     assert controller.requests_to("GET", "/ws/deployments/1")
@@ -184,8 +187,8 @@ def test_watch_deployment_exits_1_naming_what_did_not_succeed(cli, controller):
     result = cli("watch-deployment", "1")
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[:6] == progress_lines([good, bad], failing=[bad])
-    assert rows("\n".join(lines[6:])) == [
+    assert lines[:9] == progress_lines([good, bad], failing=[bad], forbidden=[foreign])
+    assert rows("\n".join(lines[9:])) == [
         ["node", "state", "change", "message"], [good, "succeeded", "1", "-"],
         [bad, "failed", "2", "service main exited with code 3"], [foreign, "forbidden", "-", "-"]]
     assert result.stderr == "error: deployment 1 did not succeed on every node: 1 failed, 1 forbidden, 1 succeeded\n"
@@ -197,10 +200,10 @@ def test_watch_deployment_json_prints_each_message_then_the_deployment(cli, cont
     result = cli("watch-deployment", "1", "--json")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [(m["node_id"], m["state"]) for m in lines[:3]] == [(node_id, "sent"), (node_id, "running"),
-                                                              (node_id, "succeeded")]
-    assert lines[3]["id"] == "1" and lines[3]["deliveries"][0]["state"] == "succeeded"
-    assert len(lines) == 4
+    assert [(m["node_id"], m["state"]) for m in lines[:4]] == [
+        (node_id, "pending"), (node_id, "sent"), (node_id, "running"), (node_id, "succeeded")]
+    assert lines[4]["id"] == "1" and lines[4]["deliveries"][0]["state"] == "succeeded"
+    assert len(lines) == 5
 
 
 def test_a_stream_that_breaks_off_is_followed_by_asking_for_the_deployment(cli, controller):
@@ -223,7 +226,8 @@ def test_watching_without_a_token_says_how_to_log_in(cli, controller):
     config.forget_token(controller.url)
     result = cli("watch-deployment", "1")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: missing or invalid token\nhint: run 'pdtools cloud --controller ")
+    assert result.stderr.startswith("error: use a Bearer token from POST /api/v1/auth/login (field: Authorization)\n"
+                                    "hint: run 'pdtools cloud --controller ")
 
 
 def test_list_deployments_tallies_the_deliveries(cli, controller):
