@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from pdtools import config
+from pdtools.cloud_client import ControllerClient
 from pdtools.main import pdtools
 from tests.unit.fake_controller import FAILING_NODE, T0, FakeController
 from tests.unit.fake_node import serving
@@ -237,3 +238,17 @@ def test_list_deployments_tallies_the_deliveries(cli, controller):
     assert rows(cli("list-deployments").stdout) == [
         ["id", "chute", "version", "user", "created", "nodes"], ["1", "hello", "1", "admin", human,
                                                                  "1 failed, 1 succeeded"]]
+
+
+def test_the_client_library_logs_in_deploys_and_streams(controller):
+    client = ControllerClient(controller.url.removeprefix("http://"))
+    client.login("admin", "admin-password")
+    assert client.identity == {"username": "admin", "admin": True, "expires": T0 + 3600}
+    node_id = controller.add_node("a")
+    with pytest.raises(ValueError):
+        client.deploy("hello", 1, nodes=[node_id], group="g")
+    deployment = client.deploy("hello", 1, nodes=[node_id])
+    assert [m["state"] for m in client.stream_deployment(deployment["id"])] == ["pending", "sent", "running",
+                                                                                 "succeeded"]
+    assert client.get_deployment(deployment["id"])["states"] == {"succeeded": 1}
+    client.close()
