@@ -29,19 +29,68 @@ CHUTE_ACTIONS = ("start", "stop", "restart")
 UPLOAD_TIMEOUT = 300.0
 
 
-class NodeClient:
-    """Calls on one node; `token` is sent as a bearer token on every route that needs one."""
+class ApiClient:
+    """The transport of pdtools' clients: JSON calls under /api/v1 and websocket streams of JSON frames, with
+    `token` sent as a bearer token on every call that needs one. NodeClient and ControllerClient add the routes."""
 
     def __init__(self, base_url, token=None, timeout=10.0):
         self.base_url = normalize_target(base_url)
         self.token = token
         self.timeout = timeout
-        #: What the last login() learnt about the user: {"username", "role", "expires_at"}.
-        self.identity = None
         self._session = requests.Session()
 
     def close(self):
         self._session.close()
+
+    def _follow(self, path):
+        url = websocket_url(self.base_url, path)
+        try:
+            connection = connect(url, additional_headers=self._auth_header(), open_timeout=self.timeout)
+        except InvalidStatus as exc:
+            response = exc.response
+            raise ApiError.from_response(response.status_code, response.body, response.headers) from None
+        except (OSError, WebSocketException) as exc:
+            raise ConnectionFailed(url, _reason(exc, self.timeout)) from exc
+        with connection:
+            try:
+                for frame in connection:
+                    yield _decode_frame(url, frame)
+            except ConnectionClosedError as exc:
+                raise ConnectionFailed(url, f"the stream broke off ({exc})") from exc
+
+    def _auth_header(self):
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _request(self, method, path, body=None, params=None, auth=True, data=None, content_type=None, timeout=None):
+        """One call: `body` goes as JSON, or `data` (bytes or a file object) as `content_type`; a 204 is None."""
+        url = self.base_url + API_PREFIX + path
+        headers = self._auth_header() if auth else {}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            response = self._session.request(
+                method, url, json=body, data=data, params=params, headers=headers, timeout=timeout or self.timeout
+            )
+        except requests.RequestException as exc:
+            raise ConnectionFailed(url, _reason(exc, self.timeout)) from exc
+        if not response.ok:
+            raise ApiError.from_response(response.status_code, response.content, response.headers)
+        if response.status_code == 204:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            detail = f"HTTP {response.status_code} without a JSON body (is this a ParaDrop node or controller?)"
+            raise BadResponse(url, detail) from None
+
+
+class NodeClient(ApiClient):
+    """Calls on one node."""
+
+    def __init__(self, base_url, token=None, timeout=10.0):
+        super().__init__(base_url, token, timeout)
+        #: What the last login() learnt about the user: {"username", "role", "expires_at"}.
+        self.identity = None
 
     def login(self, username, password):
         """Exchange a password for a token, keep it for later calls and return it."""
@@ -129,45 +178,6 @@ class NodeClient:
         if isinstance(project, dict):
             return self._request(method, path, body={"config": project}, timeout=UPLOAD_TIMEOUT)
         return self._request(method, path, data=project, content_type="application/x-tar", timeout=UPLOAD_TIMEOUT)
-
-    def _follow(self, path):
-        url = websocket_url(self.base_url, path)
-        try:
-            connection = connect(url, additional_headers=self._auth_header(), open_timeout=self.timeout)
-        except InvalidStatus as exc:
-            response = exc.response
-            raise ApiError.from_response(response.status_code, response.body, response.headers) from None
-        except (OSError, WebSocketException) as exc:
-            raise ConnectionFailed(url, _reason(exc, self.timeout)) from exc
-        with connection:
-            try:
-                for frame in connection:
-                    yield _decode_frame(url, frame)
-            except ConnectionClosedError as exc:
-                raise ConnectionFailed(url, f"the stream broke off ({exc})") from exc
-
-    def _auth_header(self):
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def _request(self, method, path, body=None, params=None, auth=True, data=None, content_type=None, timeout=None):
-        """One call: `body` goes as JSON, or `data` (bytes or a file object) as `content_type`."""
-        url = self.base_url + API_PREFIX + path
-        headers = self._auth_header() if auth else {}
-        if content_type:
-            headers["Content-Type"] = content_type
-        try:
-            response = self._session.request(
-                method, url, json=body, data=data, params=params, headers=headers, timeout=timeout or self.timeout
-            )
-        except requests.RequestException as exc:
-            raise ConnectionFailed(url, _reason(exc, self.timeout)) from exc
-        if not response.ok:
-            raise ApiError.from_response(response.status_code, response.content, response.headers)
-        try:
-            return response.json()
-        except ValueError:
-            detail = f"HTTP {response.status_code} without a JSON body (is this a ParaDrop node?)"
-            raise BadResponse(url, detail) from None
 
 
 def websocket_url(base_url, path):

@@ -1,15 +1,17 @@
 """Entry point of the `pdtools` command (also `python -m pdtools.main`).
 
-The root stays small: each area (node, chute, and later cloud, store) is its own group in its own module; the
-chute commands of `node` live in node_chutes.
+The root stays small: each area (node, chute, cloud, store) is its own group in its own module; the chute
+commands of `node` live in node_chutes.
 """
 import click
 
 from pdtools.chute import chute
+from pdtools.cloud import cloud
 from pdtools.errors import PdtoolsError
 from pdtools.node import node
 from pdtools.node_chutes import COMMANDS as NODE_CHUTE_COMMANDS
 from pdtools.output import CliError
+from pdtools.store import store
 
 
 class _Root(click.Group):
@@ -24,11 +26,13 @@ class _Root(click.Group):
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 def pdtools():
-    """Command line for ParaDrop edge nodes."""
+    """Command line for ParaDrop edge nodes and their controller."""
 
 
 pdtools.add_command(node)
 pdtools.add_command(chute)
+pdtools.add_command(cloud)
+pdtools.add_command(store)
 for command in NODE_CHUTE_COMMANDS:
     node.add_command(command)
 
