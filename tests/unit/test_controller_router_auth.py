@@ -1,0 +1,115 @@
+"""The router's configuration and the controller's authenticator and authorizer, as pure functions."""
+import json
+
+import pytest
+import pytest_twisted
+from autobahn.wamp.exception import ApplicationError
+
+from pdserver.cloud import protocol
+from pdserver.controller import router, wamp
+from tests.fleet_store import MemoryFleetStore
+
+NODE = "0123456789abcdef"
+OTHER = "fedcba9876543210"
+TICKET = "t" * 32
+
+
+def node(authid=NODE, role=protocol.NODE_ROLE):
+    return {"session": 1, "authid": authid, "authrole": role, "authmethod": "wampcra"}
+
+
+def test_crossbar_path_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PARADROP_CROSSBAR", "/opt/cb/bin/crossbar")
+    assert router.crossbar_path() == "/opt/cb/bin/crossbar"
+    monkeypatch.delenv("PARADROP_CROSSBAR")
+    assert router.crossbar_path() == str(router.REPO / ".venv-crossbar" / "bin" / "crossbar")
+
+
+def test_router_config_has_one_realm_the_two_roles_and_both_auth_methods():
+    config = router.router_config("127.0.0.1", 9086, TICKET)
+    json.dumps(config)
+    (worker,) = config["workers"]
+    (realm,) = worker["realms"]
+    assert realm["name"] == protocol.REALM
+    roles = {r["name"]: r for r in realm["roles"]}
+    assert roles[protocol.NODE_ROLE] == {"name": protocol.NODE_ROLE, "authorizer": protocol.AUTHORIZE}
+    assert roles[protocol.CONTROLLER_ROLE]["permissions"][0]["allow"] == {
+        "call": True, "register": True, "publish": True, "subscribe": True}
+    (transport,) = worker["transports"]
+    assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 9086, "backlog": 4096}
+    ws = transport["paths"]["ws"]
+    assert ws["serializers"] == ["json", "msgpack", "cbor"]
+    assert ws["auth"]["wampcra"] == {"type": "dynamic", "authenticator": protocol.AUTHENTICATE}
+    assert ws["auth"]["ticket"]["principals"] == {
+        protocol.CONTROLLER_AUTHID: {"ticket": TICKET, "role": protocol.CONTROLLER_ROLE}}
+    assert "anonymous" not in ws["auth"]
+    assert router.router_url("::1", 9086) == "ws://[::1]:9086/ws"
+
+
+@pytest.mark.parametrize("ticket", [None, "", "short", 12345678901234567890])
+def test_router_config_refuses_a_weak_ticket(ticket):
+    with pytest.raises(ValueError):
+        router.router_config("127.0.0.1", 9086, ticket)
+
+
+@pytest.mark.parametrize("uri,action", [
+    (protocol.node_uri(NODE, protocol.INSTALL_CHUTE), "register"),
+    (protocol.node_uri(NODE, protocol.STATE), "publish"),
+])
+def test_a_node_may_register_and_publish_under_its_prefix(uri, action):
+    assert wamp.authorize(node(), uri, action, {}) == {"allow": True, "disclose": False, "cache": False}
+
+
+@pytest.mark.parametrize("details,uri,action", [
+    (node(), protocol.node_uri(OTHER, protocol.STATE), "publish"),
+    (node(), protocol.node_uri(OTHER, protocol.INSTALL_CHUTE), "register"),
+    (node(), protocol.node_uri(OTHER, protocol.INSTALL_CHUTE), "call"),
+    (node(), protocol.node_uri(NODE, protocol.INSTALL_CHUTE), "call"),
+    (node(), protocol.node_uri(NODE, protocol.STATE), "subscribe"),
+    (node(), protocol.node_prefix(NODE), "register"),
+    (node(), protocol.NODE_PREFIX + NODE, "publish"),
+    (node(), protocol.AUTHENTICATE, "call"),
+    (node(), protocol.AUTHENTICATE, "register"),
+    (node(), "wamp.session.list", "call"),
+    (node(NODE[:8]), protocol.node_uri(NODE, protocol.STATE), "publish"),  # a prefix of another id is no id
+    (node(NODE + "\n"), protocol.node_uri(NODE + "\n", protocol.STATE), "publish"),
+    (node("controller"), "org.paradrop.node.controller.state", "publish"),
+    (node(role="controller"), protocol.node_uri(NODE, protocol.STATE), "publish"),
+    (node(authid=None), protocol.node_uri(NODE, protocol.STATE), "publish"),
+    ("not a dict", protocol.node_uri(NODE, protocol.STATE), "publish"),
+    (node(), None, "publish"),
+])
+def test_everything_else_is_refused_and_never_cached(details, uri, action):
+    assert wamp.authorize(details, uri, action, {}) == {"allow": False, "disclose": False, "cache": False}
+
+
+@pytest_twisted.ensureDeferred
+async def test_authenticate_answers_the_nodes_key_as_the_secret_without_salt():
+    store = MemoryFleetStore()
+    node_id, secret = store.add_node()
+    principal = await wamp.authenticate(store, protocol.REALM, node_id, {})
+    assert principal == {"secret": secret, "role": protocol.NODE_ROLE}
+
+
+@pytest.mark.parametrize("realm,authid", [
+    (protocol.REALM, OTHER),  # unknown
+    (protocol.REALM, "controller"),
+    (protocol.REALM, "ABCDEF0123456789"),
+    (protocol.REALM, NODE + "\n"),
+    (protocol.REALM, None),
+    (protocol.REALM, 12345678),
+    ("other-realm", NODE),
+])
+@pytest_twisted.ensureDeferred
+async def test_authenticate_refuses_unknown_and_malformed_ids(realm, authid):
+    store = MemoryFleetStore()
+    store.add_node(NODE)
+    with pytest.raises(ApplicationError) as raised:
+        await wamp.authenticate(store, realm, authid, {})
+    assert raised.value.error == wamp.NOT_AUTHORIZED
+
+
+def test_only_auth_errors_are_fatal_to_the_controllers_session():
+    assert wamp.is_fatal(ApplicationError("wamp.error.not_authorized"))
+    assert not wamp.is_fatal(ApplicationError("wamp.error.no_such_procedure"))
+    assert not wamp.is_fatal(ConnectionRefusedError())
