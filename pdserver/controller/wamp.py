@@ -78,14 +78,15 @@ def authorize(details, uri, action, options=None) -> dict:
     return {"allow": allow, "disclose": False, "cache": False}
 
 
-def is_fatal(error) -> bool:
+def is_auth_error(error) -> bool:
     """Authentication and authorization errors never heal by retrying: the ticket or the config is wrong."""
     return isinstance(error, ApplicationError) and error.error in AUTH_ERRORS
 
 
 @implementer(INodeCaller)
 class ControllerSession(Service):
-    """The controller's WAMP session as a service; it rejoins (1 s growing to 60 s, with jitter) until stopped."""
+    """The controller's WAMP session as a service; it rejoins (1 s growing to 60 s, with jitter) until stopped,
+    or until the router refuses its ticket: then ``ended`` fires and ``last_error`` says why."""
 
     def __init__(self, reactor, router_url: str, ticket: str, store, observer: IFleetObserver,
                  initial_retry_delay=1.0, max_retry_delay=60.0, retry_delay_growth=1.5, retry_delay_jitter=0.1,
@@ -102,23 +103,34 @@ class ControllerSession(Service):
         self._component: Optional[Component] = None
         self._done: Optional[defer.Deferred] = None
         self.session = None
+        self.ended = defer.Deferred()
+        self.last_error: Optional[str] = None
 
     def _make_component(self) -> Component:
         transport = {"type": "websocket", "url": self.router_url, "serializers": ["msgpack", "json"]}
         transport.update(self._retry)
-        component = Component(transports=[transport], realm=protocol.REALM, is_fatal=is_fatal,
+        component = Component(transports=[transport], realm=protocol.REALM, is_fatal=self._is_fatal,
                               authentication={"ticket": {"authid": protocol.CONTROLLER_AUTHID,
                                                          "ticket": self._ticket}})
         component.on("join", self._joined)
         component.on("leave", self._left)
         return component
 
+    def _is_fatal(self, error) -> bool:
+        self.last_error = str(error)
+        return is_auth_error(error)
+
+    def _ended(self, result):
+        if self.running and self.last_error:
+            log.error("the controller's WAMP session gave up: {error}", error=self.last_error)
+        if not self.ended.called:
+            self.ended.callback(self.last_error)
+
     def startService(self):
         super().startService()
         self._component = self._make_component()
         self._done = self._component.start(self._reactor)
-        self._done.addErrback(lambda f: log.error("the controller's WAMP session ended: {error}",
-                                                  error=f.getErrorMessage()))
+        self._done.addBoth(self._ended)
 
     def stopService(self):
         """Fires when the session has left and the component is done."""

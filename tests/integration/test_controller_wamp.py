@@ -7,6 +7,7 @@ its own nodes in the shared in-memory store and disconnects them at teardown.
 """
 import os
 import secrets
+import signal
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,33 @@ async def test_the_router_starts_and_stops_and_leaves_no_process(tmp_path):
     assert router.status() is None or router.status().pid is None
     assert {pid for pid in tree if process_tree(pid)} == set()
     assert not await probe(reactor, "127.0.0.1", router.port, ticket)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_controller_with_a_wrong_ticket_gives_up_at_once(controller):
+    impostor = ControllerSession(reactor, controller.router.url, "not-the-ticket-at-all", MemoryFleetStore(),
+                                 Fleet(MemoryFleetStore(), reactor), initial_retry_delay=0.1, max_retry_delay=0.2)
+    impostor.startService()
+    try:
+        error = await impostor.ended.addTimeout(WAIT, reactor)
+        assert "not_authorized" in error and not impostor.joined
+    finally:
+        await impostor.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_killed_router_is_restarted_the_controller_rejoins_and_presence_is_rebuilt(controller, connect):
+    """Last in the module: it kills the shared router (the supervisor brings it back)."""
+    node_id, secret = controller.store.add_node()
+    await connect.node(node_id, secret)
+    await wait_for(lambda: controller.fleet.is_online(node_id), message="online")
+    killed = controller.router.status().pid
+    old_tree = process_tree(killed)
+    os.kill(killed, signal.SIGKILL)
+    await wait_for(lambda: (controller.router.status().pid or killed) != killed, 30, "crossbar restarted")
+    await wait_for(lambda: controller.session.joined and not controller.fleet.is_online(node_id), 60,
+                   "the controller back, the node's lost session seen offline")
+    assert controller.store.last_seen(node_id)[1] is False
+    assert {pid for pid in old_tree if process_tree(pid)} == set()  # its worker went with it
+    await connect.node(node_id, secret)
+    await wait_for(lambda: controller.fleet.is_online(node_id), message="online again")

@@ -110,6 +110,6 @@ async def test_authenticate_refuses_unknown_and_malformed_ids(realm, authid):
 
 
 def test_only_auth_errors_are_fatal_to_the_controllers_session():
-    assert wamp.is_fatal(ApplicationError("wamp.error.not_authorized"))
-    assert not wamp.is_fatal(ApplicationError("wamp.error.no_such_procedure"))
-    assert not wamp.is_fatal(ConnectionRefusedError())
+    assert wamp.is_auth_error(ApplicationError("wamp.error.not_authorized"))
+    assert not wamp.is_auth_error(ApplicationError("wamp.error.no_such_procedure"))
+    assert not wamp.is_auth_error(ConnectionRefusedError())
