@@ -85,8 +85,9 @@ def is_auth_error(error) -> bool:
 
 @implementer(INodeCaller)
 class ControllerSession(Service):
-    """The controller's WAMP session as a service; it rejoins (1 s growing to 60 s, with jitter) until stopped,
-    or until the router refuses its ticket: then ``ended`` fires and ``last_error`` says why."""
+    """The controller's WAMP session as a service; it rejoins (1 s growing to 60 s, with jitter) until stopped or
+    refused: ``ended`` fires when it is over for good, with the error that ended it (the router refused the ticket)
+    or None (stopped)."""
 
     def __init__(self, reactor, router_url: str, ticket: str, store, observer: IFleetObserver,
                  initial_retry_delay=1.0, max_retry_delay=60.0, retry_delay_growth=1.5, retry_delay_jitter=0.1,
@@ -105,6 +106,7 @@ class ControllerSession(Service):
         self.session = None
         self.ended = defer.Deferred()
         self.last_error: Optional[str] = None
+        self.failed_attempts = 0  # connection attempts that failed since the last join
 
     def _make_component(self) -> Component:
         transport = {"type": "websocket", "url": self.router_url, "serializers": ["msgpack", "json"]}
@@ -118,13 +120,14 @@ class ControllerSession(Service):
 
     def _is_fatal(self, error) -> bool:
         self.last_error = str(error)
+        self.failed_attempts += 1
         return is_auth_error(error)
 
     def _ended(self, result):
         if self.running and self.last_error:
             log.error("the controller's WAMP session gave up: {error}", error=self.last_error)
         if not self.ended.called:
-            self.ended.callback(self.last_error)
+            self.ended.callback(None if not self.running else self.last_error)
 
     def startService(self):
         super().startService()
@@ -161,6 +164,7 @@ class ControllerSession(Service):
         yield session.subscribe(self._on_session_join, "wamp.session.on_join")
         yield session.subscribe(self._on_session_leave, "wamp.session.on_leave")
         self.session = session
+        self.last_error, self.failed_attempts = None, 0
         log.info("the controller joined the WAMP router at {url}", url=self.router_url)
         ids = yield session.call("wamp.session.list", [protocol.NODE_ROLE])
         for session_id in ids or ():

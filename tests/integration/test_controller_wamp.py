@@ -343,6 +343,19 @@ async def test_the_router_starts_and_stops_and_leaves_no_process(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_controller_session_without_a_router_keeps_trying_and_stops_at_once():
+    session = ControllerSession(reactor, f"ws://127.0.0.1:{free_port()}/ws", "t" * 20, MemoryFleetStore(),
+                                Fleet(MemoryFleetStore(), reactor), initial_retry_delay=0.05, max_retry_delay=0.1)
+    session.startService()
+    await wait_for(lambda: session.failed_attempts >= 3, message="three refused connections")
+    assert not session.ended.called
+    started = reactor.seconds()
+    await session.stopService()
+    assert reactor.seconds() - started < 1.0
+    assert await session.ended is None
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_controller_with_a_wrong_ticket_gives_up_at_once(controller):
     impostor = ControllerSession(reactor, controller.router.url, "not-the-ticket-at-all", MemoryFleetStore(),
                                  Fleet(MemoryFleetStore(), reactor), initial_retry_delay=0.1, max_retry_delay=0.2)
