@@ -16,22 +16,33 @@ from zope.interface import implementer
 
 from pdserver.cloud import protocol
 from pdserver.controller.wamp import IFleetObserver
+from pdserver.errors import shorten
 
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "forbidden")
 RANK = {"pending": 0, "sent": 1, "queued": 2, "running": 3, **{state: 4 for state in FINAL}}
 CHUTE_COMMANDS = {"start": protocol.START_CHUTE, "stop": protocol.STOP_CHUTE, "restart": protocol.RESTART_CHUTE,
                   "remove": protocol.REMOVE_CHUTE}
-MAX_TEXT = 200  # characters kept of a string a node reports (names, versions, states)
-MAX_MESSAGE = 2000
+MAX_TEXT = 200  # characters of a string a node reports (names, versions, states, keys)
 MAX_CHUTES = 1000
 
 log = Logger()
 
 
 def _text(value, limit=MAX_TEXT) -> Optional[str]:
+    """A string a node reported, as valid UTF-8; None for other types and for longer strings (a version cut short
+    could equal another)."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
-    return str(value)[:limit]
+    text = str(value)
+    if len(text) > limit:
+        return None
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _message(value) -> Optional[str]:
+    if not isinstance(value, str) or not value:
+        return None
+    return shorten(value.encode("utf-8", "replace").decode("utf-8"))
 
 
 def _int(value) -> Optional[int]:
@@ -165,7 +176,7 @@ class Fleet:
         delivery = self._deliveries.get(node_id, {}).get(key)
         if delivery is not None:
             yield self._advance(node_id, delivery, _text(event.get("state")), _int(event.get("change_id")),
-                                _text(event.get("message"), MAX_MESSAGE))
+                                _message(event.get("message")))
 
     # --- the dispatcher
 

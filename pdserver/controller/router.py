@@ -28,6 +28,7 @@ WS_PATH = "ws"
 BACKLOG = 4096  # connect storms: a fleet reconnecting after a router restart
 AUTO_PING_INTERVAL_MS = 30000  # a node that vanished without a close is seen offline within about 40 s
 AUTO_PING_TIMEOUT_MS = 10000
+MAX_MESSAGE_SIZE = 1024 * 1024  # crossbar's default is 16 MiB; our largest message (a state of 1000 chutes) is ~100 KB
 PROBE_TIMEOUT = 3.0  # seconds one readiness probe (connect + join) may take
 PROBE_INTERVAL = 0.2
 
@@ -74,7 +75,8 @@ def router_config(listen_host: str, listen_port: int, controller_ticket: str) ->
                         "type": "websocket",
                         "serializers": ["json", "msgpack", "cbor"],
                         "options": {"auto_ping_interval": AUTO_PING_INTERVAL_MS,
-                                    "auto_ping_timeout": AUTO_PING_TIMEOUT_MS},
+                                    "auto_ping_timeout": AUTO_PING_TIMEOUT_MS,
+                                    "max_message_size": MAX_MESSAGE_SIZE, "enable_webstatus": False},
                         "auth": {
                             "wampcra": {"type": "dynamic", "authenticator": protocol.AUTHENTICATE},
                             "ticket": {"type": "static", "principals": {

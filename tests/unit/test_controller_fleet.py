@@ -214,6 +214,45 @@ def test_deliveries_of_one_node_go_out_one_at_a_time_in_order(world):
     assert [kw["key"] for _, _, kw in nodes.calls] == [first["key"], second["key"]]
 
 
+class TestHostileNodeMessages:
+    """What a node publishes is input: wrong types, sizes, integers past 64 bits, invalid Unicode."""
+
+    def test_a_state_message_is_bounded_and_typed(self):
+        message = {"version": ["x"], "time": "soon", "chutes": [{"name": f"c{i}", "version": i} for i in range(5000)]
+                   + [{"name": True}, {"name": {"a": 1}}, {"name": "v" * 201}],
+                   "commands": [{"key": "k", "change_id": 2 ** 64, "state": "running"}, {"key": None}] * 500}
+        state = clean_state(NODE, message)
+        assert state["version"] is None and state["time"] is None
+        assert len(state["chutes"]) == 1000 and state["chutes"][7] == {"name": "c7", "version": "7", "state": None}
+        assert len(state["commands"]) == 100 and state["commands"][0] == {"key": "k", "change_id": None,
+                                                                         "state": "running"}
+        assert clean_state(NODE, {"chutes": "many", "commands": {"k": 1}}) == {
+            "node_id": NODE, "version": None, "time": None, "chutes": [], "commands": []}
+
+    def test_invalid_unicode_is_replaced_before_it_reaches_the_store(self, world):
+        store, _, fleet, _ = world
+        fleet.node_joined(1, NODE)
+        fleet.node_published(NODE, protocol.STATE, {"version": "1\ud800", "chutes": [{"name": "w\udfff"}]})
+        seen = store.last_seen(NODE)[3]
+        assert seen["version"] == "1?" and seen["chutes"][0]["name"] == "w?"
+        seen["version"].encode("utf-8")
+
+    def test_change_events_with_bad_fields_change_nothing_or_only_what_is_valid(self, world):
+        store, _, fleet, _ = world
+        delivery = store.add_delivery(NODE)
+        fleet.node_joined(1, NODE)
+        fleet.node_published(NODE, protocol.STATE, state())
+        for event in ({"key": delivery["key"], "state": "exploded"}, {"key": [delivery["key"]], "state": "failed"},
+                      {"key": delivery["key"] + "x" * 300, "state": "failed"}, "not a dict", None):
+            fleet.node_published(NODE, protocol.CHANGE, event)
+        assert store.history[delivery["key"]] == ["pending", "sent"]
+        fleet.node_published(NODE, protocol.CHANGE, {"key": delivery["key"], "state": "failed",
+                                                     "change_id": -1, "message": "m" * 100000 + "\ud800"})
+        assert store.deliveries[delivery["key"]]["state"] == "failed"
+        assert store.deliveries[delivery["key"]]["change_id"] == 1
+        assert len(store.deliveries[delivery["key"]]["message"]) < 2100
+
+
 def test_telemetry_is_kept_per_node():
     fleet = Fleet(MemoryFleetStore(), Clock())
     fleet.node_published(NODE, protocol.TELEMETRY, {"cpu": 3})

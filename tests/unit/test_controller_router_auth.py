@@ -39,6 +39,7 @@ def test_router_config_has_one_realm_the_two_roles_and_both_auth_methods():
     assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 9086, "backlog": 4096}
     ws = transport["paths"]["ws"]
     assert ws["serializers"] == ["json", "msgpack", "cbor"]
+    assert ws["options"]["max_message_size"] == 1024 * 1024 and ws["options"]["enable_webstatus"] is False
     assert ws["auth"]["wampcra"] == {"type": "dynamic", "authenticator": protocol.AUTHENTICATE}
     assert ws["auth"]["ticket"]["principals"] == {
         protocol.CONTROLLER_AUTHID: {"ticket": TICKET, "role": protocol.CONTROLLER_ROLE}}
