@@ -104,6 +104,7 @@ class Fleet:
         self.telemetry: Dict[str, dict] = {}
         self._reactor = reactor
         self._sessions: Dict[int, str] = {}  # session id -> node id
+        self._nodes: Dict[str, Set[int]] = {}  # node id -> its session ids (a reconnect may overlap the old one)
         self._previous: Set[str] = set()  # online before the controller rejoined
         self._chutes: Dict[str, Dict[str, str]] = {}  # node id -> {chute: version} as last reported
         self._deliveries: Dict[str, Dict[str, dict]] = {}  # node id -> {key: delivery} not final
@@ -114,14 +115,15 @@ class Fleet:
     # --- presence
 
     def online(self) -> Set[str]:
-        return set(self._sessions.values())
+        return set(self._nodes)
 
     def is_online(self, node_id: str) -> bool:
-        return node_id in self._sessions.values()
+        return node_id in self._nodes
 
     def connected(self):
         self._previous = self.online()
         self._sessions.clear()
+        self._nodes.clear()
 
     def listed(self):
         gone, self._previous = self._previous - self.online(), set()
@@ -132,13 +134,18 @@ class Fleet:
     def node_joined(self, session_id, node_id):
         was_online = self.is_online(node_id)
         self._sessions[session_id] = node_id
+        self._nodes.setdefault(node_id, set()).add(session_id)
         if not was_online:
             log.info("node {node} is online", node=node_id)
             self._record(self.store.node_seen(node_id, True, self._reactor.seconds(), None))
 
     def node_left(self, session_id):
         node_id = self._sessions.pop(session_id, None)
-        if node_id is not None and not self.is_online(node_id):
+        if node_id is None:
+            return
+        self._nodes[node_id].discard(session_id)
+        if not self._nodes[node_id]:
+            del self._nodes[node_id]
             self._offline(node_id)
 
     def _offline(self, node_id):
@@ -171,7 +178,7 @@ class Fleet:
         key = _text(event.get("key"))
         if key is None:
             return
-        if key not in self._deliveries.get(node_id, {}):
+        if node_id not in self._deliveries:  # the first event since the controller started
             yield self._load(node_id)
         delivery = self._deliveries.get(node_id, {}).get(key)
         if delivery is not None:

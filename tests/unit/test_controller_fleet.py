@@ -179,6 +179,17 @@ def test_states_only_move_forward_whatever_order_answer_and_events_come_in(world
     assert store.history[delivery["key"]] == ["pending", "running", "failed"]
 
 
+def test_after_a_controller_restart_the_first_change_event_finds_its_delivery(world):
+    store, nodes, fleet, clock = world
+    delivery = store.add_delivery(NODE)
+    store.update_delivery(delivery["key"], "sent", 1.0, change_id=3)
+    restarted = Fleet(store, clock, nodes)
+    restarted.node_joined(1, NODE)
+    restarted.node_published(NODE, protocol.CHANGE, {"change_id": 3, "key": delivery["key"], "state": "running"})
+    assert store.deliveries[delivery["key"]]["state"] == "running"
+    assert nodes.calls == []
+
+
 def test_a_node_cannot_touch_another_nodes_delivery(world):
     store, _, fleet, _ = world
     theirs = store.add_delivery(OTHER)
