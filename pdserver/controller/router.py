@@ -15,7 +15,7 @@ from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.types import ComponentConfig
 from twisted.application.service import Service
 from twisted.internet import defer, task
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 
 from pdserver.cloud import protocol
@@ -121,7 +121,7 @@ def probe(reactor, host: str, port: int, ticket: str, timeout: float = PROBE_TIM
     factory = WampWebSocketClientFactory(lambda: _Probe(ComponentConfig(protocol.REALM, extra)),
                                          url=router_url(host, port))
     connected = []
-    connecting = TCP4ClientEndpoint(reactor, host, port, timeout=timeout).connect(factory)
+    connecting = HostnameEndpoint(reactor, host, port, timeout=timeout).connect(factory)
     connecting.addCallbacks(connected.append, lambda _: done.called or done.callback(False))
     timer = reactor.callLater(timeout, lambda: done.called or done.callback(False))
 
@@ -143,18 +143,25 @@ class EmbeddedRouter(Service):
     ``www`` (the web root crossbar wants), ``run`` (the supervisor's pid file)."""
 
     def __init__(self, reactor, state_dir: Path, listen_host: str, listen_port: int, controller_ticket: str,
-                 crossbar: Optional[str] = None, stop_timeout: float = 10.0):
+                 crossbar: Optional[str] = None, stop_timeout: float = 10.0, loglevel: str = "warn"):
         self._reactor = reactor
         self.dir = Path(state_dir) / "router"
         self.host = listen_host
         self.port = listen_port
         self._ticket = controller_ticket
         self._crossbar = crossbar or crossbar_path()
+        self._loglevel = loglevel  # crossbar logs every session's join and leave at info: a fleet's worth of lines
         self._supervisor = Supervisor(reactor, self.dir / "run", stable_after=30.0, stop_timeout=stop_timeout)
 
     @property
+    def local_host(self) -> str:
+        """Where this machine reaches the router (a wildcard listen address is reached on loopback)."""
+        return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+
+    @property
     def url(self) -> str:
-        return router_url(self.host, self.port)
+        """The URL the controller's own session joins."""
+        return router_url(self.local_host, self.port)
 
     @property
     def cbdir(self) -> Path:
@@ -175,7 +182,7 @@ class EmbeddedRouter(Service):
 
     def spec(self) -> ChildSpec:
         argv = (self._crossbar, "start", "--cbdir", str(self.cbdir), "--config", "config.json",
-                "--color", "false", "--logformat", "standard", "--loglevel", "info")
+                "--color", "false", "--logformat", "standard", "--loglevel", self._loglevel)
         env = {"HOME": str(self.dir), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
         return ChildSpec(CHILD_NAME, argv, env)
 
@@ -200,8 +207,7 @@ class EmbeddedRouter(Service):
         """Fires once a controller session can join; Unavailable after ``timeout`` seconds."""
         deadline = self._reactor.seconds() + timeout
         while self.running:
-            host = "127.0.0.1" if self.host in ("0.0.0.0", "") else "::1" if self.host == "::" else self.host
-            if (yield probe(self._reactor, host, self.port, self._ticket)):
+            if (yield probe(self._reactor, self.local_host, self.port, self._ticket)):
                 return self.url
             if self._reactor.seconds() >= deadline:
                 break

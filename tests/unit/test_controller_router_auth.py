@@ -4,6 +4,7 @@ import json
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
+from twisted.internet.task import Clock
 
 from pdserver.cloud import protocol
 from pdserver.controller import router, wamp
@@ -114,3 +115,20 @@ def test_only_auth_errors_are_fatal_to_the_controllers_session():
     assert wamp.is_auth_error(ApplicationError("wamp.error.not_authorized"))
     assert not wamp.is_auth_error(ApplicationError("wamp.error.no_such_procedure"))
     assert not wamp.is_auth_error(ConnectionRefusedError())
+
+
+@pytest.mark.parametrize("host,url", [("0.0.0.0", "ws://127.0.0.1:9086/ws"), ("::", "ws://[::1]:9086/ws"),
+                                      ("192.0.2.7", "ws://192.0.2.7:9086/ws")])
+def test_the_embedded_router_is_joined_locally_even_when_it_listens_everywhere(tmp_path, host, url):
+    assert router.EmbeddedRouter(Clock(), tmp_path, host, 9086, TICKET).url == url
+
+
+def test_the_embedded_routers_config_file_is_private_and_its_command_line_names_it(tmp_path):
+    embedded = router.EmbeddedRouter(Clock(), tmp_path, "127.0.0.1", 9086, TICKET, crossbar="/x/crossbar")
+    path = embedded.write_config()
+    assert path == tmp_path / "router" / ".crossbar" / "config.json"
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert json.loads(path.read_text()) == router.router_config("127.0.0.1", 9086, TICKET)
+    spec = embedded.spec()
+    assert spec.argv[:4] == ("/x/crossbar", "start", "--cbdir", str(path.parent))
+    assert "PARADROP_CROSSBAR" not in spec.environment()  # the daemon's environment is not inherited
