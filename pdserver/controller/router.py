@@ -7,6 +7,7 @@ authorizer; the controller itself joins with a ticket that only this configurati
 """
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +32,7 @@ AUTO_PING_TIMEOUT_MS = 10000
 MAX_MESSAGE_SIZE = 1024 * 1024  # crossbar's default is 16 MiB; our largest message (a state of 1000 chutes) is ~100 KB
 PROBE_TIMEOUT = 3.0  # seconds one readiness probe (connect + join) may take
 PROBE_INTERVAL = 0.2
+STALE_POLL = 0.05  # seconds between checks that a stale crossbar is gone
 
 log = Logger()
 
@@ -88,6 +90,37 @@ def router_config(listen_host: str, listen_port: int, controller_ticket: str) ->
             }],
         }],
     }
+
+
+def _started(pid: int, proc: Path) -> Optional[float]:
+    """When process ``pid`` started (seconds since the epoch), None when it is gone or a zombie."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        boot = next(int(line.split()[1]) for line in (proc / "stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, ValueError, StopIteration):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def stale_crossbar(cbdir: Path, proc: Path = Path("/proc")) -> Optional[tuple]:
+    """(pid, start time) of a crossbar that a previous run (a controller killed with -9) left running on ``cbdir``:
+    the process its node.pid names, alive, a crossbar, and started before node.pid was written (not a later process
+    that got the same pid). crossbar renames its processes, so the supervisor's own pid files cannot know it."""
+    path = cbdir / "node.pid"
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+        written = path.stat().st_mtime
+        cmdline = (proc / str(pid) / "cmdline").read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    started = _started(pid, proc)
+    if started is None or b"crossbar" not in cmdline or started > written + 1.0:
+        return None
+    return pid, started
 
 
 class _Probe(ApplicationSession):
@@ -151,7 +184,9 @@ class EmbeddedRouter(Service):
         self._ticket = controller_ticket
         self._crossbar = crossbar or crossbar_path()
         self._loglevel = loglevel  # crossbar logs every session's join and leave at info: a fleet's worth of lines
+        self._stop_timeout = stop_timeout
         self._supervisor = Supervisor(reactor, self.dir / "run", stable_after=30.0, stop_timeout=stop_timeout)
+        self._starting = defer.succeed(None)
 
     @property
     def local_host(self) -> str:
@@ -189,15 +224,39 @@ class EmbeddedRouter(Service):
     def startService(self):
         super().startService()
         self.write_config()
+        self._starting = self._stop_stale()
+        self._starting.addCallback(lambda _: self._start_child())
+
+    def _start_child(self):
+        if not self.running:
+            return
         self._supervisor.ensure(self.spec()).addErrback(
             lambda f: log.error("could not start crossbar: {error}", error=f.getErrorMessage()))
         self._supervisor.startService()
         log.info("starting the WAMP router at {url}", url=self.url)
 
+    @defer.inlineCallbacks
+    def _stop_stale(self):
+        stale = stale_crossbar(self.cbdir)
+        if stale is None:
+            return
+        pid, started = stale
+        log.warn("stopping crossbar (pid {pid}) left running by a previous controller", pid=pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = self._reactor.seconds() + self._stop_timeout
+        while _started(pid, Path("/proc")) == started:
+            if deadline is not None and self._reactor.seconds() >= deadline:
+                log.warn("crossbar (pid {pid}) ignored TERM; killing it", pid=pid)
+                os.kill(pid, signal.SIGKILL)
+                deadline = None
+            yield task.deferLater(self._reactor, STALE_POLL, lambda: None)
+
+    @defer.inlineCallbacks
     def stopService(self):
         """Fires when crossbar (and with it its workers) has exited."""
         super().stopService()
-        return self._supervisor.stopService()
+        yield self._starting
+        yield self._supervisor.stopService()
 
     def status(self):
         return self._supervisor.children().get(CHILD_NAME)

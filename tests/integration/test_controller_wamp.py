@@ -8,6 +8,7 @@ its own nodes in the shared in-memory store and disconnects them at teardown.
 import os
 import secrets
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -383,3 +384,27 @@ async def test_a_killed_router_is_restarted_the_controller_rejoins_and_presence_
     assert {pid for pid in old_tree if process_tree(pid)} == set()  # its worker went with it
     await connect.node(node_id, secret)
     await wait_for(lambda: controller.fleet.is_online(node_id), message="online again")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_crossbar_left_by_a_killed_controller_is_replaced_at_the_next_start(tmp_path):
+    ticket, port = secrets.token_urlsafe(24), free_port()
+    router = EmbeddedRouter(reactor, tmp_path, "127.0.0.1", port, ticket)
+    router.write_config()
+    spec = router.spec()  # what a controller that was then killed with -9 had started, now nobody's child
+    left = subprocess.Popen(spec.argv, env=spec.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_for(lambda: (router.cbdir / "node.pid").exists(), 60, "the left crossbar's node.pid")
+        while not await probe(reactor, "127.0.0.1", port, ticket):
+            assert left.poll() is None, "the left crossbar died"
+        old_tree = process_tree(left.pid)
+        router.startService()
+        await wait_for(lambda: left.poll() is not None, 30, "the left crossbar stopped")
+        await router.when_ready(60)
+        assert {pid for pid in old_tree if process_tree(pid)} == set()
+        assert router.status().running and router.status().pid != left.pid
+    finally:
+        await router.stopService()
+        if left.poll() is None:
+            left.kill()
+        left.wait()

@@ -1,5 +1,6 @@
 """The router's configuration and the controller's authenticator and authorizer, as pure functions."""
 import json
+import os
 
 import pytest
 import pytest_twisted
@@ -132,3 +133,35 @@ def test_the_embedded_routers_config_file_is_private_and_its_command_line_names_
     spec = embedded.spec()
     assert spec.argv[:4] == ("/x/crossbar", "start", "--cbdir", str(path.parent))
     assert "PARADROP_CROSSBAR" not in spec.environment()  # the daemon's environment is not inherited
+
+
+class TestStaleCrossbar:
+    """Which process a crossbar node.pid names is one to stop: a fake /proc, with the pid reused or not."""
+
+    def make(self, tmp_path, title=b"crossbar-controller\0", started_ticks=100, state="S", btime=1000):
+        ticks = os.sysconf("SC_CLK_TCK")
+        proc = tmp_path / "proc"
+        (proc / "42").mkdir(parents=True)
+        (proc / "stat").write_text(f"cpu 1 2 3\nbtime {btime}\n")
+        fields = [state, "1"] + ["0"] * 17 + [str(started_ticks * ticks)]
+        (proc / "42" / "stat").write_text("42 (crossbar-con) " + " ".join(fields) + " 0 0\n")
+        (proc / "42" / "cmdline").write_bytes(title)
+        cbdir = tmp_path / "cb"
+        cbdir.mkdir()
+        (cbdir / "node.pid").write_text(json.dumps({"pid": 42, "argv": ["crossbar", "start"]}))
+        os.utime(cbdir / "node.pid", (btime + 110, btime + 110))
+        return cbdir, proc
+
+    def test_the_crossbar_that_wrote_node_pid_is_stale(self, tmp_path):
+        assert router.stale_crossbar(*self.make(tmp_path)) == (42, 1100.0)
+
+    @pytest.mark.parametrize("change", [{"started_ticks": 200}, {"title": b"python3\0server.py\0"}, {"state": "Z"}])
+    def test_a_reused_pid_another_program_or_a_zombie_is_not(self, tmp_path, change):
+        assert router.stale_crossbar(*self.make(tmp_path, **change)) is None
+
+    def test_no_or_a_torn_node_pid_names_nothing(self, tmp_path):
+        cbdir, proc = self.make(tmp_path)
+        (cbdir / "node.pid").write_text("{\"pid\": ")
+        assert router.stale_crossbar(cbdir, proc) is None
+        (cbdir / "node.pid").unlink()
+        assert router.stale_crossbar(cbdir, proc) is None
