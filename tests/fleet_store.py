@@ -61,11 +61,14 @@ class MemoryFleetStore:
                               if d["node_id"] == node_id and d["state"] not in FINAL])
 
     def update_delivery(self, key, state, at, change_id=None, message=None):
+        """Fires True when the delivery changed; a final one is left as it is."""
         delivery = self.deliveries[key]
+        if delivery["state"] in FINAL:
+            return defer.succeed(False)
         delivery["state"] = state
         if change_id is not None:
             delivery["change_id"] = change_id
         if message is not None:
             delivery["message"] = message
         self.history[key].append(state)
-        return defer.succeed(None)
+        return defer.succeed(True)

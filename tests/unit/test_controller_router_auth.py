@@ -165,3 +165,49 @@ class TestStaleCrossbar:
         assert router.stale_crossbar(cbdir, proc) is None
         (cbdir / "node.pid").unlink()
         assert router.stale_crossbar(cbdir, proc) is None
+
+
+class Observer:
+    def __init__(self):
+        self.heard = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.heard.append((name,) + args)
+
+
+def test_node_events_are_attributed_to_the_topics_node_and_unknown_topics_dropped():
+    observer = Observer()
+    session = wamp.ControllerSession(Clock(), "ws://127.0.0.1:1/ws", TICKET, MemoryFleetStore(), observer)
+    topic = type("Details", (), {})
+    for uri, args, kwargs in [
+            (protocol.node_uri(NODE, protocol.STATE), ({"node_id": OTHER},), {}),
+            (protocol.node_uri(NODE, protocol.TELEMETRY), (), {"cpu": 1}),
+            (protocol.node_uri(NODE, "state.more"), ({},), {}),
+            (protocol.node_uri(NODE, "secrets"), ({},), {}),
+            ("org.paradrop.node.NOTHEX.state", ({},), {}),
+            ("org.paradrop.other", ({},), {})]:
+        details = topic()
+        details.topic = uri
+        session._on_node_event(*args, details=details, **kwargs)
+    assert observer.heard == [("node_published", NODE, protocol.STATE, {"node_id": OTHER}),
+                              ("node_published", NODE, protocol.TELEMETRY, {"cpu": 1})]
+
+
+def test_only_node_sessions_with_node_ids_count_as_nodes():
+    observer = Observer()
+    session = wamp.ControllerSession(Clock(), "ws://127.0.0.1:1/ws", TICKET, MemoryFleetStore(), observer)
+    session._on_session_join({"session": 1, "authid": NODE, "authrole": protocol.NODE_ROLE})
+    session._on_session_join({"session": 2, "authid": "controller", "authrole": protocol.CONTROLLER_ROLE})
+    session._on_session_join({"session": 3, "authid": "x", "authrole": protocol.NODE_ROLE})
+    session._on_session_join("junk")
+    session._on_session_leave(1)
+    assert observer.heard == [("node_joined", 1, NODE), ("node_left", 1)]
+
+
+def test_call_node_refuses_what_is_no_procedure_and_when_not_joined():
+    session = wamp.ControllerSession(Clock(), "ws://127.0.0.1:1/ws", TICKET, MemoryFleetStore(), Observer())
+    failures = []
+    session.call_node(NODE, "shutdown_host").addErrback(failures.append)
+    session.call_node("../x", protocol.GET_STATE).addErrback(failures.append)
+    session.call_node(NODE, protocol.GET_STATE).addErrback(failures.append)
+    assert [type(f.value) for f in failures] == [ValueError, ValueError, ApplicationError]
