@@ -209,6 +209,8 @@ class Fleet:
                 pending = [d for d in self._deliveries.get(node_id, {}).values() if d.get("state") == "pending"]
                 if pending and node_id not in self._chutes:
                     yield self._ask_state(node_id)
+                    if node_id not in self._chutes:  # its state message brings it back here
+                        return
                 for delivery in pending:
                     if not self.is_online(node_id):
                         return

@@ -214,6 +214,17 @@ def test_wake_sends_only_to_online_nodes_and_asks_for_state_when_unknown(world):
     assert store.deliveries[away["key"]]["state"] == "pending"
 
 
+def test_without_the_nodes_state_nothing_is_sent_until_its_state_message(world):
+    store, nodes, fleet, _ = world
+    fleet.node_joined(1, NODE)
+    delivery = store.add_delivery(NODE, chute="web", version="2")
+    nodes.call_node = lambda node_id, procedure, **kw: (nodes.calls.append((node_id, procedure, kw)) or
+                                                        defer.fail(ApplicationError("wamp.error.no_such_procedure")))
+    fleet.wake([NODE])
+    assert [p for _, p, _ in nodes.calls] == [protocol.GET_STATE]
+    assert store.deliveries[delivery["key"]]["state"] == "pending"
+
+
 def test_deliveries_of_one_node_go_out_one_at_a_time_in_order(world):
     store, nodes, fleet, _ = world
     first, second = store.add_delivery(NODE, chute="a"), store.add_delivery(NODE, chute="b")
