@@ -1,0 +1,203 @@
+"""The controller's WAMP backend: one autobahn Component joined to the router as the controller.
+
+On every join it serves the router's dynamic authenticator (WAMP-CRA for nodes) and authorizer (a node registers
+and publishes under its own prefix only), and subscribes to what nodes publish and to session presence. What it
+hears goes to an observer (the Fleet); ``call_node`` is how the Fleet reaches a node.
+
+crossbar 26.10 facts this module is built on (router/auth/wampcra.py, router/router.py):
+- With ``salt``/``iterations``/``keylen`` in the authenticator's answer crossbar derives the key from ``secret``
+  once more, so the answer is ``{"secret": <the key the node signs with>, "role": "node"}`` and no salt.
+- Authorizations are cached per (realm, authrole, uri, action), not per session: ``cache`` stays False, or one
+  node's permission for its own prefix would serve every other node.
+"""
+from typing import Optional
+
+from autobahn.twisted.component import Component
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import CallOptions, RegisterOptions, SubscribeOptions
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from pdserver.cloud import protocol
+
+NOT_AUTHORIZED = "wamp.error.not_authorized"
+AUTH_ERRORS = (NOT_AUTHORIZED, "wamp.error.authentication_failed", "wamp.error.no_such_principal",
+               "wamp.error.no_such_role", "wamp.error.no_such_realm", "wamp.error.no_auth_method")
+CALL_TIMEOUT = 120.0  # seconds: a command that downloads its chute archive answers only after the download
+
+log = Logger()
+
+
+class INodeCaller(Interface):
+    def call_node(node_id, procedure, **kwargs):
+        """Call ``procedure`` (a suffix in protocol.PROCEDURES) on node ``node_id``; a Deferred of its answer."""
+
+
+class IFleetObserver(Interface):
+    """What the WAMP backend reports; the node id always comes from the router (authid) or the topic."""
+
+    def connected():
+        """The controller (re)joined: presence is rebuilt from here on (joins, then the router's session list)."""
+
+    def listed():
+        """Every node session the router had when the controller joined has been reported with node_joined."""
+
+    def node_joined(session_id, node_id):
+        """A node's session joined."""
+
+    def node_left(session_id):
+        """A session left (maybe not a node's)."""
+
+    def node_published(node_id, topic, payload):
+        """Node ``node_id`` published ``payload`` on its ``topic`` (a suffix in protocol.TOPICS)."""
+
+
+def is_node_id(value) -> bool:
+    return isinstance(value, str) and protocol.NODE_ID.fullmatch(value) is not None
+
+
+@defer.inlineCallbacks
+def authenticate(store, realm, authid, details):
+    """The dynamic WAMP-CRA authenticator: the principal of a known node, ApplicationError for anything else."""
+    if realm != protocol.REALM or not is_node_id(authid):
+        raise ApplicationError(NOT_AUTHORIZED, "not a node id")
+    record = yield store.node_auth(authid)
+    if not record or not isinstance(record.get("key"), str) or not record["key"]:
+        raise ApplicationError(NOT_AUTHORIZED, "unknown node")
+    return {"secret": record["key"], "role": protocol.NODE_ROLE}
+
+
+def authorize(details, uri, action, options=None) -> dict:
+    """The dynamic authorizer of the node role: its own prefix, register and publish, nothing else."""
+    allow = False
+    if isinstance(details, dict) and details.get("authrole") == protocol.NODE_ROLE:
+        authid = details.get("authid")
+        allow = is_node_id(authid) and isinstance(uri, str) and protocol.node_may(authid, uri, action)
+    return {"allow": allow, "disclose": False, "cache": False}
+
+
+def is_auth_error(error) -> bool:
+    """Authentication and authorization errors never heal by retrying: the ticket or the config is wrong."""
+    return isinstance(error, ApplicationError) and error.error in AUTH_ERRORS
+
+
+@implementer(INodeCaller)
+class ControllerSession(Service):
+    """The controller's WAMP session as a service; it rejoins (1 s growing to 60 s, with jitter) until stopped or
+    refused: ``ended`` fires when it is over for good, with the error that ended it (the router refused the ticket)
+    or None (stopped)."""
+
+    def __init__(self, reactor, router_url: str, ticket: str, store, observer: IFleetObserver,
+                 initial_retry_delay=1.0, max_retry_delay=60.0, retry_delay_growth=1.5, retry_delay_jitter=0.1,
+                 call_timeout=CALL_TIMEOUT):
+        self._reactor = reactor
+        self.router_url = router_url
+        self._ticket = ticket
+        self._store = store
+        self._observer = observer
+        self._retry = {"max_retries": -1, "initial_retry_delay": initial_retry_delay,
+                       "max_retry_delay": max_retry_delay, "retry_delay_growth": retry_delay_growth,
+                       "retry_delay_jitter": retry_delay_jitter}
+        self._call_timeout = call_timeout
+        self._component: Optional[Component] = None
+        self._done: Optional[defer.Deferred] = None
+        self.session = None
+        self.ended = defer.Deferred()
+        self.last_error: Optional[str] = None
+        self.failed_attempts = 0  # connection attempts that failed since the last join
+
+    def _make_component(self) -> Component:
+        transport = {"type": "websocket", "url": self.router_url, "serializers": ["msgpack", "json"]}
+        transport.update(self._retry)
+        component = Component(transports=[transport], realm=protocol.REALM, is_fatal=self._is_fatal,
+                              authentication={"ticket": {"authid": protocol.CONTROLLER_AUTHID,
+                                                         "ticket": self._ticket}})
+        component.on("join", self._joined)
+        component.on("leave", self._left)
+        return component
+
+    def _is_fatal(self, error) -> bool:
+        self.last_error = str(error)
+        self.failed_attempts += 1
+        return is_auth_error(error)
+
+    def _ended(self, result):
+        if self.running and self.last_error:
+            log.error("the controller's WAMP session gave up: {error}", error=self.last_error)
+        if not self.ended.called:
+            self.ended.callback(None if not self.running else self.last_error)
+
+    def startService(self):
+        super().startService()
+        self._component = self._make_component()
+        self._done = self._component.start(self._reactor)
+        self._done.addBoth(self._ended)
+
+    def stopService(self):
+        """Fires when the session has left and the component is done."""
+        super().stopService()
+        component, done = self._component, self._done
+        self._component = self._done = None
+        if component is None:
+            return defer.succeed(None)
+        stopping = defer.maybeDeferred(component.stop)
+        stopping.addErrback(lambda f: None)
+        return defer.gatherResults([stopping, done]).addCallback(lambda _: None)
+
+    @property
+    def joined(self) -> bool:
+        return self.session is not None and self.session.is_attached()
+
+    @defer.inlineCallbacks
+    def _joined(self, session, details):
+        if not self.running:
+            session.leave()
+            return
+        yield session.register(lambda realm, authid, details: authenticate(self._store, realm, authid, details),
+                               protocol.AUTHENTICATE, options=RegisterOptions(invoke="roundrobin"))
+        yield session.register(authorize, protocol.AUTHORIZE, options=RegisterOptions(invoke="roundrobin"))
+        yield session.subscribe(self._on_node_event, protocol.NODE_PREFIX,
+                                options=SubscribeOptions(match="prefix", details_arg="details"))
+        self._observer.connected()
+        yield session.subscribe(self._on_session_join, "wamp.session.on_join")
+        yield session.subscribe(self._on_session_leave, "wamp.session.on_leave")
+        self.session = session
+        self.last_error, self.failed_attempts = None, 0
+        log.info("the controller joined the WAMP router at {url}", url=self.router_url)
+        ids = yield session.call("wamp.session.list", [protocol.NODE_ROLE])
+        for session_id in ids or ():
+            try:
+                info = yield session.call("wamp.session.get", session_id)
+            except ApplicationError:  # it left meanwhile
+                continue
+            self._on_session_join(info)
+        self._observer.listed()
+
+    def _left(self, session, details):
+        if self.session is session:
+            self.session = None
+        log.info("the controller left the WAMP router: {reason}", reason=getattr(details, "reason", details))
+
+    def _on_session_join(self, info):
+        if isinstance(info, dict) and info.get("authrole") == protocol.NODE_ROLE and is_node_id(info.get("authid")):
+            self._observer.node_joined(info.get("session"), info["authid"])
+
+    def _on_session_leave(self, session_id, *args, **kwargs):
+        self._observer.node_left(session_id)
+
+    def _on_node_event(self, *args, details=None, **kwargs):
+        parsed = protocol.parse_node_uri(getattr(details, "topic", None) or "")
+        if parsed is None or parsed[1] not in protocol.TOPICS:
+            return
+        payload = args[0] if len(args) == 1 and not kwargs else kwargs or None
+        self._observer.node_published(parsed[0], parsed[1], payload)
+
+    def call_node(self, node_id: str, procedure: str, **kwargs) -> defer.Deferred:
+        if not is_node_id(node_id) or procedure not in protocol.PROCEDURES:
+            return defer.fail(ValueError(f"no procedure {procedure!r} on node {node_id!r}"))
+        if not self.joined:
+            return defer.fail(ApplicationError("org.paradrop.error.unavailable", "not connected to the router"))
+        d = self.session.call(protocol.node_uri(node_id, procedure), options=CallOptions(), **kwargs)
+        return d.addTimeout(self._call_timeout, self._reactor)

@@ -1,0 +1,299 @@
+"""The fleet without a router: presence, state ingest, and the dispatcher against a node double that answers
+calls as the test says (autobahn's ApplicationError for refusals, Deferreds it fires later)."""
+import pytest
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from pdserver.cloud import protocol
+from pdserver.controller.fleet import EventHub, Fleet, clean_state
+from pdserver.controller.wamp import IFleetObserver, INodeCaller
+from tests.fleet_store import MemoryFleetStore
+
+NODE = "0123456789abcdef"
+OTHER = "fedcba9876543210"
+
+
+@implementer(INodeCaller)
+class FakeNodes:
+    """Answers install/update/commands with increasing change ids, or with what ``answers`` holds."""
+
+    def __init__(self):
+        self.calls = []
+        self.answers = []
+        self.states = {}
+        self.next_change = 1
+
+    def call_node(self, node_id, procedure, **kwargs):
+        self.calls.append((node_id, procedure, kwargs))
+        if procedure == protocol.GET_STATE:
+            return defer.succeed(self.states.get(node_id, {"chutes": []}))
+        if self.answers:
+            answer = self.answers.pop(0)
+            return answer if isinstance(answer, defer.Deferred) else defer.succeed(answer)
+        self.next_change += 1
+        return defer.succeed({"change_id": self.next_change - 1, "duplicate": False})
+
+
+@pytest.fixture
+def world():
+    store = MemoryFleetStore()
+    nodes = FakeNodes()
+    clock = Clock()
+    clock.advance(1000)
+    fleet = Fleet(store, clock, nodes)
+    return store, nodes, fleet, clock
+
+
+def state(*chutes, commands=()):
+    return {"node_id": NODE, "version": "0.1", "time": 1.0,
+            "chutes": [{"name": n, "version": v, "state": "running"} for n, v in chutes], "commands": list(commands)}
+
+
+def test_doubles_provide_their_interfaces(world):
+    store, nodes, fleet, _ = world
+    verifyObject(IFleetObserver, fleet)
+    verifyObject(INodeCaller, nodes)
+    interfaces = pytest.importorskip("pdserver.controller.interfaces")  # H2's module: present once merged
+    verifyObject(interfaces.IFleetStore, store, tentative=True)
+    verifyObject(interfaces.IFleet, fleet, tentative=True)
+    verifyObject(interfaces.IDeploymentEvents, fleet.events, tentative=True)
+
+
+def test_presence_follows_sessions_and_is_recorded_in_the_store(world):
+    store, _, fleet, clock = world
+    fleet.node_joined(1, NODE)
+    fleet.node_joined(2, NODE)  # a reconnect before the old session's leave
+    assert fleet.online() == {NODE}
+    fleet.node_left(1)
+    assert fleet.is_online(NODE)
+    fleet.node_left(2)
+    fleet.node_left(99)  # a session that was no node's
+    assert not fleet.is_online(NODE)
+    assert [(n, online) for n, online, _, _ in store.seen] == [(NODE, True), (NODE, False)]
+    assert store.seen[-1][2] == clock.seconds()
+
+
+def test_a_controller_rejoin_marks_offline_only_the_nodes_gone_meanwhile(world):
+    store, _, fleet, _ = world
+    fleet.node_joined(1, NODE)
+    fleet.node_joined(2, OTHER)
+    fleet.connected()
+    fleet.node_joined(7, NODE)  # the router's session list after the rejoin
+    fleet.listed()
+    assert fleet.online() == {NODE}
+    assert store.last_seen(OTHER)[1] is False
+    assert store.last_seen(NODE)[1] is True
+
+
+def test_state_is_ingested_under_the_topics_node_id_and_cleaned(world):
+    store, _, fleet, _ = world
+    fleet.node_joined(1, NODE)
+    message = state(("web", "2"))
+    message.update(node_id=OTHER, chutes=message["chutes"] + ["junk", {"version": 3}], extra="x" * 10)
+    fleet.node_published(NODE, protocol.STATE, message)
+    node_id, online, _, seen = store.last_seen(NODE)
+    assert online is True and seen["node_id"] == NODE and seen["chutes"] == [
+        {"name": "web", "version": "2", "state": "running"}] and "extra" not in seen
+    assert store.last_seen(OTHER) is None
+    assert clean_state(NODE, ["not", "a", "dict"]) is None
+
+
+def test_a_pending_delivery_goes_out_on_the_state_message_and_follows_the_nodes_events(world):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE, chute="web", version="2", user="alice", role="admin")
+    heard = []
+    fleet.events.listen("d1", heard.append)
+    fleet.node_joined(1, NODE)
+    assert nodes.calls == []  # its procedures exist once it has published its state
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert nodes.calls == [(NODE, protocol.INSTALL_CHUTE, {"key": delivery["key"], "user": "alice", "role": "admin",
+                                                            "config": {"name": "web", "version": "2"}})]
+    assert store.deliveries[delivery["key"]]["state"] == "sent"
+    assert store.deliveries[delivery["key"]]["change_id"] == 1
+    for event_state in ("queued", "running", "succeeded"):
+        fleet.node_published(NODE, protocol.CHANGE, {"change_id": 1, "key": delivery["key"], "state": event_state,
+                                                     "message": f"now {event_state}"})
+    assert store.history[delivery["key"]] == ["pending", "sent", "queued", "running", "succeeded"]
+    assert [m["state"] for m in heard] == ["sent", "queued", "running", "succeeded"]
+    assert heard[-1] == {"node_id": NODE, "key": delivery["key"], "state": "succeeded", "message": "now succeeded",
+                         "time": 1000.0}
+
+
+def test_update_when_another_version_is_installed_nothing_when_the_same_is(world):
+    store, nodes, fleet, _ = world
+    newer = store.add_delivery(NODE, chute="web", version="3")
+    same = store.add_delivery(NODE, chute="db", version="5")
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state(("web", "2"), ("db", "5")))
+    assert [(p, kw["key"]) for _, p, kw in nodes.calls] == [(protocol.UPDATE_CHUTE, newer["key"])]
+    assert store.deliveries[same["key"]]["state"] == "succeeded"
+    assert "already installed" in store.deliveries[same["key"]]["message"]
+
+
+def test_commands_call_their_procedure_and_unknown_ones_fail(world):
+    store, nodes, fleet, _ = world
+    stop = store.add_delivery(NODE, chute="web", command="stop")
+    bogus = store.add_delivery(NODE, chute="web", command="explode")
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state(("web", "2")))
+    assert nodes.calls == [(NODE, protocol.STOP_CHUTE, {"key": stop["key"], "user": "alice", "role": "owner",
+                                                         "chute": "web"})]
+    assert store.deliveries[bogus["key"]]["state"] == "failed"
+
+
+def test_a_failed_call_leaves_the_delivery_pending_until_the_next_state_message(world):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE)
+    nodes.answers.append(defer.fail(ApplicationError("wamp.error.no_such_procedure")))
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert store.deliveries[delivery["key"]]["state"] == "pending"
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert [kw["key"] for _, _, kw in nodes.calls] == [delivery["key"]] * 2
+    assert store.deliveries[delivery["key"]]["state"] == "sent"
+
+
+def test_reported_commands_settle_a_delivery_whose_answer_was_lost_without_sending_it_again(world):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE)
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state(commands=[{"key": delivery["key"], "change_id": 9,
+                                                                "state": "succeeded"}]))
+    assert nodes.calls == []
+    assert store.deliveries[delivery["key"]]["state"] == "succeeded"
+    assert store.deliveries[delivery["key"]]["change_id"] == 9
+
+
+def test_states_only_move_forward_whatever_order_answer_and_events_come_in(world):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE)
+    answer = defer.Deferred()
+    nodes.answers.append(answer)
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    fleet.node_published(NODE, protocol.CHANGE, {"change_id": 4, "key": delivery["key"], "state": "running"})
+    answer.callback({"change_id": 4, "duplicate": False})  # the answer arrives after the node's event
+    fleet.node_published(NODE, protocol.CHANGE, {"change_id": 4, "key": delivery["key"], "state": "failed"})
+    fleet.node_published(NODE, protocol.CHANGE, {"change_id": 4, "key": delivery["key"], "state": "running"})
+    assert store.history[delivery["key"]] == ["pending", "running", "failed"]
+
+
+def test_after_a_controller_restart_the_first_change_event_finds_its_delivery(world):
+    store, nodes, fleet, clock = world
+    delivery = store.add_delivery(NODE)
+    store.update_delivery(delivery["key"], "sent", 1.0, change_id=3)
+    restarted = Fleet(store, clock, nodes)
+    restarted.node_joined(1, NODE)
+    restarted.node_published(NODE, protocol.CHANGE, {"change_id": 3, "key": delivery["key"], "state": "running"})
+    assert store.deliveries[delivery["key"]]["state"] == "running"
+    assert nodes.calls == []
+
+
+def test_a_node_cannot_touch_another_nodes_delivery(world):
+    store, _, fleet, _ = world
+    theirs = store.add_delivery(OTHER)
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.CHANGE, {"change_id": 1, "key": theirs["key"], "state": "failed"})
+    fleet.node_published(NODE, protocol.STATE, state(commands=[{"key": theirs["key"], "change_id": 1,
+                                                                "state": "succeeded"}]))
+    assert store.history[theirs["key"]] == ["pending"]
+
+
+def test_wake_sends_only_to_online_nodes_and_asks_for_state_when_unknown(world):
+    store, nodes, fleet, _ = world
+    fleet.node_joined(1, NODE)
+    here = store.add_delivery(NODE, chute="web", version="2")
+    away = store.add_delivery(OTHER)
+    nodes.states[NODE] = state(("web", "1"))
+    fleet.wake([NODE, OTHER])
+    assert [(n, p) for n, p, _ in nodes.calls] == [(NODE, protocol.GET_STATE), (NODE, protocol.UPDATE_CHUTE)]
+    assert store.deliveries[here["key"]]["state"] == "sent"
+    assert store.deliveries[away["key"]]["state"] == "pending"
+
+
+def test_without_the_nodes_state_nothing_is_sent_until_its_state_message(world):
+    store, nodes, fleet, _ = world
+    fleet.node_joined(1, NODE)
+    delivery = store.add_delivery(NODE, chute="web", version="2")
+    nodes.call_node = lambda node_id, procedure, **kw: (nodes.calls.append((node_id, procedure, kw)) or
+                                                        defer.fail(ApplicationError("wamp.error.no_such_procedure")))
+    fleet.wake([NODE])
+    assert [p for _, p, _ in nodes.calls] == [protocol.GET_STATE]
+    assert store.deliveries[delivery["key"]]["state"] == "pending"
+
+
+def test_deliveries_of_one_node_go_out_one_at_a_time_in_order(world):
+    store, nodes, fleet, _ = world
+    first, second = store.add_delivery(NODE, chute="a"), store.add_delivery(NODE, chute="b")
+    answer = defer.Deferred()
+    nodes.answers.append(answer)
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    fleet.wake([NODE])  # while the first call is out
+    assert [kw["key"] for _, _, kw in nodes.calls] == [first["key"]]
+    answer.callback({"change_id": 1, "duplicate": False})
+    assert [kw["key"] for _, _, kw in nodes.calls] == [first["key"], second["key"]]
+
+
+class TestHostileNodeMessages:
+    """What a node publishes is input: wrong types, sizes, integers past 64 bits, invalid Unicode."""
+
+    def test_a_state_message_is_bounded_and_typed(self):
+        message = {"version": ["x"], "time": "soon", "chutes": [{"name": f"c{i}", "version": i} for i in range(5000)]
+                   + [{"name": True}, {"name": {"a": 1}}, {"name": "v" * 201}],
+                   "commands": [{"key": "k", "change_id": 2 ** 64, "state": "running"}, {"key": None}] * 500}
+        state = clean_state(NODE, message)
+        assert state["version"] is None and state["time"] is None
+        assert len(state["chutes"]) == 1000 and state["chutes"][7] == {"name": "c7", "version": "7", "state": None}
+        assert len(state["commands"]) == 100 and state["commands"][0] == {"key": "k", "change_id": None,
+                                                                         "state": "running"}
+        assert clean_state(NODE, {"chutes": "many", "commands": {"k": 1}}) == {
+            "node_id": NODE, "version": None, "time": None, "chutes": [], "commands": []}
+
+    def test_invalid_unicode_is_replaced_before_it_reaches_the_store(self, world):
+        store, _, fleet, _ = world
+        fleet.node_joined(1, NODE)
+        fleet.node_published(NODE, protocol.STATE, {"version": "1\ud800", "chutes": [{"name": "w\udfff"}]})
+        seen = store.last_seen(NODE)[3]
+        assert seen["version"] == "1?" and seen["chutes"][0]["name"] == "w?"
+        seen["version"].encode("utf-8")
+
+    def test_change_events_with_bad_fields_change_nothing_or_only_what_is_valid(self, world):
+        store, _, fleet, _ = world
+        delivery = store.add_delivery(NODE)
+        fleet.node_joined(1, NODE)
+        fleet.node_published(NODE, protocol.STATE, state())
+        for event in ({"key": delivery["key"], "state": "exploded"}, {"key": [delivery["key"]], "state": "failed"},
+                      {"key": delivery["key"] + "x" * 300, "state": "failed"}, "not a dict", None):
+            fleet.node_published(NODE, protocol.CHANGE, event)
+        assert store.history[delivery["key"]] == ["pending", "sent"]
+        fleet.node_published(NODE, protocol.CHANGE, {"key": delivery["key"], "state": "failed",
+                                                     "change_id": -1, "message": "m" * 100000 + "\ud800"})
+        assert store.deliveries[delivery["key"]]["state"] == "failed"
+        assert store.deliveries[delivery["key"]]["change_id"] == 1
+        assert len(store.deliveries[delivery["key"]]["message"]) < 2100
+
+
+def test_telemetry_is_kept_per_node():
+    fleet = Fleet(MemoryFleetStore(), Clock())
+    fleet.node_published(NODE, protocol.TELEMETRY, {"cpu": 3})
+    fleet.node_published(NODE, protocol.TELEMETRY, "not a document")
+    assert fleet.telemetry == {NODE: {"cpu": 3}}
+
+
+def test_event_hub_unsubscribe_and_a_failing_listener():
+    hub = EventHub()
+    heard = []
+
+    def broken(message):
+        raise RuntimeError("listener bug")
+    hub.listen(5, broken)
+    stop = hub.listen("5", heard.append)
+    hub.emit(5, {"n": 1})
+    stop()
+    stop()
+    hub.emit(5, {"n": 2})
+    assert heard == [{"n": 1}]
