@@ -1,5 +1,6 @@
 """A controller in the test process (real SQLite, real HTTP on loopback, the fleet double) and a small client."""
 import dataclasses
+import json
 import time
 
 import pytest
@@ -27,6 +28,7 @@ class Running:
     built: object
     fleet: FleetDouble
     clock: Clock
+    admin: "Client" = None
 
     @property
     def url(self) -> str:
@@ -46,8 +48,9 @@ class Running:
 
     async def user(self, username: str) -> "Client":
         """A new user (made by the admin), logged in."""
-        admin = await self.login()
-        code, body = await admin.post("/api/v1/users", {"username": username, "password": PASSWORD})
+        if self.admin is None:
+            self.admin = await self.login()
+        code, body = await self.admin.post("/api/v1/users", {"username": username, "password": PASSWORD})
         assert code == 201, body
         return await self.login(username, PASSWORD)
 
@@ -70,7 +73,6 @@ class Client:
         response = await treq.request(method, self.url + path, headers=self.headers(headers), **kwargs)
         content = await treq.content(response)
         if response.headers.getRawHeaders("content-type", [""])[0].startswith("application/json"):
-            import json
             return response.code, json.loads(content)
         return response.code, content
 

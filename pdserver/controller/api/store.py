@@ -1,6 +1,10 @@
 """The chute store: chutes, versions (a project tar or JSON {config}, validated as a node does) and archives."""
+import os
+
 from twisted.internet import defer
-from twisted.web.static import File
+from twisted.protocols.basic import FileSender
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
 from pdserver import errors
 from pdserver.api.body import INLINE_BYTES, TAR_TYPES, media_type, raw_json
@@ -10,6 +14,35 @@ from pdserver.controller.api.auth import CloudPermission
 from pdserver.controller.store import CHUTE_NAME
 
 USER = CloudPermission.USER
+
+
+class ArchiveResource(Resource):
+    """Streams one archive file as application/x-tar (a producer: a large archive never sits in memory)."""
+
+    isLeaf = True
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def render(self, request):
+        try:
+            f = open(self._path, "rb")
+        except OSError:
+            raise errors.NotFound("the archive file is missing", field="version") from None
+        request.setHeader(b"content-type", b"application/x-tar")
+        request.setHeader(b"content-length", b"%d" % os.fstat(f.fileno()).st_size)
+        request.setHeader(b"cache-control", b"no-store")
+        if request.method == b"HEAD":
+            f.close()
+            return b""
+
+        def done(result):
+            f.close()
+            if not request.finished and not getattr(request, "_disconnected", False):
+                request.finish()
+        FileSender().beginFileTransfer(f, request).addBoth(done)
+        return NOT_DONE_YET
 
 
 class StoreResource:
@@ -75,5 +108,5 @@ class StoreResource:
             if not v["archive_path"]:
                 raise errors.NotFound(f"version {version} of {chute} was made from JSON: it has no archive",
                                       field="version")
-            return File(v["archive_path"], defaultType="application/x-tar")
+            return ArchiveResource(v["archive_path"])
         return self._store.get_version(chute, version).addCallback(found)
