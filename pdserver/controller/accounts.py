@@ -121,8 +121,10 @@ class Accounts:
     def from_token(self, token: str) -> CloudPrincipal:
         return self._tokens.verify(token)
 
-    def authenticate(self, authorization: str, address: Optional[str]):
-        raise errors.Unauthenticated("use a Bearer token from POST /api/v1/auth/login", field="Authorization")
+    def authenticate(self, authorization: str, address: Optional[str]) -> defer.Deferred:
+        """HTTP Basic (the only other scheme the Router passes on) is not taken here."""
+        return defer.fail(errors.Unauthenticated("use a Bearer token from POST /api/v1/auth/login",
+                                                 field="Authorization"))
 
     def scoped_token(self, principal: CloudPrincipal, scope: str, ttl: int) -> str:
         return self._tokens.issue(principal.username, principal.uid, principal.generation, scope, ttl)[0]
