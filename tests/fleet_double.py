@@ -22,7 +22,7 @@ class EventsHub:
     def listeners(self, deployment_id) -> int:
         return len(self._listeners.get(deployment_id, []))
 
-    def publish(self, deployment_id, message):
+    def emit(self, deployment_id, message):
         for callback in list(self._listeners.get(deployment_id, [])):
             callback(message)
 
@@ -40,6 +40,6 @@ class FleetDouble:
         """What the fleet does with a node's answer: update the delivery, then tell the listeners."""
         changed = await store.update_delivery(delivery["key"], state, at, change_id, message)
         if changed and delivery["deployment_id"]:
-            self.events.publish(delivery["deployment_id"], {"node_id": delivery["node_id"], "state": state,
+            self.events.emit(delivery["deployment_id"], {"node_id": delivery["node_id"], "state": state,
                                                             "message": message, "time": at})
         return changed

@@ -6,9 +6,9 @@ from zope.interface import Attribute, Interface
 DELIVERY_STATES = ("pending", "sent", "queued", "running", "succeeded", "failed", "cancelled", "interrupted",
                    "forbidden")
 FINAL_DELIVERY_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted", "forbidden"})
-#: What a delivery asks of its node: ``install`` (install_chute or update_chute, chosen by the fleet from the
-#: node's reported chutes) or one of the commands on an installed chute.
-DELIVERY_COMMANDS = ("install", "start", "stop", "restart", "remove")
+#: Commands on an installed chute a delivery may carry (a deployment's carries none: install_chute or
+#: update_chute, which the fleet chooses from the node's reported chutes).
+DELIVERY_COMMANDS = ("start", "stop", "restart", "remove")
 
 
 class IFleetStore(Interface):
@@ -24,7 +24,8 @@ class IFleetStore(Interface):
 
     def pending_deliveries(node_id):
         """The node's deliveries whose state is not final, oldest first: dicts with ``key``, ``deployment_id``
-        (None for a single command), ``node_id``, ``state``, ``command`` (DELIVERY_COMMANDS), ``chute``,
+        (None for a single command), ``node_id``, ``state``, ``command`` (None: install the version, or update
+        to it; else one of DELIVERY_COMMANDS on the installed chute), ``chute``,
         ``version``, ``config`` (dict or None), ``source`` (``{url, token, sha256}`` or None), ``user``, ``role``."""
 
     def update_delivery(key, state, at, change_id=None, message=None):

@@ -120,11 +120,10 @@ def _wamp_services(settings: ControllerSettings, reactor, store: ControllerStore
     ticket = controller_ticket(settings)
     services = []
     if settings.router_url is None:
-        services.append(EmbeddedRouter(reactor, settings.state_dir / "router", settings.wamp_host,
-                                       settings.wamp_port, ticket))
-    session = ControllerSession(reactor, settings.wamp_url, ticket, store)
-    fleet = Fleet(reactor, store, session)
-    return fleet, services + [session, fleet]
+        services.append(EmbeddedRouter(reactor, settings.state_dir, settings.wamp_host, settings.wamp_port, ticket))
+    fleet = Fleet(store, reactor)
+    fleet.caller = ControllerSession(reactor, settings.wamp_url, ticket, store, fleet)
+    return fleet, services + [fleet.caller]
 
 
 def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=None) -> Controller:

@@ -1,6 +1,7 @@
 """Nodes, their members, commands, provisioning keys and self-provisioning, and groups of nodes."""
 from pdserver.api.routing import PUBLIC, Call, Response, RouteTable
 from pdserver.controller.api.auth import CloudPermission
+from pdserver.controller.interfaces import DELIVERY_COMMANDS
 from pdserver.controller.nodes import ROLES
 from pdserver.controller.store import CHUTE_NAME
 
@@ -8,7 +9,7 @@ USER = CloudPermission.USER
 _NAME = {"type": "string", "minLength": 1, "maxLength": 64}
 _SECRET = {"type": "string", "minLength": 1, "maxLength": 256}
 _NAME_BODY = {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {"name": _NAME}}
-COMMANDS = ("start", "stop", "restart", "remove")
+COMMANDS = DELIVERY_COMMANDS
 
 
 def _created(body):

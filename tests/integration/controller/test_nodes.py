@@ -4,7 +4,6 @@ from autobahn.wamp.auth import derive_key
 from zope.interface.verify import verifyObject
 
 from pdserver.controller.interfaces import IFleetStore
-from tests.integration.controller_helpers import controller, start_controller  # noqa: F401
 
 
 async def _node(client, name="edge-1"):

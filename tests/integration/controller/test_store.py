@@ -8,7 +8,6 @@ import pytest_twisted
 import yaml
 
 from pdserver.controller.interfaces import FINAL_DELIVERY_STATES
-from tests.integration.controller_helpers import controller, start_controller  # noqa: F401
 from tests.integration.ws import open_stream
 
 TAR = {"Content-Type": "application/x-tar"}
@@ -116,7 +115,7 @@ async def test_a_deployment_delivers_to_nodes_where_the_user_may_and_forbids_the
     assert controller.fleet.woken == [[own["id"]]]
     pending = await controller.store.pending_deliveries(own["id"])
     assert [(d["command"], d["chute"], d["version"], d["config"], d["source"], d["role"]) for d in pending] == \
-        [("install", "hello", "1", description(), None, "owner")]
+        [(None, "hello", "1", description(), None, "owner")]
     assert await controller.store.pending_deliveries(shared["id"]) == []
     code, shown = await alice.get(f"/api/v1/deployments/{deployment['id']}")
     assert code == 200 and shown["states"] == {"pending": 1, "forbidden": 1} and not shown["finished"]

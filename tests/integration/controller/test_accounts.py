@@ -3,7 +3,7 @@ import stat
 
 import pytest_twisted
 
-from tests.integration.controller_helpers import ADMIN_PASSWORD, PASSWORD, controller, start_controller  # noqa: F401
+from tests.integration.controller.helpers import ADMIN_PASSWORD, PASSWORD
 
 
 @pytest_twisted.ensureDeferred

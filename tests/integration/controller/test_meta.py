@@ -3,7 +3,6 @@ import pytest_twisted
 from click.testing import CliRunner
 
 from pdserver.main import cli
-from tests.integration.controller_helpers import controller, start_controller  # noqa: F401
 
 
 @pytest_twisted.ensureDeferred
