@@ -15,8 +15,10 @@ class IFleetStore(Interface):
     """Storage as the WAMP backend uses it. Every method returns a Deferred."""
 
     def node_auth(node_id):
-        """``{"key", "salt", "iterations", "keylen"}`` for WAMP-CRA (the key is
-        autobahn.wamp.auth.derive_key(secret, salt, iterations, keylen)), or None for an unknown node."""
+        """``{"key", "salt", "iterations", "keylen"}`` for WAMP-CRA, or None for an unknown node. ``key`` is the
+        node's secret itself: crossbar 26.10 derives the signing key from what the authenticator answers
+        (PBKDF2 with the salt, iterations and keylen, which it also sends the node in the challenge), so WAMP-CRA
+        cannot work from a stored derivation; answer all four and both sides derive the same key."""
 
     def node_seen(node_id, online, at, state):
         """Record presence (``online`` bool, ``at`` unix seconds) and, when ``state`` (the node's state message,
