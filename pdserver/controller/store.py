@@ -53,6 +53,14 @@ def thd_keep_archive(stream, work: Path, max_bytes: int):
     return description, archive, digest.hexdigest(), size
 
 
+def _uncancelled(d: defer.Deferred) -> defer.Deferred:
+    """A Deferred with ``d``'s result; cancelling it fails it at once and leaves ``d`` (a thread's work) alone."""
+    out = defer.Deferred()
+    d.addCallbacks(lambda value: out.called or out.callback(value),
+                   lambda failure: out.called or out.errback(failure))
+    return out
+
+
 def _version(row: dict) -> dict:
     return {"chute": row["chute"], "version": row["version"], "config": json.loads(row["config"]),
             "archive": row["archive"] is not None, "sha256": row["sha256"], "size": row["size"],
@@ -119,15 +127,21 @@ class ChuteStore:
 
     @defer.inlineCallbacks
     def add_tar(self, username: str, name: str, stream, address: Optional[str]):
-        """A version from an uploaded project tar; the archive is kept only when the version is stored."""
+        """A version from an uploaded project tar; the archive is kept only when the version is stored.
+
+        The request's Deferred is cancelled when its client leaves, but a thread cannot be: the clean-up waits
+        for the thread's end, so nothing it writes stays behind."""
         work = self._archives / ".incoming" / uuid.uuid4().hex
+        thread_done = defer.Deferred()
+        unpacked = self._run_in_thread(thd_keep_archive, stream, work, self._max_upload)
+        unpacked.addBoth(lambda result: (thread_done.callback(None), result)[1])
         try:
-            description, archive, sha256, size = yield self._run_in_thread(thd_keep_archive, stream, work,
-                                                                           self._max_upload)
+            description, archive, sha256, size = yield _uncancelled(unpacked)
             dest = self._archives / name / f"{uuid.uuid4().hex}.tar"
             version = yield self._add(username, name, description, (archive, dest, sha256, size), address)
             return version
         finally:
+            yield thread_done
             yield self._run_in_thread(shutil.rmtree, str(work), True)
 
     def add_config(self, username: str, name: str, description: dict, address: Optional[str]) -> defer.Deferred:

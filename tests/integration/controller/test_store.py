@@ -185,3 +185,4 @@ async def test_the_deployment_websocket_streams_each_delivery_and_closes_when_al
     late = open_stream(ws_url, alice.token)
     await late.done
     assert sorted(m["state"] for m in late.messages) == ["failed", "succeeded"] and late.close_info[1] == 1000
+
