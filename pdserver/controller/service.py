@@ -43,6 +43,9 @@ class ControllerSettings:
     admin_password: Optional[str] = None
     token_ttl: int = 24 * 3600
     login_failures_per_minute: int = 5
+    # Provision attempts in flight or failed per client address and minute: nodes booting together behind one
+    # NAT share an address, and a key is 32 random bytes, so this only has to stop a flood.
+    provision_failures_per_minute: int = 30
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 256 * 1024 * 1024
     header_timeout: float = 5.0
@@ -153,7 +156,8 @@ def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=No
     def links() -> dict:
         return {"wamp_router": settings.wamp_url, "controller": controller_url()}
 
-    provision_throttle = LoginThrottle(clock, settings.login_failures_per_minute, 60.0)
+    provision_throttle = LoginThrottle(clock, settings.provision_failures_per_minute, 60.0,
+                                       address_limit=settings.provision_failures_per_minute)
     nodes = Nodes(db, audit, links, provision_throttle)
     chute_store = ChuteStore(db, audit, settings.state_dir / "store", run_in_thread, settings.max_upload_bytes)
     deployments = Deployments(db, audit, accounts, nodes, chute_store, fleet, controller_url)

@@ -131,11 +131,12 @@ async def test_a_provision_key_serves_max_nodes_until_it_expires(controller):
 
 
 @pytest_twisted.ensureDeferred
-async def test_guessing_provision_keys_is_throttled(controller):
-    anonymous = controller.client()
+async def test_guessing_provision_keys_is_throttled(start_controller, tmp_path):
+    running = await start_controller(tmp_path / "throttled", provision_failures_per_minute=4)
+    anonymous = running.client()
     codes = [(await anonymous.post("/api/v1/provision", {"provision_key": f"pdk_guess{i}", "name": "n"}))[0]
-             for i in range(6)]
-    assert codes == [401] * 5 + [429]
+             for i in range(5)]
+    assert codes == [401] * 4 + [429]
 
 
 @pytest_twisted.ensureDeferred
@@ -181,3 +182,22 @@ async def test_a_command_is_a_pending_delivery_the_fleet_is_woken_for(controller
     assert await controller.store.pending_deliveries(node["id"]) == []
     code, body = await alice.post(f"/api/v1/nodes/{node['id']}/commands", {"type": "format", "chute": "hello"})
     assert code == 400 and body["error"]["field"] == "type"
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_claims_and_provisions_respect_once_and_max_nodes(controller):
+    from twisted.internet import defer
+    users = [await controller.user(f"u{i}") for i in range(3)]
+    _, key = await users[0].post("/api/v1/provision-keys", {"name": "three", "max_nodes": 3, "ttl": 3600})
+    anonymous = controller.client()
+    answers = await defer.gatherResults([defer.ensureDeferred(
+        anonymous.post("/api/v1/provision", {"provision_key": key["key"], "name": f"n{i}"})) for i in range(8)])
+    created = [body for code, body in answers if code == 201]
+    assert len(created) == 3 and sorted(code for code, _ in answers) == [201] * 3 + [401] * 5
+    token = created[0]["claim_token"]
+    claims = await defer.gatherResults([defer.ensureDeferred(u.post("/api/v1/nodes/claim", {"claim_token": token}))
+                                        for u in users])
+    assert sorted(code for code, _ in claims) == [200, 404, 404]
+    owners = [u for u, (code, _) in zip(users, claims) if code == 200]
+    code, members = await owners[0].get(f"/api/v1/nodes/{created[0]['id']}/members")
+    assert len(members) == 1 and members[0]["role"] == "owner"

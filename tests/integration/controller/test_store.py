@@ -186,3 +186,21 @@ async def test_the_deployment_websocket_streams_each_delivery_and_closes_when_al
     await late.done
     assert sorted(m["state"] for m in late.messages) == ["failed", "succeeded"] and late.close_info[1] == 1000
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_watcher_that_vanishes_stops_listening(controller):
+    from tests.integration.http import wait_for
+    alice = await controller.user("alice")
+    await _chute(alice)
+    await alice.post("/api/v1/store/chutes/hello/versions", {"config": description()})
+    node = await _node(alice, "a")
+    _, deployment = await alice.post("/api/v1/deployments", {"chute": "hello", "version": "1", "nodes": [node["id"]]})
+    stream = open_stream(controller.url.replace("http", "ws") + f"/ws/deployments/{deployment['id']}", alice.token)
+    await stream.wait_messages(1)
+    assert controller.fleet.events.listeners(deployment["id"]) == 1
+    await stream.drop()
+    await wait_for(lambda: controller.fleet.events.listeners(deployment["id"]) == 0)
+    unauthenticated = open_stream(controller.url.replace("http", "ws") + f"/ws/deployments/{deployment['id']}")
+    await unauthenticated.done
+    assert unauthenticated.protocol is None and unauthenticated.messages == []
