@@ -195,8 +195,8 @@ class Database(Service):
 
 def _delivery(row: dict) -> dict:
     return {"key": row["key"], "deployment_id": row["deployment_id"], "node_id": row["node_id"],
-            "state": row["state"],
-            "command": None if row["command"] == "install" else row["command"], "chute": row["chute"], "version": row["version"],
+            "state": row["state"], "command": None if row["command"] == "install" else row["command"],
+            "chute": row["chute"], "version": row["version"],
             "config": json.loads(row["config"]) if row["config"] else None,
             "source": json.loads(row["source"]) if row["source"] else None,
             "user": row["username"], "role": row["role"]}
