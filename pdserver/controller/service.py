@@ -84,7 +84,8 @@ class Controller:
 
 
 class Bootstrap(Service):
-    """Once the database is open: the token secret, and the first admin when there are no users."""
+    """Once the database is open: the token secret, the first admin when there are no users, and, with an
+    embedded router (no node can be connected before it starts), every node offline until it joins."""
 
     name = "bootstrap"
 
@@ -94,6 +95,8 @@ class Bootstrap(Service):
     @defer.inlineCallbacks
     def startService(self):
         self._tokens.secret = yield self._db.interaction(thd_token_secret)
+        if self._settings.router_url is None:
+            yield self._db.execute("UPDATE nodes SET online = ? WHERE online = ?", (False, True))
         path = self._settings.initial_password_path
         created = yield self._accounts.bootstrap_admin(self._settings.admin_password,
                                                        lambda pw: write_secret_file(path, pw + "\n"), random_password)

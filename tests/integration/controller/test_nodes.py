@@ -201,3 +201,19 @@ async def test_concurrent_claims_and_provisions_respect_once_and_max_nodes(contr
     owners = [u for u, (code, _) in zip(users, claims) if code == 200]
     code, members = await owners[0].get(f"/api/v1/nodes/{created[0]['id']}/members")
     assert len(members) == 1 and members[0]["role"] == "owner"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_controller_with_its_own_router_shows_every_node_offline_until_it_joins(start_controller,
+                                                                                                   tmp_path):
+    state = tmp_path / "restarted"
+    running = await start_controller(state)
+    admin = await running.login()
+    node = await _node(admin)
+    await running.store.node_seen(node["id"], True, 1000.0, None)
+    assert (await admin.get(f"/api/v1/nodes/{node['id']}"))[1]["online"] is True
+    await running.built.service.stopService()
+    running = await start_controller(state)
+    admin = running.client(admin.token)  # its token outlives the restart: the signing secret is in the database
+    code, shown = await admin.get(f"/api/v1/nodes/{node['id']}")
+    assert code == 200 and shown["online"] is False and shown["last_seen"] == 1000.0
