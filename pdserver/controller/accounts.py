@@ -225,6 +225,12 @@ class Accounts:
             admins = fetch(txn, "SELECT COUNT(*) AS n FROM users WHERE admin = ?", (True,))[0]["n"]
             if found[0]["admin"] and admins == 1:
                 raise errors.Conflict("cannot delete the last admin", field="username")
+            orphans = fetch(txn, "SELECT COUNT(*) AS n FROM node_members m WHERE m.username = ? AND m.role = ? AND "
+                                 "NOT EXISTS (SELECT 1 FROM node_members o WHERE o.node_id = m.node_id AND "
+                                 "o.role = ? AND o.username <> m.username)", (username, "owner", "owner"))[0]["n"]
+            if orphans:
+                raise errors.Conflict(f"{username} is the only owner of {orphans} node(s): give them another owner "
+                                      "or delete them first", field="username")
             run(txn, "DELETE FROM users WHERE username = ?", (username,))
             thd_record(txn, self._audit.clock(), actor.username, "user-delete", "succeeded", target=username,
                        address=address)

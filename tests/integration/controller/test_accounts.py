@@ -86,6 +86,10 @@ async def test_users_are_managed_by_admins_and_a_deleted_users_token_dies(contro
     assert code == 200 and [u["username"] for u in users] == ["admin", "bob"]
     code, body = await bob.post("/api/v1/users", {"username": "carol", "password": PASSWORD})
     assert code == 403
+    code, node = await bob.post("/api/v1/nodes", {"name": "bobs"})
+    code, body = await admin.delete("/api/v1/users/bob")
+    assert code == 409 and "only owner of 1 node" in body["error"]["message"]
+    assert (await bob.delete(f"/api/v1/nodes/{node['id']}"))[0] == 200
     code, body = await admin.delete("/api/v1/users/bob")
     assert code == 200
     code, body = await bob.get("/api/v1/auth/me")

@@ -23,6 +23,18 @@ async def test_health_and_router_are_public(controller):
 
 
 @pytest_twisted.ensureDeferred
+async def test_hostile_path_parameters_get_json_4xx(controller):
+    admin = await controller.login()
+    for path in ("/api/v1/nodes/%ff%fe", "/api/v1/nodes/" + "a" * 5000, "/api/v1/nodes/x%27%3B%20DROP%20TABLE%20nodes",
+                 "/api/v1/store/chutes/%00/versions", "/api/v1/groups/%E2%80%AE",
+                 "/api/v1/deployments/..%2F..%2Fetc", "/api/v1/store/chutes/hello/versions/..%2F1/archive"):
+        code, body = await admin.get(path)
+        assert code == 404 and body["error"]["code"] == "not_found", path
+    code, nodes = await admin.get("/api/v1/nodes")
+    assert code == 200 and nodes == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_openapi_document_lists_every_route_with_its_permission(controller):
     code, document = await controller.client().get("/api/v1/openapi.json")
     assert code == 200 and document["info"]["title"] == "ParaDrop Controller API"
