@@ -33,13 +33,12 @@ class ArchiveResource(Resource):
         request.setHeader(b"content-type", b"application/x-tar")
         request.setHeader(b"content-length", b"%d" % os.fstat(f.fileno()).st_size)
         request.setHeader(b"cache-control", b"no-store")
-        if request.method == b"HEAD":
-            f.close()
-            return b""
+        gone = []
+        request.notifyFinish().addBoth(gone.append)
 
-        def done(result):
+        def done(_):
             f.close()
-            if not request.finished and not getattr(request, "_disconnected", False):
+            if not gone:
                 request.finish()
         FileSender().beginFileTransfer(f, request).addBoth(done)
         return NOT_DONE_YET
