@@ -16,7 +16,7 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, threads
 
 from pdserver.cloud import protocol
-from tests.conftest import REPO, NodeProcess, _finish
+from tests.conftest import REPO, NodeProcess, _finish, wait_until
 from tests.integration.chute_helpers import unique
 from tests.integration.cloud_router import ControllerClient, Crossbar, Gate, node_credentials, wait_for
 
@@ -280,3 +280,30 @@ def test_an_unprovisioned_node_never_imports_autobahn(tmp_path):
     assert probe.returncode == 0, probe.stderr[-3000:]
     result = json.loads(probe.stdout.strip().splitlines()[-1])
     assert result == {"before": [], "after": True}
+
+
+def test_pdtools_provisions_a_node_with_the_key_on_stdin_and_describes_its_link(node, router, credentials, tmp_path):
+    node_id, secret = credentials
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARADROP_", "PDTOOLS_", "XDG_"))}
+    env.update(HOME=str(tmp_path / "home"), PARADROP_API_TOKEN=node.token(), PDTOOLS_NODE_TARGET=node.url)
+
+    def pdtools(*args, stdin=None):
+        result = subprocess.run([sys.executable, "-m", "pdtools.main", "node", *args], input=stdin, env=env,
+                                cwd=str(REPO), capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    refused = pdtools("provision", node_id, "-", stdin=secret + "\n")
+    assert refused.returncode == 2 and "--wamp" in refused.stderr
+    done = pdtools("provision", node_id, "-", "--wamp", router.url, stdin=secret + "\n")
+    assert done.returncode == 0, done.stderr
+    assert node_id in done.stdout and secret not in done.stdout
+
+    def described():
+        result = pdtools("--json", "describe-provision")
+        return result.returncode == 0 and json.loads(result.stdout)
+    status = wait_until(lambda: (lambda s: s and s["connected"] and s)(described()), timeout=30,
+                        message="describe-provision showing the link up")
+    assert status["routerId"] == node_id and status["wampRouter"] == router.url
+    bad = pdtools("provision", "XYZ", "-", "--wamp", router.url, stdin="s\n")
+    assert bad.returncode == 1 and "node_id" in bad.stderr
