@@ -2,6 +2,7 @@
 provisioning over the Edge API, the session (WAMP-CRA with a salted key), state and change reports, remote commands
 (run once per key, permission of the cloud user's role), reconnection after the router dies, and the rule that an
 unprovisioned node never imports autobahn."""
+import hashlib
 import json
 import os
 import stat
@@ -17,7 +18,7 @@ from twisted.internet import defer, threads
 
 from pdserver.cloud import protocol
 from tests.conftest import REPO, NodeProcess, _finish, wait_until
-from tests.integration.chute_helpers import unique
+from tests.integration.chute_helpers import tar_bytes, unique, write_project
 from tests.integration.cloud_router import ControllerClient, Crossbar, Gate, node_credentials, wait_for
 
 pytestmark = pytest.mark.docker
@@ -98,6 +99,8 @@ def test_a_provisioned_node_joins_registers_its_procedures_and_publishes_its_sta
 
     state = (yield wait_for(lambda: controller.of(node_id, protocol.STATE), message="a state message"))[-1]
     assert state["node_id"] == node_id and state["chutes"] == [] and state["version"]
+    telemetry = yield wait_for(lambda: controller.of(node_id, protocol.TELEMETRY), message="telemetry")
+    assert telemetry[0]["memory"]["total"] > 0 and telemetry[0]["interfaces"]
     answered = yield controller.call(node_id, protocol.GET_STATE)
     assert answered["node_id"] == node_id and answered["commands"] == []
     registered = yield controller.session.call("wamp.registration.list")
@@ -105,6 +108,8 @@ def test_a_provisioned_node_joins_registers_its_procedures_and_publishes_its_sta
     for registration_id in registered["exact"]:
         uris.add((yield controller.session.call("wamp.registration.get", registration_id))["uri"])
     assert uris >= {protocol.node_uri(node_id, p) for p in protocol.PROCEDURES}
+    exit_code = yield in_thread(node.stop)
+    assert exit_code == 0, node.output.read_text()[-3000:]
 
 
 @pytest_twisted.inlineCallbacks
@@ -151,6 +156,61 @@ def test_a_remote_install_runs_once_per_key_and_its_progress_reaches_the_control
     yield wait_for(lambda: [e for e in controller.of(node_id, protocol.CHANGE)
                             if e["change_id"] == removed["change_id"] and e["state"] == "succeeded"],
                    timeout=60, message="the removal")
+
+
+class ArchiveServer:
+    """A tiny HTTP server on the test reactor serving one archive to the bearer of one token."""
+
+    def __init__(self, archive: bytes, token: str):
+        from twisted.internet import reactor
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        class Archive(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):
+                if request.getHeader("authorization") != f"Bearer {token}":
+                    request.setResponseCode(401)
+                    return b"no"
+                request.setHeader("content-type", "application/x-tar")
+                return archive
+        self._port = reactor.listenTCP(0, Site(Archive()), interface="127.0.0.1")
+        self.url = f"http://127.0.0.1:{self._port.getHost().port}/archive"
+
+    def stop(self):
+        return self._port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_remote_install_from_an_archive_is_fetched_with_its_token_and_checked_against_its_sha256(
+        node, router, controller, credentials, tmp_path):
+    node_id, secret = credentials
+    yield provision(node, {"node_id": node_id, "secret": secret, "wamp_router": router.url})
+    yield wait_connected(node)
+    name = unique("tar")
+    archive = tar_bytes(write_project(tmp_path / "project", light_chute(name), {"www/index.html": "hello"}))
+    server = ArchiveServer(archive, "archive-token")
+    good = {"url": server.url, "token": "archive-token", "sha256": hashlib.sha256(archive).hexdigest()}
+    try:
+        for source, code, field in [({**good, "sha256": "0" * 64}, "bad_request", "source.sha256"),
+                                    ({**good, "token": "wrong"}, "service_unavailable", "source.url")]:
+            with pytest.raises(ApplicationError) as caught:
+                yield controller.call(node_id, protocol.INSTALL_CHUTE, key=unique("k"), user="carol", role="owner",
+                                      source=source)
+            assert (caught.value.kwargs["code"], caught.value.kwargs["field"]) == (code, field)
+        assert list((node.state_dir / "chutes" / "sources").iterdir()) == []
+        answer = yield controller.call(node_id, protocol.INSTALL_CHUTE, key=unique("k"), user="carol", role="owner",
+                                       source=good)
+    finally:
+        yield server.stop()
+    final = yield wait_for(lambda: [e for e in controller.of(node_id, protocol.CHANGE)
+                                    if e["change_id"] == answer["change_id"]
+                                    and e["state"] in protocol.FINISHED_STATES], timeout=120,
+                           message="the install's end")
+    assert final[0]["state"] == "succeeded", final
+    config = node.session().get(f"{node.url}/api/v1/chutes/{name}/config", timeout=10).json()
+    assert config["name"] == name
 
 
 @pytest_twisted.inlineCallbacks
