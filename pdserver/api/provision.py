@@ -21,7 +21,7 @@ class ProvisionResource:
         """``link``: the node's CloudLink (pdserver.cloud.link)."""
         self._link = link
 
-    @routes.route("/api/v1/config/provision", "GET", permission=Permission.READ_CONFIG,
+    @routes.route("/api/v1/config/provision", "GET", permission=Permission.WRITE_CONFIG,
                   summary="Whether the node is provisioned to a controller, and its link's state (never the secret)")
     def get_provision(self, call: Call):
         return self._link.status()

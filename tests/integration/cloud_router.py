@@ -88,11 +88,19 @@ class Crossbar:
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
-    def kill(self):
-        """kill -9 the router and its workers (its own process group)."""
+    def kill(self, sig=signal.SIGKILL):
+        """Signal the router (kill -9 by default: all its process group) and wait for it to end."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
+            if sig == signal.SIGKILL:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            finally:
+                if self.proc.poll() is None:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(30)
 
     def remove(self):
         self.kill()

@@ -5,6 +5,7 @@ unprovisioned node never imports autobahn."""
 import hashlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from tests.integration.cloud_router import ControllerClient, Crossbar, Gate, nod
 
 pytestmark = pytest.mark.docker
 
-NODES = 8  # node ids the module's router knows (each test takes its own)
+NODES = 10  # node ids the module's router knows (each test takes its own)
 
 
 @pytest.fixture(scope="module")
@@ -242,15 +243,16 @@ def test_commands_a_role_may_not_give_or_the_node_cannot_take_are_refused_with_t
     assert [(a["action"], a["result"]) for a in audit] == [("cloud:install_chute", "forbidden")]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 @pytest_twisted.inlineCallbacks
 def test_the_node_outlives_its_router_and_reconnects_and_republishes_its_state(node, router, controller,
-                                                                               credentials):
+                                                                               credentials, sig):
     node_id, secret = credentials
     gate = Gate(router.port).open()
     try:
         yield provision(node, {"node_id": node_id, "secret": secret, "wamp_router": gate.url()})
         yield wait_connected(node)
-        router.kill()
+        yield in_thread(router.kill, sig)
         status = yield wait_connected(node, connected=False)
         assert status["last_error"]
         yield gate.close()
@@ -297,7 +299,7 @@ def test_a_bad_provision_request_is_refused_naming_the_field_and_nothing_is_stor
     assert link_status(node)["provisioned"] is False
 
 
-def test_a_user_below_admin_may_not_provision(node):
+def test_a_user_below_admin_may_neither_provision_nor_read_the_provisioning(node):
     session = node.session()
     session.post(node.url + "/api/v1/users", json={"username": "ursula", "password": "ursula-password-1",
                                                      "role": "trusted"}, timeout=10).raise_for_status()
@@ -305,7 +307,8 @@ def test_a_user_below_admin_may_not_provision(node):
     answer = theirs.post(node.url + "/api/v1/config/provision",
                          json={"node_id": "ab" * 8, "secret": "s", "wamp_router": "ws://h/ws"}, timeout=10)
     assert answer.status_code == 403
-    assert theirs.get(node.url + "/api/v1/config/provision", timeout=10).json()["provisioned"] is False
+    assert theirs.get(node.url + "/api/v1/config/provision", timeout=10).status_code == 403
+    assert link_status(node)["provisioned"] is False
 
 
 AUTOBAHN_PROBE = textwrap.dedent("""
@@ -367,3 +370,14 @@ def test_pdtools_provisions_a_node_with_the_key_on_stdin_and_describes_its_link(
     assert status["routerId"] == node_id and status["wampRouter"] == router.url
     bad = pdtools("provision", "XYZ", "-", "--wamp", router.url, stdin="s\n")
     assert bad.returncode == 1 and "node_id" in bad.stderr
+
+
+def test_unprovisioning_forgets_the_controller_and_removes_the_record(node):
+    session = node.session()
+    body = {"node_id": "ef" * 8, "secret": "s3cret", "wamp_router": "ws://127.0.0.1:9/ws"}
+    assert session.post(node.url + "/api/v1/config/provision", json=body, timeout=10).json()["provisioned"]
+    answer = session.delete(node.url + "/api/v1/config/provision", timeout=10)
+    assert answer.status_code == 200 and answer.json()["provisioned"] is False
+    assert not (node.state_dir / "cloud.json").exists()
+    actions = [a["action"] for a in session.get(node.url + "/api/v1/audit?limit=5", timeout=10).json()]
+    assert actions[:2] == ["cloud:unprovision", "cloud:provision"]
