@@ -11,6 +11,7 @@ from typing import Callable, Optional
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import Attribute, Interface
 
 import pdserver
 from pdserver.cloud import protocol
@@ -20,13 +21,37 @@ from pdserver.cloud.provisioning import ProvisionFile, ProvisionRecord
 log = Logger()
 
 
+class ICloudSession(Interface):
+    """The WAMP session of one provision record (pdserver.cloud.wamp.WampSession): made with (reactor, record,
+    retry, procedures, on_join, on_leave), it joins and rejoins until stopped."""
+
+    joined = Attribute("whether the session is joined now")
+
+    def start():
+        """Begin connecting (and reconnecting)."""
+
+    def stop():
+        """Leave and stop reconnecting: a Deferred that fires when the session is gone."""
+
+    def publish(suffix, message):
+        """Publish ``message`` on the node's topic ``suffix``: a Deferred, failed when not joined."""
+
+
+def wamp_session(*args) -> ICloudSession:
+    """The real session; autobahn is imported here, on the first provisioned start."""
+    from pdserver.cloud.wamp import WampSession
+    return WampSession(*args)
+
+
 class CloudLink(Service):
     name = "cloud-link"
 
     def __init__(self, reactor, provision_file: ProvisionFile, retry: dict, commands: RemoteCommands, queue,
-                 chutes, telemetry, telemetry_config: Callable[[], dict], audit):
+                 chutes, telemetry, telemetry_config: Callable[[], dict], audit,
+                 session_factory: Callable[..., ICloudSession] = wamp_session):
         """``retry``: {initial, max, growth, jitter} seconds (pdserver.settings); ``telemetry_config()`` the host
         config's ``telemetry`` section as it stands ({enabled, interval})."""
+        self._session_factory = session_factory
         self._reactor = reactor
         self._file = provision_file
         self._retry = retry
@@ -88,11 +113,11 @@ class CloudLink(Service):
         self.last_error = None
 
     def _start(self, record: ProvisionRecord) -> None:
-        from pdserver.cloud.wamp import WampSession
         self._record = record
         procedures = {name: functools.partial(self._commands.run, name) for name in protocol.COMMANDS}
         procedures[protocol.GET_STATE] = self.state_message
-        self._session = WampSession(self._reactor, record, self._retry, procedures, self._joined, self._left)
+        self._session = self._session_factory(self._reactor, record, self._retry, procedures, self._joined,
+                                              self._left)
         self._session.start()
 
     def _stop(self) -> defer.Deferred:

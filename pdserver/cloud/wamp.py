@@ -13,9 +13,11 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from pdserver import errors
 from pdserver.cloud import protocol
+from pdserver.cloud.link import ICloudSession
 from pdserver.cloud.provisioning import ProvisionRecord
 
 log = Logger()
@@ -44,6 +46,7 @@ def _wrap(procedure: Callable) -> Callable:
     return call
 
 
+@implementer(ICloudSession)
 class WampSession:
     """Join, register ``procedures`` (suffix -> callable taking keyword arguments) under the node's prefix on
     every join, publish under it; ``on_join()`` / ``on_leave(reason)`` report the session's state."""
