@@ -152,6 +152,12 @@ def test_a_remote_install_runs_once_per_key_and_its_progress_reaches_the_control
     assert {(a["action"], a["result"]) for a in audit} >= {("cloud:install_chute", "queued"),
                                                           ("change:install", "succeeded")}
 
+    updated = yield controller.call(node_id, protocol.UPDATE_CHUTE, key=unique("up"), user="alice", role="admin",
+                                    config=light_chute(name, 2))
+    yield wait_for(lambda: [s for s in controller.of(node_id, protocol.STATE)
+                            if {"name": name, "version": "2", "state": "running"} in s["chutes"]
+                            and {"key": key, "change_id": change_id, "state": "succeeded"} in s["commands"]],
+                   timeout=60, message=f"the update (change {updated['change_id']}) in the state")
     removed = yield controller.call(node_id, protocol.REMOVE_CHUTE, key=unique("rm"), user="alice", role="owner",
                                     chute=name)
     yield wait_for(lambda: [e for e in controller.of(node_id, protocol.CHANGE)
