@@ -60,10 +60,10 @@ class ChutesResource:
         return config, spec, None
 
     def _submit(self, type_, target, call, params=None):
-        change = self._requests.submit(type_, target, call.username, params)
-        return Response({"change_id": change.id}, 202)
+        return self._submitted(self._requests.submit(type_, target, call.username, params))
 
-    def _submitted(self, change):
+    @staticmethod
+    def _submitted(change):
         return Response({"change_id": change.id}, 202)
 
     @routes.route("/api/v1/chutes", "GET", permission=Permission.READ_CHUTES, summary="Installed chutes")
