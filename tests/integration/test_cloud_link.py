@@ -145,6 +145,12 @@ def test_a_remote_install_runs_once_per_key_and_its_progress_reaches_the_control
     again = yield controller.call(node_id, protocol.INSTALL_CHUTE, key=key, user="alice", role="admin",
                                   config=light_chute(name))
     assert again == {"change_id": change_id, "duplicate": True}
+    yield in_thread(node.stop)
+    yield in_thread(node.start)
+    yield wait_connected(node)
+    after_restart = yield controller.call(node_id, protocol.INSTALL_CHUTE, key=key, user="alice", role="admin",
+                                          config=light_chute(name))
+    assert after_restart == {"change_id": change_id, "duplicate": True}
     session = node.session()
     installs = [c for c in session.get(node.url + "/api/v1/changes?limit=100").json() if c["type"] == "install"]
     assert [c["id"] for c in installs] == [change_id] and installs[0]["user"] == "cloud:alice"
