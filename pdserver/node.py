@@ -23,7 +23,11 @@ from pdserver.changes.journal import ChangeJournal
 from pdserver.changes.queue import ChangeQueue
 from pdserver.chutes.naming import LABEL_NODE, ChuteNames
 from pdserver.chutes.policy import NodePolicy
+from pdserver.chutes.requests import ChuteRequests
 from pdserver.chutes.store import ChuteStore
+from pdserver.cloud.commands import CommandLog, RemoteCommands
+from pdserver.cloud.link import CloudLink
+from pdserver.cloud.provisioning import ProvisionFile
 from pdserver.containers.engine import DockerEngine
 from pdserver.execution.chute_actions import ChuteActions
 from pdserver.execution.chute_handlers import ChuteHandlers
@@ -62,6 +66,7 @@ class Node:
     conn: object
     engine: DockerEngine
     chutes: ChuteStore
+    cloud: CloudLink
 
     @property
     def url(self) -> str:
@@ -121,17 +126,23 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                          **NetworkActions(network, engine).actions()}, after_step=crash_hook(settings))
     chute_handlers = ChuteHandlers(executor, chutes, engine, reactor, names, policy.current,
                                    settings.chute_sources_dir, lambda: pending_sources(queue), network_facts)
+    chute_requests = ChuteRequests(queue, chutes, policy.current, settings.chute_sources_dir,
+                                   settings.max_upload_bytes, in_thread, network_facts)
+    telemetry = Telemetry(in_thread, reactor)
+    cloud = CloudLink(reactor, ProvisionFile(settings.provision_path), settings.cloud_retry,
+                      RemoteCommands(chute_requests, queue, chutes, CommandLog(conn), audit, reactor), queue, chutes,
+                      telemetry, lambda: hostconfig.load().get("telemetry", {}), audit)
     events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
     deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
     monitor = ChuteMonitor(engine, names, reactor, events, deaths)
     queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
                 **(handlers or {})},
                recover=RecoveryHandler(executor),
-               on_finished=AfterChange(audit, gateways, chute_handlers.finished, monitor.forget).finished)
+               on_finished=AfterChange(audit, gateways, chute_handlers.finished, monitor.forget,
+                                       cloud.change_finished).finished)
 
-    telemetry = Telemetry(in_thread, reactor)
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
-                  monitor=monitor, chute_policy=policy.current,
+                  monitor=monitor, chute_requests=chute_requests, cloud_link=cloud,
                   run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds(), names=names, network=network,
                   telemetry=telemetry, status_hub=StatusHub(events, deaths, telemetry, reactor),
                   network_facts=network_facts)
@@ -140,9 +151,9 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     first_start = FirstStart(in_thread, hostconfig, settings.network_netns)
     reattach = InterfaceReattach(engine, events, network, chutes, names, network_facts)
     for part in (hashing, engine, events, network_manager, docker_forward, first_start, supervisor, queue, http,
-                 gateways, ReconcileAtStart(queue), reattach):
+                 gateways, ReconcileAtStart(queue), reattach, cloud):
         part.setServiceParent(root)
-    return Node(settings, root, http, queue, auth, conn, engine, chutes)
+    return Node(settings, root, http, queue, auth, conn, engine, chutes, cloud)
 
 
 def prepare_state_dir(settings: Settings) -> None:
@@ -214,13 +225,15 @@ class ChutePolicySource:
 
 class AfterChange:
     """What follows every change: its audit record, the removal of an upload a failed change leaves, and the
-    API's listeners following the chutes' networks, and fresh container states for the status routes."""
+    API's listeners following the chutes' networks, fresh container states for the status routes, and the
+    controller told (the cloud link)."""
 
-    def __init__(self, audit: AuditLog, gateways: ChuteGateways, discard_upload, forget_states):
+    def __init__(self, audit: AuditLog, gateways: ChuteGateways, discard_upload, forget_states, report):
         self._audit = audit
         self._gateways = gateways
         self._discard_upload = discard_upload
         self._forget_states = forget_states
+        self._report = report
 
     def finished(self, change) -> None:
         detail = {"change_id": change.id, **({"needs_attention": True} if change.needs_attention else {})}
@@ -229,6 +242,7 @@ class AfterChange:
         self._discard_upload(change)
         self._gateways.sync()
         self._forget_states()
+        self._report(change)
 
 
 def pending_sources(queue: ChangeQueue):

@@ -45,6 +45,12 @@ class Settings:
     network_netns: Optional[str] = None
     # The D-Bus system bus where NetworkManager may be (``unix:path=...``); None: the machine's system bus.
     dbus_system_address: Optional[str] = None
+    # The cloud link's reconnection: the first delay, the cap, the growth per failed attempt and the jitter (a
+    # fraction of the delay), in seconds; every node of a fleet restarting at once must not reconnect in step.
+    cloud_retry_initial: float = 1.0
+    cloud_retry_max: float = 60.0
+    cloud_retry_growth: float = 1.5
+    cloud_retry_jitter: float = 0.1
 
     SECRET_FIELDS = frozenset({"admin_password"})
 
@@ -59,6 +65,15 @@ class Settings:
     @property
     def node_id_path(self) -> Path:
         return self.state_dir / "node-id"
+
+    @property
+    def provision_path(self) -> Path:
+        return self.state_dir / "cloud.json"
+
+    @property
+    def cloud_retry(self) -> dict:
+        return {"initial": self.cloud_retry_initial, "max": self.cloud_retry_max, "growth": self.cloud_retry_growth,
+                "jitter": self.cloud_retry_jitter}
 
     @property
     def initial_password_path(self) -> Path:
@@ -179,5 +194,9 @@ def _check(settings: Settings) -> None:
     if settings.dbus_system_address is not None and not settings.dbus_system_address.startswith(
             ("unix:", "tcp:")):
         raise SettingsError("dbus_system_address", "must be a D-Bus address (unix:path=... or tcp:...)")
+    if not 0 < settings.cloud_retry_initial <= settings.cloud_retry_max:
+        raise SettingsError("cloud_retry_initial", "must be positive and at most cloud_retry_max")
+    if settings.cloud_retry_growth < 1 or not 0 <= settings.cloud_retry_jitter < 1:
+        raise SettingsError("cloud_retry_growth", "growth must be at least 1 and jitter between 0 and 1")
     if settings.admin_password is not None and len(settings.admin_password) < 8:
         raise SettingsError("admin_password", "must be at least 8 characters")

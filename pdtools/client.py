@@ -174,6 +174,18 @@ class NodeClient(ApiClient):
         the stream (the connection opens on the first next(), as for stream_change)."""
         return self._follow(f"/ws/chute_logs/{_segment(name)}")
 
+    def get_provision(self):
+        """Whether the node is provisioned to a controller and its link's state: {"provisioned", "routerId",
+        "pdserver", "wampRouter", "connected", "last_connected", "last_error"}."""
+        return self._request("GET", "/config/provision")
+
+    def provision(self, node_id, secret, wamp_router, controller=None):
+        """Bind the node to a controller (it connects at once); answers like get_provision()."""
+        body = {"node_id": node_id, "secret": secret, "wamp_router": wamp_router}
+        if controller is not None:
+            body["controller"] = controller
+        return self._request("POST", "/config/provision", body=body)
+
     def _send_project(self, method, path, project):
         if isinstance(project, dict):
             return self._request(method, path, body={"config": project}, timeout=UPLOAD_TIMEOUT)

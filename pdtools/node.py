@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 import click
+import requests
 from rich.table import Column
 
 from pdtools.client import NodeClient
@@ -216,6 +217,58 @@ def set_password(session, username, from_stdin):
         new = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     answer = session.client().change_password(username, old, new)
     click.echo(answer.get("message") or f"Password changed for {username}.")
+
+
+@node.command()
+@click.argument("node_id", metavar="ID")
+@click.argument("key", metavar="KEY")
+@click.option("--controller", "-c", help="The controller's URL (http://...); asked for its WAMP router when --wamp "
+                                         "is not given.")
+@click.option("--wamp", "-w", help="The WAMP router's URL (ws://HOST:PORT/ws).")
+@pass_session
+def provision(session, node_id, key, controller, wamp):
+    """Bind the node to a cloud controller: ID and KEY are the node id and secret the controller gave when the
+    node was created (KEY "-" reads it from the first line of stdin, away from the process list)."""
+    if key == "-":
+        (key,) = _stdin_lines(1)
+    if wamp is None:
+        if controller is None:
+            raise click.UsageError("give --wamp, or --controller to ask it for its WAMP router")
+        wamp = controller_router(controller)
+    _print_provision(session, session.client().provision(node_id, key, wamp, controller))
+
+
+@node.command("describe-provision")
+@pass_session
+def describe_provision(session):
+    """Show whether the node is bound to a controller and whether its link is up."""
+    _print_provision(session, session.client().get_provision())
+
+
+def controller_router(controller):
+    """The WAMP router URL a controller announces (GET /api/v1/router)."""
+    url = controller.rstrip("/") + "/api/v1/router"
+    try:
+        response = requests.get(url, timeout=10)
+    except requests.RequestException as exc:
+        raise ConnectionFailed(url, str(exc)) from exc
+    if not response.ok:
+        raise ApiError.from_response(response.status_code, response.content, response.headers)
+    try:
+        return response.json()["wamp_router"]
+    except (ValueError, KeyError, TypeError):
+        raise CliError(f"{url} did not name a WAMP router", hint="give --wamp") from None
+
+
+def _print_provision(session, status):
+    if session.as_json:
+        print_json(status)
+        return
+    rows = {"provisioned": status.get("provisioned"), "node id": status.get("routerId"),
+            "controller": status.get("pdserver"), "WAMP router": status.get("wampRouter"),
+            "connected": status.get("connected"), "last connected": human_time(status.get("last_connected")),
+            "last error": status.get("last_error")}
+    print_mapping(rows, title="Provisioning")
 
 
 def _stdin_lines(count):

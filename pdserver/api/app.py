@@ -15,25 +15,27 @@ from pdserver.api.metrics import MetricsResource
 from pdserver.api.network import NetworkResource, thd_devices
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.portal import PortalResource, SiteRoot, load
+from pdserver.api.provision import ProvisionResource
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 from pdserver.api.status import StatusResource
 from pdserver.chutes.networks import NetworkFacts
 
 
-def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_policy,
-                  run_in_thread, clock, started_at: float, names, network, telemetry, status_hub,
+def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_requests,
+                  run_in_thread, clock, started_at: float, names, network, telemetry, status_hub, cloud_link,
                   network_facts=NetworkFacts) -> None:
-    """Every resource's routes on ``router`` (which may already be listening: it serves what it has)."""
+    """Every resource's routes on ``router`` (which may already be listening: it serves what it has).
+    ``chute_requests`` (pdserver.chutes.requests) checks and queues chute changes; ``cloud_link`` is the node's
+    CloudLink."""
     devices = functools.partial(run_in_thread, thd_devices)
     for resource in (AccountsResource(auth), InfoResource(started_at, clock, telemetry),
                      ChangesResource(queue), StatusResource(status_hub), MetricsResource(chutes, monitor, telemetry),
-                     ChutesResource(queue, chutes, monitor, chute_policy, settings.chute_sources_dir,
-                                    settings.max_upload_bytes, run_in_thread, network_facts),
+                     ChutesResource(chute_requests, chutes, monitor, run_in_thread),
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),
                      ConfigResource(settings, queue, hostconfig_store, devices, network, chutes, names),
                      NetworkResource(devices, network, chutes, names, network_facts),
-                     AuditResource(auth.audit),
+                     AuditResource(auth.audit), ProvisionResource(cloud_link),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
 

@@ -3,10 +3,7 @@
 Every modification is a change in the queue; these routes validate what they can
 at once (4xx naming the field) and answer 202 with the change id.
 """
-import shutil
-import uuid
-from pathlib import Path
-from typing import Callable, Tuple
+from typing import Tuple
 
 from twisted.internet import defer
 
@@ -14,10 +11,9 @@ from pdserver import errors
 from pdserver.api.body import INLINE_BYTES, TAR_TYPES, media_type, parse_json, raw_json
 from pdserver.api.routing import Call, QueryParam, Response, RouteTable
 from pdserver.auth.roles import Permission
-from pdserver.chutes import checks, networks, policy
-from pdserver.chutes.source import DESCRIPTION, thd_unpack_project
-from pdserver.chutes.networks import NetworkFacts
-from pdserver.chutes.spec import ChuteSpec, SpecError, build
+from pdserver.chutes import checks
+from pdserver.chutes.requests import ChuteRequests, spec_from_config
+from pdserver.chutes.spec import ChuteSpec, build
 
 _RESTART_BODY = {"type": "object", "additionalProperties": False, "required": ["environment"],
                  "properties": {"environment": {"type": "object"}}}
@@ -29,43 +25,21 @@ def parse_config_body(raw: bytes) -> Tuple[dict, ChuteSpec]:
     """Thread-safe: the description of a JSON install/update body ``{"config": {...}}`` and the chute built
     from it."""
     config = parse_json(raw, _CONFIG_BODY)["config"]
-    try:
-        spec = build(config)
-    except SpecError as e:
-        field = f"config.{e.field}" if e.field else "config"
-        raise SpecError(e.message if e.field else f"config: {e.message}", field) from None
-    if any(service.type == "normal" for service in spec.services):
-        raise SpecError("normal services need their Dockerfile: upload the project as a tar", "config.services")
-    return config, spec
+    return config, spec_from_config(config)
 
 
 class ChutesResource:
     routes = RouteTable("chutes")
 
-    def __init__(self, queue, store, monitor, chute_policy: Callable[[], policy.NodePolicy], sources_dir: Path,
-                 max_upload_bytes: int, run_in_thread, network_facts: Callable[[], NetworkFacts] = NetworkFacts):
-        """``chute_policy()`` and ``network_facts()`` are the node's policy for chutes and its host networks as
-        they stand (the change handler checks both again at run time)."""
-        self._network_facts = network_facts
-        self._queue = queue
+    def __init__(self, requests: ChuteRequests, store, monitor, run_in_thread):
+        """``requests`` checks and queues chute changes (the same checks as remote commands')."""
+        self._requests = requests
         self._store = store
         self._monitor = monitor
-        self._chute_policy = chute_policy
-        self._sources = sources_dir
-        self._max_upload = max_upload_bytes
         self._run_in_thread = run_in_thread
 
     def _record(self, name):
         return checks.installed(self._store, name)
-
-    def _thread_owning(self, dest: Path, f, *args) -> defer.Deferred:
-        """Run thread code that creates ``dest``. The dispatcher cancels a request's Deferred when its client goes
-        away, but not the thread: then wait for the thread and remove what it made."""
-        work = self._run_in_thread(f, *args)
-        result = defer.Deferred(lambda _: work.addBoth(lambda _: self._discard(str(dest))))
-        work.addCallbacks(lambda value: result.called or result.callback(value),
-                          lambda failure: result.called or result.errback(failure))
-        return result
 
     @defer.inlineCallbacks
     def _read_chute(self, call: Call):
@@ -75,48 +49,21 @@ class ChutesResource:
         if getattr(request, "body_too_large", False):
             raise errors.TooLarge("the upload exceeds the size limit", field="body")
         if media_type(request.getHeader("content-type")) in TAR_TYPES:
-            dest = self._sources / uuid.uuid4().hex
             request.content.seek(0)
-            try:
-                description, spec = yield self._thread_owning(dest, thd_unpack_project, request.content, dest,
-                                                              self._max_upload)
-            except SpecError as e:
-                raise SpecError(e.message, e.field or DESCRIPTION) from None
-            return description, spec, str(dest)
-        raw = raw_json(request, self._max_upload)
+            result = yield self._requests.unpack(request.content)
+            return result
+        raw = raw_json(request, self._requests.max_upload)
         if len(raw) > INLINE_BYTES:
             config, spec = yield self._run_in_thread(parse_config_body, raw)
         else:
             config, spec = parse_config_body(raw)
         return config, spec, None
 
-    def _check_supported(self, spec: ChuteSpec) -> None:
-        """Refuse what this node cannot give (by its policy, its radios, its free subnets) rather than queue a
-        change that fails."""
-        policy.check(spec, self._chute_policy())
-        record = self._store.get(spec.name)
-        others = [a for r in self._store.list() if r.name != spec.name for a in r.networks.values()]
-        networks.assign(self._network_facts(), spec, record.networks if record else {}, others)
-
-    def _discard(self, source) -> defer.Deferred:
-        """Remove an uploaded project (in a thread: a tree of thousands of files)."""
-        if not source:
-            return defer.succeed(None)
-        return self._run_in_thread(shutil.rmtree, source, True)
-
-    @defer.inlineCallbacks
-    def _submit_upload(self, type_, call, description, spec, source, check):
-        """Submit a change that brings an upload; on any failure (a 4xx check, a 500) the upload goes."""
-        try:
-            self._check_supported(spec)
-            check()
-            return self._submit(type_, description["name"], call, {"description": description, "source_dir": source})
-        except BaseException:
-            yield self._discard(source)
-            raise
-
     def _submit(self, type_, target, call, params=None):
-        change = self._queue.submit(type_, target, call.username, params or {})
+        return self._submitted(self._requests.submit(type_, target, call.username, params))
+
+    @staticmethod
+    def _submitted(change):
         return Response({"change_id": change.id}, 202)
 
     @routes.route("/api/v1/chutes", "GET", permission=Permission.READ_CHUTES, summary="Installed chutes")
@@ -135,9 +82,8 @@ class ChutesResource:
     @defer.inlineCallbacks
     def install(self, call: Call):
         description, spec, source = yield self._read_chute(call)
-        response = yield self._submit_upload("install", call, description, spec, source,
-                                             lambda: checks.name_free(self._store, description["name"]))
-        return response
+        change = yield self._requests.install(call.username, description, spec, source)
+        return self._submitted(change)
 
     @routes.route("/api/v1/chutes/<chute>", "PUT", permission=Permission.MANAGE_CHUTES, status=202,
                   summary="Update a chute to a newer version", upload=True, body=_CONFIG_BODY)
@@ -145,12 +91,8 @@ class ChutesResource:
     def update(self, call: Call, chute):
         self._record(chute)
         description, spec, source = yield self._read_chute(call)
-
-        def check():
-            checks.same_chute(description["name"], chute)
-            checks.newer(self._record(chute), description["version"])
-        response = yield self._submit_upload("update", call, description, spec, source, check)
-        return response
+        change = yield self._requests.update(call.username, chute, description, spec, source)
+        return self._submitted(change)
 
     @routes.route("/api/v1/chutes/<chute>", "GET", permission=Permission.READ_CHUTES, chute_param="chute",
                   summary="A chute with the state of its services")
@@ -163,20 +105,17 @@ class ChutesResource:
     @routes.route("/api/v1/chutes/<chute>", "DELETE", permission=Permission.MANAGE_CHUTES, status=202,
                   summary="Remove a chute and its data")
     def delete(self, call: Call, chute):
-        self._record(chute)
-        return self._submit("delete", chute, call)
+        return self._submitted(self._requests.simple("delete", chute, call.username))
 
     @routes.route("/api/v1/chutes/<chute>/start", "POST", permission=Permission.MANAGE_CHUTES, status=202,
                   summary="Start a stopped chute")
     def start(self, call: Call, chute):
-        self._record(chute)
-        return self._submit("start", chute, call)
+        return self._submitted(self._requests.simple("start", chute, call.username))
 
     @routes.route("/api/v1/chutes/<chute>/stop", "POST", permission=Permission.MANAGE_CHUTES, status=202,
                   summary="Stop a chute (it stays installed)")
     def stop(self, call: Call, chute):
-        self._record(chute)
-        return self._submit("stop", chute, call)
+        return self._submitted(self._requests.simple("stop", chute, call.username))
 
     @routes.route("/api/v1/chutes/<chute>/restart", "POST", permission=Permission.MANAGE_CHUTES, status=202,
                   summary="Restart a chute's services; a body {environment} restarts it with those variables",
@@ -184,7 +123,7 @@ class ChutesResource:
     def restart(self, call: Call, chute):
         record = self._record(chute)
         if call.body is None:
-            return self._submit("restart", chute, call)
+            return self._submitted(self._requests.simple("restart", chute, call.username))
         description = {**record.description, "environment": call.body["environment"]}
         build(description)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
@@ -211,7 +150,7 @@ class ChutesResource:
         checks.same_chute(description["name"], chute)
         spec = build(description)
         checks.newer(record, description["version"], same_version_ok=True)
-        self._check_supported(spec)
+        self._requests.check_supported(spec)
         return self._submit("update", chute, call, {"description": description, "source_dir": record.source_dir,
                                                      "same_version_ok": True})
 

@@ -39,7 +39,8 @@ GET_STATE = "get_state"  # no arguments, not a command: answers the state messag
 COMMANDS = (INSTALL_CHUTE, UPDATE_CHUTE, REMOVE_CHUTE, START_CHUTE, STOP_CHUTE, RESTART_CHUTE, SET_HOSTCONFIG)
 PROCEDURES = COMMANDS + (GET_STATE,)
 
-# Topics a node publishes (suffixes of its prefix), always with acknowledge=True.
+# Topics a node publishes (suffixes of its prefix), always with acknowledge=True; the message is the event's one
+# positional argument (no keyword arguments).
 STATE = "state"  # on every join and after every change: the state message
 TELEMETRY = "telemetry"  # every telemetry.interval seconds: the node's /api/v1/info/telemetry document
 CHANGE = "change"  # progress of changes: {change_id, key (or null), type, chute, state, time, message}

@@ -196,3 +196,27 @@ def test_pdtools_0_13_installs_paradrop_s_legacy_dockerfile_hello_world(old_pdto
     assert result.returncode == 0, result.stdout + result.stderr
     chute = api_chute(node_process, chute_name)
     assert (chute["state"], chute["version"], chute["web"]) == ("running", "0.1.0", {"service": "main", "port": 80})
+
+
+def test_pdtools_0_13_provisions_the_node_and_describes_its_provisioning(old_pdtools, node_process):
+    """`provision ID KEY --controller URL --wamp URL` posts {routerId, apitoken, pdserver, wampRouter}: stored 0600,
+    the link starts (nothing listens at the loopback URLs given, so it stays down and says why), and
+    `describe-provision` prints the state without the secret."""
+    node_id, secret = secrets.token_hex(12), secrets.token_urlsafe(16)
+    controller, wamp = "http://127.0.0.1:9", "ws://127.0.0.1:9/ws"
+    before = yaml.safe_load(old_pdtools("describe-provision").stdout)
+    assert before["provisioned"] is False and before["routerId"] is None
+    old_pdtools("provision", node_id, secret, "--controller", controller, "--wamp", wamp)
+    record = json.loads((node_process.state_dir / "cloud.json").read_text())
+    assert record == {"node_id": node_id, "secret": secret, "controller": controller, "wamp_router": wamp}
+    assert oct((node_process.state_dir / "cloud.json").stat().st_mode & 0o777) == "0o600"
+    described = wait_until(lambda: (lambda r: r["last_error"] and r)(yaml.safe_load(
+        old_pdtools("describe-provision").stdout)), timeout=20, message="the link's first failure")
+    assert described["provisioned"] is True and described["routerId"] == node_id
+    assert described["pdserver"] == controller and described["wampRouter"] == wamp
+    assert described["connected"] is False
+    assert secret not in old_pdtools("describe-provision").stdout
+
+    refused = old_pdtools("provision", "not-hex", secret, "--controller", controller, "--wamp", wamp)
+    assert "node_id" in refused.stdout
+    assert json.loads((node_process.state_dir / "cloud.json").read_text())["node_id"] == node_id

@@ -1,8 +1,8 @@
-"""The chutes API's upload handling that real HTTP cannot time: a client that goes away after its project
+"""Chute requests' upload handling (pdserver.chutes.requests, under the chutes API and remote commands) that real HTTP cannot time: a client that goes away after its project
 is unpacked, while it is still being validated in a thread."""
 from twisted.internet import defer
 
-from pdserver.api.chutes import ChutesResource
+from pdserver.chutes.requests import ChuteRequests
 
 
 class OneThreadLater:
@@ -24,9 +24,9 @@ class OneThreadLater:
 
 def test_a_request_cancelled_while_its_thread_unpacks_removes_what_the_thread_made(tmp_path):
     run_in_thread = OneThreadLater()
-    resource = ChutesResource(None, None, None, None, tmp_path, 1000, run_in_thread)
+    resource = ChuteRequests(None, None, None, tmp_path, 1000, run_in_thread)
     dest = tmp_path / "upload"
-    answer = resource._thread_owning(dest, lambda: dest.mkdir() or {"name": "x"})
+    answer = resource.thread_owning(dest, lambda: dest.mkdir() or {"name": "x"})
     failures = []
     answer.addErrback(failures.append)
     answer.cancel()
@@ -37,7 +37,7 @@ def test_a_request_cancelled_while_its_thread_unpacks_removes_what_the_thread_ma
 
 def test_a_thread_that_ends_first_hands_its_result_over(tmp_path):
     run_in_thread = OneThreadLater()
-    resource = ChutesResource(None, None, None, None, tmp_path, 1000, run_in_thread)
-    answer = resource._thread_owning(tmp_path / "upload", lambda: {"name": "x"})
+    resource = ChuteRequests(None, None, None, tmp_path, 1000, run_in_thread)
+    answer = resource.thread_owning(tmp_path / "upload", lambda: {"name": "x"})
     run_in_thread.finish()
     assert answer.result == {"name": "x"}

@@ -9,6 +9,7 @@ from pdserver.api.changes import ChangesResource
 from pdserver.api.chute_logs import ChuteLogsResource
 from pdserver.api.chute_networks import ChuteNetworksResource
 from pdserver.api.chutes import ChutesResource
+from pdserver.api.provision import ProvisionResource
 from pdserver.api.config import ConfigResource
 from pdserver.api.info import InfoResource
 from pdserver.api.network import NetworkResource
@@ -81,7 +82,7 @@ def test_no_inline_script_or_style_in_the_pages():
 def test_the_portal_and_the_api_never_claim_the_same_path():
     tables = [AccountsResource, AuditResource, ChangesResource, ChuteLogsResource, ChuteNetworksResource,
               ChutesResource, ConfigResource, InfoResource, NetworkResource, OpenApiResource, StatusResource,
-              MetricsResource]
+              MetricsResource, ProvisionResource]
     assert {t.__name__ for t in tables} >= {type_name for type_name in _resources_of_the_app()}
     for table in tables:
         for spec in table.routes.specs:

@@ -1,0 +1,191 @@
+"""The node's link to its controller: a service in the node's tree that holds the WAMP session while the node is
+provisioned, and reports the node's state, telemetry and change progress over it.
+
+autobahn is imported (through pdserver.cloud.wamp) only when a provision record exists. Offline the node works as
+ever; the session reconnects with backoff and republishes the full state on every join, so nothing a disconnected
+node did is lost to the controller.
+"""
+import functools
+from typing import Callable, Optional
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface
+
+import pdserver
+from pdserver.cloud import protocol
+from pdserver.cloud.commands import RemoteCommands
+from pdserver.cloud.provisioning import ProvisionFile, ProvisionRecord
+
+log = Logger()
+
+
+class ICloudSession(Interface):
+    """The WAMP session of one provision record (pdserver.cloud.wamp.WampSession): made with (reactor, record,
+    retry, procedures, on_join, on_leave), it joins and rejoins until stopped."""
+
+    joined = Attribute("whether the session is joined now")
+
+    def start():
+        """Begin connecting (and reconnecting)."""
+
+    def stop():
+        """Leave and stop reconnecting: a Deferred that fires when the session is gone."""
+
+    def publish(suffix, message):
+        """Publish ``message`` on the node's topic ``suffix``: a Deferred, failed when not joined."""
+
+
+def wamp_session(*args) -> ICloudSession:
+    """The real session; autobahn is imported here, on the first provisioned start."""
+    from pdserver.cloud.wamp import WampSession
+    return WampSession(*args)
+
+
+class CloudLink(Service):
+    name = "cloud-link"
+
+    def __init__(self, reactor, provision_file: ProvisionFile, retry: dict, commands: RemoteCommands, queue,
+                 chutes, telemetry, telemetry_config: Callable[[], dict], audit,
+                 session_factory: Callable[..., ICloudSession] = wamp_session):
+        """``retry``: {initial, max, growth, jitter} seconds (pdserver.settings); ``telemetry_config()`` the host
+        config's ``telemetry`` section as it stands ({enabled, interval})."""
+        self._session_factory = session_factory
+        self._reactor = reactor
+        self._file = provision_file
+        self._retry = retry
+        self._commands = commands
+        self._queue = queue
+        self._chutes = chutes
+        self._telemetry = telemetry
+        self._telemetry_config = telemetry_config
+        self._audit = audit
+        self._record: Optional[ProvisionRecord] = None
+        self._session = None
+        self._telemetry_call = None
+        self.connected = False
+        self.last_connected: Optional[float] = None
+        self.last_error: Optional[str] = None
+        commands.on_submitted = self._submitted
+
+    def startService(self):
+        super().startService()
+        try:
+            record = self._file.load()
+        except Exception as e:
+            log.error("cannot use the provision record {path} ({error}); the node runs unprovisioned",
+                      path=str(self._file.path), error=str(e))
+            self.last_error = f"cannot use the provision record: {e}"
+            return
+        if record is not None:
+            self._start(record)
+
+    def stopService(self):
+        super().stopService()
+        return self._stop()
+
+    def status(self) -> dict:
+        record = self._record
+        return {"provisioned": record is not None, "routerId": record.node_id if record else None,
+                "pdserver": record.controller if record else None,
+                "wampRouter": record.wamp_router if record else None, "connected": self.connected,
+                "last_connected": self.last_connected, "last_error": self.last_error}
+
+    @defer.inlineCallbacks
+    def provision(self, record: ProvisionRecord, user: Optional[str], address: Optional[str] = None):
+        """Store ``record`` and connect with it at once (leaving any session of an older record first)."""
+        yield self._stop()
+        self._file.save(record)
+        self._audit.record(user, "cloud:provision", "ok", target=record.node_id, address=address,
+                           detail={"controller": record.controller, "wamp_router": record.wamp_router})
+        self.last_error = None
+        if self.running:
+            self._start(record)
+        else:
+            self._record = record
+
+    @defer.inlineCallbacks
+    def unprovision(self, user: Optional[str], address: Optional[str] = None):
+        yield self._stop()
+        self._file.clear()
+        self._audit.record(user, "cloud:unprovision", "ok", address=address)
+        self.last_error = None
+
+    def _start(self, record: ProvisionRecord) -> None:
+        self._record = record
+        procedures = {name: functools.partial(self._commands.run, name) for name in protocol.COMMANDS}
+        procedures[protocol.GET_STATE] = self.state_message
+        self._session = self._session_factory(self._reactor, record, self._retry, procedures, self._joined,
+                                              self._left)
+        self._session.start()
+
+    def _stop(self) -> defer.Deferred:
+        self._record = None
+        self._left(None)
+        session, self._session = self._session, None
+        return session.stop() if session is not None else defer.succeed(None)
+
+    def _joined(self) -> None:
+        self.connected = True
+        self.last_connected = self._reactor.seconds()
+        self.last_error = None
+        self.publish_state()
+        self._schedule_telemetry(0)
+
+    def _left(self, reason: Optional[str]) -> None:
+        self.connected = False
+        if reason is not None:
+            self.last_error = reason
+        if self._telemetry_call is not None and self._telemetry_call.active():
+            self._telemetry_call.cancel()
+        self._telemetry_call = None
+
+    def state_message(self) -> dict:
+        return {"node_id": self._record.node_id if self._record else None, "version": pdserver.__version__,
+                "time": self._reactor.seconds(),
+                "chutes": [{"name": r.name, "version": r.version, "state": r.state} for r in self._chutes.list()],
+                "commands": self._commands.recent()}
+
+    def _publish(self, topic: str, message: dict) -> None:
+        """Publish if connected; a message lost to a disconnect is made good by the state sent on the next join."""
+        if self._session is None or not self._session.joined:
+            return
+        self._session.publish(topic, message).addErrback(
+            lambda f: log.info("cloud link: {topic} not published: {error}", topic=topic, error=f.getErrorMessage()))
+
+    def publish_state(self) -> None:
+        self._publish(protocol.STATE, self.state_message())
+
+    def _change_event(self, change, key, state: str, time: float, message: str) -> None:
+        self._publish(protocol.CHANGE, {"change_id": change.id, "key": key, "type": change.type,
+                                        "chute": change.target, "state": state, "time": time, "message": message})
+
+    def _submitted(self, change, key: str) -> None:
+        """A remote command queued ``change``: report it queued, then its progress (its end: change_finished)."""
+        self._change_event(change, key, "queued", change.created, f"change {change.id} queued: {change.type}")
+        self._queue.observe(change.id, lambda event: "state" not in event and self._change_event(
+            change, key, "running", event["time"], event["message"]))
+
+    def change_finished(self, change) -> None:
+        """Every change's end: its final state (with the key of the command that made it, if any), then the
+        node's new state."""
+        if self._session is None or not self._session.joined:
+            return
+        result = change.result or {}
+        message = f"change {change.id} {change.state.value}" + (f": {result['message']}" if result.get("message")
+                                                                   else "")
+        self._change_event(change, self._commands.key_of(change.id), change.state.value,
+                           change.finished or self._reactor.seconds(), message)
+        self.publish_state()
+
+    def _schedule_telemetry(self, delay: float) -> None:
+        self._telemetry_call = self._reactor.callLater(delay, self._send_telemetry)
+
+    def _send_telemetry(self) -> None:
+        config = self._telemetry_config()
+        self._schedule_telemetry(config.get("interval", 60))
+        if config.get("enabled", True):
+            self._telemetry.current().addCallbacks(
+                lambda sample: self._publish(protocol.TELEMETRY, sample),
+                lambda f: log.failure("cloud link: no telemetry sample", f))

@@ -1,0 +1,146 @@
+"""CloudLink over an in-memory session (ICloudSession): what it publishes on join, for a remote command's change
+(queued, progress, its end with the command's key) and after it (the state with the command), telemetry on the
+host config's interval, and nothing while not joined. The real queue, journal and commands; a Clock."""
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from pdserver.auth.audit import AuditLog
+from pdserver.changes.journal import ChangeJournal
+from pdserver.changes.queue import ChangeQueue
+from pdserver.chutes.policy import NodePolicy
+from pdserver.chutes.requests import ChuteRequests
+from pdserver.chutes.store import ChuteStore
+from pdserver.cloud import protocol, provisioning
+from pdserver.cloud.commands import CommandLog, RemoteCommands
+from pdserver.cloud.link import CloudLink, ICloudSession
+from tests.unit.memory_node import memory_database
+
+CHUTE = {"name": "web", "version": 1,
+         "services": {"main": {"type": "light", "image": "busybox", "command": ["sleep", "1000"]}}}
+RECORD = provisioning.ProvisionRecord("ab" * 8, "secret", None, "ws://127.0.0.1:9/ws")
+
+
+@implementer(ICloudSession)
+class MemorySession:
+    def __init__(self, reactor, record, retry, procedures, on_join, on_leave):
+        self.record, self.procedures = record, procedures
+        self._on_join, self._on_leave = on_join, on_leave
+        self.joined = False
+        self.started = self.stopped = False
+        self.published = []
+
+    def start(self):
+        self.started = True
+
+    def stop(self):
+        self.stopped = True
+        return defer.succeed(None)
+
+    def publish(self, suffix, message):
+        assert self.joined, "published while not joined"
+        self.published.append((suffix, message))
+        return defer.succeed(None)
+
+    def join(self):
+        self.joined = True
+        self._on_join()
+
+    def leave(self):
+        self.joined = False
+        self._on_leave("wamp.close.transport_lost")
+
+    def of(self, suffix):
+        return [m for s, m in self.published if s == suffix]
+
+
+class Telemetry:
+    def current(self):
+        return defer.succeed({"memory": {"total": 1}})
+
+
+@pytest.fixture
+def link(tmp_path):
+    conn, clock, sessions = memory_database(), Clock(), []
+    queue = ChangeQueue(ChangeJournal(conn), {"install": lambda context: context.progress("working")}, clock)
+    chutes = ChuteStore(conn)
+    requests = ChuteRequests(queue, chutes, lambda: NodePolicy.from_config({}, 8080, 64 * 1024 * 1024),
+                             tmp_path / "sources", 1024 * 1024, lambda f, *args: defer.maybeDeferred(f, *args))
+    audit = AuditLog(conn, clock.seconds)
+    commands = RemoteCommands(requests, queue, chutes, CommandLog(conn), audit, clock)
+    record_file = provisioning.ProvisionFile(tmp_path / "cloud.json")
+    record_file.save(RECORD)
+
+    def factory(*args):
+        sessions.append(MemorySession(*args))
+        return sessions[-1]
+    link = CloudLink(clock, record_file, {}, commands, queue, chutes, Telemetry(),
+                     lambda: {"enabled": True, "interval": 30}, audit, session_factory=factory)
+    queue.plug({}, on_finished=link.change_finished)
+    queue.startService()
+    link.startService()
+    link.clock, link.sessions, link.commands = clock, sessions, commands
+    return link
+
+
+def test_the_memory_session_and_the_real_one_provide_the_interface():
+    from pdserver.cloud.wamp import WampSession
+    verifyObject(ICloudSession, MemorySession(None, RECORD, {}, {}, None, None))
+    assert ICloudSession.implementedBy(WampSession)
+
+
+def test_on_join_the_state_then_telemetry_every_interval_and_nothing_after_leaving(link):
+    session = link.sessions[0]
+    assert session.started and session.record == RECORD
+    assert set(session.procedures) == set(protocol.PROCEDURES)
+    session.join()
+    assert link.status()["connected"] and link.status()["last_error"] is None
+    assert session.of(protocol.STATE) == [{"node_id": RECORD.node_id, "version": session.of(protocol.STATE)[0][
+        "version"], "time": 0.0, "chutes": [], "commands": []}]
+    link.clock.advance(0)
+    link.clock.advance(30)
+    assert session.of(protocol.TELEMETRY) == [{"memory": {"total": 1}}] * 2
+    session.leave()
+    assert link.status() | {"last_connected": None} == {
+        "provisioned": True, "routerId": RECORD.node_id, "pdserver": None, "wampRouter": RECORD.wamp_router,
+        "connected": False, "last_connected": None, "last_error": "wamp.close.transport_lost"}
+    link.clock.advance(300)
+    assert len(session.of(protocol.TELEMETRY)) == 2
+
+
+def test_a_remote_command_s_change_is_reported_from_queued_to_its_end_then_the_state(link):
+    session = link.sessions[0]
+    session.join()
+    answer = session.procedures[protocol.INSTALL_CHUTE](key="dep-1", user="alice", role="owner", config=CHUTE)
+    change_id = answer.result["change_id"]
+    link.clock.advance(0)
+    link.clock.advance(0)
+    events = [(e["change_id"], e["key"], e["state"], e["message"]) for e in session.of(protocol.CHANGE)]
+    assert events[0] == (change_id, "dep-1", "queued", f"change {change_id} queued: install")
+    assert (change_id, "dep-1", "running", "working") in events
+    assert events[-1] == (change_id, "dep-1", "succeeded", f"change {change_id} succeeded")
+    assert session.of(protocol.STATE)[-1]["commands"] == [{"key": "dep-1", "change_id": change_id,
+                                                           "state": "succeeded"}]
+    assert session.procedures[protocol.GET_STATE]()["commands"] == session.of(protocol.STATE)[-1]["commands"]
+
+
+def test_changes_while_not_joined_publish_nothing_and_the_next_join_sends_the_state(link):
+    session = link.sessions[0]
+    link.commands.run(protocol.INSTALL_CHUTE, key="dep-2", user="alice", role="owner", config=CHUTE)
+    link.clock.advance(0)
+    link.clock.advance(0)
+    assert session.published == []
+    session.join()
+    assert session.of(protocol.STATE)[0]["commands"][0]["key"] == "dep-2"
+
+
+def test_provisioning_again_replaces_the_session_and_unprovisioning_stops_it(link, tmp_path):
+    first = link.sessions[0]
+    other = provisioning.ProvisionRecord("cd" * 8, "other", None, "ws://127.0.0.1:9/ws")
+    link.provision(other, "paradrop")
+    assert first.stopped and link.sessions[1].record == other and link.sessions[1].started
+    link.unprovision("paradrop")
+    assert link.sessions[1].stopped and not (tmp_path / "cloud.json").exists()
+    assert link.status()["provisioned"] is False
