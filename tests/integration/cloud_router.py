@@ -17,14 +17,11 @@ from pathlib import Path
 from twisted.internet import defer, reactor, task
 
 from pdserver.cloud import protocol
-from tests.conftest import REPO, free_port, wait_until
+from pdserver.controller.router import crossbar_path
+from tests.conftest import free_port, wait_until
 
 SALT_ITERATIONS = 1000
 KEYLEN = 32
-
-
-def crossbar_path() -> str:
-    return os.environ.get("PARADROP_CROSSBAR") or str(REPO / ".venv-crossbar" / "bin" / "crossbar")
 
 
 def node_credentials(count: int):

@@ -132,7 +132,6 @@ def project(pdtools, directory, version, text):
 
 def chute_page(node, engine):
     """What the node's chute hello serves, read from its container's own address."""
-    from tests.integration.chute_helpers import container_of
     session = node.session()
     record = session.get(node.url + "/api/v1/chutes/hello", timeout=10).json()
     assert record["state"] == "running", record

@@ -11,7 +11,7 @@ import sys
 
 from tests.conftest import REPO
 
-LAZY = ("pyroute2", "txdbus", "jsonschema", "dockerfile_parse", "psutil")
+LAZY = ("pyroute2", "txdbus", "jsonschema", "dockerfile_parse", "psutil", "autobahn")
 
 # argv: the state dir. Builds the node as `pdserver node` does (nothing started: that needs Docker), then asks
 # for NetworkManager on a bus address whose socket does not exist; prints the modules and the answer.
