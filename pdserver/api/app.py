@@ -35,7 +35,7 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),
                      ConfigResource(settings, queue, hostconfig_store, devices, network, chutes, names),
                      NetworkResource(devices, network, chutes, names, network_facts),
-                     AuditResource(auth.audit), ProvisionResource(cloud_link),
+                     AuditResource(auth.audit), ProvisionResource(cloud_link, settings.pdid),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
 

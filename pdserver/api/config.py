@@ -27,11 +27,6 @@ class ConfigResource:
     def settings(self, call: Call):
         return self._settings.public()
 
-    @routes.route("/api/v1/config/pdid", "GET", permission=Permission.READ_CONFIG,
-                  summary="The node's controller id (null until provisioned)")
-    def pdid(self, call: Call):
-        return {"pdid": self._settings.pdid}
-
     @routes.route("/api/v1/config/hostconfig", "GET", permission=Permission.WRITE_CONFIG,
                   summary="The host configuration")
     def get_hostconfig(self, call: Call):

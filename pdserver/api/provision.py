@@ -17,9 +17,16 @@ PROVISION_BODY = {
 class ProvisionResource:
     routes = RouteTable("config")
 
-    def __init__(self, link):
-        """``link``: the node's CloudLink (pdserver.cloud.link)."""
+    def __init__(self, link, pdid=None):
+        """``link``: the node's CloudLink (pdserver.cloud.link); ``pdid``: the id settings give an unprovisioned
+        node."""
         self._link = link
+        self._pdid = pdid
+
+    @routes.route("/api/v1/config/pdid", "GET", permission=Permission.READ_CONFIG,
+                  summary="The node's id at its controller (the settings' pdid, or null, until provisioned)")
+    def pdid(self, call: Call):
+        return {"pdid": self._link.status()["routerId"] or self._pdid}
 
     @routes.route("/api/v1/config/provision", "GET", permission=Permission.WRITE_CONFIG,
                   summary="Whether the node is provisioned to a controller, and its link's state (never the secret)")

@@ -97,6 +97,7 @@ def test_a_provisioned_node_joins_registers_its_procedures_and_publishes_its_sta
     assert status["last_connected"] and status["last_error"] is None
     record = node.state_dir / "cloud.json"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600 and json.loads(record.read_text())["secret"] == secret
+    assert node.session().get(node.url + "/api/v1/config/pdid", timeout=10).json() == {"pdid": node_id}
 
     state = (yield wait_for(lambda: controller.of(node_id, protocol.STATE), message="a state message"))[-1]
     assert state["node_id"] == node_id and state["chutes"] == [] and state["version"]
