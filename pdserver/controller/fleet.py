@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pdserver.cloud import protocol
+from pdserver.controller.interfaces import IDeploymentEvents, IFleet
 from pdserver.controller.wamp import IFleetObserver
 from pdserver.errors import shorten
 
@@ -66,6 +67,7 @@ def clean_state(node_id: str, message) -> Optional[dict]:
     }
 
 
+@implementer(IDeploymentEvents)
 class EventHub:
     """Delivery updates by deployment id, for the HTTP websocket route: ``listen`` returns its unsubscribe."""
 
@@ -92,7 +94,7 @@ class EventHub:
                 log.failure("a listener of deployment {deployment} failed", deployment=deployment_id)
 
 
-@implementer(IFleetObserver)
+@implementer(IFleetObserver, IFleet)
 class Fleet:
     """Presence, the nodes' latest state and telemetry, and the deployment dispatcher. ``caller`` (an INodeCaller,
     the ControllerSession) is set once both exist."""
