@@ -1,4 +1,4 @@
-"""``pdserver``: the node daemon (and, later, the cloud controller)."""
+"""``pdserver``: the node daemon and the cloud controller."""
 import gc
 import sys
 from pathlib import Path
@@ -64,6 +64,64 @@ def node(state_dir, port, host, config_file):
     reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
     reactor.run()
     built.conn.close()
+    sys.exit(exit_code[0])
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path("/var/lib/paradrop-controller"),
+              show_default=True, help="Where the controller keeps its database, chute archives and router.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="HTTP API port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP API listen address.")
+@click.option("--router", "router_url", help="Join this WAMP router (ws://HOST:PORT/ws) instead of starting one.")
+@click.option("--router-ticket-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The controller's ticket on the router given with --router.")
+@click.option("--wamp-host", default="127.0.0.1", show_default=True, help="Listen address of the embedded router.")
+@click.option("--wamp-port", type=click.IntRange(1, 65535), default=9086, show_default=True,
+              help="Port of the embedded router.")
+@click.option("--db", help="Database URL (default: sqlite in the state dir; sqlite:///PATH for another file).")
+@click.option("--allow-registration", is_flag=True, help="Let anyone create an account (closed by default).")
+def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host, wamp_port, db, allow_registration):
+    """Run the cloud controller in the foreground."""
+    if router_url is not None and not router_url.startswith(("ws://", "wss://")):
+        raise click.UsageError("--router must be a ws:// or wss:// URL")
+    if router_ticket_file is not None and router_url is None:
+        raise click.UsageError("--router-ticket-file goes with --router")
+    from twisted.internet import defer, reactor
+    from twisted.logger import Logger
+
+    from pdserver import errors
+    from pdserver.api.connections import raise_fd_limit
+    from pdserver.controller.service import ControllerSettings, build_controller
+    from pdserver.logs import start_logging
+
+    settings = ControllerSettings.from_environment(
+        state_dir=state_dir, host=host, port=port, router_url=router_url, router_ticket_file=router_ticket_file,
+        wamp_host=wamp_host, wamp_port=wamp_port, db=db, allow_registration=allow_registration)
+    log = Logger(namespace="pdserver")
+    try:
+        start_logging(state_dir / "log", "info")
+        raise_fd_limit()
+        built = build_controller(settings, reactor)
+    except errors.Error as e:
+        raise click.UsageError(f"{e.field}: {e.message}")
+    except OSError as e:
+        click.echo(f"error: cannot prepare state dir {state_dir}: {e}", err=True)
+        sys.exit(1)
+    exit_code = [0]
+
+    def started(_):
+        gc.freeze()
+        log.info("ParaDrop controller ready: API at {url}, WAMP router {wamp} (state in {state})", url=built.url,
+                 wamp=settings.wamp_url, state=str(state_dir))
+
+    def failed(failure):
+        log.failure("controller failed to start", failure)
+        exit_code[0] = 1
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: defer.maybeDeferred(built.service.startService).addCallbacks(started, failed))
+    reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
+    reactor.run()
     sys.exit(exit_code[0])
 
 

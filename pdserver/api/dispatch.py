@@ -2,7 +2,7 @@
 
 A handler that returns a plain value is answered synchronously, in the same call (the common case: most reads);
 one that returns a Deferred is answered when it fires, and cancelled when the client goes away first. A
-websocket route's handler returns the resource that takes the connection over.
+websocket route's handler (or one that streams a file) returns the resource that takes the request over.
 """
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -12,8 +12,8 @@ from twisted.web.server import NOT_DONE_YET
 from pdserver import errors
 from pdserver.api.body import INLINE_BYTES, parse_json, raw_json
 from pdserver.api.params import parse_query
-from pdserver.api.routing import (Admission, Call, RawResponse, Response, Router, authorize, client_address,
-                                  write_error, write_json)
+from pdserver.api.routing import (Admission, Call, RawResponse, Response, Router, client_address, write_error,
+                                  write_json)
 
 log = Logger()
 
@@ -50,7 +50,7 @@ class ApiResource(Resource):
             return self._internal_error(request, spec)
 
     def _invoke_as(self, principal, request, admission: Admission):
-        authorize(admission.route.spec, principal, admission.args)
+        self._router.authorize(admission.route.spec, principal, admission.args)
         return self._invoke(request, admission, principal)
 
     def _invoke(self, request, admission: Admission, principal):
@@ -68,7 +68,7 @@ class ApiResource(Resource):
 
     @staticmethod
     def _answer(request, spec, result):
-        if spec.websocket and IResource.providedBy(result):
+        if IResource.providedBy(result):  # it takes the request over: a websocket, a file
             return result.render(request)
         if isinstance(result, Response):
             return write_json(request, result.status, result.body, result.headers)

@@ -204,9 +204,13 @@ class _Segment(BaseConverter):
 class Router:
     """Matches requests against the route tables and admits them: route, auth, body kind and size."""
 
-    def __init__(self, auth, max_body_bytes: int, max_upload_bytes: int):
+    def __init__(self, auth, max_body_bytes: int, max_upload_bytes: int,
+                 authorize: Callable[[RouteSpec, Any, dict], None] = authorize):
+        """``authorize(spec, principal, args)`` raises Forbidden unless the caller may use the route: the
+        node's role table by default; the controller brings its own (its permissions are per node)."""
         self.specs: List[RouteSpec] = []
         self._auth = auth
+        self.authorize = authorize
         self._max_body = max_body_bytes
         self._max_upload = max_upload_bytes
         self._routes: Dict[str, Route] = {}
@@ -287,7 +291,7 @@ class Router:
             raise errors.Unauthenticated("unsupported authorization scheme")
         # Bearer tokens verify synchronously (a cached HMAC check and a user lookup): Auth's own check.
         principal = self._auth.from_token(credentials.strip())
-        authorize(spec, principal, args)
+        self.authorize(spec, principal, args)
         return principal, None
 
     def _body_limit(self, spec: RouteSpec, headers, body_length: Optional[int]) -> int:

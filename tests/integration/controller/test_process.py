@@ -1,0 +1,142 @@
+"""`pdserver controller` as a process with its embedded crossbar, and a simulated node speaking the real protocol
+(WAMP-CRA with the secret the API handed out): it comes online, a deployment reaches it once and is recorded.
+Needs the WAMP side (pdserver.controller.router, wamp, fleet)."""
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from pdserver.cloud import protocol
+from tests.conftest import REPO, free_port
+from tests.integration.controller.helpers import Client
+
+pytest.importorskip("pdserver.controller.fleet")
+ADMIN_PASSWORD = "process-admin-password"
+
+
+async def _until(predicate, timeout=30.0):
+    for _ in range(int(timeout / 0.05)):
+        value = await predicate()
+        if value:
+            return value
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError("timed out waiting for a condition")
+
+
+@pytest.fixture
+def controller_process(tmp_path):
+    port, wamp_port = free_port(), free_port()
+    env = {**os.environ, "PARADROP_CONTROLLER_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "PYTHONPATH": str(REPO), "PARADROP_CROSSBAR": os.environ.get("PARADROP_CROSSBAR", "")}
+    process = subprocess.Popen([sys.executable, "-m", "pdserver.main", "controller", "--state-dir",
+                                str(tmp_path / "state"), "--port", str(port), "--wamp-port", str(wamp_port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        children = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        for child in children:
+            if child.is_running():
+                child.kill()
+
+
+class SimulatedNode:
+    """The node side of the protocol, just enough: registers install_chute and get_state, publishes its state,
+    answers a command by its key once (a duplicate key answers the same change id)."""
+
+    def __init__(self, node_id, secret, url):
+        from autobahn.twisted.component import Component
+        self.node_id = node_id
+        self.runs = []
+        self.joined = defer.Deferred()
+        # The router may still be starting: retry connecting; a refusal of the secret ends it (is_fatal).
+        self.component = Component(
+            transports=[{"url": url, "max_retries": 200, "initial_retry_delay": 0.1, "max_retry_delay": 0.5,
+                         "retry_delay_jitter": 0.1, "retry_delay_growth": 1.5}], realm=protocol.REALM,
+            authentication={"wampcra": {"authid": node_id, "secret": secret}},
+            is_fatal=lambda error: "not_authorized" in str(error) or "authentication" in str(error).lower())
+        self.component.on("join", self._on_join)
+
+    def _state(self):
+        return {"node_id": self.node_id, "version": "sim-1", "time": reactor.seconds(), "chutes": [], "commands": []}
+
+    @defer.inlineCallbacks
+    def _on_join(self, session, details):
+        from autobahn.wamp.types import PublishOptions
+        changes = {}
+
+        def install(key, user, role, config=None, source=None):
+            duplicate = key in changes
+            if not duplicate:
+                changes[key] = 100 + len(changes)
+                self.runs.append({"key": key, "user": user, "role": role, "config": config})
+                session.publish(protocol.node_uri(self.node_id, protocol.CHANGE),
+                                {"change_id": changes[key], "key": key, "type": "install", "chute": config["name"],
+                                 "state": "succeeded", "time": reactor.seconds(), "message": "installed"},
+                                options=PublishOptions(acknowledge=True))
+            return {"change_id": changes[key], "duplicate": duplicate}
+        yield session.register(install, protocol.node_uri(self.node_id, protocol.INSTALL_CHUTE))
+        yield session.register(self._state, protocol.node_uri(self.node_id, protocol.GET_STATE))
+        yield session.publish(protocol.node_uri(self.node_id, protocol.STATE), self._state(),
+                              options=PublishOptions(acknowledge=True))
+        self.joined.callback(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deployment_reaches_a_simulated_node_through_the_embedded_router_once(controller_process):
+    url, process = controller_process
+    anonymous = Client(url)
+
+    async def healthy():
+        try:
+            return (await anonymous.get("/api/v1/health"))[0] == 200
+        except Exception:
+            return False
+    await _until(healthy)
+    code, login = await anonymous.post("/api/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+    admin = Client(url, login["token"])
+    code, node = await admin.post("/api/v1/nodes", {"name": "sim"})
+    await admin.post("/api/v1/store/chutes", {"name": "hello"})
+    config = {"name": "hello", "version": "1", "services": {"main": {"type": "image", "image": "x"}}}
+    assert (await admin.post("/api/v1/store/chutes/hello/versions", {"config": config}))[0] == 201
+
+    sim = SimulatedNode(node["id"], node["secret"], node["wamp_router"])
+    done = sim.component.start(reactor)
+    try:
+        await sim.joined
+
+        async def online():
+            code, shown = await admin.get(f"/api/v1/nodes/{node['id']}")
+            return shown["online"] and shown["version"] == "sim-1"
+        await _until(online)
+        wrong = SimulatedNode(node["id"], "not-the-secret", node["wamp_router"])
+        started = reactor.seconds()
+        with pytest.raises(RuntimeError):
+            await wrong.component.start(reactor)
+        assert not wrong.joined.called and reactor.seconds() - started < 10  # refused, not retried 200 times
+        code, deployment = await admin.post("/api/v1/deployments", {"chute": "hello", "version": "1",
+                                                                    "nodes": [node["id"]]})
+        assert code == 202
+
+        async def finished():
+            code, shown = await admin.get(f"/api/v1/deployments/{deployment['id']}")
+            return shown if shown["finished"] else None
+        shown = await _until(finished)
+        assert [(d["state"], d["change_id"]) for d in shown["deliveries"]] == [("succeeded", 100)]
+        assert sim.runs == [{"key": f"dep-{deployment['id']}-{node['id']}", "user": "admin", "role": "owner",
+                             "config": config}]
+    finally:
+        await sim.component.stop()
+        await done
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
