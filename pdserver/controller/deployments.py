@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional
 from urllib.parse import quote
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from pdserver import errors
 from pdserver.controller.accounts import Accounts, CloudPrincipal
@@ -20,6 +21,7 @@ from pdserver.controller.nodes import ROLES, Nodes, thd_member_role, thd_require
 from pdserver.controller.storage import Database, fetch, run
 from pdserver.controller.store import ChuteStore
 
+log = Logger()
 DEPLOY_ROLE = "admin"
 ARCHIVE_TOKEN_TTL = 30 * 24 * 3600  # a node offline for a month still gets its deployment
 MAX_NODES = 10000
@@ -100,8 +102,14 @@ class Deployments:
                        address=address, detail={"deployment": deployment_id, **target})
             return {"id": deployment_id, "chute": chute, "version": version, "created": now, "deliveries": out}
         result = yield self._db.interaction(thd_create)
-        self._fleet.wake([d["node_id"] for d in result["deliveries"] if d["state"] == "pending"])
+        self._wake([d["node_id"] for d in result["deliveries"] if d["state"] == "pending"])
         return result
+
+    def _wake(self, node_ids: List[str]) -> None:
+        """Tell the fleet; what it cannot send now it sends when the node joins, so a failure here is only logged."""
+        if node_ids:
+            defer.maybeDeferred(self._fleet.wake, node_ids).addErrback(
+                lambda failure: log.failure("waking nodes {nodes} failed", failure, nodes=node_ids[:10]))
 
     @staticmethod
     def _thd_insert(txn, key, deployment_id, node_id, command, chute, version, config, source, username, role,
@@ -125,7 +133,7 @@ class Deployments:
                        address=address, detail={"chute": chute, "key": key})
             return {"key": key, "node_id": node_id, "type": command, "chute": chute, "state": "pending"}
         result = yield self._db.interaction(thd_command)
-        self._fleet.wake([node_id])
+        self._wake([node_id])
         return result
 
     def delivery(self, principal: CloudPrincipal, key: str) -> defer.Deferred:
