@@ -3,19 +3,23 @@
 Goals: a deployment of one chute version to every node, until every delivery has succeeded, takes <= 1.3x a bare
 fan-out (one get_state call to every node at once through the same router, from a client joined as the
 controller, with no controller logic); the controller's backend process stays < 150 MB resident beyond the router.
-The documented figure is 1,000 nodes (``--nodes 1000``, the default).
+The documented figure is 1,000 nodes (``--nodes 1000``, the default; about a minute on 2 busy cores).
 
 ``pdserver controller`` runs with its embedded crossbar on a temp state dir and free ports (its first admin's
 password from PARADROP_CONTROLLER_ADMIN_PASSWORD). The bench logs in and creates the nodes through the HTTP API,
 then starts ``--procs`` processes of simulated nodes (tools/bench/fleet_nodes.py: WAMP-CRA with each node's id and
 secret, every procedure of pdserver/cloud/protocol.py registered, STATE published on join and after each change,
-install_chute answered and followed by its CHANGE events). Connect time runs from their start (once the controller's
-backend serves the router's authenticator) until ``GET /api/v1/nodes`` shows every node online with the state it published. Then, ``--reps`` times alternating: a
-new version of a tiny light chute created in the store (JSON {config}) and deployed to all nodes, timed from the
-POST until the deployment's websocket closes (every delivery final; all must have succeeded), and the bare
-fan-out (fleet_nodes.py fanout, joined beforehand with the ticket from the controller's state dir). Between the
-two the controller is let settle (its CPU idle). RSS: the controller process (the backend) and the crossbar
-processes under it (the router), the largest seen after connecting and after each run.
+install_chute answered and followed by its CHANGE events). Connect time runs from their start (once the
+controller's backend serves the router's authenticator) until ``GET /api/v1/nodes`` shows every node online with
+the state it published. Then, ``--reps`` times alternating: a new version of a tiny light chute created in the
+store (JSON {config}) and deployed to all nodes, timed from the POST until every node acknowledged its delivery
+(answered the call: state sent or later) and until the deployment's websocket closes (every delivery final; all
+must have succeeded); and the bare fan-out (fleet_nodes.py fanout, joined beforehand with the ticket from the
+controller's state dir). Before each the controller is let settle (its CPU idle). The CPU seconds each party used
+(the controller backend or the fan-out client, the router, the simulated nodes) show where the work is; with
+``--py-spy FILE`` (``pip install py-spy``) the controller backend and the router worker are profiled during each
+deployment. RSS: the controller process (the backend) and crossbar's processes under it (the router), the largest
+seen after connecting and after each run.
 """
 import argparse
 import json
@@ -26,6 +30,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 # This directory holds a queue.py, which must not shadow the standard library's queue module (see api.py).
@@ -55,7 +60,7 @@ ACKNOWLEDGED = ("sent", "queued", "running", "succeeded")  # a delivery's states
 SETTLE_CPU = 0.05  # the controller is settled when it used less than this share of a core...
 SETTLE_WINDOW = 0.5  # ...over this many seconds
 SETTLE_LIMIT = 60.0
-PYTHON = sys.executable
+PYTHON = sys.executable  # the bench's own interpreter (``make bench`` runs it with the repository's venv)
 PY_SPY = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
 NODES_SCRIPT = os.path.join(_HERE, "fleet_nodes.py")
 MB = 1024 * 1024
@@ -75,7 +80,6 @@ class Api:
         self._sessions = {}
 
     def _session(self) -> requests.Session:
-        import threading
         ident = threading.get_ident()
         if ident not in self._sessions:
             self._sessions[ident] = requests.Session()
@@ -310,6 +314,9 @@ def main():
     parser.add_argument("--py-spy", metavar="FILE", help="record the controller backend and the router worker "
                         "during each deployment with py-spy (FILE.controller.1, FILE.router.1...)")
     args = parser.parse_args()
+    crossbar = os.environ.get("PARADROP_CROSSBAR") or str(c.ROOT / ".venv-crossbar" / "bin" / "crossbar")
+    if not os.path.exists(crossbar):
+        sys.exit(f"fleet.py needs crossbar at {crossbar}: make crossbar, or set PARADROP_CROSSBAR")
 
     router = []  # crossbar's processes: killed even when the controller could not stop them
     try:
