@@ -40,7 +40,7 @@ crossbar: system
 test: venv images compat crossbar
 	$(VENV)/bin/pytest
 
-bench: venv
+bench: venv crossbar
 	$(VENV)/bin/python tools/bench/run_all.py
 
 # The real-radio tier alone (make test runs it too, as tests/wifi): a QEMU guest with two simulated radios

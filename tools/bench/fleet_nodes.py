@@ -1,0 +1,316 @@
+"""The processes behind tools/bench/fleet.py: many simulated nodes in one process, or the bare fan-out caller.
+
+``nodes CREDS STATUS URL``: one light autobahn session per node in CREDS (JSON ``[[node_id, secret], ...]``),
+at most WINDOW joining at once. Each speaks the node's side of pdserver/cloud/protocol.py: WAMP-CRA with its id
+and secret, every procedure of protocol.PROCEDURES registered under its prefix, its STATE published on join and
+after every change. A command answers ``{"change_id", "duplicate"}`` (a key seen before answers its change id
+with duplicate true and runs nothing), then publishes its CHANGE events queued, running, succeeded, as
+pdserver/cloud does. STATUS (JSON, rewritten atomically) counts the sessions ready and failed; it runs until
+SIGTERM.
+
+``fanout IDS CONFIG URL``: joins as the controller with the ticket in the router's CONFIG (the crossbar
+config.json the controller wrote in its state dir); for every line ``go`` on stdin it
+calls every node's get_state at once and prints one JSON line ``{"seconds", "ok", "errors"}``. It prints
+``{"joined": true}`` first, once the controller's backend has registered the nodes' authenticator.
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+# This directory holds a queue.py, which must not shadow the standard library's queue module (see api.py); the
+# repository goes in front, for pdserver.cloud.protocol.
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [os.path.dirname(os.path.dirname(_HERE))] + [p for p in sys.path
+                                                          if os.path.realpath(p or ".") != _HERE] + [_HERE]
+
+import txaio  # noqa: E402
+
+txaio.use_twisted()
+
+from autobahn.twisted.wamp import ApplicationSession  # noqa: E402
+from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: E402
+from autobahn.wamp.auth import AuthWampCra  # noqa: E402
+from autobahn.wamp.types import ComponentConfig, PublishOptions  # noqa: E402
+from twisted.internet import defer, reactor, stdio, task  # noqa: E402
+from twisted.protocols.basic import LineReceiver  # noqa: E402
+
+from pdserver.cloud import protocol  # noqa: E402
+
+WINDOW = 100  # sessions joining at once per process (the measured recipe's setting)
+VERSION = "fleet-sim-1"
+ACK = PublishOptions(acknowledge=True)
+CHANGE_STATES = ("queued", "running", "succeeded")
+CHUTE_COMMANDS = {protocol.INSTALL_CHUTE: "install", protocol.UPDATE_CHUTE: "update",
+                  protocol.REMOVE_CHUTE: "remove", protocol.START_CHUTE: "start", protocol.STOP_CHUTE: "stop",
+                  protocol.RESTART_CHUTE: "restart", protocol.SET_HOSTCONFIG: "hostconfig"}
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def write_json(path: str, value):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+class Fleet:
+    """The sessions of this process and their counts; launches joins WINDOW at a time."""
+
+    def __init__(self, creds, status_path: str, url: str, host: str, port: int):
+        self.creds = creds
+        self.status_path = status_path
+        self.url, self.host, self.port = url, host, port
+        self.next = self.inflight = self.ready = self.failed = self.lost = 0
+        self.first_error = None
+        self.change_ids = 0
+
+    def status(self):
+        write_json(self.status_path, {"pid": os.getpid(), "count": len(self.creds), "ready": self.ready,
+                                      "failed": self.failed, "lost": self.lost, "first_error": self.first_error})
+
+    def launch(self):
+        while self.inflight < WINDOW and self.next < len(self.creds):
+            node_id, secret = self.creds[self.next]
+            self.next += 1
+            self.inflight += 1
+            reactor.connectTCP(self.host, self.port, NodeFactory(self, node_id, secret), timeout=120)
+
+    def done(self, ok: bool, error=None):
+        self.inflight -= 1
+        if ok:
+            self.ready += 1
+        else:
+            self.failed += 1
+            self.first_error = self.first_error or str(error)[:500]
+        self.status()
+        self.launch()
+
+
+class Node(ApplicationSession):
+    """One simulated node: a session with the node's procedures, its chutes and its remote commands by key."""
+
+    def __init__(self, fleet: Fleet, node_id: str, secret: str):
+        super().__init__(ComponentConfig(protocol.REALM))
+        self.fleet = fleet
+        self.node_id = node_id
+        self.secret = secret
+        self.counted = False
+        self.chutes = {}  # name -> version
+        self.commands = {}  # key -> {key, change_id, state}, in order
+
+    def onConnect(self):
+        self.join(protocol.REALM, authmethods=["wampcra"], authid=self.node_id)
+
+    def onChallenge(self, challenge):
+        return AuthWampCra(authid=self.node_id, secret=self.secret).on_challenge(self, challenge)
+
+    @defer.inlineCallbacks
+    def onJoin(self, details):
+        try:
+            yield defer.gatherResults([self.register(self.handler(p), protocol.node_uri(self.node_id, p))
+                                       for p in protocol.PROCEDURES], consumeErrors=True)
+            yield self.publish(protocol.node_uri(self.node_id, protocol.STATE), self.state(), options=ACK)
+        except Exception as e:
+            self.count(False, f"register/publish: {e!r}")
+            self.leave()
+            return
+        self.count(True)
+
+    def count(self, ok: bool, error=None):
+        if not self.counted:
+            self.counted = True
+            self.fleet.done(ok, error)
+
+    def onLeave(self, details):
+        if self.counted:
+            self.fleet.lost += 1
+            self.fleet.status()
+        self.count(False, f"left: {details.reason} {details.message}")
+        self.disconnect()
+
+    def onDisconnect(self):
+        self.count(False, "disconnected before joining")
+
+    def state(self) -> dict:
+        return {"node_id": self.node_id, "version": VERSION, "time": time.time(),
+                "chutes": [{"name": n, "version": v, "state": "running"} for n, v in self.chutes.items()],
+                "commands": list(self.commands.values())[-protocol.COMMANDS_REPORTED:]}
+
+    def handler(self, procedure: str):
+        if procedure == protocol.GET_STATE:
+            return lambda **kwargs: self.state()
+
+        def command(key, user=None, role=None, config=None, source=None, chute=None):
+            if key in self.commands:
+                return {"change_id": self.commands[key]["change_id"], "duplicate": True}
+            self.fleet.change_ids += 1
+            change_id = self.fleet.change_ids
+            self.commands[key] = {"key": key, "change_id": change_id, "state": "queued"}
+            name = (config or {}).get("name") or chute
+            reactor.callLater(0, self.run, change_id, key, CHUTE_COMMANDS[procedure], name, config)
+            return {"change_id": change_id, "duplicate": False}
+        return command
+
+    @defer.inlineCallbacks
+    def run(self, change_id, key, kind, chute, config):
+        """The change's events in the node's order, then the state it leaves (an install adds its chute)."""
+        try:
+            for state in CHANGE_STATES:
+                self.commands[key]["state"] = state
+                yield self.publish(protocol.node_uri(self.node_id, protocol.CHANGE),
+                                   {"change_id": change_id, "key": key, "type": kind, "chute": chute, "state": state,
+                                    "time": time.time(), "message": None}, options=ACK)
+            if kind in ("install", "update") and isinstance(config, dict):
+                self.chutes[chute] = str(config.get("version"))
+            elif kind == "remove":
+                self.chutes.pop(chute, None)
+            yield self.publish(protocol.node_uri(self.node_id, protocol.STATE), self.state(), options=ACK)
+        except Exception as e:
+            self.fleet.first_error = self.fleet.first_error or f"change {key}: {e!r}"[:500]
+            self.fleet.status()
+
+
+class NodeFactory(WampWebSocketClientFactory):
+    """One connection's factory: it counts the failures that happen before a session exists."""
+
+    def __init__(self, fleet: Fleet, node_id: str, secret: str):
+        self.fleet = fleet
+        self.node = Node(fleet, node_id, secret)
+        super().__init__(lambda: self.node, url=fleet.url)
+        self.setProtocolOptions(openHandshakeTimeout=120)
+
+    def clientConnectionFailed(self, connector, reason):
+        self.node.count(False, f"connect: {reason.getErrorMessage()}")
+
+    def clientConnectionLost(self, connector, reason):
+        self.node.count(False, f"connection lost: {reason.getErrorMessage()}")
+
+
+class Caller(ApplicationSession):
+    """The bare fan-out: the controller's role, no controller logic, one get_state per node at once."""
+
+    def __init__(self, ticket: str, node_ids, joined: defer.Deferred):
+        super().__init__(ComponentConfig(protocol.REALM))
+        self.ticket = ticket
+        self.node_ids = node_ids
+        self.joined = joined
+
+    def onConnect(self):
+        self.join(protocol.REALM, authmethods=["ticket"], authid=protocol.CONTROLLER_AUTHID)
+
+    def onChallenge(self, challenge):
+        return self.ticket
+
+    @defer.inlineCallbacks
+    def onJoin(self, details):
+        """Ready once the controller's backend serves the nodes' authenticator (the router may be up before)."""
+        while not (yield self.call("wamp.registration.lookup", protocol.AUTHENTICATE)):
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.joined.callback(self)
+
+    def onLeave(self, details):
+        if not self.joined.called:
+            self.joined.errback(RuntimeError(f"the router refused the ticket: {details.reason}"))
+        self.disconnect()
+
+    def onDisconnect(self):
+        if reactor.running:
+            reactor.stop()
+
+    @defer.inlineCallbacks
+    def fan_out(self):
+        started = time.perf_counter()
+        results = yield defer.DeferredList([self.call(protocol.node_uri(n, protocol.GET_STATE))
+                                            for n in self.node_ids], consumeErrors=True)
+        seconds = time.perf_counter() - started
+        ok = sum(1 for success, value in results if success and value.get("node_id"))
+        return {"seconds": seconds, "ok": ok, "errors": len(results) - ok}
+
+
+class Commands(LineReceiver):
+    delimiter = b"\n"
+
+    caller = None
+
+    def lineReceived(self, line):
+        if line.strip() == b"go" and self.caller is not None:
+            self.caller.fan_out().addCallbacks(self.answer, lambda f: self.answer({"error": f.getErrorMessage()}))
+
+    def answer(self, result):
+        self.sendLine(json.dumps(result).encode())
+
+    def connectionLost(self, reason):
+        if reactor.running:
+            reactor.stop()
+
+
+def run_nodes(creds_path: str, status_path: str, url: str):
+    from urllib.parse import urlparse
+
+    raise_nofile()
+    parsed = urlparse(url)
+    with open(creds_path) as f:
+        fleet = Fleet(json.load(f), status_path, url, parsed.hostname, parsed.port)
+    fleet.status()
+    reactor.callWhenRunning(fleet.launch)
+    reactor.run()
+
+
+def controller_ticket(config_path: str) -> str:
+    """The controller principal's ticket in crossbar's config (pdserver.controller.router.router_config)."""
+    with open(config_path) as f:
+        config = json.load(f)
+    for transport in config["workers"][0]["transports"]:
+        for path in transport.get("paths", {}).values():
+            principals = path.get("auth", {}).get("ticket", {}).get("principals", {})
+            if protocol.CONTROLLER_AUTHID in principals:
+                return principals[protocol.CONTROLLER_AUTHID]["ticket"]
+    raise SystemExit(f"no ticket for {protocol.CONTROLLER_AUTHID} in {config_path}")
+
+
+def run_fanout(ids_path: str, config_path: str, url: str):
+    from urllib.parse import urlparse
+
+    raise_nofile()
+    parsed = urlparse(url)
+    with open(ids_path) as f:
+        node_ids = json.load(f)
+    ticket = controller_ticket(config_path)
+    joined = defer.Deferred()
+    factory = WampWebSocketClientFactory(lambda: Caller(ticket, node_ids, joined), url=url)
+    reactor.connectTCP(parsed.hostname, parsed.port, factory, timeout=30)
+
+    commands = Commands()
+    stdio.StandardIO(commands)  # txaio's logging redirects sys.stdout: answers go through this transport
+
+    def ready(caller):
+        commands.caller = caller
+        commands.answer({"joined": True})
+
+    def failed(failure):
+        commands.answer({"error": failure.getErrorMessage()})
+        reactor.stop()
+    joined.addCallbacks(ready, failed)
+    reactor.run()
+
+
+def main():
+    txaio.start_logging(level="warn", out=sys.stderr)
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "nodes":
+        run_nodes(*args)
+    elif mode == "fanout":
+        run_fanout(*args)
+    else:
+        sys.exit(f"unknown mode {mode!r}: nodes CREDS STATUS URL | fanout IDS CONFIG URL")
+
+
+if __name__ == "__main__":
+    main()
