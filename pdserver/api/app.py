@@ -13,12 +13,14 @@ from pdserver.api.dispatch import ApiResource
 from pdserver.api.info import InfoResource
 from pdserver.api.metrics import MetricsResource
 from pdserver.api.network import NetworkResource, thd_devices
+from pdserver.api.node_log import NodeLogResource
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.portal import PortalResource, SiteRoot, load
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 from pdserver.api.status import StatusResource
 from pdserver.chutes.networks import NetworkFacts
+from pdserver.monitor.node_log import NODE_LOG
 
 
 def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_policy,
@@ -33,7 +35,7 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),
                      ConfigResource(settings, queue, hostconfig_store, devices, network, chutes, names),
                      NetworkResource(devices, network, chutes, names, network_facts),
-                     AuditResource(auth.audit),
+                     AuditResource(auth.audit), NodeLogResource(NODE_LOG, clock),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
 
