@@ -56,10 +56,3 @@ export function socket(path, onMessage, onClose) {
   ws.addEventListener("close", (event) => onClose && onClose(event));
   return ws;
 }
-
-// The API's routes (from its OpenAPI document), to use optional ones (telemetry, /ws/status) only when present.
-let routes;
-export async function hasRoute(path) {
-  if (!routes) routes = call("GET", "/api/v1/openapi.json", undefined, false).then((doc) => new Set(Object.keys(doc.paths)));
-  return (await routes).has(path);
-}

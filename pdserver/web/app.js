@@ -56,8 +56,8 @@ function loginView() {
 }
 
 async function overview() {
-  const [health, hardware, software] = await Promise.all(
-    [api.get("/api/v1/health"), api.get("/api/v1/info/hardware"), api.get("/api/v1/info/software")]);
+  const [health, hardware, software, telemetry] = await Promise.all([api.get("/api/v1/health"),
+    api.get("/api/v1/info/hardware"), api.get("/api/v1/info/software"), api.get("/api/v1/info/telemetry")]);
   const cards = el("div", { class: "cards" },
     el("section", { "aria-labelledby": "h-node" }, el("h2", { id: "h-node" }, "Node"), facts([
       ["Status", health.status], ["Version", health.version], ["Up for", `${Math.round(health.uptime)} s`],
@@ -65,18 +65,15 @@ async function overview() {
     el("section", { "aria-labelledby": "h-hw" }, el("h2", { id: "h-hw" }, "Hardware"), facts([
       ["CPU", `${hardware.cpu} (${hardware.cpu_count} cores)`], ["Architecture", hardware.architecture],
       ["Memory", bytes(hardware.memory_total)], ["Disk", bytes(hardware.disk_total)],
-      ["Wi-Fi radios", hardware.wifi_devices.join(", ") || "none"]])));
-  show(el("h2", {}, "Overview"), cards);
-  if (await api.hasRoute("/api/v1/info/telemetry")) {
-    const telemetry = await api.get("/api/v1/info/telemetry");
-    cards.append(el("section", { "aria-labelledby": "h-tel" }, el("h2", { id: "h-tel" }, "Telemetry"), facts([
+      ["Wi-Fi radios", hardware.wifi_devices.join(", ") || "none"]])),
+    el("section", { "aria-labelledby": "h-tel" }, el("h2", { id: "h-tel" }, "Telemetry"), facts([
       ["CPU", `${telemetry.cpu.percent} % of ${telemetry.cpu.count} cores`],
       ["Load", `${telemetry.load["1m"]}, ${telemetry.load["5m"]}, ${telemetry.load["15m"]}`],
       ["Memory", `${telemetry.memory.percent} % of ${bytes(telemetry.memory.total)}`],
       ["Disk", `${telemetry.disk.percent} % of ${bytes(telemetry.disk.total)}`],
       ["Host up for", `${Math.round(telemetry.uptime)} s`]])));
-  }
-  if (await api.hasRoute("/ws/status")) onLeave(liveStatus(cards));
+  show(el("h2", {}, "Overview"), cards);
+  return liveStatus(cards);
 }
 
 async function chutes() {
