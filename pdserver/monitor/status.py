@@ -39,8 +39,7 @@ class StatusHub:
             self._loop.start(self._interval, now=True)
         else:
             self._telemetry.current().addCallbacks(lambda sample: listener({"type": "telemetry", **sample}),
-                                                   self._not_sampled)
-            self._read_usage(listener)
+                                                   self._not_sampled).addCallback(lambda _: self._read_usage(listener))
 
         def stop():
             if listener in self._listeners:
@@ -52,10 +51,10 @@ class StatusHub:
 
     def _push_telemetry(self) -> None:
         self._telemetry.current().addCallbacks(lambda sample: self._send({"type": "telemetry", **sample}),
-                                               self._not_sampled)
-        self._read_usage(self._send)
+                                               self._not_sampled).addCallback(lambda _: self._read_usage(self._send))
 
     def _read_usage(self, send) -> None:
+        """After the telemetry: a listener's first message is always a telemetry sample."""
         if self._usage is not None:
             self._usage().addCallbacks(lambda chutes: send({"type": "usage", "time": self._clock.seconds(),
                                                             "chutes": chutes}), self._not_sampled)

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+log = Logger()
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -98,6 +101,8 @@ class ServiceUsage:
                 for name, pid in pids.items()}
 
     def _landed(self, result, asked: Dict[str, int]) -> None:
+        if isinstance(result, Failure):
+            log.failure("cannot read the chute services' CPU and memory", result)
         now = self._clock.seconds()
         for name, pid in asked.items():
             reading = None if isinstance(result, Failure) else result.get(name)
