@@ -39,6 +39,7 @@ from pdserver.monitor.events import ContainerEvents
 from pdserver.monitor.reattach import InterfaceReattach
 from pdserver.monitor.status import StatusHub
 from pdserver.monitor.telemetry import Telemetry
+from pdserver.monitor.usage import ServiceUsage
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
@@ -134,7 +135,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                       telemetry, lambda: hostconfig.load().get("telemetry", {}), audit)
     events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
     deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
-    monitor = ChuteMonitor(engine, names, reactor, events, deaths)
+    monitor = ChuteMonitor(engine, names, reactor, events, deaths, ServiceUsage(in_thread, reactor))
     queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
                 **(handlers or {})},
                recover=RecoveryHandler(executor),
@@ -144,7 +145,8 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     add_resources(router, settings=settings, auth=auth, queue=queue, hostconfig_store=hostconfig, chutes=chutes,
                   monitor=monitor, chute_requests=chute_requests, cloud_link=cloud,
                   run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds(), names=names, network=network,
-                  telemetry=telemetry, status_hub=StatusHub(events, deaths, telemetry, reactor),
+                  telemetry=telemetry,
+                  status_hub=StatusHub(events, deaths, telemetry, reactor, lambda: monitor.usage(chutes.list())),
                   network_facts=network_facts)
 
     root = SequentialMultiService()

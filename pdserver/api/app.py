@@ -13,6 +13,7 @@ from pdserver.api.dispatch import ApiResource
 from pdserver.api.info import InfoResource
 from pdserver.api.metrics import MetricsResource
 from pdserver.api.network import NetworkResource, thd_devices
+from pdserver.api.node_log import NodeLogResource
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.portal import PortalResource, SiteRoot, load
 from pdserver.api.provision import ProvisionResource
@@ -20,6 +21,7 @@ from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 from pdserver.api.status import StatusResource
 from pdserver.chutes.networks import NetworkFacts
+from pdserver.monitor.node_log import NODE_LOG
 
 
 def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, chutes, monitor, chute_requests,
@@ -35,7 +37,11 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),
                      ConfigResource(settings, queue, hostconfig_store, devices, network, chutes, names),
                      NetworkResource(devices, network, chutes, names, network_facts),
+<<<<<<< HEAD
                      AuditResource(auth.audit), ProvisionResource(cloud_link, settings.pdid),
+=======
+                     AuditResource(auth.audit), NodeLogResource(NODE_LOG, clock),
+>>>>>>> h-monitor
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
 

@@ -40,6 +40,14 @@ def _families(telemetry: dict, chutes: list):
                                    labels=["chute", "service"])
     memory = GaugeMetricFamily("paradrop_service_memory_limit_bytes", "Memory limit of a chute service",
                                labels=["chute", "service"])
+    cpu_used = CounterMetricFamily("paradrop_chute_cpu_seconds", "CPU time used by a running chute service",
+                                   labels=["chute", "service"])
+    cpu_share = GaugeMetricFamily("paradrop_chute_cpu_fraction",
+                                  "Share of one core a running chute service used over the last interval",
+                                  labels=["chute", "service"])
+    memory_used = GaugeMetricFamily("paradrop_chute_memory_bytes",
+                                    "Memory a running chute service uses (less inactive file cache)",
+                                    labels=["chute", "service"])
     for record, services in chutes:
         info.add_metric([record.name, record.version, record.state], 1)
         for svc in services:
@@ -48,7 +56,13 @@ def _families(telemetry: dict, chutes: list):
             restarts.add_metric(labels, svc["restart_count"])
             if svc["memory"]:
                 memory.add_metric(labels, svc["memory"])
-    yield from (info, running, restarts, memory)
+            usage = svc.get("usage")
+            if usage is not None:
+                cpu_used.add_metric(labels, usage["cpu_seconds"])
+                memory_used.add_metric(labels, usage["memory_bytes"])
+                if usage["cpu_fraction"] is not None:
+                    cpu_share.add_metric(labels, usage["cpu_fraction"])
+    yield from (info, running, restarts, memory, cpu_used, cpu_share, memory_used)
 
 
 class MetricsResource:
@@ -65,8 +79,10 @@ class MetricsResource:
     def metrics(self, call: Call):
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
         telemetry = yield self._telemetry.current()
+        records = self._store.list()
+        yield self._monitor.usage(records)  # one read of every service's usage; the reads below reuse it
         chutes = []
-        for record in self._store.list():
+        for record in records:
             try:
                 services = yield self._monitor.services(record)
             except StatusUnavailable:

@@ -23,10 +23,11 @@ class ChuteMonitor:
     for it, an inspect during which the container had an event (or the stream opened or ended) is not kept, and
     while the stream is down nothing is kept. A status read of an unchanged chute then costs no engine call.
     Without ``events`` every read asks the engine. ``deaths`` (a DeathWatch) adds each service's last unexpected
-    exit."""
+    exit, and ``usage`` (a ServiceUsage) the CPU and memory each running service uses."""
 
-    def __init__(self, engine, names: ChuteNames, clock, events=None, deaths=None):
+    def __init__(self, engine, names: ChuteNames, clock, events=None, deaths=None, usage=None):
         self._engine = engine
+        self._usage = usage
         self._names = names
         self.logs = LogHub(engine, clock)
         self._inspecting: Dict[str, List[defer.Deferred]] = {}
@@ -96,8 +97,9 @@ class ChuteMonitor:
 
     @defer.inlineCallbacks
     def services(self, record: ChuteRecord):
-        """The state of each service; ``capabilities`` and ``memory`` are what its container was granted."""
-        out = []
+        """The state of each service; ``capabilities`` and ``memory`` are what its container was granted, ``usage``
+        what it uses now (None while it does not run)."""
+        out, pids = [], {}
         network = self._names.network(record.name)
         spec = record.spec()
         for svc, name in self.containers(record):
@@ -106,6 +108,8 @@ class ChuteMonitor:
             except EngineError as e:
                 raise StatusUnavailable(f"cannot read the state of {record.name}: {e.message}",
                                         field="engine") from None
+            if state is not None and state.running and state.pid:
+                pids[name] = state.pid
             out.append({"name": svc, "type": spec.service(svc).type, "container": name,
                         "status": state.status if state else "missing",
                         "running": bool(state and state.running), "health": state.health if state else None,
@@ -118,6 +122,31 @@ class ChuteMonitor:
                         "unexpected_exit": self._deaths.last(name) if self._deaths is not None else None,
                         "ports": [{"external": b.external, "internal": b.internal, "protocol": b.protocol}
                                   for b in spec.service(svc).port_bindings]})
+        usage = (yield self._usage.of(pids)) if self._usage is not None and pids else {}
+        for service in out:
+            service["usage"] = usage.get(service["container"])
+        return out
+
+    @defer.inlineCallbacks
+    def usage(self, records):
+        """{chute: {service: usage}} of the running services of ``records`` (one read for all), for the status
+        stream; a chute whose state the engine cannot tell is left out."""
+        running = []
+        for record in records:
+            for svc, name in self.containers(record):
+                try:
+                    state = yield self._inspect(name)
+                except EngineError:
+                    break
+                if state is not None and state.running and state.pid:
+                    running.append((record.name, svc, name, state.pid))
+        if self._usage is None or not running:
+            return {}
+        read = yield self._usage.of({name: pid for _, _, name, pid in running})
+        out = {}
+        for chute, svc, name, _ in running:
+            if read.get(name) is not None:
+                out.setdefault(chute, {})[svc] = read[name]
         return out
 
     @defer.inlineCallbacks

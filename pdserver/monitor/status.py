@@ -1,7 +1,8 @@
 """What /ws/status pushes: node telemetry every ``interval`` seconds, chute container events as they happen.
 
 Nothing is sampled while nobody listens: the periodic sample runs only while there is at least one listener,
-and all listeners share it. Each message is a dict with a ``type``: "telemetry" (the sample), "container"
+and all listeners share it. Each message is a dict with a ``type``: "telemetry" (the sample), "usage" (the CPU and
+memory of each running chute service, {"chutes": {chute: {service: usage}}}, at the same pace), "container"
 (an engine event of a chute's container: start, die, stop, health_status...) or "chute_died" (a death no change
 of the node caused; it is also in the audit log).
 """
@@ -16,10 +17,12 @@ log = Logger()
 
 
 class StatusHub:
-    """``events`` is the node's ContainerEvents, ``deaths`` its DeathWatch, ``telemetry`` its Telemetry."""
+    """``events`` is the node's ContainerEvents, ``deaths`` its DeathWatch, ``telemetry`` its Telemetry;
+    ``usage()`` -> Deferred {chute: {service: usage}} (ChuteMonitor.usage of the installed chutes)."""
 
-    def __init__(self, events, deaths, telemetry, clock, interval: float = 5.0):
+    def __init__(self, events, deaths, telemetry, clock, usage=None, interval: float = 5.0):
         self._telemetry = telemetry
+        self._usage = usage
         self._clock = clock
         self._interval = interval
         self._listeners: List[Callable[[dict], None]] = []
@@ -36,7 +39,7 @@ class StatusHub:
             self._loop.start(self._interval, now=True)
         else:
             self._telemetry.current().addCallbacks(lambda sample: listener({"type": "telemetry", **sample}),
-                                                   self._not_sampled)
+                                                   self._not_sampled).addCallback(lambda _: self._read_usage(listener))
 
         def stop():
             if listener in self._listeners:
@@ -48,10 +51,16 @@ class StatusHub:
 
     def _push_telemetry(self) -> None:
         self._telemetry.current().addCallbacks(lambda sample: self._send({"type": "telemetry", **sample}),
-                                               self._not_sampled)
+                                               self._not_sampled).addCallback(lambda _: self._read_usage(self._send))
+
+    def _read_usage(self, send) -> None:
+        """After the telemetry: a listener's first message is always a telemetry sample."""
+        if self._usage is not None:
+            self._usage().addCallbacks(lambda chutes: send({"type": "usage", "time": self._clock.seconds(),
+                                                            "chutes": chutes}), self._not_sampled)
 
     def _not_sampled(self, failure) -> None:
-        log.failure("cannot sample the node's telemetry", failure)
+        log.failure("cannot sample the node's telemetry or its chutes' usage", failure)
 
     def _on_event(self, event) -> None:
         chute = event.attributes.get(LABEL_CHUTE)

@@ -1,5 +1,6 @@
 // The Edge API as the portal uses it: every call carries the token of the person logged in (sessionStorage).
 const KEY = "paradrop.token";
+const ROLE = "paradrop.role";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -11,11 +12,14 @@ export class ApiError extends Error {
 }
 
 export function token() { return sessionStorage.getItem(KEY); }
-export function forget() { sessionStorage.removeItem(KEY); }
+export function forget() { sessionStorage.removeItem(KEY); sessionStorage.removeItem(ROLE); }
+// Administrators and owners read the node's log and its host configuration.
+export function isAdmin() { return ["admin", "owner"].includes(sessionStorage.getItem(ROLE)); }
 
 export async function login(username, password) {
   const body = await call("POST", "/api/v1/auth/local", { username, password }, false);
   sessionStorage.setItem(KEY, body.token);
+  sessionStorage.setItem(ROLE, body.role);
 }
 
 export async function call(method, path, body, authenticated = true) {
@@ -51,11 +55,4 @@ export function socket(path, onMessage, onClose) {
   ws.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
   ws.addEventListener("close", (event) => onClose && onClose(event));
   return ws;
-}
-
-// The API's routes (from its OpenAPI document), to use optional ones (telemetry, /ws/status) only when present.
-let routes;
-export async function hasRoute(path) {
-  if (!routes) routes = call("GET", "/api/v1/openapi.json", undefined, false).then((doc) => new Set(Object.keys(doc.paths)));
-  return (await routes).has(path);
 }

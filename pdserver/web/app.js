@@ -2,9 +2,10 @@
 import * as api from "./api.js";
 import { bytes, el, facts, say, show, table, when } from "./dom.js";
 import { liveStatus } from "./status.js";
+import { chute, network, nodeLog } from "./views.js";
 
 const views = {
-  overview, chutes, install, changes, audit, logs,
+  overview, chutes, install, changes, audit, chute, logs: chute, "node-log": nodeLog, network,
 };
 let leaving = [];  // what the current view must close when another one opens (websockets)
 
@@ -25,8 +26,9 @@ function route() {
     link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${name || "overview"}`);
     if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
   }
+  for (const link of nav.querySelectorAll("[data-admin]")) link.hidden = !api.isAdmin();
   say("");
-  view(...args).catch(failed);
+  view(...args).then((close) => { if (typeof close === "function") onLeave(close); }).catch(failed);
 }
 
 function failed(error) {
@@ -54,8 +56,8 @@ function loginView() {
 }
 
 async function overview() {
-  const [health, hardware, software] = await Promise.all(
-    [api.get("/api/v1/health"), api.get("/api/v1/info/hardware"), api.get("/api/v1/info/software")]);
+  const [health, hardware, software, telemetry] = await Promise.all([api.get("/api/v1/health"),
+    api.get("/api/v1/info/hardware"), api.get("/api/v1/info/software"), api.get("/api/v1/info/telemetry")]);
   const cards = el("div", { class: "cards" },
     el("section", { "aria-labelledby": "h-node" }, el("h2", { id: "h-node" }, "Node"), facts([
       ["Status", health.status], ["Version", health.version], ["Up for", `${Math.round(health.uptime)} s`],
@@ -63,18 +65,15 @@ async function overview() {
     el("section", { "aria-labelledby": "h-hw" }, el("h2", { id: "h-hw" }, "Hardware"), facts([
       ["CPU", `${hardware.cpu} (${hardware.cpu_count} cores)`], ["Architecture", hardware.architecture],
       ["Memory", bytes(hardware.memory_total)], ["Disk", bytes(hardware.disk_total)],
-      ["Wi-Fi radios", hardware.wifi_devices.join(", ") || "none"]])));
-  show(el("h2", {}, "Overview"), cards);
-  if (await api.hasRoute("/api/v1/info/telemetry")) {
-    const telemetry = await api.get("/api/v1/info/telemetry");
-    cards.append(el("section", { "aria-labelledby": "h-tel" }, el("h2", { id: "h-tel" }, "Telemetry"), facts([
+      ["Wi-Fi radios", hardware.wifi_devices.join(", ") || "none"]])),
+    el("section", { "aria-labelledby": "h-tel" }, el("h2", { id: "h-tel" }, "Telemetry"), facts([
       ["CPU", `${telemetry.cpu.percent} % of ${telemetry.cpu.count} cores`],
       ["Load", `${telemetry.load["1m"]}, ${telemetry.load["5m"]}, ${telemetry.load["15m"]}`],
       ["Memory", `${telemetry.memory.percent} % of ${bytes(telemetry.memory.total)}`],
       ["Disk", `${telemetry.disk.percent} % of ${bytes(telemetry.disk.total)}`],
       ["Host up for", `${Math.round(telemetry.uptime)} s`]])));
-  }
-  if (await api.hasRoute("/ws/status")) onLeave(liveStatus(cards));
+  show(el("h2", {}, "Overview"), cards);
+  return liveStatus(cards);
 }
 
 async function chutes() {
@@ -95,12 +94,12 @@ async function chutes() {
   };
   show(el("h2", {}, "Chutes"), list.length === 0 ? el("p", {}, "No chute is installed. ", el("a", { href: "#/install" }, "Install one.")) :
     table("Installed chutes", [
-      ["Name", (c) => c.name], ["Version", (c) => c.version],
+      ["Name", (c) => el("a", { href: `#/chute/${encodeURIComponent(c.name)}` }, c.name)], ["Version", (c) => c.version],
       ["State", (c) => el("span", { class: `state-${c.state}`, "data-chute-state": c.name }, c.state)],
       ["Actions", (c) => el("div", { class: "actions" },
         ["start", "stop", "restart", "delete"].map((a) => el("button", {
           type: "button", class: a === "delete" ? "danger" : null, "aria-label": `${a} ${c.name}`, onclick: act(c, a) }, a)),
-        el("a", { href: `#/logs/${encodeURIComponent(c.name)}` }, "logs"))],
+        el("a", { href: `#/chute/${encodeURIComponent(c.name)}`, "aria-label": `logs of ${c.name}` }, "logs"))],
     ], list));
 }
 
@@ -136,16 +135,6 @@ async function install() {
     el("input", { type: "file", name: "archive", accept: ".tar.gz,.tgz,.tar,application/gzip", required: true })),
   el("button", { type: "submit" }, "Install"));
   show(el("h2", {}, "Install a chute"), form, result, progress);
-}
-
-async function logs(name) {
-  const pre = el("pre", { class: "logs", id: "logs", tabindex: "0", "aria-label": `Logs of ${name}` });
-  const load = async () => {
-    const { lines } = await api.get(`/api/v1/chutes/${encodeURIComponent(name)}/logs?tail=200`);
-    pre.textContent = lines.map((l) => `${l.service}: ${l.message}`).join("\n") || "(no output yet)";
-  };
-  show(el("h2", {}, `Logs of ${name}`), el("button", { type: "button", onclick: () => load().catch(failed) }, "Refresh"), pre);
-  await load();
 }
 
 async function changes() {

@@ -1,4 +1,4 @@
-// Live node status from /ws/status (when the node has it): CPU and memory over the last minutes, drawn on a canvas.
+// Live node status from /ws/status: CPU and memory over the last minutes, drawn on a canvas.
 import * as api from "./api.js";
 import { el } from "./dom.js";
 

@@ -95,3 +95,20 @@ def test_chute_container_events_and_unexpected_deaths_are_pushed_as_they_happen(
     world.memory.start_container(container)
     assert len(pushed) == 4
     world.events.stopService()
+
+
+def test_chute_usage_is_pushed_with_the_telemetry_and_to_each_new_listener():
+    world, telemetry, reads = World(), Instant(), []
+
+    def usage():
+        reads.append(1)
+        return defer.succeed({"web": {"main": {"cpu_seconds": float(len(reads))}}})
+    hub = StatusHub(world.events, world.deaths, telemetry, world.clock, usage, interval=5.0)
+    first, second = [], []
+    hub.listen(first.append)
+    assert first[1] == {"type": "usage", "time": 0.0, "chutes": {"web": {"main": {"cpu_seconds": 1.0}}}}
+    hub.listen(second.append)
+    assert second[1]["chutes"]["web"]["main"]["cpu_seconds"] == 2.0
+    world.clock.advance(5)
+    assert first[-1] == second[-1] == {"type": "usage", "time": 5.0,
+                                       "chutes": {"web": {"main": {"cpu_seconds": 3.0}}}}

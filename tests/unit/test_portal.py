@@ -13,6 +13,7 @@ from pdserver.api.provision import ProvisionResource
 from pdserver.api.config import ConfigResource
 from pdserver.api.info import InfoResource
 from pdserver.api.network import NetworkResource
+from pdserver.api.node_log import NodeLogResource
 from pdserver.api.metrics import MetricsResource
 from pdserver.api.openapi import OpenApiResource
 from pdserver.api.status import StatusResource
@@ -82,7 +83,11 @@ def test_no_inline_script_or_style_in_the_pages():
 def test_the_portal_and_the_api_never_claim_the_same_path():
     tables = [AccountsResource, AuditResource, ChangesResource, ChuteLogsResource, ChuteNetworksResource,
               ChutesResource, ConfigResource, InfoResource, NetworkResource, OpenApiResource, StatusResource,
+<<<<<<< HEAD
               MetricsResource, ProvisionResource]
+=======
+              MetricsResource, NodeLogResource]
+>>>>>>> h-monitor
     assert {t.__name__ for t in tables} >= {type_name for type_name in _resources_of_the_app()}
     for table in tables:
         for spec in table.routes.specs:
