@@ -37,11 +37,8 @@ def add_resources(router: Router, *, settings, auth, queue, hostconfig_store, ch
                      ChuteLogsResource(chutes, monitor), ChuteNetworksResource(queue, chutes, names, network),
                      ConfigResource(settings, queue, hostconfig_store, devices, network, chutes, names),
                      NetworkResource(devices, network, chutes, names, network_facts),
-<<<<<<< HEAD
                      AuditResource(auth.audit), ProvisionResource(cloud_link, settings.pdid),
-=======
-                     AuditResource(auth.audit), NodeLogResource(NODE_LOG, clock),
->>>>>>> h-monitor
+                     NodeLogResource(NODE_LOG, clock),
                      OpenApiResource(router, settings.max_body_bytes, settings.max_upload_bytes)):
         router.add(resource, type(resource).routes)
 

@@ -83,11 +83,7 @@ def test_no_inline_script_or_style_in_the_pages():
 def test_the_portal_and_the_api_never_claim_the_same_path():
     tables = [AccountsResource, AuditResource, ChangesResource, ChuteLogsResource, ChuteNetworksResource,
               ChutesResource, ConfigResource, InfoResource, NetworkResource, OpenApiResource, StatusResource,
-<<<<<<< HEAD
-              MetricsResource, ProvisionResource]
-=======
-              MetricsResource, NodeLogResource]
->>>>>>> h-monitor
+              MetricsResource, ProvisionResource, NodeLogResource]
     assert {t.__name__ for t in tables} >= {type_name for type_name in _resources_of_the_app()}
     for table in tables:
         for spec in table.routes.specs:
