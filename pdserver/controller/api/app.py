@@ -1,5 +1,7 @@
-"""The controller's API: every resource's routes in one router, served by one guarded listener."""
+"""The controller's API: every resource's routes in one router, served by one guarded listener, with the
+dashboard's static pages at ``/`` and ``/web/``."""
 from pdserver.api.connections import ConnectionGuard
+from pdserver.api.portal import PortalResource, SiteRoot, load_dashboard
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 from pdserver.controller.api.accounts import AccountsResource
@@ -21,8 +23,8 @@ def build_router(settings, *, accounts, nodes, store, deployments, audit, events
 
 
 def api_listener(settings, router: Router, accounts, reactor, run_in_thread) -> ConnectionGuard:
-    site = ApiSite(ControllerApiResource(router, accounts, run_in_thread), router,
-                   idle_timeout=settings.idle_timeout, reactor=reactor)
+    root = SiteRoot(ControllerApiResource(router, accounts, run_in_thread), PortalResource(load_dashboard()))
+    site = ApiSite(root, router, idle_timeout=settings.idle_timeout, reactor=reactor)
     return ConnectionGuard(site, per_address=settings.max_connections_per_address,
                            max_connections=settings.max_connections, header_timeout=settings.header_timeout,
                            reactor=reactor)

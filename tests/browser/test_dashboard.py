@@ -1,0 +1,165 @@
+"""The controller dashboard in a real headless Chromium against a real ``pdserver controller`` process (with its
+embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online, read
+the store, deploy a version to the node and watch its delivery go through queued and running to succeeded live,
+see the chute on the node's page; and no page writes an error to the browser's console."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import psutil
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import REPO, free_port, wait_until
+
+ADMIN_PASSWORD = "dashboard-admin-password"
+CONFIG = {"name": "hello", "version": "1", "description": "dashboard test",
+          "services": {"main": {"type": "image", "image": "example/hello"}}}
+STEP = 1.0  # seconds the simulated node spends queued and running: long enough to be seen live
+
+
+def _stop(process):
+    if process.poll() is not None:
+        return
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for child in children:
+        if child.is_running():
+            child.kill()
+
+
+class Api:
+    """The controller's HTTP API from the test (urllib: the test blocks on the browser anyway)."""
+
+    def __init__(self, url, token=None):
+        self.url, self.token = url, token
+
+    def call(self, method, path, body=None):
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+
+@pytest.fixture
+def controller(tmp_path):
+    """A ``pdserver controller`` process (own state dir, free ports), healthy; stopped with its router."""
+    port, wamp_port = free_port(), free_port()
+    env = {**os.environ, "PARADROP_CONTROLLER_ADMIN_PASSWORD": ADMIN_PASSWORD, "PYTHONPATH": str(REPO)}
+    with open(tmp_path / "controller.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pdserver.main", "controller", "--state-dir",
+                                    str(tmp_path / "state"), "--port", str(port), "--wamp-port", str(wamp_port)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        api = Api(f"http://127.0.0.1:{port}")
+
+        def healthy():
+            assert process.poll() is None, (tmp_path / "controller.log").read_text()[-3000:]
+            try:
+                return api.call("GET", "/api/v1/health")["status"] == "ok"
+            except OSError:
+                return False
+        wait_until(healthy, timeout=60, interval=0.1, message="the controller answers")
+        yield api
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def simulated_node(controller, tmp_path):
+    """A node created on the controller and a simulated node process joined with its secret."""
+    admin = Api(controller.url, controller.call("POST", "/api/v1/auth/login",
+                                                {"username": "admin", "password": ADMIN_PASSWORD})["token"])
+    node = admin.call("POST", "/api/v1/nodes", {"name": "rooftop"})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SIMULATED_NODE_SECRET": node["secret"]}
+    with open(tmp_path / "node.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "tests.simulated_node", node["id"], node["wamp_router"],
+                                    str(STEP)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+    try:
+        yield admin, node
+    finally:
+        _stop(process)
+
+
+def wait(driver, condition, timeout=20):
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+
+
+def text_of(selector, expected):
+    """The text of ``selector`` equals ``expected`` (read in one script: the page re-renders while it polls)."""
+    script = "const e = document.querySelector(arguments[0]); return e && e.textContent;"
+    return lambda d: d.execute_script(script, selector) == expected
+
+
+def console_errors(driver):
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def log_in(driver, url, password):
+    driver.get(url + "/")
+    wait(driver, ec.visibility_of_element_located((By.NAME, "password"))).send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait(driver, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main h2"), "Nodes"))
+
+
+def test_wrong_password_is_refused_on_the_page(controller, browser):
+    browser.get(controller.url + "/")
+    wait(browser, ec.visibility_of_element_located((By.NAME, "password"))).send_keys("not-the-password")
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#login .error"), "Wrong user name"))
+    assert browser.execute_script("return sessionStorage.getItem('paradrop.controller.token')") is None
+    assert [e for e in console_errors(browser) if "/api/v1/auth/login" not in e["message"]] == []
+
+
+def test_see_the_node_online_deploy_to_it_and_watch_it_finish(simulated_node, browser, screenshots):
+    admin, node = simulated_node
+    admin.call("POST", "/api/v1/store/chutes", {"name": "hello", "description": "says hello"})
+    admin.call("POST", "/api/v1/store/chutes/hello/versions", {"config": CONFIG})
+
+    log_in(browser, admin.url, ADMIN_PASSWORD)
+    online = f'[data-node-online="{node["id"]}"]'
+    wait(browser, text_of(online, "online"), timeout=60)  # the page polls: the node's join shows up by itself
+    assert browser.find_element(By.ID, "who").text == "admin"
+    screenshots(browser, "nodes")
+
+    browser.find_element(By.LINK_TEXT, "Store").click()
+    wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, '[aria-label="Deploy hello 1"]'))).click()
+    wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, f'input[name=node][value="{node["id"]}"]'))).click()
+    browser.find_element(By.CSS_SELECTOR, "#deploy button[type=submit]").click()
+
+    state = f'[data-delivery-state="{node["id"]}"]'
+    wait(browser, text_of(state, "running"), timeout=30)  # seen live, before the end
+    wait(browser, text_of(state, "succeeded"), timeout=30)
+    wait(browser, ec.text_to_be_present_in_element((By.ID, "summary"), "Finished: 1 succeeded"))
+    progress = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#progress li")]
+    assert any("running" in p for p in progress) and "rooftop: succeeded (installed)" in progress, progress
+    deployment_id = browser.current_url.rsplit("/", 1)[1]
+    assert admin.call("GET", f"/api/v1/deployments/{deployment_id}")["finished"] is True
+    screenshots(browser, "deployment")
+
+    browser.get(f"{admin.url}/#/node/{node['id']}")
+    wait(browser, text_of('[data-chute-state="hello"]', "running"))
+    screenshots(browser, "node")
+
+    browser.set_window_size(390, 844)  # phone-size: the tables become labelled blocks
+    browser.find_element(By.LINK_TEXT, "Deployments").click()
+    wait(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main"), "1 succeeded"))
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    screenshots(browser, "deployments-phone")
+
+    browser.find_element(By.ID, "logout").click()
+    wait(browser, ec.visibility_of_element_located((By.NAME, "password")))
+    assert console_errors(browser) == []
