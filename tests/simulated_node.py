@@ -11,8 +11,8 @@ from pdserver.cloud import protocol
 
 
 class SimulatedNode:
-    """Just enough of a node: registers install_chute and get_state, publishes its state, answers a command by its
-    key once (a duplicate key answers the same change id). With ``step`` > 0 an install goes through queued and
+    """Just enough of a node: registers install_chute, update_chute (the same) and get_state, publishes its state,
+    answers a command by its key once (a duplicate key answers the same change id). With ``step`` > 0 an install goes through queued and
     running, ``step`` seconds apart, before it succeeds and the node republishes its state with the chute."""
 
     def __init__(self, node_id, secret, url, reactor=None, step=0.0):
@@ -73,6 +73,7 @@ class SimulatedNode:
                                               "time": self._reactor.seconds(), "message": "installed"})
             return {"change_id": changes[key], "duplicate": duplicate}
         yield session.register(install, protocol.node_uri(self.node_id, protocol.INSTALL_CHUTE))
+        yield session.register(install, protocol.node_uri(self.node_id, protocol.UPDATE_CHUTE))
         yield session.register(self._state, protocol.node_uri(self.node_id, protocol.GET_STATE))
         yield publish(protocol.STATE, self._state())
         if not self.joined.called:

@@ -1,7 +1,7 @@
 """The controller dashboard in a real headless Chromium against a real ``pdserver controller`` process (with its
 embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online, read
 the store, deploy a version to the node and watch its delivery go through queued and running to succeeded live,
-see the chute on the node's page; and no page writes an error to the browser's console."""
+see the chute on the node's page; deploy the next version to a group the node is in; and no page writes an error to the browser's console."""
 import json
 import os
 import signal
@@ -11,6 +11,7 @@ import urllib.request
 
 import psutil
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -112,7 +113,11 @@ def log_in(driver, url, password):
     driver.get(url + "/")
     wait(driver, ec.visibility_of_element_located((By.NAME, "password"))).send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
-    wait(driver, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main h2"), "Nodes"))
+    try:
+        wait(driver, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main h2"), "Nodes"), timeout=60)
+    except TimeoutException:
+        raise AssertionError(f"not logged in; the page shows: {driver.find_element(By.TAG_NAME, 'body').text!r}, "
+                             f"console: {driver.get_log('browser')}") from None
 
 
 def test_wrong_password_is_refused_on_the_page(controller, browser):
@@ -151,8 +156,22 @@ def test_see_the_node_online_deploy_to_it_and_watch_it_finish(simulated_node, br
     screenshots(browser, "deployment")
 
     browser.get(f"{admin.url}/#/node/{node['id']}")
-    wait(browser, text_of('[data-chute-state="hello"]', "running"))
+    wait(browser, text_of('[data-chute-version="hello"]', "1"))
+    assert browser.find_element(By.CSS_SELECTOR, '[data-chute-state="hello"]').text == "running"
     screenshots(browser, "node")
+
+    # Version 2 to a group the node is in: the node updates its chute.
+    admin.call("POST", "/api/v1/groups", {"name": "roofs"})
+    admin.call("PUT", f"/api/v1/groups/roofs/nodes/{node['id']}")
+    admin.call("POST", "/api/v1/store/chutes/hello/versions", {"config": dict(CONFIG, version="2")})
+    browser.find_element(By.LINK_TEXT, "Store").click()
+    wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, '[aria-label="Deploy hello 2"]'))).click()
+    wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, "input[name=target][value=group]"))).click()
+    browser.find_element(By.CSS_SELECTOR, "#deploy button[type=submit]").click()
+    wait(browser, text_of(state, "succeeded"), timeout=30)
+    browser.find_element(By.LINK_TEXT, "Nodes").click()
+    wait(browser, ec.element_to_be_clickable((By.LINK_TEXT, "rooftop"))).click()
+    wait(browser, text_of('[data-chute-version="hello"]', "2"))
 
     browser.set_window_size(390, 844)  # phone-size: the tables become labelled blocks
     browser.find_element(By.LINK_TEXT, "Deployments").click()

@@ -95,7 +95,7 @@ async function node(id) {
     el("h3", {}, "Chutes"),
     n.chutes.length === 0 ? el("p", {}, n.online ? "No chute is installed." : "No chute reported (the node is offline).")
       : table(`Chutes on ${n.name}`, [
-        ["Name", (c) => c.name], ["Version", (c) => c.version ?? ""],
+        ["Name", (c) => c.name], ["Version", (c) => el("span", { "data-chute-version": c.name }, c.version ?? "")],
         ["State", (c) => el("span", { class: `state-${c.state}`, "data-chute-state": c.name }, c.state ?? "")],
       ], n.chutes)));
 }
