@@ -2,8 +2,13 @@
 the controller handed out), for tests of the controller without a node daemon. In a test's reactor, or as a process
 of its own (tests that block, like the browser's): ``python -m tests.simulated_node NODE_ID URL STEP`` with the
 secret in the SIMULATED_NODE_SECRET environment variable; it prints ``joined`` once it has published its state."""
+import hashlib
+import io
 import os
 import sys
+import tarfile
+
+import yaml
 
 from twisted.internet import defer
 
@@ -13,7 +18,8 @@ from pdserver.cloud import protocol
 class SimulatedNode:
     """Just enough of a node: registers install_chute, update_chute (the same) and get_state, publishes its state,
     answers a command by its key once (a duplicate key answers the same change id). With ``step`` > 0 an install goes through queued and
-    running, ``step`` seconds apart, before it succeeds and the node republishes its state with the chute."""
+    running, ``step`` seconds apart, before it succeeds and the node republishes its state with the chute; a command
+    with a ``source`` has its archive downloaded with the command's token (and its sha256 checked) first."""
 
     def __init__(self, node_id, secret, url, reactor=None, step=0.0):
         from autobahn.twisted.component import Component
@@ -47,7 +53,16 @@ class SimulatedNode:
                                    options=PublishOptions(acknowledge=True))
 
         @defer.inlineCallbacks
-        def progress(key, name, version):
+        def progress(key, config, source):
+            if config is None:
+                try:
+                    config = yield self._project(source)
+                except Exception as e:
+                    yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
+                                                    "state": "failed", "time": self._reactor.seconds(),
+                                                    "message": f"cannot read the archive: {e}"})
+                    return
+            name, version = config["name"], str(config.get("version"))
             for state, message in (("queued", "waiting in the change queue"), ("running", "pulling and starting")):
                 yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
                                                 "chute": name, "state": state, "time": self._reactor.seconds(),
@@ -66,7 +81,7 @@ class SimulatedNode:
                 changes[key] = 100 + len(changes)
                 self.runs.append({"key": key, "user": user, "role": role, "config": config})
                 if self._step > 0:
-                    progress(key, config["name"], str(config.get("version")))
+                    progress(key, config, source)
                 else:
                     publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
                                               "chute": config["name"], "state": "succeeded",
@@ -78,6 +93,19 @@ class SimulatedNode:
         yield publish(protocol.STATE, self._state())
         if not self.joined.called:
             self.joined.callback(None)
+
+
+    @staticmethod
+    @defer.inlineCallbacks
+    def _project(source):
+        """The paradrop.yaml of the archive a command's source names, fetched as a node does."""
+        import treq
+        response = yield treq.get(source["url"], headers={"Authorization": f"Bearer {source['token']}"})
+        body = yield response.content()
+        if response.code != 200 or hashlib.sha256(body).hexdigest() != source["sha256"]:
+            raise ValueError(f"HTTP {response.code}, or not the archive of sha256 {source['sha256']}")
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            return yaml.safe_load(tar.extractfile("paradrop.yaml"))
 
 
 def _sleep(reactor, seconds):

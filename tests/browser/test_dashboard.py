@@ -1,16 +1,19 @@
 """The controller dashboard in a real headless Chromium against a real ``pdserver controller`` process (with its
-embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online, read
-the store, deploy a version to the node and watch its delivery go through queued and running to succeeded live,
+embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online, add a
+chute and a version from a project archive to the store, deploy a version to the node and watch its delivery go through queued and running to succeeded live,
 see the chute on the node's page; deploy the next version to a group the node is in; and no page writes an error to the browser's console."""
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import urllib.request
 
 import psutil
 import pytest
+import yaml
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -19,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.conftest import REPO, free_port, wait_until
 
 ADMIN_PASSWORD = "dashboard-admin-password"
-CONFIG = {"name": "hello", "version": "1", "description": "dashboard test",
+CONFIG = {"name": "hello", "version": 1, "description": "dashboard test",
           "services": {"main": {"type": "image", "image": "example/hello"}}}
 STEP = 1.0  # seconds the simulated node spends queued and running: long enough to be seen live
 
@@ -129,18 +132,35 @@ def test_wrong_password_is_refused_on_the_page(controller, browser):
     assert [e for e in console_errors(browser) if "/api/v1/auth/login" not in e["message"]] == []
 
 
-def test_see_the_node_online_deploy_to_it_and_watch_it_finish(simulated_node, browser, screenshots):
-    admin, node = simulated_node
-    admin.call("POST", "/api/v1/store/chutes", {"name": "hello", "description": "says hello"})
-    admin.call("POST", "/api/v1/store/chutes/hello/versions", {"config": CONFIG})
+def archive(path):
+    """A .tar.gz of the chute project CONFIG describes."""
+    data = yaml.safe_dump(CONFIG).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("paradrop.yaml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
 
+
+def test_see_the_node_online_deploy_to_it_and_watch_it_finish(simulated_node, browser, screenshots, tmp_path):
+    admin, node = simulated_node
     log_in(browser, admin.url, ADMIN_PASSWORD)
     online = f'[data-node-online="{node["id"]}"]'
     wait(browser, text_of(online, "online"), timeout=60)  # the page polls: the node's join shows up by itself
     assert browser.find_element(By.ID, "who").text == "admin"
     screenshots(browser, "nodes")
 
+    # The store: a chute, then its version 1 from a project archive, both from the page.
     browser.find_element(By.LINK_TEXT, "Store").click()
+    form = wait(browser, ec.visibility_of_element_located((By.ID, "add-chute")))
+    form.find_element(By.NAME, "name").send_keys("hello")
+    form.find_element(By.NAME, "description").send_keys("says hello")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    form = wait(browser, ec.visibility_of_element_located((By.ID, "add-version-hello")))
+    form.find_element(By.NAME, "archive").send_keys(str(archive(tmp_path / "hello.tar.gz")))
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main table"), "project archive"))
+    screenshots(browser, "store")
     wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, '[aria-label="Deploy hello 1"]'))).click()
     wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, f'input[name=node][value="{node["id"]}"]'))).click()
     browser.find_element(By.CSS_SELECTOR, "#deploy button[type=submit]").click()

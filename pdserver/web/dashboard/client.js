@@ -30,9 +30,15 @@ export async function logout() {
 export async function call(method, path, body, authenticated = true) {
   const headers = {};
   if (authenticated) headers["Authorization"] = `Bearer ${token()}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  let payload;
+  if (body instanceof Blob) {  // a chute project archive (.tar or .tar.gz)
+    headers["Content-Type"] = "application/gzip";
+    payload = body;
+  } else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const response = await fetch(path, { method, headers, body: payload, cache: "no-store" });
   const text = await response.text();
   const parsed = text ? JSON.parse(text) : null;
   if (!response.ok) {

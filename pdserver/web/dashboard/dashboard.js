@@ -49,15 +49,18 @@ function loginView() {
       error.textContent = e.status === 401 ? "Wrong user name or password." : e.message;
     }
   } },
-  el("label", {}, "User name", el("input", { name: "username", autocomplete: "username", required: true, value: "admin" })),
-  el("label", {}, "Password", el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+  el("label", {}, "User name",
+    el("input", { name: "username", autocomplete: "username", required: true, value: "admin" })),
+  el("label", {}, "Password",
+    el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
   el("button", { type: "submit" }, "Log in"), error);
   show(el("h2", {}, "Log in"), form);
   form.querySelector("[name=password]").focus();
 }
 
 function presence(n) {
-  return el("span", { class: n.online ? "online" : "offline", "data-node-online": n.id }, n.online ? "online" : "offline");
+  const word = n.online ? "online" : "offline";
+  return el("span", { class: word, "data-node-online": n.id }, word);
 }
 
 // Re-reads ``load`` every POLL_MS while the view is open; ``render`` runs only when the answer changed.
@@ -87,24 +90,28 @@ async function nodes() {
 }
 
 async function node(id) {
+  const title = el("h2", {}, "Node");
   const holder = el("div");
-  show(el("h2", {}, "Node"), holder);
-  await poll(() => api.get(`/api/v1/nodes/${enc(id)}`), (n) => holder.replaceChildren(
-    facts([["Name", n.name], ["Id", el("code", {}, n.id)], ["State", presence(n)], ["Last seen", when(n.last_seen)],
-      ["Version", n.version ?? ""], ["Your role", n.role ?? ""], ["Groups", n.groups.join(", ") || "none"]]),
-    el("h3", {}, "Chutes"),
-    n.chutes.length === 0 ? el("p", {}, n.online ? "No chute is installed." : "No chute reported (the node is offline).")
-      : table(`Chutes on ${n.name}`, [
-        ["Name", (c) => c.name], ["Version", (c) => el("span", { "data-chute-version": c.name }, c.version ?? "")],
-        ["State", (c) => el("span", { class: `state-${c.state}`, "data-chute-state": c.name }, c.state ?? "")],
-      ], n.chutes)));
+  show(title, holder);
+  await poll(() => api.get(`/api/v1/nodes/${enc(id)}`), (n) => {
+    title.textContent = `Node ${n.name}`;
+    holder.replaceChildren(
+      facts([["Id", el("code", {}, n.id)], ["State", presence(n)], ["Last seen", when(n.last_seen)],
+        ["Version", n.version ?? ""], ["Your role", n.role ?? ""], ["Groups", n.groups.join(", ") || "none"]]),
+      el("h3", {}, "Chutes"),
+      n.chutes.length === 0
+        ? el("p", {}, n.online ? "No chute is installed." : "No chute reported (the node is offline).")
+        : table(`Chutes on ${n.name}`, [
+          ["Name", (c) => c.name], ["Version", (c) => el("span", { "data-chute-version": c.name }, c.version ?? "")],
+          ["State", (c) => el("span", { class: `state-${c.state}`, "data-chute-state": c.name }, c.state ?? "")],
+        ], n.chutes));
+  });
 }
 
 async function store() {
   const chutes = await api.get("/api/v1/store/chutes");
   const versions = await Promise.all(chutes.map((c) => api.get(`/api/v1/store/chutes/${enc(c.name)}/versions`)));
-  show(el("h2", {}, "Store"), chutes.length === 0
-    ? el("p", {}, "The store is empty: add a chute with pdtools store create-chute and create-version.")
+  show(el("h2", {}, "Store"), chutes.length === 0 ? el("p", {}, "The store is empty.")
     : el("div", {}, chutes.map((c, i) => el("section", { class: "chute", "aria-labelledby": `chute-${i}` },
       el("h3", { id: `chute-${i}` }, c.name), c.description ? el("p", {}, c.description) : null,
       versions[i].length === 0 ? el("p", {}, "No version yet.") : table(`Versions of ${c.name}`, [
@@ -112,7 +119,41 @@ async function store() {
         ["From", (v) => (v.archive ? "project archive" : "configuration")],
         ["", (v) => el("a", { href: `#/deploy/${enc(c.name)}/${enc(v.version)}`,
           "aria-label": `Deploy ${c.name} ${v.version}` }, "Deploy")],
-      ], versions[i])))));
+      ], versions[i]), addVersion(c)))),
+    el("h3", {}, "Add a chute"), addChute());
+}
+
+// Submits a form's values with ``send`` and re-reads the store, or shows the refusal in the form.
+function storeForm(id, send, ...fields) {
+  const error = el("p", { class: "error", role: "alert" });
+  const form = el("form", { class: "stack", id, onsubmit: async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      await send(new FormData(form));
+      route();
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  } }, ...fields, error);
+  return form;
+}
+
+function addChute() {
+  return storeForm("add-chute",
+    (data) => api.call("POST", "/api/v1/store/chutes",
+      { name: data.get("name"), description: data.get("description") }),
+    el("label", {}, "Name", el("input", { name: "name", required: true, maxlength: 63 })),
+    el("label", {}, "Description", el("input", { name: "description" })),
+    el("button", { type: "submit" }, "Add chute"));
+}
+
+function addVersion(chute) {
+  return storeForm(`add-version-${chute.name}`,
+    (data) => api.call("POST", `/api/v1/store/chutes/${enc(chute.name)}/versions`, data.get("archive")),
+    el("label", {}, `New version of ${chute.name}: project archive (.tar.gz; its version is paradrop.yaml's)`,
+      el("input", { type: "file", name: "archive", accept: ".tar.gz,.tgz,.tar,application/gzip", required: true })),
+    el("button", { type: "submit" }, "Add version"));
 }
 
 async function deploy(chute, version) {
@@ -134,11 +175,13 @@ async function deploy(chute, version) {
     }
   } },
   el("fieldset", {}, el("legend", {}, "To nodes"),
-    el("label", { class: "choice" }, el("input", { type: "radio", name: "target", value: "nodes", checked: true }), "The nodes chosen below"),
+    el("label", { class: "choice" },
+      el("input", { type: "radio", name: "target", value: "nodes", checked: true }), "The nodes chosen below"),
     list.length === 0 ? el("p", {}, "You have no node.") : list.map((n) => el("label", { class: "choice" },
       el("input", { type: "checkbox", name: "node", value: n.id }), n.name, " ", presence(n)))),
   el("fieldset", {}, el("legend", {}, "Or to a group"),
-    el("label", { class: "choice" }, el("input", { type: "radio", name: "target", value: "group", disabled: groups.length === 0 }),
+    el("label", { class: "choice" },
+      el("input", { type: "radio", name: "target", value: "group", disabled: groups.length === 0 }),
       "Every node of the group"),
     el("label", {}, "Group", el("select", { name: "group", disabled: groups.length === 0 },
       groups.map((g) => el("option", { value: g.name }, `${g.name} (${g.nodes.length} nodes)`))))),
@@ -148,7 +191,8 @@ async function deploy(chute, version) {
 
 async function deployments() {
   const list = await api.get("/api/v1/deployments?limit=50");
-  show(el("h2", {}, "Deployments"), list.length === 0 ? el("p", {}, "No deployment yet. ", el("a", { href: "#/store" }, "Deploy from the store."))
+  show(el("h2", {}, "Deployments"), list.length === 0
+    ? el("p", {}, "No deployment yet. ", el("a", { href: "#/store" }, "Deploy from the store."))
     : table("Deployments, newest first", [
       ["Id", (d) => el("a", { href: `#/deployment/${enc(d.id)}` }, d.id)], ["Chute", (d) => d.chute],
       ["Version", (d) => d.version], ["By", (d) => d.user], ["Created", (d) => when(d.created)],
@@ -173,7 +217,8 @@ async function deployment(id) {
     row.time.textContent = when(time);
     const states = [...rows.values()].map((r) => r.state.textContent);
     const done = states.filter((s) => FINAL.has(s)).length;
-    summary.textContent = done === states.length ? `Finished: ${countStates(states)}` : `${done} of ${states.length} done: ${countStates(states)}`;
+    summary.textContent = done === states.length ? `Finished: ${countStates(states)}`
+      : `${done} of ${states.length} done: ${countStates(states)}`;
   };
   const body = el("tbody", {}, shown.deliveries.map((d) => {
     const cells = { state: el("span", { "data-delivery-state": d.node_id }), message: el("span"), time: el("span") };
@@ -184,7 +229,8 @@ async function deployment(id) {
   }));
   show(el("h2", {}, `Deployment ${shown.id}: ${shown.chute} ${shown.version}`), summary,
     el("div", { class: "scroll" }, el("table", { class: "responsive" }, el("caption", { class: "skip" }, "Deliveries"),
-      el("thead", {}, el("tr", {}, ["Node", "State", "Message", "Updated"].map((h) => el("th", { scope: "col" }, h)))), body)),
+      el("thead", {}, el("tr", {}, ["Node", "State", "Message", "Updated"].map((h) => el("th", { scope: "col" }, h)))),
+      body)),
     el("h3", {}, "Progress"), log);
   for (const d of shown.deliveries) update(d.node_id, d.state, d.message, d.updated);
   if (shown.finished) return;
@@ -192,7 +238,9 @@ async function deployment(id) {
   const ws = api.socket(`/ws/deployments/${enc(id)}`, (m) => {
     update(m.node_id, m.state, m.message, m.time);
     log.append(el("li", {}, `${names.get(m.node_id) ?? m.node_id}: ${m.state}${m.message ? ` (${m.message})` : ""}`));
-  }, (event) => { if (!left && event.code !== 1000) say(`The progress stream closed (${event.code}); reload to resume.`); });
+  }, (event) => {
+    if (!left && event.code !== 1000) say(`The progress stream closed (${event.code}); reload to resume.`);
+  });
   onLeave(() => { left = true; ws.close(); });
 }
 
