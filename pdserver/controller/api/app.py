@@ -8,13 +8,16 @@ from pdserver.controller.api.accounts import AccountsResource
 from pdserver.controller.api.auth import ControllerApiResource, authorize
 from pdserver.controller.api.deployments import DeploymentsResource
 from pdserver.controller.api.meta import MetaResource
+from pdserver.controller.api.node_stream import NodeStreamResource
 from pdserver.controller.api.nodes import NodesResource
 from pdserver.controller.api.store import StoreResource
 
 
-def build_router(settings, *, accounts, nodes, store, deployments, audit, events, links, run_in_thread) -> Router:
+def build_router(settings, *, accounts, nodes, store, deployments, audit, events, node_events, links,
+                 run_in_thread) -> Router:
     router = Router(accounts, settings.max_body_bytes, settings.max_upload_bytes, authorize=authorize)
     for resource in (AccountsResource(accounts), NodesResource(nodes, deployments),
+                     NodeStreamResource(nodes, node_events),
                      StoreResource(store, run_in_thread, settings.max_upload_bytes),
                      DeploymentsResource(deployments, events),
                      MetaResource(router, links, audit, settings.max_body_bytes, settings.max_upload_bytes)):
