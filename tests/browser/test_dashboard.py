@@ -1,5 +1,5 @@
 """The controller dashboard in a real headless Chromium against a real ``pdserver controller`` process (with its
-embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online, add a
+embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online live, add a
 chute and a version from a project archive to the store, deploy a version to the node and watch its delivery go through queued and running to succeeded live,
 see the chute on the node's page; deploy the next version to a group the node is in; and no page writes an error to the browser's console."""
 import io
@@ -84,18 +84,24 @@ def controller(tmp_path):
 
 @pytest.fixture
 def simulated_node(controller, tmp_path):
-    """A node created on the controller and a simulated node process joined with its secret."""
+    """A node created on the controller, and ``start()``, which runs a simulated node process joined with its
+    secret (stopped at teardown)."""
     admin = Api(controller.url, controller.call("POST", "/api/v1/auth/login",
                                                 {"username": "admin", "password": ADMIN_PASSWORD})["token"])
     node = admin.call("POST", "/api/v1/nodes", {"name": "rooftop"})
     env = {**os.environ, "PYTHONPATH": str(REPO), "SIMULATED_NODE_SECRET": node["secret"]}
-    with open(tmp_path / "node.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "tests.simulated_node", node["id"], node["wamp_router"],
-                                    str(STEP)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+    processes = []
+
+    def start():
+        with open(tmp_path / "node.log", "wb") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "tests.simulated_node", node["id"], node["wamp_router"], str(STEP)], env=env,
+                stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO)))
     try:
-        yield admin, node
+        yield admin, node, start
     finally:
-        _stop(process)
+        for process in processes:
+            _stop(process)
 
 
 def wait(driver, condition, timeout=20):
@@ -143,10 +149,14 @@ def archive(path):
 
 
 def test_see_the_node_online_deploy_to_it_and_watch_it_finish(simulated_node, browser, screenshots, tmp_path):
-    admin, node = simulated_node
+    admin, node, start_node = simulated_node
     log_in(browser, admin.url, ADMIN_PASSWORD)
     online = f'[data-node-online="{node["id"]}"]'
-    wait(browser, text_of(online, "online"), timeout=60)  # the page polls: the node's join shows up by itself
+    wait(browser, text_of(online, "offline"))
+    start_node()
+    wait(browser, text_of(online, "online"), timeout=60)  # pushed by /ws/nodes: the page never re-reads the list
+    fetched = "return performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/v1/nodes')).length"
+    assert browser.execute_script(fetched) == 0 and browser.find_element(By.ID, "status").text == ""
     assert browser.find_element(By.ID, "who").text == "admin"
     screenshots(browser, "nodes")
 

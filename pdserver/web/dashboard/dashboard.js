@@ -3,7 +3,7 @@
 import * as api from "./client.js";
 import { el, facts, say, show, table, when } from "./dom.js";
 
-const POLL_MS = 3000;  // how often the node pages re-read presence (GET /api/v1/nodes)
+const POLL_MS = 3000;  // how often the node pages re-read the nodes when their live stream is gone
 const FINAL = new Set(["succeeded", "failed", "cancelled", "interrupted", "forbidden"]);
 const views = { nodes, node, store, deploy, deployments, deployment };
 let leaving = [];  // what the current view must stop when another one opens (timers, websockets)
@@ -77,10 +77,33 @@ async function poll(load, render) {
   onLeave(() => clearInterval(timer));
 }
 
+// Your nodes, live: /ws/nodes sends the list, then a node again each time it changed; ``render(list)`` runs on
+// each. Should the stream end while the view is open (the controller restarted), the list is polled instead.
+function liveNodes(render) {
+  const known = new Map();
+  let left = false;
+  const ws = api.socket("/ws/nodes", (m) => {
+    if (m.nodes) {
+      known.clear();
+      for (const n of m.nodes) known.set(n.id, n);
+    } else if (m.node) {
+      known.set(m.node.id, m.node);
+    } else if (m.removed) {
+      known.delete(m.removed);
+    }
+    render([...known.values()]);
+  }, () => {
+    if (left) return;
+    say("Live updates stopped: the nodes are read every few seconds.");
+    poll(() => api.get("/api/v1/nodes"), render).catch(failed);
+  });
+  onLeave(() => { left = true; ws.close(); });
+}
+
 async function nodes() {
-  const holder = el("div");
+  const holder = el("div", {}, el("p", {}, "Loading…"));
   show(el("h2", {}, "Nodes"), holder);
-  await poll(() => api.get("/api/v1/nodes"), (list) => holder.replaceChildren(list.length === 0
+  liveNodes((list) => holder.replaceChildren(list.length === 0
     ? el("p", {}, "You have no node yet: create one with pdtools cloud create-node, or provision one with a key.")
     : table("Your nodes", [
       ["Name", (n) => el("a", { href: `#/node/${enc(n.id)}` }, n.name)], ["Id", (n) => el("code", {}, n.id)],
@@ -91,9 +114,14 @@ async function nodes() {
 
 async function node(id) {
   const title = el("h2", {}, "Node");
-  const holder = el("div");
+  const holder = el("div", {}, el("p", {}, "Loading…"));
   show(title, holder);
-  await poll(() => api.get(`/api/v1/nodes/${enc(id)}`), (n) => {
+  liveNodes((list) => {
+    const n = list.find((candidate) => candidate.id === id);
+    if (!n) {
+      holder.replaceChildren(el("p", {}, "No such node, or you are no member of it."));
+      return;
+    }
     title.textContent = `Node ${n.name}`;
     holder.replaceChildren(
       facts([["Id", el("code", {}, n.id)], ["State", presence(n)], ["Last seen", when(n.last_seen)],
