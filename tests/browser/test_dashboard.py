@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import urllib.error
 import urllib.request
 
 import psutil
@@ -156,7 +157,8 @@ def test_see_the_node_online_deploy_to_it_and_watch_it_finish(simulated_node, br
     start_node()
     wait(browser, text_of(online, "online"), timeout=60)  # pushed by /ws/nodes: the page never re-reads the list
     fetched = "return performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/v1/nodes')).length"
-    assert browser.execute_script(fetched) == 0 and browser.find_element(By.ID, "status").text == ""
+    assert browser.execute_script(fetched) == 0
+    assert browser.find_element(By.ID, "status").text == "rooftop is online"  # announced (a live region)
     assert browser.find_element(By.ID, "who").text == "admin"
     screenshots(browser, "nodes")
 
@@ -203,12 +205,19 @@ def test_see_the_node_online_deploy_to_it_and_watch_it_finish(simulated_node, br
     wait(browser, ec.element_to_be_clickable((By.LINK_TEXT, "rooftop"))).click()
     wait(browser, text_of('[data-chute-version="hello"]', "2"))
 
-    browser.set_window_size(390, 844)  # phone-size: the tables become labelled blocks
-    browser.find_element(By.LINK_TEXT, "Deployments").click()
-    wait(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "main"), "1 succeeded"))
-    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
-    screenshots(browser, "deployments-phone")
+    browser.set_window_size(390, 844)  # phone-size: the tables become labelled blocks, nothing scrolls sideways
+    for page, shown in [("deployments", "1 succeeded"), ("nodes", "rooftop"), (f"node/{node['id']}", "hello"),
+                        ("store", "Add a chute"), (f"deployment/{deployment_id}", "Finished")]:
+        browser.get(f"{admin.url}/#/{page}")
+        wait(browser, ec.text_to_be_present_in_element((By.ID, "main"), shown))
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), page
+    screenshots(browser, "deployment-phone")
 
+    token = browser.execute_script("return sessionStorage.getItem('paradrop.controller.token')")
     browser.find_element(By.ID, "logout").click()
     wait(browser, ec.visibility_of_element_located((By.NAME, "password")))
+    assert browser.execute_script("return sessionStorage.getItem('paradrop.controller.token')") is None
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        Api(admin.url, token).call("GET", "/api/v1/auth/me")
+    assert refused.value.code == 401  # logging out revoked the token
     assert console_errors(browser) == []

@@ -87,6 +87,8 @@ function liveNodes(render) {
       known.clear();
       for (const n of m.nodes) known.set(n.id, n);
     } else if (m.node) {
+      const before = known.get(m.node.id);
+      if (before && before.online !== m.node.online) say(`${m.node.name} is ${m.node.online ? "online" : "offline"}`);
       known.set(m.node.id, m.node);
     } else if (m.removed) {
       known.delete(m.removed);
@@ -259,7 +261,7 @@ async function deployment(id) {
     el("div", { class: "scroll" }, el("table", { class: "responsive" }, el("caption", { class: "skip" }, "Deliveries"),
       el("thead", {}, el("tr", {}, ["Node", "State", "Message", "Updated"].map((h) => el("th", { scope: "col" }, h)))),
       body)),
-    el("h3", {}, "Progress"), log);
+    ...(shown.finished ? [] : [el("h3", {}, "Progress"), log]));
   for (const d of shown.deliveries) update(d.node_id, d.state, d.message, d.updated);
   if (shown.finished) return;
   let left = false;
