@@ -17,9 +17,10 @@ from pdserver.cloud import protocol
 
 class SimulatedNode:
     """Just enough of a node: registers install_chute, update_chute (the same) and get_state, publishes its state,
-    answers a command by its key once (a duplicate key answers the same change id). With ``step`` > 0 an install goes through queued and
-    running, ``step`` seconds apart, before it succeeds and the node republishes its state with the chute; a command
-    with a ``source`` has its archive downloaded with the command's token (and its sha256 checked) first."""
+    answers a command by its key once (a duplicate key answers the same change id). With ``step`` > 0 an install
+    goes through queued and running, ``step`` seconds apart, before it succeeds and the node republishes its state
+    with the chute; a command with a ``source`` has its archive downloaded with the command's token (and its sha256
+    checked) first."""
 
     def __init__(self, node_id, secret, url, reactor=None, step=0.0):
         from autobahn.twisted.component import Component

@@ -40,9 +40,9 @@ class StaticFile:
     etag: bytes
 
 
-def load(directory: Path = WEB_DIR, shared: Iterable[str] = (), shared_from: Path = WEB_DIR) -> Dict[bytes, StaticFile]:
+def load(directory: Path = WEB_DIR, shared: Iterable[str] = ()) -> Dict[bytes, StaticFile]:
     """Every servable file of ``directory`` (flat; known types only) by the path it is served at, with the files
-    ``shared`` of ``shared_from`` beside them (one flat namespace: a name in both is an error)."""
+    ``shared`` of the portal's directory beside them (one flat namespace: a name in both is an error)."""
     files = {}
     for path in sorted(directory.iterdir()):
         if path.is_file() and _servable(path.name):
@@ -50,7 +50,7 @@ def load(directory: Path = WEB_DIR, shared: Iterable[str] = (), shared_from: Pat
     for name in shared:
         if not _servable(name) or PREFIX + name.encode() in files:
             raise ValueError(f"cannot share {name}: not servable, or {directory} has its own")
-        files[PREFIX + name.encode()] = _read(shared_from / name)
+        files[PREFIX + name.encode()] = _read(WEB_DIR / name)
     files[b"/"] = files[PREFIX + b"index.html"]
     return files
 

@@ -1,7 +1,8 @@
 """The controller dashboard in a real headless Chromium against a real ``pdserver controller`` process (with its
-embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online live, add a
-chute and a version from a project archive to the store, deploy a version to the node and watch its delivery go through queued and running to succeeded live,
-see the chute on the node's page; deploy the next version to a group the node is in; and no page writes an error to the browser's console."""
+embedded crossbar) and a simulated node process speaking the node protocol: log in, see the node come online live,
+add a chute and a version from a project archive to the store, deploy the version to the node and watch its delivery
+go through queued and running to succeeded live, see the chute on the node's page, deploy the next version to a group
+the node is in; every page at phone width; and no page writes an error to the browser's console."""
 import io
 import json
 import os
