@@ -2,10 +2,10 @@
 whom it was asked to wake, and plays a node's progress into the store and the deployment events hub."""
 from zope.interface import implementer
 
-from pdserver.controller.interfaces import IDeploymentEvents, IFleet
+from pdserver.controller.interfaces import IDeploymentEvents, IFleet, INodeEvents
 
 
-@implementer(IDeploymentEvents)
+@implementer(IDeploymentEvents, INodeEvents)
 class EventsHub:
     def __init__(self):
         self._listeners = {}
@@ -31,6 +31,7 @@ class EventsHub:
 class FleetDouble:
     def __init__(self):
         self.events = EventsHub()
+        self.node_events = EventsHub()
         self.woken = []
 
     def wake(self, node_ids):

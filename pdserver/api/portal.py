@@ -1,4 +1,5 @@
-"""The node portal: the static pages of pdserver/web at ``/`` and ``/web/<file>``, without a token.
+"""The node portal (pdserver/web) and the controller's dashboard (pdserver/web/dashboard, with the portal's shared
+style and DOM helpers): static pages at ``/`` and ``/web/<file>``, without a token.
 
 The pages hold no secret; every API call they make carries the token of the person logged in. The files are read
 once, at start, into a table keyed by name: a request is a lookup of its raw path in that table, so no path a
@@ -9,7 +10,7 @@ import dataclasses
 import hashlib
 import re
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterable
 
 from twisted.web.resource import Resource
 
@@ -17,6 +18,9 @@ from pdserver import errors
 from pdserver.api.routing import write_error
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DASHBOARD_DIR = WEB_DIR / "dashboard"
+# The portal's files the dashboard shares (generic code and look; the portal's api.js speaks the node's login).
+DASHBOARD_SHARED = ("style.css", "dom.js", "icon.svg")
 PREFIX = b"/web/"
 CONTENT_TYPES = {".html": b"text/html; charset=utf-8", ".css": b"text/css; charset=utf-8",
                  ".js": b"text/javascript; charset=utf-8", ".svg": b"image/svg+xml", ".png": b"image/png"}
@@ -36,18 +40,33 @@ class StaticFile:
     etag: bytes
 
 
-def load(directory: Path = WEB_DIR) -> Dict[bytes, StaticFile]:
-    """Every servable file of ``directory`` (flat; known types only) by the path it is served at."""
+def load(directory: Path = WEB_DIR, shared: Iterable[str] = ()) -> Dict[bytes, StaticFile]:
+    """Every servable file of ``directory`` (flat; known types only) by the path it is served at, with the files
+    ``shared`` of the portal's directory beside them (one flat namespace: a name in both is an error)."""
     files = {}
     for path in sorted(directory.iterdir()):
-        content_type = CONTENT_TYPES.get(path.suffix)
-        if content_type is None or not path.is_file() or not _NAME.fullmatch(path.name):
-            continue
-        body = path.read_bytes()
-        etag = b'"%s"' % hashlib.sha256(body).hexdigest()[:32].encode()
-        files[PREFIX + path.name.encode()] = StaticFile(body, content_type, etag)
+        if path.is_file() and _servable(path.name):
+            files[PREFIX + path.name.encode()] = _read(path)
+    for name in shared:
+        if not _servable(name) or PREFIX + name.encode() in files:
+            raise ValueError(f"cannot share {name}: not servable, or {directory} has its own")
+        files[PREFIX + name.encode()] = _read(WEB_DIR / name)
     files[b"/"] = files[PREFIX + b"index.html"]
     return files
+
+
+def load_dashboard() -> Dict[bytes, StaticFile]:
+    """The controller's dashboard: its own files and the portal's shared ones."""
+    return load(DASHBOARD_DIR, DASHBOARD_SHARED)
+
+
+def _servable(name: str) -> bool:
+    return Path(name).suffix in CONTENT_TYPES and bool(_NAME.fullmatch(name))
+
+
+def _read(path: Path) -> StaticFile:
+    body = path.read_bytes()
+    return StaticFile(body, CONTENT_TYPES[path.suffix], b'"%s"' % hashlib.sha256(body).hexdigest()[:32].encode())
 
 
 def is_portal_path(path: bytes) -> bool:

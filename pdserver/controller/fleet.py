@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pdserver.cloud import protocol
-from pdserver.controller.interfaces import IDeploymentEvents, IFleet
+from pdserver.controller.interfaces import IDeploymentEvents, IFleet, INodeEvents
 from pdserver.controller.wamp import IFleetObserver
 from pdserver.errors import shorten
 
@@ -67,15 +67,16 @@ def clean_state(node_id: str, message) -> Optional[dict]:
     }
 
 
-@implementer(IDeploymentEvents)
+@implementer(IDeploymentEvents, INodeEvents)
 class EventHub:
-    """Delivery updates by deployment id, for the HTTP websocket route: ``listen`` returns its unsubscribe."""
+    """Updates by subject (deployment id, node id), for the HTTP websocket routes: ``listen`` returns its
+    unsubscribe."""
 
     def __init__(self):
         self._listeners: Dict[str, List[Callable]] = {}
 
-    def listen(self, deployment_id, callback: Callable[[dict], None]) -> Callable[[], None]:
-        key = str(deployment_id)
+    def listen(self, subject, callback: Callable[[dict], None]) -> Callable[[], None]:
+        key = str(subject)
         self._listeners.setdefault(key, []).append(callback)
 
         def unsubscribe():
@@ -86,12 +87,12 @@ class EventHub:
                 self._listeners.pop(key, None)
         return unsubscribe
 
-    def emit(self, deployment_id, message: dict):
-        for callback in list(self._listeners.get(str(deployment_id), ())):
+    def emit(self, subject, message: dict):
+        for callback in list(self._listeners.get(str(subject), ())):
             try:
                 callback(message)
             except Exception:
-                log.failure("a listener of deployment {deployment} failed", deployment=deployment_id)
+                log.failure("a listener of {subject} failed", subject=subject)
 
 
 @implementer(IFleetObserver, IFleet)
@@ -103,6 +104,7 @@ class Fleet:
         self.store = store
         self.caller = caller
         self.events = EventHub()
+        self.node_events = EventHub()  # by node id: presence and reported state, once stored (/ws/nodes)
         self.telemetry: Dict[str, dict] = {}
         self._reactor = reactor
         self._sessions: Dict[int, str] = {}  # session id -> node id
@@ -139,7 +141,7 @@ class Fleet:
         self._nodes.setdefault(node_id, set()).add(session_id)
         if not was_online:
             log.info("node {node} is online", node=node_id)
-            self._record(self.store.node_seen(node_id, True, self._reactor.seconds(), None))
+            self._record(self._seen(node_id, True, None))
 
     def node_left(self, session_id):
         node_id = self._sessions.pop(session_id, None)
@@ -153,7 +155,14 @@ class Fleet:
     def _offline(self, node_id):
         log.info("node {node} is offline", node=node_id)
         self._chutes.pop(node_id, None)
-        self._record(self.store.node_seen(node_id, False, self._reactor.seconds(), None))
+        self._record(self._seen(node_id, False, None))
+
+    @defer.inlineCallbacks
+    def _seen(self, node_id, online: bool, state):
+        """Store a node's presence (and state), then tell the listeners of that node."""
+        now = self._reactor.seconds()
+        yield self.store.node_seen(node_id, online, now, state)
+        self.node_events.emit(node_id, {"node_id": node_id, "online": online, "time": now})
 
     # --- what nodes publish
 
@@ -172,7 +181,7 @@ class Fleet:
             return
         self._chutes[node_id] = {c["name"]: c["version"] for c in state["chutes"]}
         self._reported[node_id] = state["commands"]
-        yield self.store.node_seen(node_id, True, self._reactor.seconds(), state)
+        yield self._seen(node_id, True, state)
         yield self._dispatch(node_id)
 
     @defer.inlineCallbacks

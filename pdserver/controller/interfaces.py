@@ -43,10 +43,19 @@ class IDeploymentEvents(Interface):
         ``deployment_id``; returns a function that stops it."""
 
 
+class INodeEvents(Interface):
+    """The in-process hub of node changes the nodes websocket listens to."""
+
+    def listen(node_id, callback):
+        """Call ``callback({"node_id", "online", "time"})`` each time the node's presence or reported state has
+        been stored; returns a function that stops it."""
+
+
 class IFleet(Interface):
     """The fleet as the HTTP API uses it."""
 
     events = Attribute("an IDeploymentEvents")
+    node_events = Attribute("an INodeEvents")
 
     def wake(node_ids):
         """Send the pending deliveries of those nodes that are online now (the others get theirs when they join)."""

@@ -1,18 +1,23 @@
-"""The controller's API: every resource's routes in one router, served by one guarded listener."""
+"""The controller's API: every resource's routes in one router, served by one guarded listener, with the
+dashboard's static pages at ``/`` and ``/web/``."""
 from pdserver.api.connections import ConnectionGuard
+from pdserver.api.portal import PortalResource, SiteRoot, load_dashboard
 from pdserver.api.routing import Router
 from pdserver.api.site import ApiSite
 from pdserver.controller.api.accounts import AccountsResource
 from pdserver.controller.api.auth import ControllerApiResource, authorize
 from pdserver.controller.api.deployments import DeploymentsResource
 from pdserver.controller.api.meta import MetaResource
+from pdserver.controller.api.node_stream import NodeStreamResource
 from pdserver.controller.api.nodes import NodesResource
 from pdserver.controller.api.store import StoreResource
 
 
-def build_router(settings, *, accounts, nodes, store, deployments, audit, events, links, run_in_thread) -> Router:
+def build_router(settings, *, accounts, nodes, store, deployments, audit, events, node_events, links,
+                 run_in_thread) -> Router:
     router = Router(accounts, settings.max_body_bytes, settings.max_upload_bytes, authorize=authorize)
     for resource in (AccountsResource(accounts), NodesResource(nodes, deployments),
+                     NodeStreamResource(nodes, node_events),
                      StoreResource(store, run_in_thread, settings.max_upload_bytes),
                      DeploymentsResource(deployments, events),
                      MetaResource(router, links, audit, settings.max_body_bytes, settings.max_upload_bytes)):
@@ -21,8 +26,8 @@ def build_router(settings, *, accounts, nodes, store, deployments, audit, events
 
 
 def api_listener(settings, router: Router, accounts, reactor, run_in_thread) -> ConnectionGuard:
-    site = ApiSite(ControllerApiResource(router, accounts, run_in_thread), router,
-                   idle_timeout=settings.idle_timeout, reactor=reactor)
+    root = SiteRoot(ControllerApiResource(router, accounts, run_in_thread), PortalResource(load_dashboard()))
+    site = ApiSite(root, router, idle_timeout=settings.idle_timeout, reactor=reactor)
     return ConnectionGuard(site, per_address=settings.max_connections_per_address,
                            max_connections=settings.max_connections, header_timeout=settings.header_timeout,
                            reactor=reactor)

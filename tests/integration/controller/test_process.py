@@ -9,11 +9,11 @@ import sys
 import psutil
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 
-from pdserver.cloud import protocol
 from tests.conftest import REPO, free_port
 from tests.integration.controller.helpers import Client
+from tests.simulated_node import SimulatedNode
 
 pytest.importorskip("pdserver.controller.fleet")
 ADMIN_PASSWORD = "process-admin-password"
@@ -48,48 +48,6 @@ def controller_process(tmp_path):
         for child in children:
             if child.is_running():
                 child.kill()
-
-
-class SimulatedNode:
-    """The node side of the protocol, just enough: registers install_chute and get_state, publishes its state,
-    answers a command by its key once (a duplicate key answers the same change id)."""
-
-    def __init__(self, node_id, secret, url):
-        from autobahn.twisted.component import Component
-        self.node_id = node_id
-        self.runs = []
-        self.joined = defer.Deferred()
-        # The router may still be starting: retry connecting; a refusal of the secret ends it (is_fatal).
-        self.component = Component(
-            transports=[{"url": url, "max_retries": 200, "initial_retry_delay": 0.1, "max_retry_delay": 0.5,
-                         "retry_delay_jitter": 0.1, "retry_delay_growth": 1.5}], realm=protocol.REALM,
-            authentication={"wampcra": {"authid": node_id, "secret": secret}},
-            is_fatal=lambda error: "not_authorized" in str(error) or "authentication" in str(error).lower())
-        self.component.on("join", self._on_join)
-
-    def _state(self):
-        return {"node_id": self.node_id, "version": "sim-1", "time": reactor.seconds(), "chutes": [], "commands": []}
-
-    @defer.inlineCallbacks
-    def _on_join(self, session, details):
-        from autobahn.wamp.types import PublishOptions
-        changes = {}
-
-        def install(key, user, role, config=None, source=None):
-            duplicate = key in changes
-            if not duplicate:
-                changes[key] = 100 + len(changes)
-                self.runs.append({"key": key, "user": user, "role": role, "config": config})
-                session.publish(protocol.node_uri(self.node_id, protocol.CHANGE),
-                                {"change_id": changes[key], "key": key, "type": "install", "chute": config["name"],
-                                 "state": "succeeded", "time": reactor.seconds(), "message": "installed"},
-                                options=PublishOptions(acknowledge=True))
-            return {"change_id": changes[key], "duplicate": duplicate}
-        yield session.register(install, protocol.node_uri(self.node_id, protocol.INSTALL_CHUTE))
-        yield session.register(self._state, protocol.node_uri(self.node_id, protocol.GET_STATE))
-        yield session.publish(protocol.node_uri(self.node_id, protocol.STATE), self._state(),
-                              options=PublishOptions(acknowledge=True))
-        self.joined.callback(None)
 
 
 @pytest_twisted.ensureDeferred

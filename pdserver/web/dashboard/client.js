@@ -1,0 +1,63 @@
+// The controller's HTTP API as the dashboard uses it: every call carries the token of the person logged in
+// (sessionStorage; a 401 forgets it and tells the page to show the login again).
+const KEY = "paradrop.controller.token";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.field = error.field;
+  }
+}
+
+export function token() { return sessionStorage.getItem(KEY); }
+export function forget() { sessionStorage.removeItem(KEY); }
+
+export async function login(username, password) {
+  const body = await call("POST", "/api/v1/auth/login", { username, password }, false);
+  sessionStorage.setItem(KEY, body.token);
+}
+
+export async function logout() {
+  try {
+    await call("POST", "/api/v1/auth/logout");
+  } finally {
+    forget();
+  }
+}
+
+export async function call(method, path, body, authenticated = true) {
+  const headers = {};
+  if (authenticated) headers["Authorization"] = `Bearer ${token()}`;
+  let payload;
+  if (body instanceof Blob) {  // a chute project archive (.tar or .tar.gz)
+    headers["Content-Type"] = "application/gzip";
+    payload = body;
+  } else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const response = await fetch(path, { method, headers, body: payload, cache: "no-store" });
+  const text = await response.text();
+  const parsed = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    if (response.status === 401 && authenticated) {
+      forget();
+      window.dispatchEvent(new Event("paradrop-logout"));
+    }
+    throw new ApiError(response.status, parsed);
+  }
+  return parsed;
+}
+
+export const get = (path) => call("GET", path);
+
+// A websocket of the controller: the token travels as a subprotocol (a browser cannot set Authorization here).
+export function socket(path, onMessage, onClose) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}${path}`, ["paradrop.bearer", token()]);
+  ws.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
+  ws.addEventListener("close", (event) => onClose && onClose(event));
+  return ws;
+}

@@ -1,0 +1,128 @@
+"""A simulated node: a light autobahn client speaking the node's side of the WAMP protocol (WAMP-CRA with the secret
+the controller handed out), for tests of the controller without a node daemon. In a test's reactor, or as a process
+of its own (tests that block, like the browser's): ``python -m tests.simulated_node NODE_ID URL STEP`` with the
+secret in the SIMULATED_NODE_SECRET environment variable; it prints ``joined`` once it has published its state."""
+import hashlib
+import io
+import os
+import sys
+import tarfile
+
+import yaml
+
+from twisted.internet import defer
+
+from pdserver.cloud import protocol
+
+
+class SimulatedNode:
+    """Just enough of a node: registers install_chute, update_chute (the same) and get_state, publishes its state,
+    answers a command by its key once (a duplicate key answers the same change id). With ``step`` > 0 an install
+    goes through queued and running, ``step`` seconds apart, before it succeeds and the node republishes its state
+    with the chute; a command with a ``source`` has its archive downloaded with the command's token (and its sha256
+    checked) first."""
+
+    def __init__(self, node_id, secret, url, reactor=None, step=0.0):
+        from autobahn.twisted.component import Component
+        if reactor is None:
+            from twisted.internet import reactor
+        self.node_id = node_id
+        self.runs = []
+        self.chutes = []
+        self.joined = defer.Deferred()
+        self._reactor = reactor
+        self._step = step
+        # The router may still be starting: retry connecting; a refusal of the secret ends it (is_fatal).
+        self.component = Component(
+            transports=[{"url": url, "max_retries": 200, "initial_retry_delay": 0.1, "max_retry_delay": 0.5,
+                         "retry_delay_jitter": 0.1, "retry_delay_growth": 1.5}], realm=protocol.REALM,
+            authentication={"wampcra": {"authid": node_id, "secret": secret}},
+            is_fatal=lambda error: "not_authorized" in str(error) or "authentication" in str(error).lower())
+        self.component.on("join", self._on_join)
+
+    def _state(self):
+        return {"node_id": self.node_id, "version": "sim-1", "time": self._reactor.seconds(), "chutes": self.chutes,
+                "commands": []}
+
+    @defer.inlineCallbacks
+    def _on_join(self, session, details):
+        from autobahn.wamp.types import PublishOptions
+        changes = {}
+
+        def publish(topic, payload):
+            return session.publish(protocol.node_uri(self.node_id, topic), payload,
+                                   options=PublishOptions(acknowledge=True))
+
+        @defer.inlineCallbacks
+        def progress(key, config, source):
+            if config is None:
+                try:
+                    config = yield self._project(source)
+                except Exception as e:
+                    yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
+                                                    "state": "failed", "time": self._reactor.seconds(),
+                                                    "message": f"cannot read the archive: {e}"})
+                    return
+            name, version = config["name"], str(config.get("version"))
+            for state, message in (("queued", "waiting in the change queue"), ("running", "pulling and starting")):
+                yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
+                                                "chute": name, "state": state, "time": self._reactor.seconds(),
+                                                "message": message})
+                yield _sleep(self._reactor, self._step)
+            self.chutes = [c for c in self.chutes if c["name"] != name] + [
+                {"name": name, "version": version, "state": "running"}]
+            yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install", "chute": name,
+                                            "state": "succeeded", "time": self._reactor.seconds(),
+                                            "message": "installed"})
+            yield publish(protocol.STATE, self._state())
+
+        def install(key, user, role, config=None, source=None):
+            duplicate = key in changes
+            if not duplicate:
+                changes[key] = 100 + len(changes)
+                self.runs.append({"key": key, "user": user, "role": role, "config": config})
+                if self._step > 0:
+                    progress(key, config, source)
+                else:
+                    publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
+                                              "chute": config["name"], "state": "succeeded",
+                                              "time": self._reactor.seconds(), "message": "installed"})
+            return {"change_id": changes[key], "duplicate": duplicate}
+        yield session.register(install, protocol.node_uri(self.node_id, protocol.INSTALL_CHUTE))
+        yield session.register(install, protocol.node_uri(self.node_id, protocol.UPDATE_CHUTE))
+        yield session.register(self._state, protocol.node_uri(self.node_id, protocol.GET_STATE))
+        yield publish(protocol.STATE, self._state())
+        if not self.joined.called:
+            self.joined.callback(None)
+
+
+    @staticmethod
+    @defer.inlineCallbacks
+    def _project(source):
+        """The paradrop.yaml of the archive a command's source names, fetched as a node does."""
+        import treq
+        response = yield treq.get(source["url"], headers={"Authorization": f"Bearer {source['token']}"})
+        body = yield response.content()
+        if response.code != 200 or hashlib.sha256(body).hexdigest() != source["sha256"]:
+            raise ValueError(f"HTTP {response.code}, or not the archive of sha256 {source['sha256']}")
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            return yaml.safe_load(tar.extractfile("paradrop.yaml"))
+
+
+def _sleep(reactor, seconds):
+    d = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+def main(argv):
+    from twisted.internet import reactor
+    node_id, url, step = argv
+    node = SimulatedNode(node_id, os.environ["SIMULATED_NODE_SECRET"], url, reactor, float(step))
+    node.joined.addCallback(lambda _: print("joined", flush=True))
+    node.component.start(reactor).addBoth(lambda _: reactor.stop() if reactor.running else None)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
