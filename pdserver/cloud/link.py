@@ -7,8 +7,9 @@ node did is lost to the controller.
 
 Every publish goes through the router to the controller, so a remote command costs few of them (a deployment to a
 thousand nodes is a thousand times this): the command's answer says it is queued (no "queued" event); its progress
-goes out as "running" events, at most one per ``window`` seconds with the messages of that window; then its final
-state; the state message after changes goes out ``window`` seconds after the first of them, once for the burst.
+goes out as "running" events, at most one per ``window`` seconds with the messages of that window, and what is left
+of it with its final state (a change done within ``window`` seconds is one event); the state message after changes
+goes out ``window`` seconds after the first of them, once for the burst.
 """
 import functools
 from typing import Callable, Dict, List, Optional
@@ -195,26 +196,29 @@ class CloudLink(Service):
             self._progress_calls[change.id] = self._reactor.callLater(
                 self._window, self._flush_progress, change, key)
 
-    def _flush_progress(self, change, key: str) -> None:
-        """One "running" event with the progress messages since the last one."""
-        call = self._progress_calls.pop(change.id, None)
+    def _unpublished_progress(self, change_id: int) -> List[str]:
+        call = self._progress_calls.pop(change_id, None)
         if call is not None and call.active():
             call.cancel()
-        messages = self._progress.pop(change.id, None)
+        return self._progress.pop(change_id, None) or []
+
+    def _flush_progress(self, change, key: str) -> None:
+        """One "running" event with the progress messages since the last one."""
+        messages = self._unpublished_progress(change.id)
         if messages:
             self._change_event(change, key, "running", self._reactor.seconds(), "\n".join(messages))
 
     def change_finished(self, change) -> None:
-        """Every change's end: the rest of its progress, its final state (with the key of the command that made
-        it, if any), then (for the burst) the node's new state."""
+        """Every change's end: its final state (with the key of the command that made it, if any) after the rest
+        of its progress, then (for the burst) the node's new state."""
         if self._session is None or not self._session.joined:
             return
-        key = self._commands.key_of(change.id)
-        self._flush_progress(change, key)
         result = change.result or {}
         message = f"change {change.id} {change.state.value}" + (f": {result['message']}" if result.get("message")
                                                                    else "")
-        self._change_event(change, key, change.state.value, change.finished or self._reactor.seconds(), message)
+        message = "\n".join(self._unpublished_progress(change.id) + [message])
+        self._change_event(change, self._commands.key_of(change.id), change.state.value,
+                           change.finished or self._reactor.seconds(), message)
         self._state_changed()
 
     def _schedule_telemetry(self, delay: float) -> None:

@@ -5,7 +5,8 @@ at most WINDOW joining at once. Each speaks the node's side of pdserver/cloud/pr
 and secret, every procedure of protocol.PROCEDURES registered under its prefix, its STATE published on join and
 after every burst of changes (WINDOW seconds after its first). A command answers ``{"change_id", "duplicate"}`` (a
 key seen before answers its change id with duplicate true and runs nothing; the answer means queued), then
-publishes its CHANGE events running (its progress, coalesced) and succeeded, as pdserver/cloud/link.py does. STATUS (JSON, rewritten atomically) counts the sessions ready and failed; it runs until
+publishes its CHANGE event succeeded (a change done within the link's window has no "running" event), as
+pdserver/cloud/link.py does. STATUS (JSON, rewritten atomically) counts the sessions ready and failed; it runs until
 SIGTERM.
 
 ``fanout IDS CONFIG URL``: joins as the controller with the ticket in the router's CONFIG (the crossbar
@@ -41,7 +42,7 @@ from pdserver.cloud import protocol  # noqa: E402
 WINDOW = 100  # sessions joining at once per process (the measured recipe's setting)
 VERSION = "fleet-sim-1"
 ACK = PublishOptions(acknowledge=True)
-CHANGE_STATES = ("running", "succeeded")
+CHANGE_STATES = ("succeeded",)
 WINDOW = 0.2  # pdserver.cloud.link.WINDOW: one state message per burst of changes
 CHUTE_COMMANDS = {protocol.INSTALL_CHUTE: "install", protocol.UPDATE_CHUTE: "update",
                   protocol.REMOVE_CHUTE: "remove", protocol.START_CHUTE: "start", protocol.STOP_CHUTE: "stop",
