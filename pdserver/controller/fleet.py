@@ -201,7 +201,7 @@ class Fleet:
         for delivery in deliveries or ():
             if delivery.get("node_id") in self._loaded:
                 self._deliveries[delivery["node_id"]].setdefault(delivery["key"], dict(delivery))
-        return defer.gatherResults([self._record(self._dispatch(node_id)) for node_id in set(node_ids)
+        return defer.gatherResults([self._record(self._dispatch(node_id)) for node_id in node_ids
                                     if self.is_online(node_id)]).addCallback(lambda _: None)
 
     @defer.inlineCallbacks

@@ -255,7 +255,8 @@ class ControllerStore:
 
     def node_seen(self, node_id: str, online: bool, at: float, state: Optional[dict]) -> defer.Deferred:
         if state is None:
-            return self._db.write("UPDATE nodes SET online = ?, last_seen = ? WHERE id = ?", (bool(online), at, node_id))
+            return self._db.write("UPDATE nodes SET online = ?, last_seen = ? WHERE id = ?",
+                                  (bool(online), at, node_id))
         chutes = [{"name": str(c.get("name")), "version": str(c.get("version")), "state": str(c.get("state"))}
                   for c in state.get("chutes") or () if isinstance(c, dict)]
         version = state.get("version")
