@@ -34,7 +34,7 @@ class FleetDouble:
         self.node_events = EventsHub()
         self.woken = []
 
-    def wake(self, node_ids):
+    def wake(self, node_ids, deliveries=None):
         self.woken.append(list(node_ids))
 
     async def report(self, store, delivery, state, at, change_id=None, message=None):

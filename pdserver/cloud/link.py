@@ -4,9 +4,15 @@ provisioned, and reports the node's state, telemetry and change progress over it
 autobahn is imported (through pdserver.cloud.wamp) only when a provision record exists. Offline the node works as
 ever; the session reconnects with backoff and republishes the full state on every join, so nothing a disconnected
 node did is lost to the controller.
+
+Every publish goes through the router to the controller, so a remote command costs few of them (a deployment to a
+thousand nodes is a thousand times this): the command's answer says it is queued (no "queued" event); its progress
+goes out as "running" events, at most one per ``window`` seconds with the messages of that window, and what is left
+of it with its final state (a change done within ``window`` seconds is one event); the state message after changes
+goes out ``window`` seconds after the first of them, once for the burst.
 """
 import functools
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -19,6 +25,8 @@ from pdserver.cloud.commands import RemoteCommands
 from pdserver.cloud.provisioning import ProvisionFile, ProvisionRecord
 
 log = Logger()
+
+WINDOW = 0.2  # seconds: progress events and state messages of one burst of changes go out as one
 
 
 class ICloudSession(Interface):
@@ -48,7 +56,7 @@ class CloudLink(Service):
 
     def __init__(self, reactor, provision_file: ProvisionFile, retry: dict, commands: RemoteCommands, queue,
                  chutes, telemetry, telemetry_config: Callable[[], dict], audit,
-                 session_factory: Callable[..., ICloudSession] = wamp_session):
+                 session_factory: Callable[..., ICloudSession] = wamp_session, window: float = WINDOW):
         """``retry``: {initial, max, growth, jitter} seconds (pdserver.settings); ``telemetry_config()`` the host
         config's ``telemetry`` section as it stands ({enabled, interval})."""
         self._session_factory = session_factory
@@ -64,6 +72,10 @@ class CloudLink(Service):
         self._record: Optional[ProvisionRecord] = None
         self._session = None
         self._telemetry_call = None
+        self._window = window
+        self._state_call = None  # the state message due at the end of a burst of changes
+        self._progress: Dict[int, List[str]] = {}  # change id -> progress messages not yet published
+        self._progress_calls: Dict[int, object] = {}  # change id -> when they go out
         self.connected = False
         self.last_connected: Optional[float] = None
         self.last_error: Optional[str] = None
@@ -137,9 +149,12 @@ class CloudLink(Service):
         self.connected = False
         if reason is not None:
             self.last_error = reason
-        if self._telemetry_call is not None and self._telemetry_call.active():
-            self._telemetry_call.cancel()
-        self._telemetry_call = None
+        for call in [self._telemetry_call, self._state_call, *self._progress_calls.values()]:
+            if call is not None and call.active():
+                call.cancel()
+        self._telemetry_call = self._state_call = None
+        self._progress.clear()
+        self._progress_calls.clear()
 
     def state_message(self) -> dict:
         return {"node_id": self._record.node_id if self._record else None, "version": pdserver.__version__,
@@ -155,29 +170,56 @@ class CloudLink(Service):
             lambda f: log.info("cloud link: {topic} not published: {error}", topic=topic, error=f.getErrorMessage()))
 
     def publish_state(self) -> None:
+        if self._state_call is not None and self._state_call.active():
+            self._state_call.cancel()
+        self._state_call = None
         self._publish(protocol.STATE, self.state_message())
+
+    def _state_changed(self) -> None:
+        """The state message ``window`` seconds after the first change of a burst, once for all of them."""
+        if self._state_call is None or not self._state_call.active():
+            self._state_call = self._reactor.callLater(self._window, self.publish_state)
 
     def _change_event(self, change, key, state: str, time: float, message: str) -> None:
         self._publish(protocol.CHANGE, {"change_id": change.id, "key": key, "type": change.type,
                                         "chute": change.target, "state": state, "time": time, "message": message})
 
     def _submitted(self, change, key: str) -> None:
-        """A remote command queued ``change``: report it queued, then its progress (its end: change_finished)."""
-        self._change_event(change, key, "queued", change.created, f"change {change.id} queued: {change.type}")
-        self._queue.observe(change.id, lambda event: "state" not in event and self._change_event(
-            change, key, "running", event["time"], event["message"]))
+        """A remote command queued ``change`` (its answer says so): follow its progress (its end: change_finished)."""
+        self._queue.observe(change.id, lambda event: "state" not in event and self._progressed(change, key, event))
+
+    def _progressed(self, change, key: str, event: dict) -> None:
+        if self._session is None or not self._session.joined:
+            return
+        self._progress.setdefault(change.id, []).append(event["message"])
+        if change.id not in self._progress_calls:
+            self._progress_calls[change.id] = self._reactor.callLater(
+                self._window, self._flush_progress, change, key)
+
+    def _unpublished_progress(self, change_id: int) -> List[str]:
+        call = self._progress_calls.pop(change_id, None)
+        if call is not None and call.active():
+            call.cancel()
+        return self._progress.pop(change_id, None) or []
+
+    def _flush_progress(self, change, key: str) -> None:
+        """One "running" event with the progress messages since the last one."""
+        messages = self._unpublished_progress(change.id)
+        if messages:
+            self._change_event(change, key, "running", self._reactor.seconds(), "\n".join(messages))
 
     def change_finished(self, change) -> None:
-        """Every change's end: its final state (with the key of the command that made it, if any), then the
-        node's new state."""
+        """Every change's end: its final state (with the key of the command that made it, if any) after the rest
+        of its progress, then (for the burst) the node's new state."""
         if self._session is None or not self._session.joined:
             return
         result = change.result or {}
         message = f"change {change.id} {change.state.value}" + (f": {result['message']}" if result.get("message")
                                                                    else "")
+        message = "\n".join(self._unpublished_progress(change.id) + [message])
         self._change_event(change, self._commands.key_of(change.id), change.state.value,
                            change.finished or self._reactor.seconds(), message)
-        self.publish_state()
+        self._state_changed()
 
     def _schedule_telemetry(self, delay: float) -> None:
         self._telemetry_call = self._reactor.callLater(delay, self._send_telemetry)

@@ -90,34 +90,43 @@ class Deployments:
             run(txn, "INSERT INTO deployments (id, chute, version, username, target, created) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
                 (deployment_id, chute, version, principal.username, json.dumps(target), now))
-            out = []
+            out, pending = [], []
             for node_id in node_ids:
                 state = "pending" if ROLES[roles[node_id]] >= ROLES[DEPLOY_ROLE] else "forbidden"
                 key = f"dep-{deployment_id}-{node_id}"
-                self._thd_insert(txn, key, deployment_id, node_id, "install", chute, version, config, source,
-                                 principal.username, roles[node_id], state, now,
-                                 None if state == "pending" else f"role {roles[node_id]} may not deploy")
+                delivery = self._thd_insert(txn, key, deployment_id, node_id, "install", chute, version, config,
+                                            source, principal.username, roles[node_id], state, now,
+                                            None if state == "pending" else f"role {roles[node_id]} may not deploy")
                 out.append({"node_id": node_id, "key": key, "state": state})
+                if state == "pending":
+                    pending.append(delivery)
             thd_record(txn, now, principal.username, "deploy", "succeeded", target=f"{chute}@{version}",
                        address=address, detail={"deployment": deployment_id, **target})
-            return {"id": deployment_id, "chute": chute, "version": version, "created": now, "deliveries": out}
-        result = yield self._db.interaction(thd_create)
-        self._wake([d["node_id"] for d in result["deliveries"] if d["state"] == "pending"])
+            return {"id": deployment_id, "chute": chute, "version": version, "created": now,
+                    "deliveries": out}, pending
+        result, pending = yield self._db.interaction(thd_create)
+        self._wake(pending)
         return result
 
-    def _wake(self, node_ids: List[str]) -> None:
-        """Tell the fleet; what it cannot send now it sends when the node joins, so a failure here is only logged."""
+    def _wake(self, deliveries: List[dict]) -> None:
+        """Tell the fleet of the new deliveries; what it cannot send now it sends when the node joins, so a failure
+        here is only logged."""
+        node_ids = [d["node_id"] for d in deliveries]
         if node_ids:
-            defer.maybeDeferred(self._fleet.wake, node_ids).addErrback(
+            defer.maybeDeferred(self._fleet.wake, node_ids, deliveries).addErrback(
                 lambda failure: log.failure("waking nodes {nodes} failed", failure, nodes=node_ids[:10]))
 
     @staticmethod
     def _thd_insert(txn, key, deployment_id, node_id, command, chute, version, config, source, username, role,
-                    state, now, message) -> None:
+                    state, now, message) -> dict:
+        """Insert a delivery; it as IFleetStore.pending_deliveries gives it."""
         run(txn, "INSERT INTO deliveries (key, deployment_id, node_id, command, chute, version, config, source, "
                  "username, role, state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, deployment_id, node_id, command, chute, version, json.dumps(config) if config else None,
              json.dumps(source) if source else None, username, role, state, message, now, now))
+        return {"key": key, "deployment_id": deployment_id, "node_id": node_id, "state": state,
+                "command": None if command == "install" else command, "chute": chute, "version": version,
+                "config": config or None, "source": source or None, "user": username, "role": role}
 
     @defer.inlineCallbacks
     def command(self, principal: CloudPrincipal, node_id: str, command: str, chute: str, address: Optional[str]):
@@ -127,13 +136,13 @@ class Deployments:
         def thd_command(txn):
             now = self._audit.clock()
             role = thd_require(txn, node_id, principal.username, DEPLOY_ROLE)
-            self._thd_insert(txn, key, None, node_id, command, chute, None, None, None, principal.username, role,
-                             "pending", now, None)
+            delivery = self._thd_insert(txn, key, None, node_id, command, chute, None, None, None,
+                                        principal.username, role, "pending", now, None)
             thd_record(txn, now, principal.username, f"command-{command}", "succeeded", target=node_id,
                        address=address, detail={"chute": chute, "key": key})
-            return {"key": key, "node_id": node_id, "type": command, "chute": chute, "state": "pending"}
-        result = yield self._db.interaction(thd_command)
-        self._wake([node_id])
+            return {"key": key, "node_id": node_id, "type": command, "chute": chute, "state": "pending"}, delivery
+        result, delivery = yield self._db.interaction(thd_command)
+        self._wake([delivery])
         return result
 
     def delivery(self, principal: CloudPrincipal, key: str) -> defer.Deferred:

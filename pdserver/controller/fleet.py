@@ -112,6 +112,7 @@ class Fleet:
         self._previous: Set[str] = set()  # online before the controller rejoined
         self._chutes: Dict[str, Dict[str, str]] = {}  # node id -> {chute: version} as last reported
         self._deliveries: Dict[str, Dict[str, dict]] = {}  # node id -> {key: delivery} not final
+        self._loaded: Set[str] = set()  # nodes whose deliveries in memory are all there are (wake keeps them so)
         self._busy: Set[str] = set()  # nodes with a dispatch running
         self._again: Set[str] = set()  # nodes to dispatch once more when the running dispatch ends
         self._reported: Dict[str, list] = {}  # node id -> the commands list of its last state message
@@ -126,6 +127,7 @@ class Fleet:
 
     def connected(self):
         self._previous = self.online()
+        self._loaded.clear()
         self._sessions.clear()
         self._nodes.clear()
 
@@ -181,7 +183,7 @@ class Fleet:
             return
         self._chutes[node_id] = {c["name"]: c["version"] for c in state["chutes"]}
         self._reported[node_id] = state["commands"]
-        yield self._seen(node_id, True, state)
+        self._record(self._seen(node_id, True, state))  # dispatch does not wait for the write
         yield self._dispatch(node_id)
 
     @defer.inlineCallbacks
@@ -198,9 +200,17 @@ class Fleet:
 
     # --- the dispatcher
 
-    def wake(self, node_ids: Iterable[str]) -> defer.Deferred:
-        """Send the pending deliveries of those nodes that are online; fires when they have been tried."""
-        return defer.gatherResults([self._record(self._dispatch(node_id)) for node_id in set(node_ids)
+    def wake(self, node_ids: Iterable[str], deliveries: Optional[List[dict]] = None) -> defer.Deferred:
+        """Send the pending deliveries of those nodes that are online; fires when they have been tried.
+        ``deliveries``: the ones just created for them (as IFleetStore.pending_deliveries gives them), which
+        spares a query per node; without it their deliveries are read again."""
+        node_ids = set(node_ids)
+        if deliveries is None:
+            self._loaded -= node_ids
+        for delivery in deliveries or ():
+            if delivery.get("node_id") in self._loaded:
+                self._deliveries[delivery["node_id"]].setdefault(delivery["key"], dict(delivery))
+        return defer.gatherResults([self._record(self._dispatch(node_id)) for node_id in node_ids
                                     if self.is_online(node_id)]).addCallback(lambda _: None)
 
     @defer.inlineCallbacks
@@ -212,7 +222,8 @@ class Fleet:
         try:
             while True:
                 self._again.discard(node_id)
-                yield self._load(node_id)
+                if node_id not in self._loaded:
+                    yield self._load(node_id)
                 for reported in self._reported.pop(node_id, ()):
                     delivery = self._deliveries.get(node_id, {}).get(reported["key"])
                     if delivery is not None:
@@ -245,6 +256,7 @@ class Fleet:
                 delivery = dict(delivery, state=current["state"])
             fresh[delivery["key"]] = delivery
         self._deliveries[node_id] = fresh
+        self._loaded.add(node_id)
 
     @defer.inlineCallbacks
     def _ask_state(self, node_id):
@@ -295,9 +307,9 @@ class Fleet:
         yield self._advance(node_id, delivery, "sent", _int(answer.get("change_id")),
                             "the node had it already" if answer.get("duplicate") is True else None)
 
-    @defer.inlineCallbacks
     def _advance(self, node_id, delivery, state, change_id, message):
-        """Move a delivery forward (never back) in the store and tell the deployment's listeners."""
+        """Move a delivery forward (never back), tell the deployment's listeners, and write it (the listeners
+        do not wait for the write)."""
         current = delivery.get("state")
         if state not in RANK or current in FINAL or RANK[state] < RANK.get(current, 0):
             return
@@ -310,10 +322,11 @@ class Fleet:
             delivery["change_id"] = change_id
         if state in FINAL:
             self._deliveries.get(node_id, {}).pop(delivery["key"], None)
-        if state != current or new_change:
-            yield self.store.update_delivery(delivery["key"], state, now, change_id=change_id, message=message)
         self.events.emit(delivery.get("deployment_id"), {"node_id": node_id, "key": delivery["key"],
                                                          "state": state, "message": message, "time": now})
+        if state != current or new_change:
+            self._record(self.store.update_delivery(delivery["key"], state, now, change_id=change_id,
+                                                    message=message))
 
     @staticmethod
     def _record(d):

@@ -57,5 +57,7 @@ class IFleet(Interface):
     events = Attribute("an IDeploymentEvents")
     node_events = Attribute("an INodeEvents")
 
-    def wake(node_ids):
-        """Send the pending deliveries of those nodes that are online now (the others get theirs when they join)."""
+    def wake(node_ids, deliveries=None):
+        """Send the pending deliveries of those nodes that are online now (the others get theirs when they join).
+        ``deliveries``: the ones just created for them (as IFleetStore.pending_deliveries gives them), so that
+        the fleet need not read them back."""

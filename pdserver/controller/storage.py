@@ -141,9 +141,11 @@ class Database(Service):
     def __init__(self, path: Path, reactor, migrations: Sequence[str] = MIGRATIONS, dialect: Dialect = SQLITE):
         self.path = path
         self.dialect = dialect
-        self._reactor = reactor
+        self.reactor = reactor
         self._migrations = migrations
         self.pool = None
+        self._writes: List[Tuple[str, Tuple[Any, ...], defer.Deferred]] = []
+        self._flush_call = None
 
     @defer.inlineCallbacks
     def startService(self):
@@ -151,7 +153,7 @@ class Database(Service):
         sqlite3.connect(str(self.path)).close()
         self.path.chmod(0o600)
         self.pool = adbapi.ConnectionPool("sqlite3", str(self.path), check_same_thread=False, cp_min=1, cp_max=1,
-                                          cp_openfun=_sqlite_open, cp_reactor=self._reactor, cp_noisy=False)
+                                          cp_openfun=_sqlite_open, cp_reactor=self.reactor, cp_noisy=False)
         self.pool.start()
         try:
             current = yield self.interaction(_thd_schema_version)
@@ -165,6 +167,7 @@ class Database(Service):
 
     def stopService(self):
         super().stopService()
+        self._flush()
         if self.pool is not None:
             self.pool.close()
             self.pool = None
@@ -178,8 +181,43 @@ class Database(Service):
             if statement.strip():
                 txn.execute(statement)
 
+    def write(self, sql: str, args: Tuple[Any, ...]) -> defer.Deferred:
+        """One statement, batched with the others of this reactor turn into one transaction: fires with the
+        number of rows it changed once its batch is committed. Every interaction sends the batch first, and the
+        pool's one connection runs them in order: a read sees the writes made before it."""
+        d = defer.Deferred()
+        self._writes.append((sql, args, d))
+        if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self._flush)
+        return d
+
+    def _flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        batch, self._writes = self._writes, []
+        if not batch:
+            return
+
+        def thd_batch(txn):
+            return [run(txn, sql, args) for sql, args, _ in batch]
+
+        def committed(counts):
+            for (_, _, d), count in zip(batch, counts):
+                d.callback(count)
+
+        def one_by_one(failure):
+            """A statement failed and took its batch with it: each on its own, so only its own write fails."""
+            for sql, args, d in batch:
+                self.execute(sql, args).chainDeferred(d)
+        self._interaction(thd_batch).addCallbacks(committed, one_by_one)
+
     def interaction(self, f: Callable, *args, **kwargs) -> defer.Deferred:
         """``f(txn, *args)`` in the database thread, in one transaction (committed when it returns)."""
+        self._flush()
+        return self._interaction(f, *args, **kwargs)
+
+    def _interaction(self, f: Callable, *args, **kwargs) -> defer.Deferred:
         if self.pool is None:
             return defer.fail(errors.Unavailable("the controller is not running", headers={"Retry-After": "5"}))
         return self.pool.runInteraction(f, *args, **kwargs)
@@ -204,10 +242,12 @@ def _delivery(row: dict) -> dict:
 
 @implementer(IFleetStore)
 class ControllerStore:
-    """IFleetStore over the database."""
+    """IFleetStore over the database; its writes (one per node event, a thousand at once in a deployment) are
+    batched (Database.write)."""
 
     def __init__(self, db: Database):
         self._db = db
+
 
     def node_auth(self, node_id: str) -> defer.Deferred:
         d = self._db.query("SELECT key, salt, iterations, keylen FROM nodes WHERE id = ?", (node_id,))
@@ -215,14 +255,14 @@ class ControllerStore:
 
     def node_seen(self, node_id: str, online: bool, at: float, state: Optional[dict]) -> defer.Deferred:
         if state is None:
-            return self._db.execute("UPDATE nodes SET online = ?, last_seen = ? WHERE id = ?",
-                                    (bool(online), at, node_id))
+            return self._db.write("UPDATE nodes SET online = ?, last_seen = ? WHERE id = ?",
+                                  (bool(online), at, node_id))
         chutes = [{"name": str(c.get("name")), "version": str(c.get("version")), "state": str(c.get("state"))}
                   for c in state.get("chutes") or () if isinstance(c, dict)]
         version = state.get("version")
-        return self._db.execute("UPDATE nodes SET online = ?, last_seen = ?, version = ?, chutes = ? WHERE id = ?",
-                                (bool(online), at, str(version) if version is not None else None,
-                                 json.dumps(chutes), node_id))
+        return self._db.write("UPDATE nodes SET online = ?, last_seen = ?, version = ?, chutes = ? WHERE id = ?",
+                           (bool(online), at, str(version) if version is not None else None, json.dumps(chutes),
+                            node_id))
 
     def pending_deliveries(self, node_id: str) -> defer.Deferred:
         marks = ", ".join("?" * len(_FINAL))
@@ -233,7 +273,7 @@ class ControllerStore:
     def update_delivery(self, key: str, state: str, at: float, change_id: Optional[int] = None,
                         message: Optional[str] = None) -> defer.Deferred:
         marks = ", ".join("?" * len(_FINAL))
-        d = self._db.execute(
+        d = self._db.write(
             "UPDATE deliveries SET state = ?, updated = ?, change_id = COALESCE(?, change_id), "
             f"message = COALESCE(?, message) WHERE key = ? AND state NOT IN ({marks})",
             (state, at, change_id, errors.shorten(message) if message else None, key, *_FINAL))

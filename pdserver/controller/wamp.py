@@ -7,8 +7,14 @@ hears goes to an observer (the Fleet); ``call_node`` is how the Fleet reaches a 
 crossbar 26.10 facts this module is built on (router/auth/wampcra.py, router/router.py):
 - With ``salt``/``iterations``/``keylen`` in the authenticator's answer crossbar derives the key from ``secret``
   once more, so the answer is ``{"secret": <the key the node signs with>, "role": "node"}`` and no salt.
-- Authorizations are cached per (realm, authrole, uri, action), not per session: ``cache`` stays False, or one
-  node's permission for its own prefix would serve every other node.
+- Authorizations are cached per (realm, authrole, uri, action), not per session: once node A's publish on its
+  topic is cached, node B may publish there too. So only allowed publishes are cached (every node publishes on
+  every change: the authorizer would cost the router a third of its time), with the publisher disclosed, and the
+  controller drops every event whose publisher is not the node of its topic. A denied publish is not cached (it
+  would deny the topic's own node); register is never cached (a procedure must be its node's); call and
+  subscribe are denied to every node alike.
+- A PUBLISH may carry ``forward_for`` (meant for router-to-router links), and crossbar then discloses its first
+  entry as the publisher: an event with a ``forward_for`` chain is dropped (nodes publish directly).
 """
 from typing import Optional
 
@@ -70,12 +76,22 @@ def authenticate(store, realm, authid, details):
 
 
 def authorize(details, uri, action, options=None) -> dict:
-    """The dynamic authorizer of the node role: its own prefix, register and publish, nothing else."""
+    """The dynamic authorizer of the node role: its own prefix, register and publish, nothing else. An allowed
+    publish is cached and discloses its publisher (see the module's docstring); nothing else is cached."""
     allow = False
     if isinstance(details, dict) and details.get("authrole") == protocol.NODE_ROLE:
         authid = details.get("authid")
         allow = is_node_id(authid) and isinstance(uri, str) and protocol.node_may(authid, uri, action)
+    if allow and action == "publish":
+        return {"allow": True, "disclose": True, "cache": True}
     return {"allow": allow, "disclose": False, "cache": False}
+
+
+def publisher_is(details, node_id: str) -> bool:
+    """Whether an event was published by ``node_id`` itself: the router's disclosure, no forwarding chain."""
+    return (getattr(details, "publisher_authid", None) == node_id
+            and getattr(details, "publisher_authrole", None) == protocol.NODE_ROLE
+            and not getattr(details, "forward_for", None))
 
 
 def is_auth_error(error) -> bool:
@@ -107,6 +123,7 @@ class ControllerSession(Service):
         self.ended = defer.Deferred()
         self.last_error: Optional[str] = None
         self.failed_attempts = 0  # connection attempts that failed since the last join
+        self.impostors = set()  # authids of node sessions that published on another node's topic (logged once)
 
     def _make_component(self) -> Component:
         transport = {"type": "websocket", "url": self.router_url, "serializers": ["msgpack", "json"]}
@@ -191,8 +208,19 @@ class ControllerSession(Service):
         parsed = protocol.parse_node_uri(getattr(details, "topic", None) or "")
         if parsed is None or parsed[1] not in protocol.TOPICS:
             return
+        if not publisher_is(details, parsed[0]):
+            self._impostor(details, parsed[0])
+            return
         payload = args[0] if len(args) == 1 and not kwargs else kwargs or None
         self._observer.node_published(parsed[0], parsed[1], payload)
+
+    def _impostor(self, details, node_id: str) -> None:
+        publisher = (getattr(details, "publisher_authid", None), bool(getattr(details, "forward_for", None)))
+        if publisher not in self.impostors:
+            self.impostors.add(publisher)
+            log.warn("dropped an event on node {node}'s topic published by {publisher!r} (forwarded: {forwarded}); "
+                     "further ones from it are dropped silently", node=node_id, publisher=publisher[0],
+                     forwarded=publisher[1])
 
     def call_node(self, node_id: str, procedure: str, **kwargs) -> defer.Deferred:
         if not is_node_id(node_id) or procedure not in protocol.PROCEDURES:

@@ -224,14 +224,14 @@ async def test_a_node_is_confined_to_its_own_prefix(controller, connect):
     a_id, a_secret = controller.store.add_node()
     b_id, b_secret = controller.store.add_node()
     a = await connect.node(a_id, a_secret)
-    await a.publish(protocol.STATE, a.state())  # A's own permissions are in use (a cache would hold them now)
     b = await connect(b_id, b_secret)
-    await wait_for(lambda: controller.store.last_seen(a_id) and controller.store.last_seen(a_id)[3],
-                   message="A's state")
-    seen_before = len(controller.store.seen)
     uri_a = protocol.node_uri(a_id, protocol.STATE)
     assert await refused(b.publish(uri_a, {"node_id": a_id, "chutes": []},
                                    options=PublishOptions(acknowledge=True))) == "wamp.error.not_authorized"
+    await a.publish(protocol.STATE, a.state())  # B's refusal was not cached; A's permission is now
+    await wait_for(lambda: controller.store.last_seen(a_id) and controller.store.last_seen(a_id)[3],
+                   message="A's state")
+    seen_before = len(controller.store.seen)
     assert await refused(b.register(lambda: None, protocol.node_uri(a_id, "spare"))) == "wamp.error.not_authorized"
     assert await refused(b.call(protocol.node_uri(a_id, protocol.GET_STATE))) == "wamp.error.not_authorized"
     assert await refused(b.call(protocol.node_uri(b_id, protocol.GET_STATE))) == "wamp.error.not_authorized"
@@ -249,6 +249,39 @@ async def test_a_node_is_confined_to_its_own_prefix(controller, connect):
                    message="B's state")
     assert all(entry[0] == b_id for entry in controller.store.seen[seen_before:])
     assert controller.store.last_seen(b_id)[3]["node_id"] == b_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_publish_on_another_nodes_topic_that_the_router_let_through_from_its_cache_is_ignored(
+        controller, connect):
+    a_id, a_secret = controller.store.add_node()
+    b_id, b_secret = controller.store.add_node()
+    a = await connect.node(a_id, a_secret)
+    delivery = controller.store.add_delivery(a_id, chute="web", version="1")
+    b = await connect(b_id, b_secret)
+    await a.publish(protocol.STATE, a.state(chutes=[("web", "0")]))  # the router caches A's publish on its topic
+    await wait_for(lambda: controller.store.deliveries[delivery["key"]]["state"] == "sent", message="sent")
+    change_id = controller.store.deliveries[delivery["key"]]["change_id"]
+    running = {"change_id": change_id, "key": delivery["key"], "type": "install", "chute": "web",
+               "state": "running", "time": 1.0, "message": "building"}
+    await a.publish(protocol.CHANGE, running)  # and its publish on its change topic
+    await wait_for(lambda: controller.store.deliveries[delivery["key"]]["state"] == "running", message="running")
+    forged = dict(running, state="failed", message="forged")
+    spoofed = [{"session": a.session._session_id, "authid": a_id, "authrole": protocol.NODE_ROLE}]
+    seen_before = len(controller.store.seen)
+    for uri, payload, forward_for in [
+            (protocol.node_uri(a_id, protocol.STATE), a.state(chutes=[("evil", "1")]), None),
+            (protocol.node_uri(a_id, protocol.STATE), a.state(chutes=[("evil", "2")]), spoofed),
+            (protocol.node_uri(a_id, protocol.CHANGE), forged, spoofed)]:
+        await b.publish(uri, payload, options=PublishOptions(acknowledge=True, forward_for=forward_for))
+    await b.publish(protocol.node_uri(b_id, protocol.STATE), {"node_id": b_id, "chutes": []},
+                    options=PublishOptions(acknowledge=True))  # B's own event arrives after those
+    await wait_for(lambda: any(entry[0] == b_id for entry in controller.store.seen[seen_before:]),
+                   message="B's state")
+    assert [entry[0] for entry in controller.store.seen[seen_before:]] == [b_id]
+    assert controller.store.last_seen(a_id)[3]["chutes"] == [{"name": "web", "version": "0", "state": "running"}]
+    assert controller.store.deliveries[delivery["key"]]["state"] == "running"
+    assert {(b_id, False), (a_id, True)} <= controller.session.impostors
 
 
 @pytest_twisted.ensureDeferred

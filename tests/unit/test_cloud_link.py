@@ -1,6 +1,7 @@
 """CloudLink over an in-memory session (ICloudSession): what it publishes on join, for a remote command's change
-(queued, progress, its end with the command's key) and after it (the state with the command), telemetry on the
-host config's interval, and nothing while not joined. The real queue, journal and commands; a Clock."""
+(its progress coalesced per window, its end with the command's key) and after it (one state per burst, with the
+command), telemetry on the host config's interval, and nothing while not joined. The real queue, journal and
+commands; a Clock."""
 import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
@@ -15,7 +16,7 @@ from pdserver.chutes.requests import ChuteRequests
 from pdserver.chutes.store import ChuteStore
 from pdserver.cloud import protocol, provisioning
 from pdserver.cloud.commands import CommandLog, RemoteCommands
-from pdserver.cloud.link import CloudLink, ICloudSession
+from pdserver.cloud.link import WINDOW, CloudLink, ICloudSession
 from tests.unit.memory_node import memory_database
 
 CHUTE = {"name": "web", "version": 1,
@@ -63,8 +64,15 @@ class Telemetry:
 
 @pytest.fixture
 def link(tmp_path):
-    conn, clock, sessions = memory_database(), Clock(), []
-    queue = ChangeQueue(ChangeJournal(conn), {"install": lambda context: context.progress("working")}, clock)
+    conn, clock, sessions, held = memory_database(), Clock(), [], []
+
+    def install(context):
+        """Progress "working"; with ``link.hold`` set, the change then waits on a Deferred in ``link.held``."""
+        context.progress("working")
+        if link.hold:
+            held.append((context, defer.Deferred()))
+            return held[-1][1]
+    queue = ChangeQueue(ChangeJournal(conn), {"install": install}, clock)
     chutes = ChuteStore(conn)
     requests = ChuteRequests(queue, chutes, lambda: NodePolicy.from_config({}, 8080, 64 * 1024 * 1024),
                              tmp_path / "sources", 1024 * 1024, lambda f, *args: defer.maybeDeferred(f, *args))
@@ -81,7 +89,7 @@ def link(tmp_path):
     queue.plug({}, on_finished=link.change_finished)
     queue.startService()
     link.startService()
-    link.clock, link.sessions, link.commands = clock, sessions, commands
+    link.clock, link.sessions, link.commands, link.hold, link.held = clock, sessions, commands, False, held
     return link
 
 
@@ -118,12 +126,61 @@ def test_a_remote_command_s_change_is_reported_from_queued_to_its_end_then_the_s
     link.clock.advance(0)
     link.clock.advance(0)
     events = [(e["change_id"], e["key"], e["state"], e["message"]) for e in session.of(protocol.CHANGE)]
-    assert events[0] == (change_id, "dep-1", "queued", f"change {change_id} queued: install")
-    assert (change_id, "dep-1", "running", "working") in events
-    assert events[-1] == (change_id, "dep-1", "succeeded", f"change {change_id} succeeded")
+    assert events == [(change_id, "dep-1", "succeeded",
+                       f"change {change_id} started\nworking\nchange {change_id} succeeded")]  # done at once
+    assert len(session.of(protocol.STATE)) == 1  # the join's; the change's comes at the end of the window
+    link.clock.advance(WINDOW)
+    assert len(session.of(protocol.STATE)) == 2
     assert session.of(protocol.STATE)[-1]["commands"] == [{"key": "dep-1", "change_id": change_id,
                                                            "state": "succeeded"}]
     assert session.procedures[protocol.GET_STATE]()["commands"] == session.of(protocol.STATE)[-1]["commands"]
+
+
+def test_progress_goes_out_at_most_once_per_window_and_the_rest_with_the_end(link):
+    session = link.sessions[0]
+    session.join()
+    link.hold = True
+    change_id = session.procedures[protocol.INSTALL_CHUTE](key="dep-3", user="alice", role="owner",
+                                                           config=CHUTE).result["change_id"]
+    link.clock.advance(0)
+    (context, hold), = link.held
+    context.progress("pulling")
+    assert session.of(protocol.CHANGE) == []
+    link.clock.advance(WINDOW)
+    started = f"change {change_id} started\nworking\npulling"
+    assert [(e["state"], e["message"]) for e in session.of(protocol.CHANGE)] == [("running", started)]
+    context.progress("starting")
+    context.progress("started")
+    link.clock.advance(WINDOW / 2)
+    assert len(session.of(protocol.CHANGE)) == 1
+    hold.callback(None)
+    link.clock.advance(0)
+    assert [(e["change_id"], e["key"], e["state"], e["message"]) for e in session.of(protocol.CHANGE)] == [
+        (change_id, "dep-3", "running", started),
+        (change_id, "dep-3", "succeeded", f"starting\nstarted\nchange {change_id} succeeded")]
+    link.clock.advance(WINDOW)
+    assert len(session.of(protocol.CHANGE)) == 2
+
+
+def test_one_state_message_for_a_burst_of_changes_and_at_once_on_join(link):
+    session = link.sessions[0]
+    session.join()
+    assert len(session.of(protocol.STATE)) == 1
+    for key in ("dep-4", "dep-5"):
+        session.procedures[protocol.INSTALL_CHUTE](key=key, user="alice", role="owner",
+                                                   config=dict(CHUTE, name=f"web{key[-1]}"))
+        link.clock.advance(0)
+        link.clock.advance(WINDOW / 4)
+    assert len(session.of(protocol.STATE)) == 1
+    link.clock.advance(WINDOW)
+    states = session.of(protocol.STATE)
+    assert len(states) == 2 and {c["key"] for c in states[-1]["commands"]} == {"dep-4", "dep-5"}
+    assert all(c["state"] == "succeeded" for c in states[-1]["commands"])
+    link.clock.advance(10 * WINDOW)
+    assert len(session.of(protocol.STATE)) == 2
+    session.leave()
+    session.join()
+    assert len(session.of(protocol.STATE)) == 3
 
 
 def test_changes_while_not_joined_publish_nothing_and_the_next_join_sends_the_state(link):

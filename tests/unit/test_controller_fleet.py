@@ -297,3 +297,59 @@ def test_event_hub_unsubscribe_and_a_failing_listener():
     stop()
     hub.emit(5, {"n": 2})
     assert heard == [{"n": 1}]
+
+
+class CountingStore(MemoryFleetStore):
+    """Counts the reads of pending deliveries; its delivery writes stay unfired until the test fires them."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+        self.writes = []
+
+    def pending_deliveries(self, node_id):
+        self.reads += 1
+        return super().pending_deliveries(node_id)
+
+    def update_delivery(self, key, state, at, change_id=None, message=None):
+        super().update_delivery(key, state, at, change_id, message)
+        self.writes.append(defer.Deferred())
+        return self.writes[-1]
+
+
+def test_wake_with_the_new_deliveries_reads_nothing_back_for_a_node_it_knows():
+    store, nodes, clock = CountingStore(), FakeNodes(), Clock()
+    fleet = Fleet(store, clock, nodes)
+    fleet.node_joined(1, NODE)
+    fleet.node_joined(2, OTHER)
+    fleet.node_published(NODE, protocol.STATE, state())
+    fleet.node_published(OTHER, protocol.STATE, state())
+    assert store.reads == 2
+    fresh = [store.add_delivery(n, chute="web", version="1", deployment_id="d9") for n in (NODE, OTHER)]
+    fleet.wake([NODE, OTHER], [dict(d) for d in fresh])
+    assert store.reads == 2
+    assert sorted((n, p, kw["key"]) for n, p, kw in nodes.calls) == sorted(
+        (d["node_id"], protocol.INSTALL_CHUTE, d["key"]) for d in fresh)
+    fleet.node_published(NODE, protocol.STATE, state(("web", "1")))
+    assert store.reads == 2  # its state message neither
+    fleet.wake([NODE])  # without the deliveries: read again
+    assert store.reads == 3
+    fleet.connected()
+    fleet.node_joined(3, NODE)
+    fleet.listed()  # a controller rejoin reads everything again
+    assert store.reads == 4
+
+
+def test_listeners_hear_an_update_before_its_write_is_done():
+    store, nodes, clock = CountingStore(), FakeNodes(), Clock()
+    fleet = Fleet(store, clock, nodes)
+    delivery = store.add_delivery(NODE, chute="web", version="1", deployment_id="d7")
+    heard = []
+    fleet.events.listen("d7", heard.append)
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    fleet.node_published(NODE, protocol.CHANGE, {"key": delivery["key"], "change_id": 1, "state": "succeeded"})
+    assert [m["state"] for m in heard] == ["sent", "succeeded"]
+    assert [w.called for w in store.writes] == [False, False]
+    for write in store.writes:
+        write.callback(True)

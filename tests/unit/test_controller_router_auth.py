@@ -1,6 +1,7 @@
 """The router's configuration and the controller's authenticator and authorizer, as pure functions."""
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
@@ -55,12 +56,29 @@ def test_router_config_refuses_a_weak_ticket(ticket):
         router.router_config("127.0.0.1", 9086, ticket)
 
 
-@pytest.mark.parametrize("uri,action", [
-    (protocol.node_uri(NODE, protocol.INSTALL_CHUTE), "register"),
-    (protocol.node_uri(NODE, protocol.STATE), "publish"),
-])
-def test_a_node_may_register_and_publish_under_its_prefix(uri, action):
-    assert wamp.authorize(node(), uri, action, {}) == {"allow": True, "disclose": False, "cache": False}
+def test_a_node_may_register_under_its_prefix_checked_per_session():
+    assert wamp.authorize(node(), protocol.node_uri(NODE, protocol.INSTALL_CHUTE), "register", {}) == \
+        {"allow": True, "disclose": False, "cache": False}
+
+
+def test_a_node_may_publish_under_its_prefix_cached_and_disclosed():
+    assert wamp.authorize(node(), protocol.node_uri(NODE, protocol.STATE), "publish", {}) == \
+        {"allow": True, "disclose": True, "cache": True}
+
+
+def details(authid=NODE, role=protocol.NODE_ROLE, forward_for=None, topic=protocol.node_uri(NODE, protocol.STATE)):
+    """What autobahn's EventDetails carries for an event the router disclosed the publisher of."""
+    return SimpleNamespace(publisher=7, publisher_authid=authid, publisher_authrole=role, topic=topic,
+                           forward_for=forward_for)
+
+
+def test_an_event_counts_only_when_the_topics_node_published_it_itself():
+    assert wamp.publisher_is(details(), NODE)
+    assert not wamp.publisher_is(details(OTHER), NODE)
+    assert not wamp.publisher_is(details(None, None), NODE)  # not disclosed
+    assert not wamp.publisher_is(details(role=protocol.CONTROLLER_ROLE), NODE)
+    assert not wamp.publisher_is(details(forward_for=[{"session": 1, "authid": NODE, "authrole": "node"}]), NODE)
+    assert not wamp.publisher_is(None, NODE)
 
 
 @pytest.mark.parametrize("details,uri,action", [
@@ -178,7 +196,6 @@ class Observer:
 def test_node_events_are_attributed_to_the_topics_node_and_unknown_topics_dropped():
     observer = Observer()
     session = wamp.ControllerSession(Clock(), "ws://127.0.0.1:1/ws", TICKET, MemoryFleetStore(), observer)
-    topic = type("Details", (), {})
     for uri, args, kwargs in [
             (protocol.node_uri(NODE, protocol.STATE), ({"node_id": OTHER},), {}),
             (protocol.node_uri(NODE, protocol.TELEMETRY), (), {"cpu": 1}),
@@ -186,11 +203,19 @@ def test_node_events_are_attributed_to_the_topics_node_and_unknown_topics_droppe
             (protocol.node_uri(NODE, "secrets"), ({},), {}),
             ("org.paradrop.node.NOTHEX.state", ({},), {}),
             ("org.paradrop.other", ({},), {})]:
-        details = topic()
-        details.topic = uri
-        session._on_node_event(*args, details=details, **kwargs)
+        session._on_node_event(*args, details=details(topic=uri), **kwargs)
     assert observer.heard == [("node_published", NODE, protocol.STATE, {"node_id": OTHER}),
                               ("node_published", NODE, protocol.TELEMETRY, {"cpu": 1})]
+
+
+def test_events_on_a_nodes_topic_published_by_another_session_are_dropped():
+    observer = Observer()
+    session = wamp.ControllerSession(Clock(), "ws://127.0.0.1:1/ws", TICKET, MemoryFleetStore(), observer)
+    for impostor in [details(OTHER), details(OTHER), details(None, None), details(role=protocol.CONTROLLER_ROLE),
+                     details(OTHER, forward_for=[{"session": 1, "authid": NODE, "authrole": protocol.NODE_ROLE}])]:
+        session._on_node_event({"node_id": NODE, "chutes": []}, details=impostor)
+    assert observer.heard == []
+    assert (OTHER, False) in session.impostors
 
 
 def test_only_node_sessions_with_node_ids_count_as_nodes():

@@ -3,9 +3,10 @@
 ``nodes CREDS STATUS URL``: one light autobahn session per node in CREDS (JSON ``[[node_id, secret], ...]``),
 at most WINDOW joining at once. Each speaks the node's side of pdserver/cloud/protocol.py: WAMP-CRA with its id
 and secret, every procedure of protocol.PROCEDURES registered under its prefix, its STATE published on join and
-after every change. A command answers ``{"change_id", "duplicate"}`` (a key seen before answers its change id
-with duplicate true and runs nothing), then publishes its CHANGE events queued, running, succeeded, as
-pdserver/cloud does. STATUS (JSON, rewritten atomically) counts the sessions ready and failed; it runs until
+after every burst of changes (WINDOW seconds after its first). A command answers ``{"change_id", "duplicate"}`` (a
+key seen before answers its change id with duplicate true and runs nothing; the answer means queued), then
+publishes its CHANGE event succeeded (a change done within the link's window has no "running" event), as
+pdserver/cloud/link.py does. STATUS (JSON, rewritten atomically) counts the sessions ready and failed; it runs until
 SIGTERM.
 
 ``fanout IDS CONFIG URL``: joins as the controller with the ticket in the router's CONFIG (the crossbar
@@ -41,7 +42,8 @@ from pdserver.cloud import protocol  # noqa: E402
 WINDOW = 100  # sessions joining at once per process (the measured recipe's setting)
 VERSION = "fleet-sim-1"
 ACK = PublishOptions(acknowledge=True)
-CHANGE_STATES = ("queued", "running", "succeeded")
+CHANGE_STATES = ("succeeded",)
+WINDOW = 0.2  # pdserver.cloud.link.WINDOW: one state message per burst of changes
 CHUTE_COMMANDS = {protocol.INSTALL_CHUTE: "install", protocol.UPDATE_CHUTE: "update",
                   protocol.REMOVE_CHUTE: "remove", protocol.START_CHUTE: "start", protocol.STOP_CHUTE: "stop",
                   protocol.RESTART_CHUTE: "restart", protocol.SET_HOSTCONFIG: "hostconfig"}
@@ -104,6 +106,7 @@ class Node(ApplicationSession):
         self.counted = False
         self.chutes = {}  # name -> version
         self.commands = {}  # key -> {key, change_id, state}, in order
+        self.state_call = None  # the state message due at the end of a burst of changes
 
     def onConnect(self):
         self.join(protocol.REALM, authmethods=["wampcra"], authid=self.node_id)
@@ -171,10 +174,18 @@ class Node(ApplicationSession):
                 self.chutes[chute] = str(config.get("version"))
             elif kind == "remove":
                 self.chutes.pop(chute, None)
-            yield self.publish(protocol.node_uri(self.node_id, protocol.STATE), self.state(), options=ACK)
         except Exception as e:
-            self.fleet.first_error = self.fleet.first_error or f"change {key}: {e!r}"[:500]
-            self.fleet.status()
+            self.failed(f"change {key}: {e!r}")
+        if self.state_call is None or not self.state_call.active():
+            self.state_call = reactor.callLater(WINDOW, self.publish_state)
+
+    def publish_state(self):
+        self.publish(protocol.node_uri(self.node_id, protocol.STATE), self.state(), options=ACK).addErrback(
+            lambda f: self.failed(f"state: {f.getErrorMessage()}"))
+
+    def failed(self, error: str):
+        self.fleet.first_error = self.fleet.first_error or error[:500]
+        self.fleet.status()
 
 
 class NodeFactory(WampWebSocketClientFactory):

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 
 from pdserver import errors
 from pdserver.controller.storage import MIGRATIONS, ControllerStore, Database, fetch, sqlite_path
@@ -102,3 +102,49 @@ def test_the_db_url_names_a_sqlite_file_or_is_refused(tmp_path):
         with pytest.raises(errors.InvalidInput) as e:
             sqlite_path(url, tmp_path)
         assert e.value.field == "db"
+
+
+async def _add_delivery(db, key, node_id="0123456789abcdef"):
+    await db.execute("INSERT INTO deliveries (key, node_id, command, chute, username, role, state, created, updated) "
+                     "VALUES (?, ?, 'install', 'web', 'alice', 'admin', 'pending', 0, 0)", (key, node_id))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_stores_writes_of_one_reactor_turn_are_one_transaction_and_a_read_sees_them(tmp_path):
+    db = await _open(tmp_path / "c.db")
+    try:
+        await _add_node(db)
+        keys = [f"dep-x-{i}" for i in range(50)]
+        for key in keys:
+            await _add_delivery(db, key)
+        store = ControllerStore(db)
+        transactions = []
+        run_interaction = db.pool.runInteraction
+        db.pool.runInteraction = lambda f, *a, **kw: transactions.append(f) or run_interaction(f, *a, **kw)
+        writes = [store.update_delivery(key, "sent", 5.0, change_id=i) for i, key in enumerate(keys)]
+        writes.append(store.node_seen("0123456789abcdef", True, 6.0, {"version": "1", "chutes": []}))
+        pending = await store.pending_deliveries("0123456789abcdef")  # asked in the same turn
+        assert {d["state"] for d in pending} == {"sent"} and len(pending) == 50
+        assert len(transactions) == 2  # the writes, then the read
+        assert await defer.gatherResults(writes) == [True] * 50 + [1]
+        assert await store.update_delivery(keys[0], "succeeded", 7.0) is True
+        assert await store.update_delivery(keys[0], "failed", 8.0) is False  # final stays final
+    finally:
+        await db.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_write_fails_alone_and_its_batch_is_written(tmp_path):
+    db = await _open(tmp_path / "c.db")
+    try:
+        await _add_node(db)
+        await _add_delivery(db, "dep-y-1")
+        good = ControllerStore(db).update_delivery("dep-y-1", "sent", 5.0)
+        bad = db.write("UPDATE nodes SET no_such_column = 1", ())
+        seen = ControllerStore(db).node_seen("0123456789abcdef", True, 6.0, None)
+        assert await good is True and await seen == 1
+        with pytest.raises(Exception, match="no_such_column"):
+            await bad
+        assert (await db.query("SELECT state FROM deliveries"))[0]["state"] == "sent"
+    finally:
+        await db.stopService()
