@@ -2,6 +2,7 @@
 import gc
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -80,10 +81,15 @@ def node(state_dir, port, host, config_file):
               help="Port of the embedded router.")
 @click.option("--db", help="Database URL (default: sqlite in the state dir; sqlite:///PATH for another file).")
 @click.option("--allow-registration", is_flag=True, help="Let anyone create an account (closed by default).")
-def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host, wamp_port, db, allow_registration):
+@click.option("--public-url", help="The HTTP API's URL as nodes reach it (default http://HOST:PORT).")
+@click.option("--public-wamp-url", help="The router's URL as nodes reach it (default the router's own).")
+def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host, wamp_port, db, allow_registration,
+               public_url, public_wamp_url):
     """Run the cloud controller in the foreground."""
     if router_url is not None and not router_url.startswith(("ws://", "wss://")):
         raise click.UsageError("--router must be a ws:// or wss:// URL")
+    public_url = _base_url("--public-url", public_url, ("http", "https"))
+    public_wamp_url = _base_url("--public-wamp-url", public_wamp_url, ("ws", "wss"))
     if router_ticket_file is not None and router_url is None:
         raise click.UsageError("--router-ticket-file goes with --router")
     from twisted.internet import defer, reactor
@@ -96,7 +102,8 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
 
     settings = ControllerSettings.from_environment(
         state_dir=state_dir, host=host, port=port, router_url=router_url, router_ticket_file=router_ticket_file,
-        wamp_host=wamp_host, wamp_port=wamp_port, db=db, allow_registration=allow_registration)
+        wamp_host=wamp_host, wamp_port=wamp_port, db=db, allow_registration=allow_registration,
+        public_url=public_url, public_wamp_url=public_wamp_url)
     log = Logger(namespace="pdserver")
     try:
         start_logging(state_dir / "log", "info")
@@ -123,6 +130,24 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
     reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
     reactor.run()
     sys.exit(exit_code[0])
+
+
+def _base_url(option: str, value, schemes) -> Optional[str]:
+    """``value`` without a trailing slash, or a usage error unless it is a URL of ``schemes`` with a host and no
+    query, fragment or credentials (it is handed to every node)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(value)
+        parts.port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or \
+            parts.username is not None or any(c.isspace() or ord(c) < 32 for c in value):
+        raise click.UsageError(f"{option} must be a {' or '.join(s + '://' for s in schemes)} URL with a host, "
+                               f"no query, fragment or credentials")
+    return value.rstrip("/")
 
 
 def main():

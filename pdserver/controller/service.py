@@ -38,6 +38,10 @@ class ControllerSettings:
     router_ticket_file: Optional[Path] = None  # the controller's ticket on that router
     wamp_host: str = "127.0.0.1"
     wamp_port: int = 9086
+    # What nodes and people are told to use, when the listen addresses are not that (0.0.0.0, a proxy, TLS in
+    # front): the HTTP API's base URL (node provisioning, chute archive URLs) and the router's URL.
+    public_url: Optional[str] = None
+    public_wamp_url: Optional[str] = None
     db: Optional[str] = None
     allow_registration: bool = False
     admin_password: Optional[str] = None
@@ -154,10 +158,10 @@ def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=No
     http = None
 
     def controller_url() -> str:
-        return f"http://{settings.host}:{http.port}"
+        return settings.public_url or f"http://{settings.host}:{http.port}"
 
     def links() -> dict:
-        return {"wamp_router": settings.wamp_url, "controller": controller_url()}
+        return {"wamp_router": settings.public_wamp_url or settings.wamp_url, "controller": controller_url()}
 
     provision_throttle = LoginThrottle(clock, settings.provision_failures_per_minute, 60.0,
                                        address_limit=settings.provision_failures_per_minute)

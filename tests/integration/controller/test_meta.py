@@ -58,10 +58,15 @@ def test_the_controller_command_refuses_bad_options_before_starting(tmp_path):
     result = runner.invoke(cli, ["controller", "--help"])
     assert result.exit_code == 0
     for option in ("--state-dir", "--port", "--host", "--router", "--router-ticket-file", "--wamp-host",
-                   "--wamp-port", "--db", "--allow-registration"):
+                   "--wamp-port", "--db", "--allow-registration", "--public-url", "--public-wamp-url"):
         assert option in result.output
     for args, complaint in ((["--router", "http://x:1/ws"], "ws://"), (["--port", "70000"], "--port"),
-                            (["--router-ticket-file", str(tmp_path / "none")], "does not exist")):
+                            (["--router-ticket-file", str(tmp_path / "none")], "does not exist"),
+                            (["--public-url", "ws://c:1"], "--public-url"),
+                            (["--public-url", "http://c:1/?x=1"], "--public-url"),
+                            (["--public-url", "http://u:p@c:1"], "--public-url"),
+                            (["--public-url", "http://c:1/\nX-Injected: 1"], "--public-url"),
+                            (["--public-wamp-url", "http://c:1/ws"], "--public-wamp-url")):
         result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), *args])
         assert result.exit_code == 2 and complaint in result.output, result.output
     ticket = tmp_path / "ticket"
@@ -71,3 +76,16 @@ def test_the_controller_command_refuses_bad_options_before_starting(tmp_path):
     assert result.exit_code == 2 and "goes with --router" in result.output
     result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), "--db", "postgresql://h/db"])
     assert result.exit_code == 2 and "db" in result.output
+
+
+@pytest_twisted.ensureDeferred
+async def test_nodes_are_given_the_public_urls_when_the_listen_addresses_are_not_what_they_reach(start_controller):
+    running = await start_controller(public_url="https://paradrop.example:8443/ctl",
+                                     public_wamp_url="wss://paradrop.example/ws")
+    code, router = await running.client().get("/api/v1/router")
+    assert code == 200 and router == {"wamp_router": "wss://paradrop.example/ws"}
+    admin = await running.login()
+    code, node = await admin.post("/api/v1/nodes", {"name": "far"})
+    assert code == 201
+    assert (node["controller"], node["wamp_router"]) == ("https://paradrop.example:8443/ctl",
+                                                         "wss://paradrop.example/ws")
