@@ -10,7 +10,7 @@ import tarfile
 
 import yaml
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from pdserver.cloud import protocol
 
@@ -68,7 +68,7 @@ class SimulatedNode:
                 yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
                                                 "chute": name, "state": state, "time": self._reactor.seconds(),
                                                 "message": message})
-                yield _sleep(self._reactor, self._step)
+                yield task.deferLater(self._reactor, self._step, lambda: None)
             self.chutes = [c for c in self.chutes if c["name"] != name] + [
                 {"name": name, "version": version, "state": "running"}]
             yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install", "chute": name,
@@ -107,12 +107,6 @@ class SimulatedNode:
             raise ValueError(f"HTTP {response.code}, or not the archive of sha256 {source['sha256']}")
         with tarfile.open(fileobj=io.BytesIO(body)) as tar:
             return yaml.safe_load(tar.extractfile("paradrop.yaml"))
-
-
-def _sleep(reactor, seconds):
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
 
 
 def main(argv):

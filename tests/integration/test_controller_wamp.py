@@ -18,7 +18,7 @@ from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.auth import AuthWampCra
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig, PublishOptions
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from pdserver.cloud import protocol
@@ -26,17 +26,14 @@ from pdserver.controller.fleet import Fleet
 from pdserver.controller.router import EmbeddedRouter, crossbar_path, probe
 from pdserver.controller.wamp import ControllerSession
 from tests.conftest import free_port
+from tests.integration import cloud_router
 from tests.fleet_store import MemoryFleetStore
 
 WAIT = 15.0
 
 
-async def wait_for(predicate, timeout=WAIT, message="condition"):
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await task.deferLater(reactor, 0.02, lambda: None)
+def wait_for(predicate, timeout=WAIT, message="condition"):
+    return cloud_router.wait_for(predicate, timeout, message)
 
 
 def process_tree(pid: int) -> set:
