@@ -1,0 +1,1 @@
+"""Operating a node: installing it as a service, checking what it can do here, backing it up."""
