@@ -13,7 +13,7 @@ Calls that make a change on the node (install_chute, stop_chute, set_chute_confi
 `{"change_id": N}` at once; follow the change with stream_change(N).
 """
 import json
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import requests
 from websockets.exceptions import ConnectionClosedError, InvalidStatus, WebSocketException
@@ -67,21 +67,37 @@ class ApiClient:
         headers = self._auth_header() if auth else {}
         if content_type:
             headers["Content-Type"] = content_type
+        return _decoded(url, self._exchange(method, url, json=body, data=data, params=params, headers=headers,
+                                            timeout=timeout))
+
+    def _pages(self, path, params=None):
+        """Every item of a paged list: the server names the next page in a Link header (rel="next")."""
+        items, url = [], self.base_url + API_PREFIX + path
+        while url:
+            response = self._exchange("GET", url, params=params, headers=self._auth_header())
+            items.extend(_decoded(url, response))
+            following = response.links.get("next", {}).get("url")
+            url, params = (urljoin(url, following) if following else None), None
+        return items
+
+    def _exchange(self, method, url, timeout=None, **kwargs):
         try:
-            response = self._session.request(
-                method, url, json=body, data=data, params=params, headers=headers, timeout=timeout or self.timeout
-            )
+            response = self._session.request(method, url, timeout=timeout or self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise ConnectionFailed(url, _reason(exc, self.timeout)) from exc
         if not response.ok:
             raise ApiError.from_response(response.status_code, response.content, response.headers)
-        if response.status_code == 204:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            detail = f"HTTP {response.status_code} without a JSON body (is this a ParaDrop node or controller?)"
-            raise BadResponse(url, detail) from None
+        return response
+
+
+def _decoded(url, response):
+    if response.status_code == 204:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        detail = f"HTTP {response.status_code} without a JSON body (is this a ParaDrop node or controller?)"
+        raise BadResponse(url, detail) from None
 
 
 class NodeClient(ApiClient):

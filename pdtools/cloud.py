@@ -152,14 +152,15 @@ def _online(node):
 
 
 @cloud.command("list-nodes")
+@click.option("--online/--offline", default=None, help="Only the nodes online (or offline).")
 @json_option
 @pass_session
-def list_nodes(session):
+def list_nodes(session, online):
     """List the nodes you are a member of: online or not, software version, number of chutes, your role.
 
     describe-node shows one node's chutes, groups and when it was last seen.
     """
-    nodes = session.client().list_nodes()
+    nodes = session.client().list_nodes(online)
     if session.as_json:
         print_json(nodes)
     elif not nodes:

@@ -43,8 +43,9 @@ class ControllerClient(ApiClient):
 
     # -- nodes
 
-    def list_nodes(self):
-        return self._request("GET", "/nodes")
+    def list_nodes(self, online=None):
+        """All your nodes (every page); ``online`` True or False keeps only the nodes online or offline."""
+        return self._pages("/nodes", params=None if online is None else {"online": "true" if online else "false"})
 
     def create_node(self, name):
         """A new node: its id and its secret, which the controller shows only this once."""

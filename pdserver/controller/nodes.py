@@ -6,11 +6,12 @@ disclosed. Claim tokens and provisioning keys are stored only as digests; a node
 because WAMP-CRA needs the router to hold a credential-equivalent secret (crossbar 26.10 derives the signing key
 from the authenticator's answer itself: see IFleetStore.node_auth). The database file is 0600.
 """
+import base64
 import hashlib
 import json
 import re
 import secrets
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import defer
 
@@ -24,6 +25,22 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 CRA_ITERATIONS = 1000  # PBKDF2 rounds crossbar and the node apply to the secret (32 random bytes: enough)
 CRA_KEYLEN = 32
 MAX_GROUP_NODES = 10000
+PAGE_DEFAULT, PAGE_MAX = 500, 1000  # nodes per page of the node list
+
+
+def encode_cursor(name: str, node_id: str) -> str:
+    """Where the next page of the node list starts: after this (name, id), opaque to clients."""
+    return base64.urlsafe_b64encode(json.dumps([name, node_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Tuple[str, str]:
+    try:
+        name, node_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(name, str) and isinstance(node_id, str):
+            return name, node_id
+    except (ValueError, TypeError):
+        pass
+    raise errors.InvalidInput("after must be the cursor of a previous page (its Link: rel=next)", field="after")
 
 
 def digest(value: str) -> str:
@@ -170,15 +187,33 @@ class Nodes:
     def get(self, username: str, node_id: str) -> defer.Deferred:
         return self._db.interaction(self._thd_get, node_id, username)
 
-    def list(self, username: str) -> defer.Deferred:
+    def list(self, username: str, limit: int = PAGE_DEFAULT, after: Optional[str] = None,
+             online: Optional[bool] = None) -> defer.Deferred:
+        """One page of the caller's nodes in (name, id) order and the cursor of the next page (None: the last).
+
+        Paged by key, not offset, so a page costs the same at node 10,000 as at node 1 and a node added or
+        removed meanwhile neither repeats nor skips another."""
+        start = decode_cursor(after) if after is not None else None
+
         def thd_list(txn):
-            found = fetch(txn, "SELECT n.*, m.role FROM nodes n JOIN node_members m ON m.node_id = n.id "
-                               "WHERE m.username = ? ORDER BY n.name, n.id", (username,))
+            sql = "SELECT n.*, m.role FROM nodes n JOIN node_members m ON m.node_id = n.id WHERE m.username = ?"
+            args: list = [username]
+            if online is not None:
+                sql += " AND n.online = ?"
+                args.append(online)
+            if start is not None:
+                sql += " AND (n.name > ? OR (n.name = ? AND n.id > ?))"
+                args += [start[0], start[0], start[1]]
+            found = fetch(txn, sql + " ORDER BY n.name, n.id LIMIT ?", (*args, limit + 1))
+            page, more = found[:limit], len(found) > limit
             groups: Dict[str, List[str]] = {}
-            for r in fetch(txn, "SELECT node_id, group_name FROM group_nodes WHERE owner = ? ORDER BY group_name",
-                           (username,)):
-                groups.setdefault(r["node_id"], []).append(r["group_name"])
-            return [_node(r, r["role"], groups.get(r["id"], [])) for r in found]
+            if page:
+                marks = ", ".join("?" * len(page))
+                for r in fetch(txn, f"SELECT node_id, group_name FROM group_nodes WHERE owner = ? AND node_id IN "
+                                    f"({marks}) ORDER BY group_name", (username, *(r["id"] for r in page))):
+                    groups.setdefault(r["node_id"], []).append(r["group_name"])
+            nodes = [_node(r, r["role"], groups.get(r["id"], [])) for r in page]
+            return nodes, encode_cursor(page[-1]["name"], page[-1]["id"]) if more else None
         return self._db.interaction(thd_list)
 
     def rename(self, username: str, node_id: str, name, address: Optional[str]) -> defer.Deferred:

@@ -11,7 +11,7 @@ import sys
 import time
 
 BENCHMARKS = ["startup.py", "rss.py", "api.py", "connections.py", "queue.py", "deploy.py", "install.py", "update.py",
-              "child_restart.py", "chute_network.py", "monitor.py", "fleet.py"]
+              "child_restart.py", "chute_network.py", "monitor.py", "fleet.py", "node_list.py"]
 LIMIT = 120.0  # seconds per benchmark
 # exceptions: deploy.py drives the Docker engine (about 1.5 min when idle); monitor.py reads the daemon's CPU for
 # 2 x 60 s with 20 chutes installed; fleet.py runs 1,000 simulated nodes on a controller (about 1 min on 2 busy cores)

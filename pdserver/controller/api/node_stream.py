@@ -8,13 +8,15 @@ from pdserver import errors
 from pdserver.api.routing import Call, RouteTable
 from pdserver.api.websocket import bound_websocket
 from pdserver.controller.api.auth import CloudPermission
+from pdserver.controller.nodes import PAGE_MAX
 
 log = Logger()
 
 
 class NodeStreamProtocol:
-    """Sends ``{"nodes": [...]}`` (GET /api/v1/nodes), then ``{"node": {...}}`` as read after each change of one
-    of those nodes, or ``{"removed": id}`` when it can no longer be read (deleted, or you are no member now).
+    """Sends the list (GET /api/v1/nodes) as pages ``{"nodes": [...], "more": bool}``, then ``{"node": {...}}`` as
+    read after each change of one of those nodes, or ``{"removed": id}`` when it can no longer be read (deleted,
+    or you are no member now).
     Nodes made after the socket opened appear on the next one. The store serialises its reads on one connection,
     so the list and the re-reads come in the order of the writes."""
 
@@ -25,15 +27,21 @@ class NodeStreamProtocol:
     def onOpen(self):
         self._unsubscribe = {}
         self._closed = False
-        self.nodes.list(self.username).addCallbacks(self._listed, self._failed)
+        self._read_page(None)
+
+    def _read_page(self, cursor):
+        self.nodes.list(self.username, PAGE_MAX, cursor).addCallbacks(self._listed, self._failed)
 
     def _listed(self, found):
         if self._closed:
             return
-        self._send({"nodes": found})
-        for node in found:
+        page, cursor = found
+        self._send({"nodes": page, "more": cursor is not None})
+        for node in page:
             node_id = node["id"]
             self._unsubscribe[node_id] = self.node_events.listen(node_id, lambda _, n=node_id: self._changed(n))
+        if cursor is not None:
+            self._read_page(cursor)
 
     def _changed(self, node_id):
         self.nodes.get(self.username, node_id).addCallbacks(lambda node: self._send({"node": node}),

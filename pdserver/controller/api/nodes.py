@@ -1,8 +1,10 @@
 """Nodes, their members, commands, provisioning keys and self-provisioning, and groups of nodes."""
-from pdserver.api.routing import PUBLIC, Call, Response, RouteTable
+from urllib.parse import urlencode
+
+from pdserver.api.routing import PUBLIC, Call, QueryParam, Response, RouteTable
 from pdserver.controller.api.auth import CloudPermission
 from pdserver.controller.interfaces import DELIVERY_COMMANDS
-from pdserver.controller.nodes import ROLES
+from pdserver.controller.nodes import PAGE_DEFAULT, PAGE_MAX, ROLES
 from pdserver.controller.store import CHUTE_NAME
 
 USER = CloudPermission.USER
@@ -23,9 +25,23 @@ class NodesResource:
         self._nodes = nodes
         self._deployments = deployments
 
-    @routes.route("/api/v1/nodes", "GET", permission=USER, summary="Your nodes: state, chutes, your role")
+    @routes.route("/api/v1/nodes", "GET", permission=USER,
+                  summary="Your nodes by name: state, chutes, your role; a page at a time (Link: rel=next)",
+                  query={"limit": QueryParam(int, PAGE_DEFAULT, 1, PAGE_MAX, description="nodes per page"),
+                         "after": QueryParam(str, None, description="the cursor of the next page, from Link"),
+                         "online": QueryParam(str, None, choices=("true", "false"),
+                                              description="only the nodes online (true) or offline (false)")})
     def list_nodes(self, call: Call):
-        return self._nodes.list(call.username)
+        q = call.query
+        online = None if q["online"] is None else q["online"] == "true"
+
+        def page(found):
+            nodes, cursor = found
+            if cursor is None:
+                return nodes
+            params = {"limit": q["limit"], "after": cursor, **({"online": q["online"]} if q["online"] else {})}
+            return Response(nodes, headers={"Link": f'<?{urlencode(params)}>; rel="next"'})
+        return self._nodes.list(call.username, q["limit"], q["after"], online).addCallback(page)
 
     @routes.route("/api/v1/nodes", "POST", permission=USER, status=201, body=_NAME_BODY,
                   summary="Create a node: its id and secret (shown this once)")

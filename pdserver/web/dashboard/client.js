@@ -28,6 +28,10 @@ export async function logout() {
 }
 
 export async function call(method, path, body, authenticated = true) {
+  return (await send(method, path, body, authenticated)).parsed;
+}
+
+async function send(method, path, body, authenticated) {
   const headers = {};
   if (authenticated) headers["Authorization"] = `Bearer ${token()}`;
   let payload;
@@ -48,10 +52,22 @@ export async function call(method, path, body, authenticated = true) {
     }
     throw new ApiError(response.status, parsed);
   }
-  return parsed;
+  return { parsed, response };
 }
 
 export const get = (path) => call("GET", path);
+
+// Every page of a paged list: the controller names the next one in a Link header (rel="next").
+export async function getAll(path) {
+  const items = [];
+  for (let next = path; next;) {
+    const { parsed, response } = await send("GET", next, undefined, true);
+    items.push(...parsed);
+    const link = /<([^>]*)>;\s*rel="next"/.exec(response.headers.get("Link") || "");
+    next = link && new URL(link[1], new URL(next, location.href)).href;  // relative to the page it came with
+  }
+  return items;
+}
 
 // A websocket of the controller: the token travels as a subprotocol (a browser cannot set Authorization here).
 export function socket(path, onMessage, onClose) {

@@ -77,14 +77,16 @@ async function poll(load, render) {
   onLeave(() => clearInterval(timer));
 }
 
-// Your nodes, live: /ws/nodes sends the list, then a node again each time it changed; ``render(list)`` runs on
-// each. Should the stream end while the view is open (the controller restarted), the list is polled instead.
+// Your nodes, live: /ws/nodes sends the list (in pages, the last with more: false), then a node again each time
+// it changed; ``render(list)`` runs on each. Should the stream end while the view is open (the controller restarted), the list is polled instead.
 function liveNodes(render) {
   const known = new Map();
   let left = false;
+  let listing = false;
   const ws = api.socket("/ws/nodes", (m) => {
     if (m.nodes) {
-      known.clear();
+      if (!listing) known.clear();
+      listing = m.more;
       for (const n of m.nodes) known.set(n.id, n);
     } else if (m.node) {
       const before = known.get(m.node.id);
@@ -97,7 +99,7 @@ function liveNodes(render) {
   }, () => {
     if (left) return;
     say("Live updates stopped: the nodes are read every few seconds.");
-    poll(() => api.get("/api/v1/nodes"), render).catch(failed);
+    poll(() => api.getAll("/api/v1/nodes"), render).catch(failed);
   });
   onLeave(() => { left = true; ws.close(); });
 }
@@ -187,7 +189,7 @@ function addVersion(chute) {
 }
 
 async function deploy(chute, version) {
-  const [list, groups] = await Promise.all([api.get("/api/v1/nodes"), api.get("/api/v1/groups")]);
+  const [list, groups] = await Promise.all([api.getAll("/api/v1/nodes"), api.get("/api/v1/groups")]);
   const error = el("p", { class: "error", role: "alert" });
   const form = el("form", { class: "stack", id: "deploy", onsubmit: async (event) => {
     event.preventDefault();
@@ -233,7 +235,7 @@ async function deployments() {
 
 // One deployment: a row per node, updated live from /ws/deployments/<id> until every delivery is final.
 async function deployment(id) {
-  const [shown, list] = await Promise.all([api.get(`/api/v1/deployments/${enc(id)}`), api.get("/api/v1/nodes")]);
+  const [shown, list] = await Promise.all([api.get(`/api/v1/deployments/${enc(id)}`), api.getAll("/api/v1/nodes")]);
   const names = new Map(list.map((n) => [n.id, n.name]));
   const rows = new Map();
   const summary = el("p", { class: "summary", id: "summary", role: "status" });

@@ -2,6 +2,8 @@
 never another user's, a node you lost announced as removed, and no listener left behind."""
 import pytest_twisted
 
+from pdserver.controller.api import node_stream
+
 from tests.integration.http import wait_for
 from tests.integration.ws import open_stream
 
@@ -23,6 +25,7 @@ async def test_your_nodes_then_their_changes_live(controller):
     url = controller.url.replace("http", "ws") + "/ws/nodes"
     stream = open_stream(url, alice.token)
     [listed] = await stream.wait_messages(1)
+    assert listed["more"] is False
     assert sorted((n["id"], n["online"]) for n in listed["nodes"]) == sorted([(first["id"], False),
                                                                              (second["id"], False)])
     events = controller.fleet.node_events
@@ -56,3 +59,21 @@ async def test_no_token_no_stream(controller):
     unauthenticated = open_stream(controller.url.replace("http", "ws") + "/ws/nodes")
     await unauthenticated.done
     assert unauthenticated.protocol is None and unauthenticated.messages == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fleet_larger_than_a_page_arrives_in_pages_then_lives(controller, monkeypatch):
+    monkeypatch.setattr(node_stream, "PAGE_MAX", 2)
+    alice = await controller.user("alice")
+    made = [await _node(alice, f"n{i}") for i in range(5)]
+    stream = open_stream(controller.url.replace("http", "ws") + "/ws/nodes", alice.token)
+    pages = await stream.wait_messages(3)
+    assert [([n["name"] for n in p["nodes"]], p["more"]) for p in pages] == [
+        (["n0", "n1"], True), (["n2", "n3"], True), (["n4"], False)]
+    events = controller.fleet.node_events
+    await wait_for(lambda: all(events.listeners(n["id"]) == 1 for n in made))
+    await controller.store.node_seen(made[4]["id"], True, 6.0, None)
+    events.emit(made[4]["id"], {"node_id": made[4]["id"], "online": True, "time": 6.0})
+    messages = await stream.wait_messages(4)
+    assert messages[3]["node"]["id"] == made[4]["id"] and messages[3]["node"]["online"] is True
+    await stream.drop()

@@ -1,8 +1,18 @@
 """Nodes over real HTTP: create, roles per node, members, claim once, provisioning keys, groups, commands."""
+import json
+import os
+import subprocess
+import sys
+from urllib.parse import urljoin
+
 import pytest_twisted
+import treq
+from twisted.internet import defer, threads
 from zope.interface.verify import verifyObject
 
 from pdserver.controller.interfaces import IFleetStore
+from pdserver.controller.nodes import PAGE_DEFAULT
+from pdtools import config
 
 
 async def _node(client, name="edge-1"):
@@ -217,3 +227,72 @@ async def test_a_restarted_controller_with_its_own_router_shows_every_node_offli
     admin = running.client(admin.token)  # its token outlives the restart: the signing secret is in the database
     code, shown = await admin.get(f"/api/v1/nodes/{node['id']}")
     assert code == 200 and shown["online"] is False and shown["last_seen"] == 1000.0
+
+
+async def _pages(client, path):
+    """Every page of a node list, following Link rel=next: (nodes of each page, the links followed)."""
+    pages, links = [], []
+    while path:
+        response = await treq.get(client.url + path, headers=client.headers())
+        assert response.code == 200, await response.text()
+        pages.append(json.loads(await response.content()))
+        link = response.headers.getRawHeaders(b"link", [b""])[0].decode()
+        path = urljoin(path, link[1:link.index(">")]) if link else None
+        links.append(link)
+    return pages, links
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_node_list_comes_in_pages_by_name_without_repeats_or_gaps(controller):
+    alice = await controller.user("alice")
+    made = [await _node(alice, name) for name in ("delta", "alpha", "same", "charlie", "same", "bravo", "echo")]
+    pages, links = await _pages(alice, "/api/v1/nodes?limit=3")
+    assert [len(p) for p in pages] == [3, 3, 1] and links[-1] == ""
+    listed = [(n["name"], n["id"]) for page in pages for n in page]
+    assert listed == sorted((n["name"], n["id"]) for n in made)
+    assert all(link.endswith('>; rel="next"') and "limit=3" in link for link in links[:-1])
+
+    # A node made after the first page was read shows on a later page when its name comes later, and never twice.
+    first = await alice.get("/api/v1/nodes?limit=3")
+    response = await treq.get(alice.url + "/api/v1/nodes?limit=3", headers=alice.headers())
+    link = response.headers.getRawHeaders(b"link")[0].decode()
+    late, early = await _node(alice, "zulu"), await _node(alice, "aardvark")
+    rest, _ = await _pages(alice, urljoin("/api/v1/nodes", link[1:link.index(">")]))
+    names = [n["name"] for n in first[1]] + [n["name"] for page in rest for n in page]
+    assert names == ["alpha", "bravo", "charlie", "delta", "echo", "same", "same", "zulu"]
+    assert early["id"] not in {n["id"] for page in rest for n in page} and late["name"] in names
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_node_list_filters_on_presence_and_refuses_bad_paging(controller):
+    alice = await controller.user("alice")
+    up, down = await _node(alice, "up"), await _node(alice, "down")
+    await controller.store.node_seen(up["id"], True, 1000.0, None)
+    for query, names in (("online=true", ["up"]), ("online=false", ["down"]), ("", ["down", "up"])):
+        code, nodes = await alice.get(f"/api/v1/nodes?{query}")
+        assert code == 200 and [n["name"] for n in nodes] == names, query
+    await controller.store.node_seen(down["id"], True, 1001.0, None)
+    pages, links = await _pages(alice, "/api/v1/nodes?online=true&limit=1")
+    assert [[n["name"] for n in p] for p in pages] == [["down"], ["up"]] and "online=true" in links[0]
+    for query, field in (("after=bm90IGEgY3Vyc29y", "after"), ("after=%00", "after"), ("after=WzEsMl0", "after"),
+                         ("limit=0", "limit"), ("limit=1001", "limit"), ("online=maybe", "online")):
+        code, body = await alice.get(f"/api/v1/nodes?{query}")
+        assert code == 400 and body["error"]["field"] == field, (query, body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pdtools_lists_every_page_of_a_large_fleet(controller, tmp_path, monkeypatch):
+    alice = await controller.user("alice")
+    count = PAGE_DEFAULT + 3
+    for start in range(0, count, 50):
+        await defer.gatherResults([defer.ensureDeferred(_node(alice, f"n{i:04d}"))
+                                   for i in range(start, min(count, start + 50))])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARADROP_", "PDTOOLS_", "XDG_"))}
+    env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
+    config.save_token(controller.url, alice.token)
+    result = await threads.deferToThread(
+        subprocess.run, [sys.executable, "-m", "pdtools.main", "cloud", "--controller", controller.url, "--json",
+                         "list-nodes"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [n["name"] for n in json.loads(result.stdout)] == [f"n{i:04d}" for i in range(count)]
