@@ -132,6 +132,27 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
     sys.exit(exit_code[0])
 
 
+@cli.command("router-config")
+@click.option("--host", default="0.0.0.0", show_default=True, help="The router's listen address.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9086, show_default=True, help="The router's port.")
+@click.option("--tls-key", help="Private key file (PEM) to serve wss://, as crossbar will find it.")
+@click.option("--tls-cert", help="Certificate chain file (PEM) that goes with --tls-key.")
+def router_config(host, port, tls_key, tls_cert):
+    """Print a crossbar config.json for a router run on its own (pdserver controller --router ...).
+
+    The controller's ticket is not in it: crossbar reads it from PARADROP_CONTROLLER_TICKET, and the controller
+    from --router-ticket-file. Nodes authenticate through the controller's dynamic authenticator and act under its
+    authorizer: the router holds no node's credentials.
+    """
+    import json
+
+    from pdserver.controller.router import TICKET_VARIABLE, router_config as config
+    if (tls_key is None) != (tls_cert is None):
+        raise click.UsageError("--tls-key and --tls-cert go together")
+    tls = (tls_key, tls_cert) if tls_key else None
+    click.echo(json.dumps(config(host, port, "${%s}" % TICKET_VARIABLE, web_root="www", tls=tls), indent=2))
+
+
 def _base_url(option: str, value, schemes) -> Optional[str]:
     """``value`` without a trailing slash, or a usage error unless it is a URL of ``schemes`` with a host and no
     query, fragment or credentials (it is handed to every node)."""

@@ -7,9 +7,10 @@ authorizer; the controller itself joins with a ticket that only this configurati
 """
 import json
 import os
+import re
 import signal
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
@@ -33,6 +34,8 @@ MAX_MESSAGE_SIZE = 1024 * 1024  # crossbar's default is 16 MiB; our largest mess
 PROBE_TIMEOUT = 3.0  # seconds one readiness probe (connect + join) may take
 PROBE_INTERVAL = 0.2
 STALE_POLL = 0.05  # seconds between checks that a stale crossbar is gone
+TICKET_VARIABLE = "PARADROP_CONTROLLER_TICKET"  # where a router run on its own finds the controller's ticket
+ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # crossbar's form of a value read from its environment
 
 log = Logger()
 
@@ -47,12 +50,22 @@ def router_url(host: str, port: int) -> str:
     return f"ws://{host}:{port}/{WS_PATH}"
 
 
-def router_config(listen_host: str, listen_port: int, controller_ticket: str) -> dict:
+def router_config(listen_host: str, listen_port: int, controller_ticket: str, web_root: str = "../www",
+                  tls: Optional[Tuple[str, str]] = None) -> dict:
     """crossbar's config.json as a dict. The node role's permissions come from the controller's authorizer on
     every action: crossbar caches authorizations per (realm, role, uri, action), never per session, so a cache
-    entry one node earned would let another node use it."""
-    if not isinstance(controller_ticket, str) or len(controller_ticket) < 16:
-        raise ValueError("the controller ticket is a string of at least 16 characters")
+    entry one node earned would let another node use it.
+
+    ``controller_ticket`` is the ticket, or ``"${VARIABLE}"``: crossbar then reads it from its environment, and
+    the config holds no secret (a router run on its own, from a file kept with the deployment's other
+    configuration). ``web_root``: the directory served at ``/`` (relative to crossbar's cbdir). ``tls``: (key
+    file, certificate file) to serve wss:// instead of ws://."""
+    if not isinstance(controller_ticket, str) or not (len(controller_ticket) >= 16 or
+                                                      ENV_REFERENCE.fullmatch(controller_ticket)):
+        raise ValueError("the controller ticket is a string of at least 16 characters or a ${VARIABLE}")
+    endpoint = {"type": "tcp", "interface": listen_host, "port": listen_port, "backlog": BACKLOG}
+    if tls is not None:
+        endpoint["tls"] = {"key": tls[0], "certificate": tls[1]}
     everything = {"call": True, "register": True, "publish": True, "subscribe": True}
     return {
         "version": 2,
@@ -70,9 +83,9 @@ def router_config(listen_host: str, listen_port: int, controller_ticket: str) ->
             }],
             "transports": [{
                 "type": "web",
-                "endpoint": {"type": "tcp", "interface": listen_host, "port": listen_port, "backlog": BACKLOG},
+                "endpoint": endpoint,
                 "paths": {
-                    "/": {"type": "static", "directory": "../www"},
+                    "/": {"type": "static", "directory": web_root},
                     WS_PATH: {
                         "type": "websocket",
                         "serializers": ["json", "msgpack", "cbor"],
