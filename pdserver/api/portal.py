@@ -20,7 +20,7 @@ from pdserver.api.routing import write_error
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DASHBOARD_DIR = WEB_DIR / "dashboard"
 # The portal's files the dashboard shares (generic code and look; the portal's api.js speaks the node's login).
-DASHBOARD_SHARED = ("style.css", "dom.js", "icon.svg")
+DASHBOARD_SHARED = ("style.css", "dom.js", "http.js", "shell.js", "icon.svg")
 PREFIX = b"/web/"
 CONTENT_TYPES = {".html": b"text/html; charset=utf-8", ".css": b"text/css; charset=utf-8",
                  ".js": b"text/javascript; charset=utf-8", ".svg": b"image/svg+xml", ".png": b"image/png"}

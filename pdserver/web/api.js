@@ -1,18 +1,11 @@
-// The Edge API as the portal uses it: every call carries the token of the person logged in (sessionStorage).
+// The Edge API as the portal uses it (http.js): the token and the role of the person logged in.
+import { ApiError, apiClient } from "./http.js";
+
 const KEY = "paradrop.token";
 const ROLE = "paradrop.role";
 
-export class ApiError extends Error {
-  constructor(status, body) {
-    const error = (body && body.error) || {};
-    super(error.message || `HTTP ${status}`);
-    this.status = status;
-    this.field = error.field;
-  }
-}
-
-export function token() { return sessionStorage.getItem(KEY); }
-export function forget() { sessionStorage.removeItem(KEY); sessionStorage.removeItem(ROLE); }
+export { ApiError };
+export const { token, forget, call, get, socket } = apiClient(KEY, () => sessionStorage.removeItem(ROLE));
 // Administrators and owners read the node's log and its host configuration.
 export function isAdmin() { return ["admin", "owner"].includes(sessionStorage.getItem(ROLE)); }
 
@@ -20,39 +13,4 @@ export async function login(username, password) {
   const body = await call("POST", "/api/v1/auth/local", { username, password }, false);
   sessionStorage.setItem(KEY, body.token);
   sessionStorage.setItem(ROLE, body.role);
-}
-
-export async function call(method, path, body, authenticated = true) {
-  const headers = {};
-  if (authenticated) headers["Authorization"] = `Bearer ${token()}`;
-  let payload;
-  if (body instanceof Blob) {
-    headers["Content-Type"] = "application/gzip";
-    payload = body;
-  } else if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    payload = JSON.stringify(body);
-  }
-  const response = await fetch(path, { method, headers, body: payload, cache: "no-store" });
-  const text = await response.text();
-  const parsed = text ? JSON.parse(text) : null;
-  if (!response.ok) {
-    if (response.status === 401 && authenticated) {
-      forget();
-      window.dispatchEvent(new Event("paradrop-logout"));
-    }
-    throw new ApiError(response.status, parsed);
-  }
-  return parsed;
-}
-
-export const get = (path) => call("GET", path);
-
-// A websocket of the node: the token travels as a subprotocol (a browser cannot set Authorization here).
-export function socket(path, onMessage, onClose) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}${path}`, ["paradrop.bearer", token()]);
-  ws.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
-  ws.addEventListener("close", (event) => onClose && onClose(event));
-  return ws;
 }

@@ -1,59 +1,17 @@
 // The node portal: a hash-routed page per section over the Edge API (api.js).
 import * as api from "./api.js";
 import { bytes, el, facts, say, show, table, when } from "./dom.js";
+import { shell } from "./shell.js";
 import { liveStatus } from "./status.js";
 import { chute, network, nodeLog } from "./views.js";
 
 const views = {
   overview, chutes, install, changes, audit, chute, logs: chute, "node-log": nodeLog, network,
 };
-let leaving = [];  // what the current view must close when another one opens (websockets)
-
-function onLeave(fn) { leaving.push(fn); }
-
-function route() {
-  for (const fn of leaving) fn();
-  leaving = [];
-  const nav = document.getElementById("nav");
-  if (!api.token()) {
-    nav.hidden = true;
-    return loginView();
-  }
-  nav.hidden = false;
-  const [name, ...args] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  const view = views[name] || overview;
-  for (const link of nav.querySelectorAll("a")) {
-    link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${name || "overview"}`);
-    if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
-  }
-  for (const link of nav.querySelectorAll("[data-admin]")) link.hidden = !api.isAdmin();
-  say("");
-  view(...args).then((close) => { if (typeof close === "function") onLeave(close); }).catch(failed);
-}
-
-function failed(error) {
-  if (error instanceof api.ApiError && error.status === 401) return;
-  show(el("p", { class: "error", role: "alert" }, `Error: ${error.message}`));
-}
-
-function loginView() {
-  const error = el("p", { class: "error", role: "alert" });
-  const form = el("form", { class: "stack", id: "login", onsubmit: async (event) => {
-    event.preventDefault();
-    const data = new FormData(form);
-    try {
-      await api.login(data.get("username"), data.get("password"));
-      route();
-    } catch (e) {
-      error.textContent = e.status === 401 ? "Wrong user name or password." : e.message;
-    }
-  } },
-  el("label", {}, "User name", el("input", { name: "username", autocomplete: "username", required: true, value: "paradrop" })),
-  el("label", {}, "Password", el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
-  el("button", { type: "submit" }, "Log in"), error);
-  show(el("h2", {}, "Log in"), form);
-  form.querySelector("[name=password]").focus();
-}
+const { route, onLeave } = shell({
+  api, views, home: "overview", user: "paradrop",
+  beforeView: (nav) => { for (const link of nav.querySelectorAll("[data-admin]")) link.hidden = !api.isAdmin(); },
+});
 
 async function overview() {
   const [health, hardware, software, telemetry] = await Promise.all([api.get("/api/v1/health"),
@@ -159,7 +117,5 @@ async function audit() {
     columns.map((k) => [k, (r) => (k === "time" ? when(r[k]) : typeof r[k] === "object" && r[k] !== null ? JSON.stringify(r[k]) : r[k] ?? "")]), list));
 }
 
-window.addEventListener("hashchange", route);
-window.addEventListener("paradrop-logout", route);
 document.getElementById("logout").addEventListener("click", () => { api.forget(); location.hash = ""; route(); });
 route();

@@ -1,18 +1,10 @@
-// The controller's HTTP API as the dashboard uses it: every call carries the token of the person logged in
-// (sessionStorage; a 401 forgets it and tells the page to show the login again).
+// The controller's HTTP API as the dashboard uses it (http.js, shared with the node portal).
+import { ApiError, apiClient } from "./http.js";
+
 const KEY = "paradrop.controller.token";
 
-export class ApiError extends Error {
-  constructor(status, body) {
-    const error = (body && body.error) || {};
-    super(error.message || `HTTP ${status}`);
-    this.status = status;
-    this.field = error.field;
-  }
-}
-
-export function token() { return sessionStorage.getItem(KEY); }
-export function forget() { sessionStorage.removeItem(KEY); }
+export { ApiError };
+export const { token, forget, call, get, getAll, socket } = apiClient(KEY);
 
 export async function login(username, password) {
   const body = await call("POST", "/api/v1/auth/login", { username, password }, false);
@@ -25,55 +17,4 @@ export async function logout() {
   } finally {
     forget();
   }
-}
-
-export async function call(method, path, body, authenticated = true) {
-  return (await send(method, path, body, authenticated)).parsed;
-}
-
-async function send(method, path, body, authenticated) {
-  const headers = {};
-  if (authenticated) headers["Authorization"] = `Bearer ${token()}`;
-  let payload;
-  if (body instanceof Blob) {  // a chute project archive (.tar or .tar.gz)
-    headers["Content-Type"] = "application/gzip";
-    payload = body;
-  } else if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    payload = JSON.stringify(body);
-  }
-  const response = await fetch(path, { method, headers, body: payload, cache: "no-store" });
-  const text = await response.text();
-  const parsed = text ? JSON.parse(text) : null;
-  if (!response.ok) {
-    if (response.status === 401 && authenticated) {
-      forget();
-      window.dispatchEvent(new Event("paradrop-logout"));
-    }
-    throw new ApiError(response.status, parsed);
-  }
-  return { parsed, response };
-}
-
-export const get = (path) => call("GET", path);
-
-// Every page of a paged list: the controller names the next one in a Link header (rel="next").
-export async function getAll(path) {
-  const items = [];
-  for (let next = path; next;) {
-    const { parsed, response } = await send("GET", next, undefined, true);
-    items.push(...parsed);
-    const link = /<([^>]*)>;\s*rel="next"/.exec(response.headers.get("Link") || "");
-    next = link && new URL(link[1], new URL(next, location.href)).href;  // relative to the page it came with
-  }
-  return items;
-}
-
-// A websocket of the controller: the token travels as a subprotocol (a browser cannot set Authorization here).
-export function socket(path, onMessage, onClose) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}${path}`, ["paradrop.bearer", token()]);
-  ws.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
-  ws.addEventListener("close", (event) => onClose && onClose(event));
-  return ws;
 }

@@ -2,61 +2,17 @@
 // node portal's look and DOM helpers (style.css, dom.js).
 import * as api from "./client.js";
 import { el, facts, say, show, table, when } from "./dom.js";
+import { shell } from "./shell.js";
 
 const POLL_MS = 3000;  // how often the node pages re-read the nodes when their live stream is gone
 const FINAL = new Set(["succeeded", "failed", "cancelled", "interrupted", "forbidden"]);
 const views = { nodes, node, store, deploy, deployments, deployment };
-let leaving = [];  // what the current view must stop when another one opens (timers, websockets)
-
-function onLeave(fn) { leaving.push(fn); }
 const enc = encodeURIComponent;
 
-function route() {
-  for (const fn of leaving) fn();
-  leaving = [];
-  const nav = document.getElementById("nav");
-  if (!api.token()) {
-    nav.hidden = true;
-    return loginView();
-  }
-  nav.hidden = false;
-  const [name, ...args] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  const view = views[name] || nodes;
-  const section = { node: "nodes", deploy: "store", deployment: "deployments" }[name] || (views[name] ? name : "nodes");
-  for (const link of nav.querySelectorAll("a")) {
-    if (link.getAttribute("href") === `#/${section}`) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
-  say("");
-  view(...args).catch(failed);
-}
-
-function failed(error) {
-  if (error instanceof api.ApiError && error.status === 401) return;
-  show(el("p", { class: "error", role: "alert" }, `Error: ${error.message}`));
-}
-
-function loginView() {
-  const error = el("p", { class: "error", role: "alert" });
-  const form = el("form", { class: "stack", id: "login", onsubmit: async (event) => {
-    event.preventDefault();
-    const data = new FormData(form);
-    try {
-      await api.login(data.get("username"), data.get("password"));
-      whoami();
-      route();
-    } catch (e) {
-      error.textContent = e.status === 401 ? "Wrong user name or password." : e.message;
-    }
-  } },
-  el("label", {}, "User name",
-    el("input", { name: "username", autocomplete: "username", required: true, value: "admin" })),
-  el("label", {}, "Password",
-    el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
-  el("button", { type: "submit" }, "Log in"), error);
-  show(el("h2", {}, "Log in"), form);
-  form.querySelector("[name=password]").focus();
-}
+const { route, onLeave, failed } = shell({
+  api, views, home: "nodes", sections: { node: "nodes", deploy: "store", deployment: "deployments" }, user: "admin",
+  onLogin: () => whoami(),
+});
 
 function presence(n) {
   const word = n.online ? "online" : "offline";
@@ -291,8 +247,6 @@ async function whoami() {
   }
 }
 
-window.addEventListener("hashchange", route);
-window.addEventListener("paradrop-logout", route);
 document.getElementById("logout").addEventListener("click", async () => {
   await api.logout().catch(() => {});
   document.getElementById("who").textContent = "";
