@@ -1,9 +1,10 @@
-"""The snap's configure hook: ``snap set paradrop-daemon KEY=VALUE`` becomes the node's settings file.
+"""The snap's configure and install hooks: ``snap set paradrop-daemon KEY=VALUE`` becomes the node's settings file.
 
 snapd keeps the values; this reads them with ``snapctl get``, has the node's own settings loader check them (the
 hook and the daemon cannot disagree about what is valid), writes $SNAP_COMMON/settings.yaml, which the daemon is
 started with (``--config``), and restarts the daemon when the file changed. A value the loader rejects fails the
-hook, so snapd refuses the ``snap set`` with our message and keeps the previous values.
+hook, so snapd refuses the ``snap set`` with our message and keeps the previous values. The install hook runs the
+same, because on a first install snapd starts the services before the configure hook.
 
 Keys are the loader's setting names with dashes (snapd allows lower case letters, digits and dashes):
 ``snap set paradrop-daemon port=8081 log-level=debug``. ``snapctl get`` answers only for keys it is asked about,

@@ -100,7 +100,7 @@ def test_every_app_names_a_console_script_of_setup_py_that_imports():
 
 def test_the_daemon_runs_the_node_on_the_state_and_settings_file_of_the_hook(tmp_path):
     app = snapcraft()["apps"][snap_configure.DAEMON_APP]
-    assert app["daemon"] == "notify" and "daemon-notify" in app["plugs"]
+    assert app["daemon"] == "simple"
     words = app["command"].replace("$SNAP_COMMON", str(tmp_path)).split()
     assert words[:2] == ["bin/pdserver", "node"]
     (tmp_path / snap_configure.SETTINGS_FILE).write_text("")
@@ -111,9 +111,10 @@ def test_the_daemon_runs_the_node_on_the_state_and_settings_file_of_the_hook(tmp
 
 def test_the_hooks_are_known_to_snapd_and_executable():
     hooks = {p.name: p for p in (SNAP_DIR / "hooks").iterdir()}
-    assert set(hooks) == {"configure"}
-    assert hooks["configure"].stat().st_mode & stat.S_IXUSR
-    assert "-m pdserver.ops.snap_configure" in hooks["configure"].read_text()
+    assert set(hooks) == {"configure", "install"}
+    for hook in hooks.values():
+        assert hook.stat().st_mode & stat.S_IXUSR
+        assert hook.read_text().rstrip().endswith('exec "$SNAP/bin/python3" -m pdserver.ops.snap_configure')
 
 
 class Snapd:
@@ -140,10 +141,10 @@ class Snapd:
         path.write_text(text)
         path.chmod(0o755)
 
-    def snap_set(self, config: dict, daemon: str = "inactive") -> subprocess.CompletedProcess:
+    def snap_set(self, config: dict, daemon: str = "inactive", hook: str = "configure") -> subprocess.CompletedProcess:
         """`snap set paradrop-daemon KEY=VALUE ...` as snapd does it: store the values, run the configure hook."""
         self.config.write_text(json.dumps(config))
-        return subprocess.run([str(SNAP_DIR / "hooks" / "configure")], env={**self.env, "STUB_DAEMON_STATE": daemon},
+        return subprocess.run([str(SNAP_DIR / "hooks" / hook)], env={**self.env, "STUB_DAEMON_STATE": daemon},
                               capture_output=True, text=True, timeout=60)
 
     @property
@@ -181,8 +182,8 @@ def test_every_setting_snap_set_gives_reaches_the_node_through_the_settings_file
     assert not list(snapd.common.glob("*.new"))
 
 
-def test_no_snap_set_gives_a_settings_file_of_defaults(snapd):
-    done = snapd.snap_set({})
+def test_the_install_hook_writes_the_settings_file_the_service_starts_with_before_any_snap_set(snapd):
+    done = snapd.snap_set({}, hook="install")
     assert done.returncode == 0, done.stderr
     assert settings_module.load(snapd.settings_file, environ={}) == settings_module.load(None, environ={})
 
