@@ -33,7 +33,7 @@ def node(state_dir, port, host, config_file, print_unit):
         settings = settings_module.load(config_file, state_dir=state_dir, port=port, host=host)
     except settings_module.SettingsError as e:
         raise click.UsageError(str(e))
-    from twisted.internet import reactor
+    from twisted.internet import reactor, task
     from twisted.logger import Logger
 
     from pdserver.api.connections import raise_fd_limit
@@ -54,6 +54,8 @@ def node(state_dir, port, host, config_file, print_unit):
         log.info("ParaDrop node ready: API at {url} (state in {state})", url=built.url,
                  state=str(settings.state_dir))
         systemd.notify(f"READY=1\nSTATUS=API at {built.url}")
+        if interval := systemd.watchdog_interval():  # the reactor's own pings: a hung reactor gets restarted
+            task.LoopingCall(systemd.notify, "WATCHDOG=1").start(interval)
         if settings.initial_password_path.exists():
             log.info("initial password of user 'paradrop' is in {path}", path=str(settings.initial_password_path))
 

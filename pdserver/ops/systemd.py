@@ -13,6 +13,8 @@ from typing import Mapping, Optional, Sequence
 # A fresh node's start-up (crash recovery, then reconciling every chute with the engine) comes before READY=1.
 START_TIMEOUT = 300
 STOP_TIMEOUT = 90
+# The reactor pings every half of this; a reactor blocked this long is hung, and systemd restarts the node.
+WATCHDOG_TIMEOUT = 60
 
 
 def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -32,6 +34,16 @@ def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
     except OSError:
         return False
     return True
+
+
+def watchdog_interval(environ: Mapping[str, str] = os.environ, pid: Optional[int] = None) -> Optional[float]:
+    """Seconds between WATCHDOG=1 pings (half the unit's WatchdogSec), or None when systemd asks for none of
+    this process (WATCHDOG_PID names another one, e.g. a parent that exec'd us without passing it on)."""
+    usec = environ.get("WATCHDOG_USEC", "")
+    owner = environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (owner and owner != str(pid or os.getpid())):
+        return None
+    return int(usec) / 2e6
 
 
 def pdserver_command(argv0: str = sys.argv[0], executable: str = sys.executable) -> list:
@@ -86,6 +98,7 @@ def unit(state_dir: Path, command: Sequence[str], config_file: Optional[Path] = 
         "NotifyAccess=main",
         "ExecStart=" + " ".join(_quote(a) for a in argv),
         "Restart=on-failure",
+        f"WatchdogSec={WATCHDOG_TIMEOUT}",
         "RestartSec=5",
         f"TimeoutStartSec={START_TIMEOUT}",
         f"TimeoutStopSec={STOP_TIMEOUT}",

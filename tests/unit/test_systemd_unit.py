@@ -41,6 +41,7 @@ def test_the_unit_runs_this_installs_pdserver_as_a_notify_service_after_docker()
     service = unit["Service"]
     assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
     assert service["Restart"] == "on-failure"
+    assert int(service["WatchdogSec"]) > 0
     for key in ("After", "Wants"):
         assert {"docker.service", "network-online.target"} <= set(unit["Unit"][key].split())
     assert unit["Install"]["WantedBy"] == "multi-user.target"
@@ -123,3 +124,12 @@ def test_notify_without_systemd_or_its_socket_is_a_quiet_no(tmp_path):
     assert systemd.notify("READY=1", {}) is False
     assert systemd.notify("READY=1", {"NOTIFY_SOCKET": "vsock:2:1234"}) is False
     assert systemd.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
+
+
+def test_the_watchdog_pings_at_half_the_timeout_systemd_gives_this_process_only():
+    assert systemd.watchdog_interval({"WATCHDOG_USEC": "60000000"}, pid=42) == 30.0
+    assert systemd.watchdog_interval({"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": "42"}, pid=42) == 30.0
+    assert systemd.watchdog_interval({"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": "7"}, pid=42) is None
+    assert systemd.watchdog_interval({}, pid=42) is None
+    assert systemd.watchdog_interval({"WATCHDOG_USEC": "0"}, pid=42) is None
+    assert systemd.watchdog_interval({"WATCHDOG_USEC": "soon"}, pid=42) is None
