@@ -77,7 +77,7 @@ def write_settings(common: Path, values: Mapping) -> bool:
     """Check ``values`` with the node's loader (as the daemon will start: state in ``common``), then write the
     settings file in one step; True when its content changed."""
     target = common / SETTINGS_FILE
-    text = "# Written by the snap's configure hook from `snap set paradrop-daemon KEY=VALUE`; edits are replaced.\n"
+    text = "# Written by the snap's hooks from `snap set paradrop-daemon KEY=VALUE`; edits here are replaced.\n"
     text += yaml.safe_dump(dict(values), default_flow_style=False, sort_keys=True) if values else ""
     candidate = common / (SETTINGS_FILE + ".new")
     fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
