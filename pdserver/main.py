@@ -20,13 +20,20 @@ def cli():
 @click.option("--host", help="Edge API listen address (default 127.0.0.1).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML settings file.")
-def node(state_dir, port, host, config_file):
+@click.option("--print-unit", is_flag=True,
+              help="Print a systemd unit that runs this node with these options, and exit.")
+def node(state_dir, port, host, config_file, print_unit):
     """Run the edge node daemon in the foreground."""
+    from pdserver.ops import systemd
+    if print_unit:
+        click.echo(systemd.unit(state_dir or settings_module.Settings.state_dir, systemd.pdserver_command(),
+                                config_file, host, port), nl=False)
+        return
     try:
         settings = settings_module.load(config_file, state_dir=state_dir, port=port, host=host)
     except settings_module.SettingsError as e:
         raise click.UsageError(str(e))
-    from twisted.internet import reactor
+    from twisted.internet import reactor, task
     from twisted.logger import Logger
 
     from pdserver.api.connections import raise_fd_limit
@@ -46,6 +53,9 @@ def node(state_dir, port, host, config_file):
         gc.freeze()  # what start-up made lives as long as the node: keep full collections from walking it
         log.info("ParaDrop node ready: API at {url} (state in {state})", url=built.url,
                  state=str(settings.state_dir))
+        systemd.notify(f"READY=1\nSTATUS=API at {built.url}")
+        if interval := systemd.watchdog_interval():  # the reactor's own pings: a hung reactor gets restarted
+            task.LoopingCall(systemd.notify, "WATCHDOG=1").start(interval)
         if settings.initial_password_path.exists():
             log.info("initial password of user 'paradrop' is in {path}", path=str(settings.initial_password_path))
 
@@ -62,6 +72,7 @@ def node(state_dir, port, host, config_file):
         d.addCallbacks(started, failed)
 
     reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", systemd.notify, "STOPPING=1")
     reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
     reactor.run()
     built.conn.close()
