@@ -315,7 +315,7 @@ class MachineProbes:
             return False, f"no system bus at {', '.join(missing)}"
         client = await NetworkManagerClient.connect(self._reactor, bus_address, timeout=3.0)
         if client is None:
-            return False, "not on the system bus"
+            return False, f"not found on the system bus at {address}"
         client.disconnect()
         return True, ""
 
@@ -447,14 +447,17 @@ def summary(checks: Sequence[Check]) -> str:
 
 
 def render_table(checks: Sequence[Check], console) -> None:
+    """A table of the checks (their texts as plain text: a bracket in a path or an error is no markup)."""
     from rich.table import Table
-    table = Table(title="pdserver doctor", show_lines=False)
+    from rich.text import Text
+    table = Table(title="pdserver doctor")
     for column in ("check", "result", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for check in checks:
-        table.add_row(check.name, f"[{_STYLES[check.status]}]{check.status}[/]", check.detail, check.fix)
+        table.add_row(Text(check.name), Text(check.status, style=_STYLES[check.status]), Text(check.detail),
+                      Text(check.fix))
     console.print(table)
-    console.print(summary(checks), highlight=False)
+    console.print(Text(summary(checks)))
 
 
 def as_json(checks: Sequence[Check]) -> dict:

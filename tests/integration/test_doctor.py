@@ -64,16 +64,21 @@ def test_without_dnsmasq_the_node_cannot_run_and_the_fix_is_named(tmp_path, path
     assert [name for name, check in checks.items() if check["status"] == "fail"] == ["dnsmasq"]
 
 
-def test_an_unreachable_engine_fails_with_the_way_to_start_it(tmp_path):
+def test_an_unreachable_engine_fails_with_the_way_to_start_it_and_a_dead_bus_is_no_failure(tmp_path):
     dead = tmp_path / "dead.sock"
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(dead))  # the socket file stays, nothing listens
-    done = run_doctor(tmp_path, "--json", env={"DOCKER_HOST": f"unix://{dead}"})
+    done = run_doctor(tmp_path, "--json", env={"DOCKER_HOST": f"unix://{dead}",
+                                                "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={dead}"})
     assert done.returncode == 1, done.stdout + done.stderr
     document, checks = checks_of(done)
     assert checks["Docker engine"]["status"] == "fail" and str(dead) in checks["Docker engine"]["detail"]
     assert "start the Docker engine" in checks["Docker engine"]["fix"]
     assert checks["base images"]["status"] == "skip"
+    assert [name for name, check in checks.items() if check["status"] == "fail"] == ["Docker engine"]
+    networkmanager = checks["NetworkManager"]
+    assert networkmanager["status"] == "ok" and str(dead) in networkmanager["detail"]
+    assert "not found on the system bus" in networkmanager["detail"] and "works without it" in networkmanager["detail"]
 
 
 def test_a_world_writable_state_dir_is_reported_with_the_fix(tmp_path):

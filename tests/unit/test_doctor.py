@@ -232,7 +232,8 @@ def test_invalid_settings_fail_and_the_other_checks_still_run_on_the_given_state
 
 
 def test_json_and_table_name_each_check_its_result_and_fix():
-    checks = [Check("dnsmasq", FAIL, "not found on PATH", "apt-get install dnsmasq"), Check("radios", WARN, "none")]
+    checks = [Check("dnsmasq", FAIL, "not found on PATH", "apt-get install dnsmasq"),
+              Check("radios", WARN, "no radio [bold]in /sys[/bold]")]
     document = json.loads(json.dumps(doctor.as_json(checks)))
     assert document["ok"] is False and document["checks"][0] == {"name": "dnsmasq", "status": "fail",
                                                                  "detail": "not found on PATH",
@@ -242,6 +243,7 @@ def test_json_and_table_name_each_check_its_result_and_fix():
     doctor.render_table(checks, Console(file=out, width=200, color_system=None))
     text = out.getvalue()
     assert "apt-get install dnsmasq" in text and "fail" in text and "The node cannot run here" in text
+    assert "no radio [bold]in /sys[/bold]" in text
     assert "can run here; 1 warning" in doctor.summary(checks[1:])
 
 
