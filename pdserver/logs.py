@@ -30,6 +30,13 @@ _LEGACY_CHATTER = re.compile(r".* starting on \S+|\((?:TCP |UDP |UNIX )?Port \S+
 
 # Libraries whose info lines narrate their own routine (autobahn: each connection attempt of the cloud link).
 _CHATTY_NAMESPACES = ("autobahn.", "txaio.")
+# autobahn's Component on every attempt to reach a router: a warning that it tries (narration), an error when the
+# attempt fails (the Component retries: a warning). The node's and controller's own lines say what the link does.
+_AUTOBAHN_LEVELS = {
+    'trying transport {transport_idx} ("{transport_url}") using connect delay {transport_delay}': LogLevel.debug,
+    "Connection failed: {error}": LogLevel.warn,
+    "Connection failed with OS error: {msg}": LogLevel.warn,
+}
 
 _STDLIB_LEVELS = ((logging.CRITICAL, LogLevel.critical), (logging.ERROR, LogLevel.error),
                   (logging.WARNING, LogLevel.warn))
@@ -49,16 +56,27 @@ def is_chatter(event: dict) -> bool:
     return False
 
 
+def level_of(event: dict):
+    """The level a person should see ``event`` at: chatter at debug, autobahn's retries as above, the rest as
+    logged."""
+    if is_chatter(event):
+        return LogLevel.debug
+    if str(event.get("log_namespace", "")).startswith(_CHATTY_NAMESPACES):
+        return _AUTOBAHN_LEVELS.get(event.get("log_format"), event.get("log_level"))
+    return event.get("log_level")
+
+
 @implementer(ILogObserver)
 class ChatterToDebug:
-    """Passes events to ``observer``, library chatter at debug level whatever level it was logged at."""
+    """Passes events to ``observer`` at the level ``level_of`` gives them: library chatter at debug."""
 
     def __init__(self, observer):
         self._observer = observer
 
     def __call__(self, event: dict) -> None:
-        if is_chatter(event) and event.get("log_level") is not LogLevel.debug:
-            event = dict(event, log_level=LogLevel.debug)
+        level = level_of(event)
+        if level is not event.get("log_level"):
+            event = dict(event, log_level=level)
         self._observer(event)
 
 

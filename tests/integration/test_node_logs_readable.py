@@ -1,11 +1,18 @@
 """A real node's log, as the person running it reads it: installing a light web chute (whose readiness check
 makes HTTP client connections) and calling the API log no factory chatter at info level, and exactly one line when
 each change starts and one when it ends, on stdout and in the JSON log; with ``log_level: warn`` stdout holds no
-info line at all."""
+info line at all; nor does the controller's."""
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 
-from tests.conftest import free_port
+import psutil
+import requests
+
+from tests.conftest import REPO, free_port, wait_until
 from tests.integration.chute_helpers import act, install, unique, web_chute, write_project
 
 
@@ -51,3 +58,41 @@ def test_at_log_level_warn_stdout_has_no_info_line(tmp_path, node_process_factor
     json_levels = {json.loads(line)["log_level"]["name"]
                    for line in (node.state_dir / "logs" / "pdserver.jsonl").read_text().splitlines()}
     assert json_levels <= {"warn", "error", "critical"}
+
+
+def test_the_controller_honours_log_level_too(tmp_path):
+    """`pdserver controller` with PARADROP_LOG_LEVEL=warn: ready and serving, yet not one info line on stdout."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARADROP_")}
+    env.update({"PARADROP_LOG_LEVEL": "warn", "PARADROP_CROSSBAR": os.environ.get("PARADROP_CROSSBAR", ""),
+                "PARADROP_CONTROLLER_ADMIN_PASSWORD": "controller-admin-password"})
+    output = tmp_path / "controller-output.log"
+    with open(output, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "pdserver.main", "controller", "--state-dir",
+                                    str(tmp_path / "controller"), "--port", str(port), "--wamp-port", str(free_port())],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO))
+    try:
+        children = []
+
+        def healthy():
+            if process.poll() is not None:
+                raise AssertionError(f"the controller exited:\n{output.read_text()}")
+            children[:] = psutil.Process(process.pid).children(recursive=True)
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+        wait_until(healthy, timeout=60, message="the controller's API")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for child in children:
+            if child.is_running():
+                child.kill()
+    text = output.read_text()
+    assert "#info]" not in text and "ParaDrop controller ready" not in text, text
+    assert (tmp_path / "controller" / "log" / "pdserver.jsonl").exists()
