@@ -11,10 +11,9 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import List
 
 from twisted.logger import (FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate, Logger,
-                            globalLogBeginner, jsonFileLogObserver, textFileLogObserver)
+                            LogPublisher, globalLogBeginner, jsonFileLogObserver, textFileLogObserver)
 from zope.interface import implementer
 
 from pdserver.settings import Settings
@@ -67,7 +66,7 @@ def level_of(event: dict):
 
 
 @implementer(ILogObserver)
-class ChatterToDebug:
+class Relevel:
     """Passes events to ``observer`` at the level ``level_of`` gives them: library chatter at debug."""
 
     def __init__(self, observer):
@@ -101,10 +100,10 @@ def rotating_file(log_dir: Path, max_bytes: int, files: int):
                    maxRotatedFiles=files - 1)
 
 
-def build_observers(log_dir: Path, level: str = "info", stdout=None, recent=None,
-                    max_bytes: int = Settings.log_max_bytes, files: int = Settings.log_files) -> List[object]:
-    """The observers of ``start_logging``: the JSON file, ``stdout`` and ``recent``, each filtered at ``level``
-    with library chatter moved to debug."""
+def build_observer(log_dir: Path, level: str = "info", stdout=None, recent=None,
+                    max_bytes: int = Settings.log_max_bytes, files: int = Settings.log_files) -> Relevel:
+    """The observer of ``start_logging``: library chatter moved to debug, then the JSON file, ``stdout`` and
+    ``recent``, each filtered at ``level``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     if recent is None:
         from pdserver.monitor.node_log import NODE_LOG
@@ -112,7 +111,7 @@ def build_observers(log_dir: Path, level: str = "info", stdout=None, recent=None
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
     sinks = [jsonFileLogObserver(rotating_file(log_dir, max_bytes, files), recordSeparator=""),
              textFileLogObserver(stdout or sys.stdout), recent]
-    return [ChatterToDebug(FilteringLogObserver(sink, [predicate])) for sink in sinks]
+    return Relevel(LogPublisher(*(FilteringLogObserver(sink, [predicate]) for sink in sinks)))
 
 
 def bridge_stdlib(level: str) -> StdlibBridge:
@@ -130,6 +129,6 @@ def bridge_stdlib(level: str) -> StdlibBridge:
 def start_logging(log_dir: Path, level: str = "info", stdout=None, recent=None,
                   max_bytes: int = Settings.log_max_bytes, files: int = Settings.log_files) -> None:
     """``recent`` (by default the node's NodeLog) keeps the last lines for /ws/paradrop_logs."""
-    observers = build_observers(log_dir, level, stdout, recent, max_bytes, files)
+    observer = build_observer(log_dir, level, stdout, recent, max_bytes, files)
     bridge_stdlib(level)
-    globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogLevel, LogPublisher, globalLogPublisher
+from twisted.logger import Logger, LogLevel, globalLogPublisher
 from twisted.web.resource import Resource
 
 from pdserver import logs
@@ -28,8 +28,7 @@ class Pipeline:
         self.stdout = io.StringIO()
         self.recent = []
         self.log_dir = tmp_path / "logs"
-        self.publisher = LogPublisher(*logs.build_observers(self.log_dir, level, self.stdout, self.recent.append,
-                                                            max_bytes, files))
+        self.publisher = logs.build_observer(self.log_dir, level, self.stdout, self.recent.append, max_bytes, files)
 
     def logger(self, namespace="pdserver.test"):
         return Logger(namespace=namespace, observer=self.publisher)
