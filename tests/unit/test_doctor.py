@@ -15,7 +15,7 @@ from twisted.internet import defer
 
 from pdserver import settings as settings_module
 from pdserver.execution.chute_plans import BASE_IMAGES
-from pdserver.ops import doctor
+from pdserver.ops import doctor, machine
 from pdserver.ops.doctor import FAIL, OK, SKIP, WARN, Check
 
 
@@ -71,6 +71,9 @@ def test_engine_version_and_api_or_the_way_to_start_it():
     assert up.status == OK and "24.0.5" in up.detail and "API 1.43" in up.detail
     down = doctor.check_engine(ConnectionRefusedError("refused"), "unix:///dead.sock")
     assert down.status == FAIL and "/dead.sock" in down.detail and "start the Docker engine" in down.fix
+    denied = doctor.check_engine(OSError("('Connection aborted.', PermissionError(13, 'Permission denied'))"),
+                                 "unix:///var/run/docker.sock")
+    assert denied.status == FAIL and "docker group" in denied.fix
 
 
 def test_missing_base_images_are_a_warning_naming_the_build_command_with_the_names_the_code_uses():
@@ -260,7 +263,7 @@ def test_kernel_reader_takes_the_config_loaded_and_installed_modules(tmp_path):
     tree.mkdir(parents=True)
     (tree / "modules.dep").write_text("kernel/net/8021q/8021q.ko.xz: kernel/net/802/garp.ko.xz\n")
     (tree / "modules.builtin").write_text("kernel/net/netfilter/nf_tables.ko\n")
-    found = doctor.thd_kernel(tmp_path / "proc", tmp_path / "module", tmp_path / "lib", tmp_path / "boot")
+    found = machine.thd_kernel(tmp_path / "proc", tmp_path / "module", tmp_path / "lib", tmp_path / "boot")
     assert found["config"] == {"CONFIG_VETH": "y", "CONFIG_BRIDGE": "m"}
     assert found["loaded"] == ["bridge"] and set(found["modules"]) == {"8021q", "nf_tables"}
     assert {f: doctor.check_kernel_feature(f, found).status for f in doctor.KERNEL_FEATURES} == {
@@ -271,25 +274,25 @@ def test_cgroup_reader_on_v1_and_v2_layouts(tmp_path):
     (tmp_path / "proc" / "self").mkdir(parents=True)
     (tmp_path / "proc" / "self" / "cgroup").write_text("4:memory:/\n3:cpu,cpuacct:/\n0::/\n")
     (tmp_path / "cg").mkdir()
-    assert doctor.thd_cgroup(tmp_path / "cg", tmp_path / "proc") == {
+    assert machine.thd_cgroup(tmp_path / "cg", tmp_path / "proc") == {
         "v2_controllers": None, "v1_controllers": ["memory", "cpu", "cpuacct"]}
     (tmp_path / "cg" / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
-    assert doctor.thd_cgroup(tmp_path / "cg", tmp_path / "proc")["v2_controllers"] == [
+    assert machine.thd_cgroup(tmp_path / "cg", tmp_path / "proc")["v2_controllers"] == [
         "cpuset", "cpu", "io", "memory", "pids"]
 
 
 def test_state_dir_reader_finds_modes_and_open_secrets(tmp_path):
-    missing = doctor.thd_state_dir(tmp_path / "a" / "b", doctor.MachineProbes.SECRETS)
+    missing = machine.thd_state_dir(tmp_path / "a" / "b", machine.MachineProbes.SECRETS)
     assert missing["exists"] is False and missing["writable"] is True
     (tmp_path / "node-secret").write_text("s")
     os.chmod(tmp_path / "node-secret", 0o644)
     os.chmod(tmp_path, 0o777)
-    found = doctor.thd_state_dir(tmp_path, doctor.MachineProbes.SECRETS)
+    found = machine.thd_state_dir(tmp_path, machine.MachineProbes.SECRETS)
     assert found["mode"] == 0o777 and found["open_secrets"] == {"node-secret": 0o644}
     assert not list(tmp_path.glob(".doctor-*"))
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError):
-        doctor.thd_state_dir(tmp_path / "file" / "state", ())
+        machine.thd_state_dir(tmp_path / "file" / "state", ())
 
 
 def test_port_reader_tells_a_free_port_from_one_held_by_this_node_or_another_process(tmp_path):
@@ -298,12 +301,12 @@ def test_port_reader_tells_a_free_port_from_one_held_by_this_node_or_another_pro
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        taken = doctor.thd_port("127.0.0.1", port, database)
+        taken = machine.thd_port("127.0.0.1", port, database)
         assert taken["free"] is False and taken["pid"] == os.getpid() and taken["ours"] is False
         conn = sqlite3.connect(database)  # what a running node holds open
         try:
-            assert doctor.thd_port("127.0.0.1", port, database)["ours"] is True
+            assert machine.thd_port("127.0.0.1", port, database)["ours"] is True
         finally:
             conn.close()
-    assert doctor.thd_port("127.0.0.1", port, database) == {"free": True}
-    assert "error" in doctor.thd_port("192.0.2.1", 0, database)
+    assert machine.thd_port("127.0.0.1", port, database) == {"free": True}
+    assert "error" in machine.thd_port("192.0.2.1", 0, database)
