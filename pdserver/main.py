@@ -7,6 +7,7 @@ from typing import Optional
 import click
 
 from pdserver import settings as settings_module
+from pdserver.ops.doctor import doctor
 
 
 @click.group()
@@ -42,7 +43,7 @@ def node(state_dir, port, host, config_file, print_unit):
 
     log = Logger(namespace="pdserver")
     try:
-        start_logging(settings.log_dir, settings.log_level)
+        start_logging(settings.log_dir, settings.log_level, max_bytes=settings.log_max_bytes, files=settings.log_files)
         raise_fd_limit()  # every idle client holds a descriptor: take all the kernel allows us
         built = build_node(settings, reactor)
     except OSError as e:
@@ -94,8 +95,10 @@ def node(state_dir, port, host, config_file, print_unit):
 @click.option("--allow-registration", is_flag=True, help="Let anyone create an account (closed by default).")
 @click.option("--public-url", help="The HTTP API's URL as nodes reach it (default http://HOST:PORT).")
 @click.option("--public-wamp-url", help="The router's URL as nodes reach it (default the router's own).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warn", "error"]), default="info",
+              envvar="PARADROP_LOG_LEVEL", show_default=True, help="Least level logged (stdout and JSON log).")
 def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host, wamp_port, db, allow_registration,
-               public_url, public_wamp_url):
+               public_url, public_wamp_url, log_level):
     """Run the cloud controller in the foreground."""
     if router_url is not None and not router_url.startswith(("ws://", "wss://")):
         raise click.UsageError("--router must be a ws:// or wss:// URL")
@@ -117,7 +120,7 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
         public_url=public_url, public_wamp_url=public_wamp_url)
     log = Logger(namespace="pdserver")
     try:
-        start_logging(state_dir / "log", "info")
+        start_logging(state_dir / "log", log_level)
         raise_fd_limit()
         built = build_controller(settings, reactor)
     except errors.Error as e:
@@ -180,6 +183,9 @@ def _base_url(option: str, value, schemes) -> Optional[str]:
         raise click.UsageError(f"{option} must be a {' or '.join(s + '://' for s in schemes)} URL with a host, "
                                f"no query, fragment or credentials")
     return value.rstrip("/")
+
+
+cli.add_command(doctor)
 
 
 def main():

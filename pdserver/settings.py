@@ -37,6 +37,10 @@ class Settings:
     login_failures_per_minute: int = 5
     chute_default_memory: int = 256 * 1024 * 1024
     log_level: str = "info"
+    # The JSON log is rotated by size: at most log_files files (the current one and the rotated ones) of about
+    # log_max_bytes each, so a router's flash holds all of it (15 MiB by default).
+    log_max_bytes: int = 5 * 1024 * 1024
+    log_files: int = 3
     pdid: Optional[str] = None
     admin_password: Optional[str] = dataclasses.field(default=None, repr=False)
     test_faults: bool = False
@@ -191,6 +195,10 @@ def _check(settings: Settings) -> None:
         raise SettingsError("chute_default_memory", "must be at least 4 MiB (4194304)")
     if settings.log_level not in ("debug", "info", "warn", "error"):
         raise SettingsError("log_level", "must be one of debug, info, warn, error")
+    if settings.log_max_bytes < 64 * 1024:
+        raise SettingsError("log_max_bytes", "must be at least 64 KiB (65536)")
+    if not 2 <= settings.log_files <= 100:
+        raise SettingsError("log_files", "must be between 2 and 100 (the current file and the rotated ones)")
     if settings.dbus_system_address is not None and not settings.dbus_system_address.startswith(
             ("unix:", "tcp:")):
         raise SettingsError("dbus_system_address", "must be a D-Bus address (unix:path=... or tcp:...)")

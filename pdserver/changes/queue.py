@@ -168,14 +168,26 @@ class ChangeQueue(Service):
         if result and result.get("message"):
             message += f": {result['message']}"
         self._journal.add_message(change_id, now, message)
+        finished = self._journal.get(change_id)
+        self._log_end(finished, result)
         final = {"time": now, "message": message, "state": state.value, "result": result}
         for observer in self._observers.pop(change_id, []):
             self._notify(change_id, observer, final)
         if self._on_finished is not None:
             try:
-                self._on_finished(self._journal.get(change_id))
+                self._on_finished(finished)
             except Exception:
                 self.log.failure("on_finished of change {id} failed", id=change_id)
+
+    def _log_end(self, change: Change, result: Optional[dict]) -> None:
+        """One line per finished change: what, on which chute, for whom, how it ended and how long it ran (or
+        waited, when it never started)."""
+        duration = (change.finished or 0.0) - (change.started or change.created)
+        reason = (result or {}).get("message") if change.state is not ChangeState.SUCCEEDED else None
+        emit = self.log.info if change.state in (ChangeState.SUCCEEDED, ChangeState.CANCELLED) else self.log.warn
+        emit("change {id} {result}: {what} by {who} in {duration} s{reason}", id=change.id, what=_what(change),
+             result=change.state.value, type=change.type, chute=change.target, who=change.user or "the node",
+             duration=round(duration, 2), reason=f" ({reason})" if reason else "")
 
     @defer.inlineCallbacks
     def startService(self):
@@ -241,6 +253,8 @@ class ChangeQueue(Service):
         self._running = change.id
         self._journal.set_running(change.id, self._now())
         self._emit(change.id, f"change {change.id} started")
+        self.log.info("change {id} started: {what} by {who}", id=change.id, what=_what(change), type=change.type,
+                      chute=change.target, who=change.user or "the node")
         context = ChangeContext(self, change)
         done = defer.maybeDeferred(self._handlers[change.type], context)
         done.addCallbacks(self._succeeded, self._failed, callbackArgs=(change,), errbackArgs=(change,))
@@ -268,3 +282,7 @@ class ChangeQueue(Service):
         self._running = None
         self._running_done = None
         self._schedule_pump()
+
+
+def _what(change: Change) -> str:
+    return f"{change.type} {change.target}" if change.target else change.type
