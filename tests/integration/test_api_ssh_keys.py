@@ -140,3 +140,23 @@ async def test_keys_are_mirrored_into_the_host_users_file(start_node, tmp_path):
     code, added, _ = await post_json(node.url + URL, {"key": line}, owner)
     assert code == 201, added
     assert mirror.read_text() == f"ssh-ed25519 AAAA-kept-as-it-is admin\n{ssh_keys.BEGIN}\n{line}\n{ssh_keys.END}\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_openapi_document_names_the_routes_pdtools_0_13_calls_and_ours(node):
+    code, doc = await get_json(node.url + "/api/v1/openapi.json")
+    assert code == 200
+    paths = doc["paths"]
+    keys = paths["/api/v1/config/sshKeys/{user}"]
+    assert set(keys) == {"get", "post", "delete"}
+    assert {op["x-permission"] for op in keys.values()} == {"manage ssh keys"}
+    assert keys["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["key"]
+    assert {"201", "400", "403", "404", "409"} <= set(keys["post"]["responses"])
+    assert [p["name"] for p in keys["delete"]["parameters"]] == ["user", "fingerprint"]
+    for path in ("/api/v1/host/reboot", "/api/v1/host/shutdown"):
+        assert paths[path]["post"]["x-permission"] == "reboot or power off the host"
+        assert {"202", "409", "503"} <= set(paths[path]["post"]["responses"])
+    change = paths["/api/v1/changes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert change["properties"]["updateType"]["enum"] == ["reboot", "shutdown"]
+    for path in ("/snapd/v2/interfaces", "/api/v1/snap/interfaces"):
+        assert paths[path]["get"]["x-permission"] == "read config"

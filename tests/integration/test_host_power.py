@@ -12,7 +12,10 @@ from pdserver.errors import Conflict, Unavailable
 from pdserver.execution.host_power import HostPowerHandlers
 from pdserver.sysconfig.host_power import LOGIND_NAME, LOGIND_PATH, MANAGER, IHostPower, LogindPower
 from tests.integration.http import get_json, post_json, wait_for, wait_for_change
-from tests.nm_lab import short_tmp, start_bus, stop_process  # noqa: F401 (a fixture)
+from tests import nm_lab
+from tests.nm_lab import start_bus, stop_process
+
+short_tmp = nm_lab.short_tmp  # a fixture
 
 
 def logind_object(answer: str):
@@ -62,7 +65,7 @@ class Bus:
 
 
 @pytest.fixture
-def bus(short_tmp):  # noqa: F811
+def bus(short_tmp):
     proc, address = start_bus(short_tmp)
     made = Bus(address)
     try:
@@ -101,7 +104,7 @@ async def test_where_the_node_may_not_power_its_host_the_check_says_why_and_call
 
 
 @pytest_twisted.ensureDeferred
-async def test_without_logind_on_the_bus_or_without_a_bus_the_check_is_unavailable(bus, short_tmp):  # noqa: F811
+async def test_without_logind_on_the_bus_or_without_a_bus_the_check_is_unavailable(bus, short_tmp):
     with pytest.raises(Unavailable) as absent:
         await bus.power().check("reboot")
     assert "systemd-logind is not on the system bus" in absent.value.message
