@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import struct
+import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -142,15 +143,13 @@ def render(keys: List[PublicKey]) -> str:
 
 
 def merge_block(existing: str, keys: List[PublicKey]) -> str:
-    """``existing`` (a host user's authorized_keys) with our marked block replaced by ``keys``."""
-    lines, inside = [], False
-    for line in existing.splitlines():
-        if line == BEGIN:
-            inside = True
-        elif line == END and inside:
-            inside = False
-        elif not inside:
-            lines.append(line)
+    """``existing`` (a host user's authorized_keys) with our marked block replaced by ``keys``; a block whose
+    end marker is gone is left as it is (those lines may be the user's now)."""
+    lines = existing.splitlines()
+    end = max((i for i, line in enumerate(lines) if line == END), default=None)
+    start = max((i for i, line in enumerate(lines[:end]) if line == BEGIN), default=None) if end else None
+    if start is not None:
+        del lines[start:end + 1]
     block = [BEGIN, *(key.line for key in keys), END] if keys else []
     return "".join(line + "\n" for line in lines + block)
 
@@ -158,8 +157,8 @@ def merge_block(existing: str, keys: List[PublicKey]) -> str:
 def write_atomically(path: Path, text: str, uid: int = -1, gid: int = -1) -> None:
     """Replace ``path`` with ``text`` (mode 0600, owned by uid:gid when given) so a reader sees the old file or
     the new one, never a part, and a crash leaves one of them."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600, O_EXCL
+    temp = Path(name)
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)
@@ -213,7 +212,7 @@ class AuthorizedKeys:
 
     def _thd_store(self, old: List[PublicKey], new: List[PublicKey]) -> None:
         """The node's file first, then the mirror; a mirror that cannot be written puts the old keys back."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomically(self.path, render(new))
         if self.mirror is None:
             return

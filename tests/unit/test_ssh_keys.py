@@ -183,8 +183,17 @@ def test_a_mirror_that_cannot_be_written_changes_nothing(keys, tmp_path):
         store.thd_add(parse_key(keys["ssh-ed25519"]))
     assert e.value.field == "ssh_authorized_keys_path"
     assert store.thd_list() == []
-    os.symlink("/etc/passwd", tmp_path / "link")
+    (tmp_path / "elsewhere").write_text("not an authorized_keys\n")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "link")
     store = AuthorizedKeys(tmp_path / "node" / "authorized_keys", tmp_path / "link")
     with pytest.raises(Unavailable):
         store.thd_add(parse_key(keys["ssh-ed25519"]))
     assert os.path.islink(tmp_path / "link") and store.thd_list() == []
+    assert (tmp_path / "elsewhere").read_text() == "not an authorized_keys\n"
+
+
+def test_a_block_whose_end_marker_was_removed_by_hand_is_kept(keys):
+    existing = f"{ssh_keys.BEGIN}\nssh-ed25519 AAAA-added-by-hand x\n"
+    merged = ssh_keys.merge_block(existing, [parse_key(keys["ssh-rsa"])])
+    assert merged == existing + f"{ssh_keys.BEGIN}\n{keys['ssh-rsa']}\n{ssh_keys.END}\n"
+    assert ssh_keys.merge_block(merged, []) == existing  # the next write finds its own block
