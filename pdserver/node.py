@@ -33,6 +33,7 @@ from pdserver.execution.chute_actions import ChuteActions
 from pdserver.execution.chute_handlers import ChuteHandlers
 from pdserver.execution.executor import Executor
 from pdserver.execution.handlers import HostConfigHandlers, RecoveryHandler, host_actions
+from pdserver.execution.host_power import HostPowerHandlers
 from pdserver.monitor.chutes import ChuteMonitor
 from pdserver.monitor.deaths import DeathWatch, queue_changing
 from pdserver.monitor.events import ContainerEvents
@@ -48,6 +49,7 @@ from pdserver.chutes.networks import NetworkFacts
 from pdserver.execution.network_actions import NetworkActions
 from pdserver.sysconfig.docker_forward import DockerForward
 from pdserver.sysconfig.host_network import HostNetwork
+from pdserver.sysconfig.host_power import LogindPower
 from pdserver.sysconfig.hostconfig import HostConfigStore, thd_first_start
 from pdserver.sysconfig.nm_service import NetworkManagerService
 from pdserver.sysconfig.supervisor import Supervisor
@@ -87,8 +89,9 @@ def crash_hook(settings: Settings):
     return after_step
 
 
-def build_node(settings: Settings, reactor, handlers=None) -> Node:
-    """Wire the node, part by part. ``handlers`` adds change types (tests use it for controllable changes)."""
+def build_node(settings: Settings, reactor, handlers=None, host_power=None) -> Node:
+    """Wire the node, part by part. ``handlers`` adds change types (tests use it for controllable changes);
+    ``host_power`` replaces logind on the system bus (tests give it a bus of their own)."""
     prepare_state_dir(settings)
     conn = open_database(settings.database_path)
     clock = reactor.seconds
@@ -136,8 +139,9 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
     deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
     monitor = ChuteMonitor(engine, names, reactor, events, deaths, ServiceUsage(in_thread, reactor))
+    host_power = host_power or LogindPower(reactor, settings.allow_host_power, settings.dbus_system_address)
     queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
-                **(handlers or {})},
+                **HostPowerHandlers(host_power, reactor, audit.record).handlers(), **(handlers or {})},
                recover=RecoveryHandler(executor),
                on_finished=AfterChange(audit, gateways, chute_handlers.finished, monitor.forget,
                                        cloud.change_finished).finished)
@@ -147,7 +151,7 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                   run_in_thread=in_thread, clock=reactor, started_at=reactor.seconds(), names=names, network=network,
                   telemetry=telemetry,
                   status_hub=StatusHub(events, deaths, telemetry, reactor, lambda: monitor.usage(chutes.list())),
-                  network_facts=network_facts)
+                  network_facts=network_facts, host_power=host_power)
 
     root = SequentialMultiService()
     first_start = FirstStart(in_thread, hostconfig, settings.network_netns)

@@ -55,6 +55,14 @@ class Settings:
     cloud_retry_max: float = 60.0
     cloud_retry_growth: float = 1.5
     cloud_retry_jitter: float = 0.1
+    # Whether the owner may reboot or power off the host through the API (systemd-logind); off by default: a
+    # developer's machine or a shared server is not the node's to power. A node in a container never may.
+    allow_host_power: bool = False
+    # A host user's authorized_keys to mirror the admin account's SSH keys into (a marked block; other lines
+    # stay); None: the keys stay in the node's state only.
+    ssh_authorized_keys_path: Optional[str] = None
+    # snapd's REST socket, asked for the node's snap interfaces when it runs as a snap.
+    snapd_socket: Path = Path("/run/snapd.socket")
 
     SECRET_FIELDS = frozenset({"admin_password"})
 
@@ -94,6 +102,10 @@ class Settings:
     @property
     def chute_build_dir(self) -> Path:
         return self.state_dir / "chutes" / "build"
+
+    @property
+    def authorized_keys_path(self) -> Path:
+        return self.state_dir / "ssh" / "authorized_keys"
 
     @property
     def log_dir(self) -> Path:
@@ -202,6 +214,8 @@ def _check(settings: Settings) -> None:
     if settings.dbus_system_address is not None and not settings.dbus_system_address.startswith(
             ("unix:", "tcp:")):
         raise SettingsError("dbus_system_address", "must be a D-Bus address (unix:path=... or tcp:...)")
+    if settings.ssh_authorized_keys_path is not None and not os.path.isabs(settings.ssh_authorized_keys_path):
+        raise SettingsError("ssh_authorized_keys_path", "must be an absolute path")
     if not 0 < settings.cloud_retry_initial <= settings.cloud_retry_max:
         raise SettingsError("cloud_retry_initial", "must be positive and at most cloud_retry_max")
     if settings.cloud_retry_growth < 1 or not 0 <= settings.cloud_retry_jitter < 1:

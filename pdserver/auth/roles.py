@@ -37,6 +37,8 @@ class Permission(enum.Enum):
     INSTALL_CHUTE = "install chute"
     MANAGE_CHUTES = "manage chutes"
     MANAGE_CHUTE_NETWORKS = "manage chute networks"  # kick a station, change an SSID
+    MANAGE_SSH_KEYS = "manage ssh keys"  # of the admin account: SSH to the host
+    POWER_HOST = "reboot or power off the host"
 
 
 MINIMUM_ROLE = {
@@ -53,6 +55,8 @@ MINIMUM_ROLE = {
     Permission.INSTALL_CHUTE: Role.TRUSTED,
     Permission.MANAGE_CHUTES: Role.TRUSTED,
     Permission.MANAGE_CHUTE_NETWORKS: Role.TRUSTED,
+    Permission.MANAGE_SSH_KEYS: Role.ADMIN,
+    Permission.POWER_HOST: Role.OWNER,
 }
 
 # A chute's own token (PARADROP_API_TOKEN) reaches its own chute's routes with these permissions,

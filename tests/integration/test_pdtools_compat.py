@@ -220,3 +220,52 @@ def test_pdtools_0_13_provisions_the_node_and_describes_its_provisioning(old_pdt
     refused = old_pdtools("provision", "not-hex", secret, "--controller", controller, "--wamp", wamp)
     assert "node_id" in refused.stdout
     assert json.loads((node_process.state_dir / "cloud.json").read_text())["node_id"] == node_id
+
+
+def test_pdtools_0_13_imports_and_lists_ssh_keys_of_the_admin_account(old_pdtools, node_process, tmp_path):
+    """`import-ssh-key PATH` reads a .pub file (ssh-keygen's) and POSTs {"key"} to /config/sshKeys/paradrop;
+    `list-ssh-keys` prints the key lines as YAML. A file with a second line is refused (the old client says
+    "Added" whatever the answer: the node's list shows what was taken)."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(tmp_path / "id")],
+                   check=True)
+    line = (tmp_path / "id.pub").read_text().strip()
+    imported = old_pdtools("import-ssh-key", str(tmp_path / "id.pub"))
+    assert f"Added public key from {tmp_path / 'id.pub'}" in imported.stdout
+    assert yaml.safe_load(old_pdtools("list-ssh-keys").stdout) == [line]
+    assert (node_process.state_dir / "ssh" / "authorized_keys").read_text() == line + "\n"
+
+    refused = old_pdtools("import-ssh-key", str(tmp_path / "id"))  # the private key: the old client refuses it
+    assert "contains a private key" in refused.stdout
+    (tmp_path / "two.pub").write_text(line.replace("alice", "mallory") + "\nssh-ed25519 AAAA second\n")
+    old_pdtools("import-ssh-key", str(tmp_path / "two.pub"))
+    assert yaml.safe_load(old_pdtools("list-ssh-keys").stdout) == [line]
+    other = yaml.safe_load(old_pdtools("list-ssh-keys", "--user", "root").stdout)
+    assert other["error"]["field"] == "user"
+
+
+def test_pdtools_0_13_lists_snap_interfaces_off_snapd_as_none_with_a_note(old_pdtools):
+    listed = yaml.safe_load(old_pdtools("list-snap-interfaces").stdout)
+    assert listed["result"] == {"plugs": [], "slots": []}
+    assert "does not run under snapd" in listed["note"]
+    assert old_pdtools("connect-snap-interfaces").stdout == ""  # no plug to connect
+
+
+@pytest.mark.parametrize("command, env", [
+    ("reboot", {}),  # allow_host_power is off by default
+    ("shutdown", {"PARADROP_ALLOW_HOST_POWER": "true"}),  # on, but in a container or without a bus: still refused
+])
+def test_pdtools_0_13_reboot_and_shutdown_where_power_is_disallowed_say_why_and_do_nothing(
+        node_process_factory, tmp_path, command, env):
+    """The old client posts ParaDrop's change form to /api/v1/changes/ and follows the change: the change fails
+    naming why. The bus address names no socket, so even a machine with logind could not be powered off here."""
+    node = node_process_factory(PARADROP_DBUS_SYSTEM_ADDRESS=f"unix:path={tmp_path}/no-bus", **env).start()
+    result = pdtools_runner(node, tmp_path)(command)
+    messages = progress_messages(result)
+    assert messages[0].endswith(f"queued: host-{command}"), result.stdout
+    assert " failed: refused: " in messages[-1], result.stdout
+    if env:
+        assert "container" in messages[-1] or "no system bus" in messages[-1], messages[-1]
+    else:
+        assert "allow_host_power is off" in messages[-1], messages[-1]
+    records = node.session().get(f"{node.url}/api/v1/audit?action=change:host-{command}", timeout=10).json()
+    assert [(r["actor"], r["result"]) for r in records] == [("paradrop", "failed")]

@@ -16,6 +16,9 @@ from pdserver.api.network import NetworkResource
 from pdserver.api.node_log import NodeLogResource
 from pdserver.api.metrics import MetricsResource
 from pdserver.api.openapi import OpenApiResource
+from pdserver.api.host_power import HostPowerResource
+from pdserver.api.snap import SnapResource
+from pdserver.api.ssh_keys import SshKeysResource
 from pdserver.api.status import StatusResource
 
 FILES = portal.load()
@@ -83,7 +86,8 @@ def test_no_inline_script_or_style_in_the_pages():
 def test_the_portal_and_the_api_never_claim_the_same_path():
     tables = [AccountsResource, AuditResource, ChangesResource, ChuteLogsResource, ChuteNetworksResource,
               ChutesResource, ConfigResource, InfoResource, NetworkResource, OpenApiResource, StatusResource,
-              MetricsResource, ProvisionResource, NodeLogResource]
+              MetricsResource, ProvisionResource, NodeLogResource, SshKeysResource, HostPowerResource,
+              SnapResource]
     assert {t.__name__ for t in tables} >= {type_name for type_name in _resources_of_the_app()}
     for table in tables:
         for spec in table.routes.specs:
