@@ -46,7 +46,8 @@ else:
 # A valid value, unlike the default, for each setting `snap set` may give (None defaults need one here).
 SAMPLES = {"host": "0.0.0.0", "port": 8081, "log_level": "debug", "token_ttl": 3600, "max_connections": 2000,
            "pdid": "kitchen-router", "dbus_system_address": "unix:path=/run/dbus/system_bus_socket",
-           "chute_default_memory": 128 * 1024 * 1024}
+           "chute_default_memory": 128 * 1024 * 1024, "ssh_authorized_keys_path": "/home/ubuntu/.ssh/authorized_keys",
+           "snapd_socket": "/run/snapd.socket"}
 
 
 def snapcraft() -> dict:
@@ -177,7 +178,8 @@ def test_every_setting_snap_set_gives_reaches_the_node_through_the_settings_file
     assert set(written) == {f.name for f in settable()}
     loaded = settings_module.load(snapd.settings_file, environ={}, state_dir=snapd.common)
     for field in settable():
-        assert getattr(loaded, field.name) == config[field.name.replace("_", "-")], field.name
+        value = getattr(loaded, field.name)
+        assert (str(value) if isinstance(value, Path) else value) == config[field.name.replace("_", "-")], field.name
     assert stat.S_IMODE(snapd.settings_file.stat().st_mode) == 0o600
     assert not list(snapd.common.glob("*.new"))
 
