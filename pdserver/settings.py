@@ -131,6 +131,8 @@ def _coerce(name: str, value, source: str):
     if value is None:
         return None
     try:
+        if isinstance(value, (dict, list, tuple, set)):
+            raise ValueError("a setting is one value, not a list or mapping")
         if kind in (int, Optional[int]):
             if isinstance(value, bool):
                 raise ValueError("a boolean is not an integer")

@@ -29,6 +29,10 @@ def test_unknown_keys_and_bad_values_name_the_setting(tmp_path):
         load(None, environ={"PARADROP_PORT": "70000"})
     with pytest.raises(SettingsError, match="test_faults"):
         load(None, environ={"PARADROP_TEST_FAULTS": "maybe"})
+    for nested in ("pdid: {a: 1}\n", "host: [127.0.0.1]\n", "state_dir: {x: y}\n"):
+        config.write_text(nested)
+        with pytest.raises(SettingsError, match="not a list or mapping"):
+            load(config, environ={})
 
 
 def test_the_admin_password_comes_only_from_the_environment_and_is_never_public(tmp_path):
