@@ -32,12 +32,18 @@ def node(state_dir, port, host, config_file):
     from pdserver.api.connections import raise_fd_limit
     from pdserver.logs import start_logging
     from pdserver.node import build_node
+    from pdserver.ops.state_dir import StateDirBusy, lock
+    from pdserver.storage import NewerSchema
 
     log = Logger(namespace="pdserver")
     try:
+        state_lock = lock(settings.state_dir)  # held until the process ends
         start_logging(settings.log_dir, settings.log_level)
         raise_fd_limit()  # every idle client holds a descriptor: take all the kernel allows us
         built = build_node(settings, reactor)
+    except (StateDirBusy, NewerSchema) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
     except OSError as e:
         click.echo(f"error: cannot prepare state dir {settings.state_dir}: {e}", err=True)
         sys.exit(1)
@@ -65,6 +71,7 @@ def node(state_dir, port, host, config_file):
     reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
     reactor.run()
     built.conn.close()
+    state_lock.close()
     sys.exit(exit_code[0])
 
 
@@ -122,7 +129,11 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
                  wamp=settings.wamp_url, state=str(state_dir))
 
     def failed(failure):
-        log.failure("controller failed to start", failure)
+        from pdserver.storage import NewerSchema
+        if failure.check(NewerSchema):
+            click.echo(f"error: {failure.value}", err=True)
+        else:
+            log.failure("controller failed to start", failure)
         exit_code[0] = 1
         reactor.stop()
 

@@ -43,7 +43,8 @@ from pdserver.monitor.usage import ServiceUsage
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
-from pdserver.storage import open_database
+from pdserver.ops.state_dir import relocate_sources
+from pdserver.storage import check_versions, open_database
 from pdserver.chutes.networks import NetworkFacts
 from pdserver.execution.network_actions import NetworkActions
 from pdserver.sysconfig.docker_forward import DockerForward
@@ -91,9 +92,11 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
     """Wire the node, part by part. ``handlers`` adds change types (tests use it for controllable changes)."""
     prepare_state_dir(settings)
     conn = open_database(settings.database_path)
+    check_versions(conn, known_schema())  # before any store migrates its part
     clock = reactor.seconds
     audit = AuditLog(conn, clock)
     chutes = ChuteStore(conn)
+    relocate_sources(chutes, settings.chute_sources_dir)
     hostconfig = HostConfigStore(settings.hostconfig_path)
     names = ChuteNames(load_or_create_secret(settings.node_id_path, nbytes=6))
     queue = ChangeQueue(ChangeJournal(conn), {}, reactor)
@@ -156,6 +159,16 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                  gateways, ReconcileAtStart(queue), reattach, cloud):
         part.setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes, cloud)
+
+
+def known_schema() -> dict:
+    """The schema version of each component of the node's database that this release knows."""
+    from pdserver.auth import audit, users
+    from pdserver.changes import journal
+    from pdserver.chutes import store
+    from pdserver.cloud import commands
+    return {"users": len(users._MIGRATIONS), "audit": len(audit._MIGRATIONS), "changes": len(journal._MIGRATIONS),
+            "chutes": len(store._MIGRATIONS), "cloud_commands": len(commands._MIGRATIONS)}
 
 
 def prepare_state_dir(settings: Settings) -> None:
