@@ -143,6 +143,43 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
     sys.exit(exit_code[0])
 
 
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The node's state dir (the node may be running).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The archive to write (default paradrop-backup-<UTC time>.tar.gz here).")
+def backup(state_dir, output):
+    """Back up a node's state into one archive (mode 0600: it holds the node's secrets)."""
+    from pdserver.ops.backup import default_output, thd_backup
+    output = output or default_output()
+    manifest = _ops(thd_backup, state_dir, output)
+    click.echo(f"backed up {len(manifest['files'])} files of {state_dir} into {output}")
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where to restore: absent or empty (the node must not be running on it).")
+@click.option("--force", is_flag=True, help="Replace what a non-empty state dir holds.")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+def restore(state_dir, force, archive):
+    """Restore a node's state from a backup archive; then start the node on it."""
+    from pdserver.ops.backup import thd_restore
+    manifest = _ops(thd_restore, archive, state_dir, force)
+    click.echo(f"restored {len(manifest['files'])} files of release {manifest['release']} into {state_dir}")
+
+
+def _ops(f, *args):
+    """Run an operation; its refusal or an OS error as one line and exit status 1, never a traceback."""
+    from pdserver import errors
+    try:
+        return f(*args)
+    except errors.Error as e:
+        click.echo(f"error: {e.message}", err=True)
+    except OSError as e:
+        click.echo(f"error: {e}", err=True)
+    sys.exit(1)
+
+
 def _base_url(option: str, value, schemes) -> Optional[str]:
     """``value`` without a trailing slash, or a usage error unless it is a URL of ``schemes`` with a host and no
     query, fragment or credentials (it is handed to every node)."""

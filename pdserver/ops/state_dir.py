@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from pdserver import errors
+
 LOCK_FILE = "node.lock"
 DATABASE = "node.db"
 # Made again by a node on start or by its first reconcile; never copied into a backup or a fixture.
@@ -17,7 +19,7 @@ REGENERABLE = frozenset({LOCK_FILE, "logs", "run", "sysconfig", "chutes/build",
                          DATABASE + "-wal", DATABASE + "-shm", DATABASE + "-journal"})
 
 
-class StateDirBusy(Exception):
+class StateDirBusy(errors.Conflict):
     """A node runs on this state dir."""
 
 
@@ -31,7 +33,8 @@ def lock(state_dir: Path) -> IO:
     except BlockingIOError:
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise StateDirBusy(f"a node (pid {holder}) is running on {state_dir}: stop it first") from None
+        raise StateDirBusy(f"a node (pid {holder}) is running on {state_dir}: stop it first",
+                           field="state_dir") from None
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
