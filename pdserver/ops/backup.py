@@ -61,7 +61,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _thd_copy_database(source: Path, dest: Path) -> Dict[str, int]:
+def thd_copy_database(source: Path, dest: Path) -> Dict[str, int]:
     """A consistent copy of the node's database (a running node keeps writing) in one self-contained file;
     its schema versions."""
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
@@ -88,7 +88,7 @@ def _referenced_projects(database: Path):
 
 def _thd_snapshot(state_dir: Path, staging: Path) -> dict:
     """Copy what the backup holds into ``staging``; its manifest."""
-    schema = _thd_copy_database(state_dir / layout.DATABASE, staging / layout.DATABASE)
+    schema = thd_copy_database(state_dir / layout.DATABASE, staging / layout.DATABASE)
     files = {}
     for path in sorted(state_dir.rglob("*")):
         relative = path.relative_to(state_dir)
