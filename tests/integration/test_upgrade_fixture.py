@@ -2,16 +2,22 @@
 release>/, made by tools/make-state-fixture) and keeps its users with their roles, its chutes with their
 versions and states, its change history, audit records and provisioning; the running chute comes back running
 and serving on this engine although the fixture holds no Docker object (reconcile rebuilds it from its stored
-project). Downgrades refuse: a state dir a newer release wrote stops the node with one clear line, unchanged."""
+project). Downgrades refuse: a state dir (or a controller database) a newer release wrote stops the node (the
+controller) with one clear line, and stays unchanged."""
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import docker
 import pytest
 import requests
 
+from pdserver import __version__
+from pdserver.controller.storage import MIGRATIONS
+from pdserver.node import known_schema
 from tests.conftest import REPO, NodeProcess, _finish, wait_until
 from tests.integration.chute_helpers import FINAL
 
@@ -108,8 +114,6 @@ def schema_versions(database: Path) -> dict:
 
 def test_a_state_dir_written_by_a_newer_release_stops_the_node_with_one_line_and_stays_as_it_was(
         fixture_node, tmp_path):
-    from pdserver import __version__
-    from pdserver.node import known_schema
     source = tmp_path / "newer"
     shutil.copytree(FIXTURES[-1], source)
     conn = sqlite3.connect(source / "state" / "node.db")
@@ -128,3 +132,24 @@ def test_a_state_dir_written_by_a_newer_release_stops_the_node_with_one_line_and
         f"a newer release wrote it; run that release again, or restore a backup made by this one"]
     assert schema_versions(node.state_dir / "node.db") == before
     assert containers(node.state_dir) == {}
+
+
+def test_a_controller_database_written_by_a_newer_release_stops_the_controller_with_one_line(tmp_path):
+    conn = sqlite3.connect(tmp_path / "controller.db")
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS) + 1,))
+    conn.commit()
+    conn.close()
+    done = subprocess.run([sys.executable, "-m", "pdserver.main", "controller", "--state-dir", str(tmp_path),
+                           "--port", "0", "--router", "ws://127.0.0.1:1/ws"], cwd=str(REPO), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: the database {tmp_path / 'controller.db'} holds component 'controller' at schema version "
+        f"{len(MIGRATIONS) + 1}, but this release ({__version__}) knows version "
+        f"{len(MIGRATIONS)} at most: a newer release wrote it; run that release again, or restore a backup made "
+        f"by this one"]
+    conn = sqlite3.connect(tmp_path / "controller.db")
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS) + 1,)]
+    conn.close()
