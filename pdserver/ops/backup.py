@@ -218,10 +218,21 @@ def _contents(state_dir: Path):
 
 def thd_restore(archive: Path, state_dir: Path, force: bool = False, limits: Limits = Limits()) -> dict:
     """Restore ``archive`` into ``state_dir`` (absent or empty; with ``force``, its contents are replaced);
-    the manifest. Nothing changes in ``state_dir`` unless the whole archive checks out."""
+    the manifest. Nothing changes in ``state_dir`` unless the whole archive checks out (an absent one that a
+    refused restore made goes again)."""
     state_dir = state_dir.absolute()
     if not archive.is_file():
         raise errors.NotFound(f"no archive at {archive}", field="archive")
+    created = not state_dir.exists()
+    try:
+        return _restore(archive, state_dir, force, limits)
+    except BaseException:
+        if created:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        raise
+
+
+def _restore(archive: Path, state_dir: Path, force: bool, limits: Limits) -> dict:
     with layout.lock(state_dir):
         if _contents(state_dir) and not force:
             raise errors.Conflict(f"{state_dir} is not empty: restore into an empty or new directory, or pass "
@@ -239,8 +250,12 @@ def thd_restore(archive: Path, state_dir: Path, force: bool = False, limits: Lim
                 if "mode" in entry:
                     os.chmod(staging / relative, entry["mode"] & 0o755 | 0o600)
             for old in _contents(state_dir):
-                if old != staging_root:
-                    shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+                if old == staging_root:
+                    continue
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old)
+                else:
+                    old.unlink()
             for entry in staging.iterdir():
                 os.rename(entry, state_dir / entry.name)
         finally:

@@ -1,7 +1,7 @@
 """A backup round trip on real processes: a node with a running chute and a second user is backed up while it
 runs (`pdserver backup`), then the node, its Docker objects and its state dir go; `pdserver restore` into a
 new directory and a node started there bring the users and the chute back, running and serving. A restore
-onto a running node is refused."""
+onto a running node is refused, and so is a second node on its state dir."""
 import shutil
 import stat
 import subprocess
@@ -77,6 +77,12 @@ def test_a_backup_of_a_running_node_restores_its_users_and_chutes_elsewhere(tmp_
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         f"error: a node (pid {node.proc.pid}) is running on {node.state_dir}: stop it first"]
+    second = NodeProcess(node.state_dir)
+    processes.append(second)
+    second.start(wait=False)
+    assert second.wait_exit(30) == 1
+    assert f"error: a node (pid {node.proc.pid}) is running on {node.state_dir}: stop it first" in \
+        second.output.read_text()
     assert node.healthy()
 
     assert node.stop() == 0

@@ -60,6 +60,10 @@ def test_a_backup_holds_the_state_but_not_what_the_node_makes_again_and_is_priva
     assert (tmp_path / "state" / "node.db-wal").stat().st_size > 0
     manifest = backup.thd_backup(tmp_path / "state", tmp_path / "b.tar.gz")
     assert stat.S_IMODE((tmp_path / "b.tar.gz").stat().st_mode) == 0o600
+    conn.close()  # a stopped node's database (no -wal or -shm file left) copies too
+    assert not (tmp_path / "state" / "node.db-wal").exists()
+    backup.thd_backup(tmp_path / "state", tmp_path / "stopped.tar.gz")
+    assert members(tmp_path / "stopped.tar.gz") == members(tmp_path / "b.tar.gz")
     files = {"node.db", "node-secret", "cloud.json", "hostconfig.yaml", f"chutes/sources/{PROJECT}/paradrop.yaml",
              f"chutes/sources/{PROJECT}/link.yaml"}
     assert set(manifest["files"]) == files
@@ -144,9 +148,10 @@ def rewrite(archive: Path, out: Path, change_manifest=None, extra=()):
 
 
 def refused(archive: Path, target: Path, error, match, **kwargs):
+    """A restore into the absent ``target`` is refused and leaves nothing: no staging, no half restore."""
     with pytest.raises(error, match=match):
         backup.thd_restore(archive, target, **kwargs)
-    assert [p.name for p in target.iterdir()] == ["node.lock"]  # nothing else: no staging, no half restore
+    assert not target.exists()
 
 
 def test_restore_refuses_an_archive_of_a_newer_release_or_schema(tmp_path, archive):
@@ -192,6 +197,10 @@ def test_restore_refuses_an_archive_past_the_size_or_file_limits(tmp_path, archi
 def test_restore_refuses_what_is_not_a_backup(tmp_path, archive):
     (tmp_path / "junk").write_bytes(b"not an archive at all" * 100)
     refused(tmp_path / "junk", tmp_path / "t1", errors.InvalidInput, "not a tar archive")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(errors.InvalidInput, match="not a tar archive"):
+        backup.thd_restore(tmp_path / "junk", tmp_path / "empty")
+    assert [p.name for p in (tmp_path / "empty").iterdir()] == ["node.lock"]  # an existing dir stays
     data = archive.read_bytes()
     (tmp_path / "cut.tar.gz").write_bytes(data[:len(data) // 2])
     refused(tmp_path / "cut.tar.gz", tmp_path / "t2", errors.InvalidInput, "truncated")
