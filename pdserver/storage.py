@@ -29,10 +29,13 @@ class NewerSchema(Exception):
 def check_versions(conn: sqlite3.Connection, known: Mapping[str, int]) -> None:
     """Refuse (NewerSchema) a database with a component of ``known`` newer than its known version. Components
     this release has no store for are left alone."""
-    database = conn.execute("PRAGMA database_list").fetchone()[2] or ":memory:"
     for component, found in conn.execute("SELECT component, version FROM schema_versions ORDER BY component"):
         if component in known and found > known[component]:
-            raise NewerSchema(database, component, found, known[component])
+            raise NewerSchema(_file_of(conn), component, found, known[component])
+
+
+def _file_of(conn: sqlite3.Connection) -> str:
+    return conn.execute("PRAGMA database_list").fetchone()[2] or ":memory:"
 
 
 def open_database(path: Path) -> sqlite3.Connection:
@@ -58,7 +61,8 @@ def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str])
     """
     row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
     current = row[0] if row else 0
-    check_versions(conn, {component: len(migrations)})
+    if current > len(migrations):
+        raise NewerSchema(_file_of(conn), component, current, len(migrations))
     for version in range(current, len(migrations)):
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -53,6 +53,15 @@ def test_check_versions_leaves_components_this_release_has_no_store_for():
         check_versions(conn, {"users": 0})
 
 
+def test_known_schema_names_every_component_a_node_keeps(make_settings):
+    """A store added without its line in node.known_schema would escape the check made before migrations."""
+    node = build_node(make_settings(), Clock())
+    try:
+        assert versions(node.conn) == known_schema()
+    finally:
+        node.conn.close()
+
+
 def test_a_node_database_from_a_newer_release_is_refused_before_any_component_migrates(make_settings):
     settings = make_settings()
     known = known_schema()
