@@ -43,7 +43,7 @@ from pdserver.monitor.usage import ServiceUsage
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
-from pdserver.ops.state_dir import relocate_sources
+from pdserver.ops.state_dir import known_schema, relocate_sources
 from pdserver.storage import check_versions, open_database
 from pdserver.chutes.networks import NetworkFacts
 from pdserver.execution.network_actions import NetworkActions
@@ -159,16 +159,6 @@ def build_node(settings: Settings, reactor, handlers=None) -> Node:
                  gateways, ReconcileAtStart(queue), reattach, cloud):
         part.setServiceParent(root)
     return Node(settings, root, http, queue, auth, conn, engine, chutes, cloud)
-
-
-def known_schema() -> dict:
-    """The schema version of each component of the node's database that this release knows."""
-    from pdserver.auth import audit, users
-    from pdserver.changes import journal
-    from pdserver.chutes import store
-    from pdserver.cloud import commands
-    return {"users": len(users._MIGRATIONS), "audit": len(audit._MIGRATIONS), "changes": len(journal._MIGRATIONS),
-            "chutes": len(store._MIGRATIONS), "cloud_commands": len(commands._MIGRATIONS)}
 
 
 def prepare_state_dir(settings: Settings) -> None:

@@ -200,10 +200,9 @@ def _check_files(staging: Path, manifest: dict) -> None:
 
 
 def _check_schema(database: Path) -> None:
-    from pdserver.node import known_schema  # the node's stores: imported only when a restore needs them
     conn = sqlite3.connect(str(database))
     try:
-        check_versions(conn, known_schema())
+        check_versions(conn, layout.known_schema())
     except NewerSchema as e:
         raise errors.Conflict(str(e), field="archive") from None
     except sqlite3.DatabaseError as e:

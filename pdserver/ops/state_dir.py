@@ -46,6 +46,17 @@ def regenerable(relative: Path) -> bool:
     return any(str(relative) == name or str(relative).startswith(name + "/") for name in REGENERABLE)
 
 
+def known_schema() -> dict:
+    """The schema version of each component of the node's database that this release knows (the stores are
+    imported here only: a restore checks an archive without loading the whole node)."""
+    from pdserver.auth import audit, users
+    from pdserver.changes import journal
+    from pdserver.chutes import store
+    from pdserver.cloud import commands
+    return {"users": len(users._MIGRATIONS), "audit": len(audit._MIGRATIONS), "changes": len(journal._MIGRATIONS),
+            "chutes": len(store._MIGRATIONS), "cloud_commands": len(commands._MIGRATIONS)}
+
+
 def relocate_sources(chutes, sources_dir: Path) -> int:
     """Point the chute records at their projects in ``sources_dir`` when the state dir moved: a record naming
     a project under another directory takes the one of the same name here, if it is here. Returns how many

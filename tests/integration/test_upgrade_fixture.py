@@ -17,7 +17,7 @@ import requests
 
 from pdserver import __version__
 from pdserver.controller.storage import MIGRATIONS
-from pdserver.node import known_schema
+from pdserver.ops.state_dir import known_schema
 from tests.conftest import REPO, NodeProcess, _finish, wait_until
 from tests.integration.chute_helpers import FINAL
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from pdserver import __version__, errors
 from pdserver.main import cli
-from pdserver.node import known_schema
+from pdserver.ops.state_dir import known_schema
 from pdserver.ops import backup
 from pdserver.ops.state_dir import lock
 from pdserver.secretfiles import write_secret_file

@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 
 from pdserver import __version__
 from pdserver.controller.storage import MIGRATIONS, Database
-from pdserver.node import build_node, known_schema
+from pdserver.node import build_node
+from pdserver.ops.state_dir import known_schema
 from pdserver.storage import NewerSchema, check_versions, migrate, open_database
 
 
