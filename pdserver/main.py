@@ -40,12 +40,18 @@ def node(state_dir, port, host, config_file, print_unit):
     from pdserver.api.connections import raise_fd_limit
     from pdserver.logs import start_logging
     from pdserver.node import build_node
+    from pdserver.ops.state_dir import StateDirBusy, lock
+    from pdserver.storage import NewerSchema
 
     log = Logger(namespace="pdserver")
     try:
+        state_lock = lock(settings.state_dir)  # held until the process ends
         start_logging(settings.log_dir, settings.log_level, max_bytes=settings.log_max_bytes, files=settings.log_files)
         raise_fd_limit()  # every idle client holds a descriptor: take all the kernel allows us
         built = build_node(settings, reactor)
+    except (StateDirBusy, NewerSchema) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
     except OSError as e:
         click.echo(f"error: cannot prepare state dir {settings.state_dir}: {e}", err=True)
         sys.exit(1)
@@ -77,6 +83,7 @@ def node(state_dir, port, host, config_file, print_unit):
     reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
     reactor.run()
     built.conn.close()
+    state_lock.close()
     sys.exit(exit_code[0])
 
 
@@ -136,7 +143,11 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
                  wamp=settings.wamp_url, state=str(state_dir))
 
     def failed(failure):
-        log.failure("controller failed to start", failure)
+        from pdserver.storage import NewerSchema
+        if failure.check(NewerSchema):
+            click.echo(f"error: {failure.value}", err=True)
+        else:
+            log.failure("controller failed to start", failure)
         exit_code[0] = 1
         reactor.stop()
 
@@ -165,6 +176,43 @@ def router_config(host, port, tls_key, tls_cert):
         raise click.UsageError("--tls-key and --tls-cert go together")
     tls = (tls_key, tls_cert) if tls_key else None
     click.echo(json.dumps(config(host, port, "${%s}" % TICKET_VARIABLE, web_root="www", tls=tls), indent=2))
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The node's state dir (the node may be running).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The archive to write (default paradrop-backup-<UTC time>.tar.gz here).")
+def backup(state_dir, output):
+    """Back up a node's state into one archive (mode 0600: it holds the node's secrets)."""
+    from pdserver.ops.backup import default_output, thd_backup
+    output = output or default_output()
+    manifest = _ops(thd_backup, state_dir, output)
+    click.echo(f"backed up {len(manifest['files'])} files of {state_dir} into {output}")
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where to restore: absent or empty (the node must not be running on it).")
+@click.option("--force", is_flag=True, help="Replace what a non-empty state dir holds.")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+def restore(state_dir, force, archive):
+    """Restore a node's state from a backup archive; then start the node on it."""
+    from pdserver.ops.backup import thd_restore
+    manifest = _ops(thd_restore, archive, state_dir, force)
+    click.echo(f"restored {len(manifest['files'])} files of release {manifest['release']} into {state_dir}")
+
+
+def _ops(f, *args):
+    """Run an operation; its refusal or an OS error as one line and exit status 1, never a traceback."""
+    from pdserver import errors
+    try:
+        return f(*args)
+    except errors.Error as e:
+        click.echo(f"error: {e.message}", err=True)
+    except OSError as e:
+        click.echo(f"error: {e}", err=True)
+    sys.exit(1)
 
 
 def _base_url(option: str, value, schemes) -> Optional[str]:

@@ -44,7 +44,8 @@ from pdserver.monitor.usage import ServiceUsage
 from pdserver.services import SequentialMultiService
 from pdserver.secretfiles import load_or_create_secret, random_password, write_secret_file
 from pdserver.settings import Settings
-from pdserver.storage import open_database
+from pdserver.ops.state_dir import known_schema, relocate_sources
+from pdserver.storage import check_versions, open_database
 from pdserver.chutes.networks import NetworkFacts
 from pdserver.execution.network_actions import NetworkActions
 from pdserver.sysconfig.docker_forward import DockerForward
@@ -94,9 +95,11 @@ def build_node(settings: Settings, reactor, handlers=None, host_power=None) -> N
     ``host_power`` replaces logind on the system bus (tests give it a bus of their own)."""
     prepare_state_dir(settings)
     conn = open_database(settings.database_path)
+    check_versions(conn, known_schema())  # before any store migrates its part
     clock = reactor.seconds
     audit = AuditLog(conn, clock)
     chutes = ChuteStore(conn)
+    relocate_sources(chutes, settings.chute_sources_dir)
     hostconfig = HostConfigStore(settings.hostconfig_path)
     names = ChuteNames(load_or_create_secret(settings.node_id_path, nbytes=6))
     queue = ChangeQueue(ChangeJournal(conn), {}, reactor)

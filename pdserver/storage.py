@@ -3,10 +3,39 @@
 The node keeps one connection on the reactor thread. Its writes are a few rows
 each and WAL with synchronous=NORMAL makes them cheap while still surviving a
 kill -9 (only a power loss can drop the last commits).
+
+A database written by a newer release is refused whole, before any migration runs: an older release
+cannot know what the newer schema means, and migrating some components but not others would leave a
+database neither release can use.
 """
 import sqlite3
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
+
+from pdserver import __version__
+
+
+class NewerSchema(Exception):
+    """The database holds a component at a schema version newer than this release knows."""
+
+    def __init__(self, database: str, component: str, found: int, known: int):
+        self.component, self.found, self.known = component, found, known
+        super().__init__(
+            f"the database {database} holds component '{component}' at schema version {found}, but this release "
+            f"({__version__}) knows version {known} at most: a newer release wrote it; run that release again, or "
+            f"restore a backup made by this one")
+
+
+def check_versions(conn: sqlite3.Connection, known: Mapping[str, int]) -> None:
+    """Refuse (NewerSchema) a database with a component of ``known`` newer than its known version. Components
+    this release has no store for are left alone."""
+    for component, found in conn.execute("SELECT component, version FROM schema_versions ORDER BY component"):
+        if component in known and found > known[component]:
+            raise NewerSchema(_file_of(conn), component, found, known[component])
+
+
+def _file_of(conn: sqlite3.Connection) -> str:
+    return conn.execute("PRAGMA database_list").fetchone()[2] or ":memory:"
 
 
 def open_database(path: Path) -> sqlite3.Connection:
@@ -27,10 +56,13 @@ def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str])
     """Apply the migrations of one component that this database has not seen yet.
 
     ``migrations[i]`` takes the component from version i to i+1; a migration is
-    a script of one or more statements, applied in one transaction.
+    a script of one or more statements, applied in one transaction. A version newer than ``migrations``
+    knows raises NewerSchema.
     """
     row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
     current = row[0] if row else 0
+    if current > len(migrations):
+        raise NewerSchema(_file_of(conn), component, current, len(migrations))
     for version in range(current, len(migrations)):
         conn.execute("BEGIN IMMEDIATE")
         try:

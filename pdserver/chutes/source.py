@@ -82,8 +82,9 @@ class _Limits:
                               "archive") from None
 
 
-def extract_project(stream: BinaryIO, dest: Path, max_bytes: int, max_files: int = 10000) -> Path:
-    """Unpack a (possibly compressed) tar stream into ``dest`` with paradrop.yaml at its top; return ``dest``."""
+def extract_archive(stream: BinaryIO, dest: Path, max_bytes: int, max_files: int = 10000) -> None:
+    """Unpack a (possibly compressed) tar stream into the new directory ``dest`` under the rules above (backups
+    of a node's state use them too); SourceError, and nothing at ``dest``, otherwise."""
     dest.mkdir(parents=True, exist_ok=False)
     try:
         try:
@@ -96,6 +97,15 @@ def extract_project(stream: BinaryIO, dest: Path, max_bytes: int, max_files: int
         except _STREAM_ERRORS as e:
             raise SourceError(f"cannot unpack the archive (truncated or damaged?): {shorten(str(e), 300)}",
                               "archive") from None
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def extract_project(stream: BinaryIO, dest: Path, max_bytes: int, max_files: int = 10000) -> Path:
+    """Unpack a (possibly compressed) tar stream into ``dest`` with paradrop.yaml at its top; return ``dest``."""
+    extract_archive(stream, dest, max_bytes, max_files)
+    try:
         root = find_root(dest)
         if root != dest:
             moved = dest.with_name(dest.name + ".project")

@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from pdserver import errors
 from pdserver.controller.interfaces import FINAL_DELIVERY_STATES, IFleetStore
+from pdserver.storage import NewerSchema
 
 DB_FILE = "controller.db"
 _FINAL = tuple(sorted(FINAL_DELIVERY_STATES))
@@ -157,6 +158,8 @@ class Database(Service):
         self.pool.start()
         try:
             current = yield self.interaction(_thd_schema_version)
+            if current > len(self._migrations):
+                raise NewerSchema(str(self.path), "controller", current, len(self._migrations))
             for version in range(current, len(self._migrations)):
                 yield self.interaction(self._thd_migrate, version)
         except BaseException:
