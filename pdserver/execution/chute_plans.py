@@ -47,7 +47,8 @@ def _images(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: Optio
     for svc in spec.services:
         if svc.type == "image":
             refs[svc.name] = svc.image
-            steps.append(Step("ensure_image", {"image": svc.image}, f"making sure image {svc.image} is here"))
+            steps.append(Step("ensure_image", {"image": svc.image}, f"making sure image {svc.image} is here",
+                              together=True))
             continue
         tag = node.names.image(spec.name, svc.name, spec.version, deployment)
         refs[svc.name] = tag
@@ -189,13 +190,14 @@ def plan_install(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: 
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now, volume,
                          assigned)
     # The host networks come before the Docker network (which takes 0.1-0.2 s to make): their clients get
-    # leases that much sooner.
+    # leases that much sooner. The network and the volume (and an image chute's image check, when nothing
+    # comes between) are made together.
     return (_adopt(source_dir) + image_steps + [s for net in networks for s in net_plans.setup(net, node.network)]
             + _firewall(node, spec.name, networks, []) + [
         Step("create_network", {"name": network, "labels": labels}, f"creating network {network}",
-             undo=Step("remove_network", {"name": network}, f"removing network {network}")),
+             undo=Step("remove_network", {"name": network}, f"removing network {network}"), together=True),
         Step("create_volume", {"name": volume, "labels": labels}, "creating the /data volume",
-             undo=Step("remove_volume", {"name": volume}, "removing the /data volume")),
+             undo=Step("remove_volume", {"name": volume}, "removing the /data volume"), together=True),
     ] + _start_new(node, spec, deployment, refs, volume, networks) + [
         _save(record, None, f"recording {spec.name} {spec.version} as installed")])
 
@@ -217,8 +219,10 @@ def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: 
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now,
                          volume, assigned)
     steps = _adopt(source_dir, old.source_dir) + image_steps + [
-        Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists"),
-        Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists"),
+        Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists",
+             together=True),
+        Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists",
+             together=True),
     ] + _network_changes(node, networks, old_networks) + _firewall(node, spec.name, networks, old_networks)
     if stop_first:
         steps += _stop(node, old, undo=True)
