@@ -10,7 +10,6 @@ from typing import Callable, Optional
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
@@ -141,7 +140,9 @@ class _AddressEndpoints:
 
 def http_probe(reactor, url: str, timeout: float) -> defer.Deferred:
     """GET url; fires with the status code of any HTTP answer, fails on no answer within ``timeout``."""
-    import treq.client  # imported here: only a node that waits for web services pays for treq
+    # imported here: only a node that waits for web services pays for treq and Twisted's HTTP client
+    import treq.client
+    from twisted.web.client import Agent, HTTPConnectionPool
 
     agent = Agent.usingEndpointFactory(reactor, _AddressEndpoints(reactor, timeout),
                                        pool=HTTPConnectionPool(reactor, persistent=False))
