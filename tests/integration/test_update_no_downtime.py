@@ -51,7 +51,8 @@ class Client(threading.Thread):
             while not self.done.wait(0.02):
                 try:
                     if time.monotonic() - looked >= self.LOOK_EVERY:
-                        port, looked = self.ports[session.get(chute_url, timeout=10).json()["version"]], time.monotonic()
+                        version = session.get(chute_url, timeout=10).json()["version"]
+                        port, looked = self.ports[version], time.monotonic()
                     answer = http.get(f"http://127.0.0.1:{port}/", timeout=2)
                     self.seen.append((port, answer.status_code, answer.text.strip()))
                 except Exception as exc:  # any failure is the client's to report, not a reason to stop

@@ -126,7 +126,8 @@ def ours_round(daemon, client, name: str, shared: bool) -> dict:
     p2 = p1 if shared else c.free_port()
     first = daemon.submit("POST", "/api/v1/chutes", chute_body(name, 1, p1))
     daemon.wait_change(first)
-    old = {"port": f"http://127.0.0.1:{p1}/", "ip": f"http://{ip_of(client, daemon.container(name, 'main', first))}:8000/"}
+    old = {"port": f"http://127.0.0.1:{p1}/",
+           "ip": f"http://{ip_of(client, daemon.container(name, 'main', first))}:8000/"}
 
     def update():
         change = daemon.submit("PUT", f"/api/v1/chutes/{name}", chute_body(name, 2, p2))
