@@ -121,7 +121,7 @@ def build_node(settings: Settings, reactor, handlers=None, host_power=None) -> N
 
     chute_actions = ChuteActions(engine, chutes, reactor, settings.chute_build_dir, names.node_labels(),
                                  chute_environment(settings, gateways, tokens), settings.ready_grace,
-                                 settings.ready_timeout)
+                                 settings.ready_timeout, update_drain=settings.update_drain)
     supervisor = Supervisor(reactor, settings.state_dir / "run" / "children",
                             on_event=ChildEvents(audit).event)
     network_manager = NetworkManagerService(reactor, settings.dbus_system_address)

@@ -34,6 +34,8 @@ class Settings:
     max_connections: Optional[int] = None
     ready_grace: float = 1.0
     ready_timeout: float = 30.0
+    # Seconds an updated chute's old version keeps serving once the new one is recorded, for its clients to move.
+    update_drain: float = 1.0
     login_failures_per_minute: int = 5
     chute_default_memory: int = 256 * 1024 * 1024
     log_level: str = "info"
@@ -203,6 +205,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("max_connections", "must be at least 1")
     if settings.ready_grace < 0 or settings.ready_timeout <= 0:
         raise SettingsError("ready_timeout", "ready_grace must be >= 0 and ready_timeout > 0")
+    if settings.update_drain < 0:
+        raise SettingsError("update_drain", "must be >= 0")
     if settings.login_failures_per_minute < 1:
         raise SettingsError("login_failures_per_minute", "must be at least 1")
     if settings.chute_default_memory < 4 * 1024 * 1024:

@@ -274,9 +274,7 @@ class DockerEngine(Service):
                            f"not to {mine}: it is never reused")
 
     def _thd_create_network(self, client, name, labels, subnet):
-        existing = self._thd_find_network(client, name, subnet, labels)
-        if existing:
-            return existing
+        """Create first and look only on a refusal: an install (the common case) makes one engine call."""
         ipam = None
         if subnet:
             ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
@@ -284,7 +282,7 @@ class DockerEngine(Service):
             return client.api.create_network(name, driver="bridge", labels=labels, ipam=ipam,
                                              check_duplicate=True)["Id"]
         except docker.errors.APIError as exc:
-            if _status(exc) == 409:  # created by someone else meanwhile
+            if _status(exc) == 409:  # it exists: ours to reuse, or a Conflict
                 existing = self._thd_find_network(client, name, subnet, labels)
                 if existing:
                     return existing
@@ -346,11 +344,8 @@ class DockerEngine(Service):
         return self._call(self._thd_create_volume, name, dict(labels))
 
     def _thd_create_volume(self, client, name, labels):
-        try:
-            existing = client.api.inspect_volume(name)
-        except docker.errors.NotFound:
-            # Creating is idempotent in the engine: a volume made meanwhile comes back as it is.
-            existing = client.api.create_volume(name, driver="local", labels=labels)
+        # Creating is idempotent in the engine: an existing volume comes back as it is, with its own labels.
+        existing = client.api.create_volume(name, driver="local", labels=labels)
         self._check_owner("volume", name, existing.get("Labels"), labels)
         return existing["Name"]
 

@@ -10,14 +10,14 @@ from typing import Callable, Optional
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from pdserver.containers.errors import NotReady
 from pdserver.containers.spec import ContainerState
 
-POLL_INTERVAL = 0.1
+FIRST_POLL = 0.005  # a container that is ready at once is seen at once; the interval doubles from here...
+POLL_INTERVAL = 0.1  # ...up to this
 PROBE_TIMEOUT = 1.0
 _EPSILON = 1e-6  # clocks add floats: 10 x 0.1 s is a hair under 1 s
 
@@ -57,6 +57,7 @@ class _Wait:
     async def run(self) -> ContainerState:
         start = self.reactor.seconds()
         deadline = start + self.timeout
+        interval = FIRST_POLL
         while True:
             state = await self.engine.inspect_container(self.name)
             self._check(state)
@@ -70,7 +71,8 @@ class _Wait:
                 raise NotReady(self._timeout_reason(state))
             # poll, and look again exactly when the grace period or the time allowed ends
             milestones = [t - now for t in (start + self.grace, deadline) if t - now > _EPSILON]
-            await task.deferLater(self.reactor, min([POLL_INTERVAL] + milestones), lambda: None)
+            await task.deferLater(self.reactor, min([interval] + milestones), lambda: None)
+            interval = min(interval * 2, POLL_INTERVAL)
 
     def _check(self, state: Optional[ContainerState]) -> None:
         """Raise NotReady for the states that do not get better by waiting."""
@@ -138,7 +140,9 @@ class _AddressEndpoints:
 
 def http_probe(reactor, url: str, timeout: float) -> defer.Deferred:
     """GET url; fires with the status code of any HTTP answer, fails on no answer within ``timeout``."""
-    import treq.client  # imported here: only a node that waits for web services pays for treq
+    # imported here: only a node that waits for web services pays for treq and Twisted's HTTP client
+    import treq.client
+    from twisted.web.client import Agent, HTTPConnectionPool
 
     agent = Agent.usingEndpointFactory(reactor, _AddressEndpoints(reactor, timeout),
                                        pool=HTTPConnectionPool(reactor, persistent=False))

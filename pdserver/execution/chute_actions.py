@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 
 from pdserver.chutes.source import resolve_inside
 from pdserver.chutes.store import ChuteRecord, ChuteStore
@@ -41,11 +41,12 @@ def light_dockerfile(base: str, command, as_root: bool) -> str:
 class ChuteActions:
     def __init__(self, engine, store: ChuteStore, reactor, build_dir: Path, node_labels: dict,
                  chute_environment: Callable[[str, int, str], dict], ready_grace: float, ready_timeout: float,
-                 ready_probe: Optional[Probe] = None):
+                 ready_probe: Optional[Probe] = None, update_drain: float = 0.0):
         """``chute_environment(chute, deployment, network)`` gives the PARADROP_* variables that depend on
         the node (API address, token); they are computed at creation so no secret lands in the journal.
         ``node_labels`` go on every object we create, next to the plan's labels. ``ready_probe`` replaces
-        the HTTP probe of web services (unit tests open no sockets)."""
+        the HTTP probe of web services (unit tests open no sockets). ``update_drain`` is how long an updated
+        chute's old version keeps running once the new one is recorded (``drain_old``)."""
         self._engine = engine
         self._node_labels = dict(node_labels)
         self._store = store
@@ -55,13 +56,14 @@ class ChuteActions:
         self._grace = ready_grace
         self._timeout = ready_timeout
         self._probe = ready_probe
+        self._drain = update_drain
 
     def actions(self) -> dict:
         return {name: getattr(self, name) for name in (
             "check_source", "remove_source", "ensure_image", "build_image", "remove_image", "create_network",
             "remove_network", "create_volume", "remove_volume", "create_container", "start_container",
-            "start_containers", "stop_container", "remove_container", "wait_ready", "save_chute", "restore_chute",
-            "forget_chute")}
+            "start_containers", "stop_container", "remove_container", "wait_ready", "drain_old", "save_chute",
+            "restore_chute", "forget_chute")}
 
     def check_source(self, args, progress):
         if not Path(args["path"], "paradrop.yaml").is_file():
@@ -166,6 +168,11 @@ class ChuteActions:
             logs = yield self._engine.logs(args["name"], tail=10)
             detail = ("; last output: " + " | ".join(logs[-5:])) if logs else ""
             raise NotReady(f"{e.reason}{detail}") from None
+
+    def drain_old(self, args, progress):
+        """The new version is recorded (GET /api/v1/chutes/<name> shows it): clients that were using the old one
+        move over meanwhile, and requests in flight end, before it stops."""
+        return task.deferLater(self._reactor, self._drain, lambda: None)
 
     def save_chute(self, args, progress):
         self._store.save(ChuteRecord.from_dict(args["record"]))

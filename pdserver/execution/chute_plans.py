@@ -47,7 +47,8 @@ def _images(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: Optio
     for svc in spec.services:
         if svc.type == "image":
             refs[svc.name] = svc.image
-            steps.append(Step("ensure_image", {"image": svc.image}, f"making sure image {svc.image} is here"))
+            steps.append(Step("ensure_image", {"image": svc.image}, f"making sure image {svc.image} is here",
+                              together=True))
             continue
         tag = node.names.image(spec.name, svc.name, spec.version, deployment)
         refs[svc.name] = tag
@@ -97,15 +98,18 @@ def _names(node: NodeFacts, record_or_spec, deployment: int) -> List[Tuple[str, 
     return [(svc.name, node.names.container(spec.name, svc.name, deployment)) for svc in spec.services]
 
 
-def _start_new(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str], volume: str,
-               networks: List[ChuteNetwork]) -> List[Step]:
+def _create(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str], volume: str) -> List[Step]:
     steps = []
     for svc in spec.services:
         args = container_args(node, spec, svc, refs[svc.name], deployment, volume)
         steps.append(Step("create_container", args, f"creating service {svc.name}",
                           undo=Step("remove_container", {"name": args["name"]}, f"removing service {svc.name}")))
-    steps += _start(node, spec, deployment, networks)
     return steps
+
+
+def _start_new(node: NodeFacts, spec: ChuteSpec, deployment: int, refs: Dict[str, str], volume: str,
+               networks: List[ChuteNetwork]) -> List[Step]:
+    return _create(node, spec, deployment, refs, volume) + _start(node, spec, deployment, networks)
 
 
 def _attach(node: NodeFacts, spec: ChuteSpec, deployment: int, networks: List[ChuteNetwork],
@@ -189,13 +193,14 @@ def plan_install(node: NodeFacts, spec: ChuteSpec, deployment: int, source_dir: 
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, now, now, volume,
                          assigned)
     # The host networks come before the Docker network (which takes 0.1-0.2 s to make): their clients get
-    # leases that much sooner.
+    # leases that much sooner. The network and the volume (and an image chute's image check, when nothing
+    # comes between) are made together.
     return (_adopt(source_dir) + image_steps + [s for net in networks for s in net_plans.setup(net, node.network)]
             + _firewall(node, spec.name, networks, []) + [
         Step("create_network", {"name": network, "labels": labels}, f"creating network {network}",
-             undo=Step("remove_network", {"name": network}, f"removing network {network}")),
+             undo=Step("remove_network", {"name": network}, f"removing network {network}"), together=True),
         Step("create_volume", {"name": volume, "labels": labels}, "creating the /data volume",
-             undo=Step("remove_volume", {"name": volume}, "removing the /data volume")),
+             undo=Step("remove_volume", {"name": volume}, "removing the /data volume"), together=True),
     ] + _start_new(node, spec, deployment, refs, volume, networks) + [
         _save(record, None, f"recording {spec.name} {spec.version} as installed")])
 
@@ -206,8 +211,11 @@ def _ports(spec: ChuteSpec) -> set:
 
 def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: int, source_dir: Optional[str],
                 now: float) -> List[Step]:
-    """New version beside the old one, on the old one's /data volume; the old one stops first only when
-    they would share a host port."""
+    """New version beside the old one, on the old one's /data volume (download-then-kill): the old one
+    stops only once the new one is ready and recorded, and after the drain (``drain_old``), so a client that
+    moves over when the node reports the new version never finds neither answering. When they would share a
+    host port the old one must stop before the new one starts: the new containers are created first, so the
+    gap is only the old one's stop and the new one's start."""
     image_steps, refs = _images(node, spec, deployment, source_dir)
     labels = naming.labels(spec.name, spec.version)
     network, volume = node.names.network(spec.name), old.volume
@@ -217,16 +225,22 @@ def plan_update(node: NodeFacts, old: ChuteRecord, spec: ChuteSpec, deployment: 
     record = ChuteRecord(spec.name, spec.version, RUNNING, spec.raw, deployment, source_dir, old.installed, now,
                          volume, assigned)
     steps = _adopt(source_dir, old.source_dir) + image_steps + [
-        Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists"),
-        Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists"),
+        Step("create_network", {"name": network, "labels": labels}, f"making sure network {network} exists",
+             together=True),
+        Step("create_volume", {"name": volume, "labels": labels}, "making sure the /data volume exists",
+             together=True),
     ] + _network_changes(node, networks, old_networks) + _firewall(node, spec.name, networks, old_networks)
+    steps += _create(node, spec, deployment, refs, volume)
     if stop_first:
         steps += _stop(node, old, undo=True)
     # Beside the old version, the new one gets its host interfaces only once the old one is stopped: they
     # carry the same address and MAC address, which two containers on one bridge must not hold at once.
-    steps += _start_new(node, spec, deployment, refs, volume, networks if stop_first else [])
+    steps += _start(node, spec, deployment, networks if stop_first else [])
     steps.append(_save(record, old, f"recording {spec.name} {spec.version} as installed"))
     if not stop_first:
+        if old.state == RUNNING:
+            steps.append(Step("drain_old", {"chute": spec.name},
+                              f"letting clients move to {spec.name} {spec.version} before the old one stops"))
         steps += _stop(node, old, undo=False) + _attach(node, spec, deployment, networks)
     kept = {n.host_key for n in networks}
     return steps + _cleanup(node, old, keep_source=source_dir) + [

@@ -49,11 +49,14 @@ class Executor:
         self._after_step = after_step
 
     def check(self, steps: Sequence[Step]) -> None:
-        """Refuse a plan naming an action we cannot run, before running any of it."""
+        """Refuse a plan naming an action we cannot run, or a commit step run together with others, before
+        running any of it."""
         for step in steps:
             for s in (step, step.undo):
                 if s is not None and s.action not in self._actions:
                     raise ValueError(f"no executor for action {s.action!r}")
+            if step.commit and step.together:
+                raise ValueError(f"commit step {step.description!r} must run alone")
 
     @defer.inlineCallbacks
     def run(self, steps: Sequence[Step], journal: StepJournal):
@@ -64,24 +67,36 @@ class Executor:
     @defer.inlineCallbacks
     def _run_from(self, indexed: List[tuple], total: int, journal: "_Guarded", committed: bool):
         done: List[tuple] = []
-        for index, step in indexed:
-            journal.step_state(index, "started")
-            journal.progress(f"step {index + 1}/{total}: {step.description}")
-            try:
-                yield defer.maybeDeferred(self._actions[step.action], step.args, journal.progress)
-            except Exception as e:
-                journal.note_state(index, "failed", str(e))
-                if committed:
-                    journal.progress(f"step {index + 1} failed after the change was committed: {e}")
-                    raise StepFailed(index, step, str(e), [], committed=True)
-                journal.progress(f"step {index + 1} failed: {e}; rolling back")
-                undo_errors = yield self._undo([(index, step)] + done[::-1], journal)
-                raise StepFailed(index, step, str(e), undo_errors)
-            journal.step_state(index, "finished")
-            done.append((index, step))
-            committed = committed or step.commit
-            if self._after_step is not None:
-                self._after_step(index)
+        for batch in _batches(indexed):
+            for index, step in batch:
+                journal.step_state(index, "started")
+                journal.progress(f"step {index + 1}/{total}: {step.description}")
+            outcomes = yield defer.DeferredList(
+                [defer.maybeDeferred(self._actions[step.action], step.args, journal.progress) for _, step in batch],
+                consumeErrors=True)
+            failed = None
+            for (index, step), (ok, outcome) in zip(batch, outcomes):
+                if ok:
+                    journal.step_state(index, "finished")
+                    done.append((index, step))
+                    committed = committed or step.commit
+                    if self._after_step is not None:
+                        self._after_step(index)
+                elif failed is None:
+                    failed = (index, step, outcome.value)
+                else:  # a second failure in the batch: recorded, and undone with the rest
+                    journal.note_state(index, "failed", str(outcome.value))
+                    done.append((index, step))
+            if failed is None:
+                continue
+            index, step, e = failed
+            journal.note_state(index, "failed", str(e))
+            if committed:
+                journal.progress(f"step {index + 1} failed after the change was committed: {e}")
+                raise StepFailed(index, step, str(e), [], committed=True)
+            journal.progress(f"step {index + 1} failed: {e}; rolling back")
+            undo_errors = yield self._undo(sorted(done + [(index, step)], key=lambda d: d[0], reverse=True), journal)
+            raise StepFailed(index, step, str(e), undo_errors)
 
     @defer.inlineCallbacks
     def recover(self, journaled: Sequence[dict], journal: StepJournal):
@@ -120,6 +135,17 @@ class Executor:
             journal.note_state(index, "undone")
             journal.progress(f"undid step {index + 1}: {step.undo.description}")
         return errors
+
+
+def _batches(indexed: List[tuple]) -> List[List[tuple]]:
+    """Consecutive steps marked ``together`` form one batch; every other step is a batch of its own."""
+    batches: List[List[tuple]] = []
+    for index, step in indexed:
+        if step.together and batches and batches[-1][-1][1].together:
+            batches[-1].append((index, step))
+        else:
+            batches.append([(index, step)])
+    return batches
 
 
 class _Guarded:

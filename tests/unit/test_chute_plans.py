@@ -55,9 +55,12 @@ def test_update_with_a_shared_port_stops_the_old_version_first_and_can_restart_i
     steps = plans.plan_update(NODE, old, spec(2), 9, "/state/src/9", 20.0)
     names = [(s.action, s.args.get("name")) for s in steps]
     stop_old = names.index(("stop_container", f"paradrop-{K}-hello-main-5"))
+    create_new = names.index(("create_container", f"paradrop-{K}-hello-main-9"))
     start_new = names.index(("start_container", f"paradrop-{K}-hello-main-9"))
     commit = next(i for i, s in enumerate(steps) if s.commit)
-    assert stop_old < start_new < commit
+    # the new container exists before the old one stops: the gap holds only the stop and the start
+    assert create_new < stop_old < start_new < commit
+    assert "drain_old" not in actions(steps)
     assert steps[stop_old].undo.action == "start_container"
     after = actions(steps[commit + 1:])
     assert after == ["remove_container", "remove_image", "remove_source"]
@@ -70,6 +73,13 @@ def test_update_without_a_shared_host_port_runs_both_versions_until_the_commit(o
     commit = next(i for i, s in enumerate(steps) if s.commit)
     assert ("stop_container", f"paradrop-{K}-hello-main-5") in [(s.action, s.args.get("name")) for s in steps[commit:]]
     assert all(s.args.get("name") != f"paradrop-{K}-hello-main-5" for s in steps[:commit])
+    # the old one drains right after the commit, before it stops
+    assert actions(steps[commit + 1:commit + 3]) == ["drain_old", "stop_container"]
+
+
+def test_an_update_of_a_stopped_chute_has_nothing_to_drain():
+    steps = plans.plan_update(NODE, record(spec(1), state=STOPPED), spec(2, port=8002), 9, None, 20.0)
+    assert "drain_old" not in actions(steps)
 
 
 def test_delete_commits_right_after_stopping_and_then_removes_everything():

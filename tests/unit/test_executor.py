@@ -162,3 +162,40 @@ def test_failing_progress_reports_neither_fail_a_change_nor_stop_its_rollback():
     failure = result_of(executor.run([step("a"), step("b"), step("c")], BrokenReports()))
     assert failure.check(StepFailed) and failure.value.index == 2
     assert log == ["a", "b", "undo-c", "undo-b", "undo-a"]
+
+
+def test_steps_marked_together_run_at_once_and_the_next_step_waits_for_all_of_them():
+    from twisted.internet import defer
+    pending, log = {}, []
+
+    def slow(args, progress):
+        log.append("start " + args["name"])
+        pending[args["name"]] = defer.Deferred()
+        return pending[args["name"]]
+    together = [Step("slow", {"name": n}, f"do {n}", together=True) for n in ("net", "vol")]
+    done = Executor({"slow": slow}).run(together + [Step("slow", {"name": "after"}, "do after")], Journal())
+    assert log == ["start net", "start vol"]  # the second began before the first ended
+    pending["vol"].callback(None)
+    assert log == ["start net", "start vol"]
+    pending["net"].callback(None)
+    assert log == ["start net", "start vol", "start after"]
+    pending["after"].callback(None)
+    assert result_of(done) is None
+
+
+def test_a_failure_among_steps_run_together_undoes_all_of_them_in_reverse():
+    log = []
+    steps = [step("a"), Step("act", {"name": "b"}, "do b", undo=Step("act", {"name": "undo-b"}, "undo b"),
+                             together=True),
+             Step("act", {"name": "c"}, "do c", undo=Step("act", {"name": "undo-c"}, "undo c"), together=True)]
+    failure = result_of(Executor(recording_actions(log, fail_on={"b"})).run(steps, Journal()))
+    assert failure.check(StepFailed) and failure.value.step.description == "do b"
+    assert log == ["a", "c", "undo-c", "undo-b", "undo-a"]
+
+
+def test_a_commit_step_run_together_with_others_is_refused_before_anything_runs():
+    log = []
+    steps = [step("a"), Step("act", {"name": "b"}, "commit b", commit=True, together=True)]
+    with pytest.raises(ValueError, match="must run alone"):
+        Executor(recording_actions(log)).check(steps)
+    assert log == []

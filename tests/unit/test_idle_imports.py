@@ -2,7 +2,8 @@
 
 pyroute2 (about 9 MB resident), txdbus, jsonschema, dockerfile_parse and psutil are imported by the first
 network change, the first system bus that may be there, the first validated document, the first image build and
-the first reading of the hardware or telemetry; a top-level import anywhere in the node's wiring would bring them
+the first reading of the hardware or telemetry, and Twisted's HTTP client with treq by the first readiness probe
+of a web chute; a top-level import anywhere in the node's wiring would bring them
 back at start, and this test names the package.
 """
 import json
@@ -12,6 +13,8 @@ import sys
 from tests.conftest import REPO
 
 LAZY = ("pyroute2", "txdbus", "jsonschema", "dockerfile_parse", "psutil", "autobahn")
+# Modules of packages an idle node does use: Twisted's HTTP client is for readiness probes of web chutes.
+LAZY_MODULES = ("twisted.web.client", "treq")
 
 # argv: the state dir. Builds the node as `pdserver node` does (nothing started: that needs Docker), then asks
 # for NetworkManager on a bus address whose socket does not exist; prints the modules and the answer.
@@ -46,6 +49,7 @@ def test_an_idle_node_imports_none_of_the_packages_only_changes_need(tmp_path):
     assert "pdserver.node" in modules and "docker" in modules  # the node was really built
     loaded = sorted({m.split(".")[0] for m in modules} & set(LAZY))
     assert loaded == [], f"an idle node imported {loaded}"
+    assert sorted(set(modules) & set(LAZY_MODULES)) == []
     assert seen["networkmanager"] == [None]  # no bus: no NetworkManager, answered at once
 
 

@@ -165,11 +165,20 @@ def test_a_failing_step_leaves_the_old_state_or_after_the_commit_the_new_one(tmp
     reconcile_converges(node, held)
 
 
+def batch_end(plan, index: int) -> int:
+    """The last step that ran with step ``index``: steps marked together run at once, so all of them are undone."""
+    end = index
+    while plan[index]["together"] and end + 1 < len(plan) and plan[end + 1]["together"]:
+        end += 1
+    return end
+
+
 @pytest.mark.parametrize("scenario, index, when", cases())
 def test_failing_undos_ask_for_attention_and_the_next_reconcile_converges(tmp_path, scenario, index, when):
     node, (records, _, held), change, plan, commit = fail_at(tmp_path, scenario, index, when, undos=True)
     assert change.state is ChangeState.FAILED
-    undone = [(i, step) for i, step in enumerate(plan[:index + 1]) if step["undo"]] if index <= commit else []
+    undone = [(i, step) for i, step in enumerate(plan[:batch_end(plan, index) + 1]) if step["undo"]
+              ] if index <= commit else []
     assert change.needs_attention == (bool(undone) or index > commit)
     if undone:
         assert change.result["message"].startswith(f"step {index + 1} ({plan[index]['description']}) failed")

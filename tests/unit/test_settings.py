@@ -64,3 +64,10 @@ def test_connection_limits_are_settings_and_a_bad_one_is_named():
                         ("max_connections", "0"), ("max_connections", "many")]:
         with pytest.raises(SettingsError, match=name):
             load(None, environ={"PARADROP_" + name.upper(): value})
+
+
+def test_the_update_drain_is_a_setting_and_a_negative_one_is_named():
+    assert load(None, environ={}).update_drain == 1.0
+    assert load(None, environ={"PARADROP_UPDATE_DRAIN": "0.25"}).update_drain == 0.25
+    with pytest.raises(SettingsError, match="update_drain"):
+        load(None, environ={"PARADROP_UPDATE_DRAIN": "-1"})

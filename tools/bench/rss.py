@@ -18,6 +18,10 @@ holds the standard-library modules the daemon loaded imports that package's load
 adds is printed, heaviest first. A package's dependencies count in its figure (so twisted's includes the
 pyOpenSSL/cryptography its TLS support pulls in, and autobahn's includes twisted): the figures overlap and do not
 add up to the total; each says what the node would save if nothing needed that package at idle.
+
+Then, for the groups that stand between the node and the 60 MB goal, the exact saving: every module loaded at
+idle imported in a fresh python with the group available and with it unavailable (a child-only import hook that
+makes it look not installed: the node itself never hides modules), median of three pairs.
 """
 import json
 import os
@@ -57,6 +61,42 @@ signal.signal(signal.SIGUSR1, dump)
 sys.argv[0] = "pdserver"
 runpy.run_module("pdserver.main", run_name="__main__", alter_sys=True)
 """
+
+# argv: the packages to refuse (JSON list), the modules to import (JSON list); prints the RSS (MB) once imported.
+# A refused package is as if it were not installed (ModuleNotFoundError, which Twisted's reactor takes as "no
+# TLS" and PyJWT as "HMAC only"): this measures what the node would weigh without it, in a child only.
+WITHOUT = r"""
+import importlib, importlib.abc, json, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def __init__(self, tops):
+        self.tops = set(tops)
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.tops:
+            raise ModuleNotFoundError(f"no module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Refuse(json.loads(sys.argv[1])))
+import psutil
+for name in json.loads(sys.argv[2]):
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+print(psutil.Process().memory_info().rss / 2 ** 20)
+"""
+
+# What an idle node would save without these packages (refused as above), and who imports them at idle.
+WITHOUT_GROUPS = [
+    ("the TLS stack: pyOpenSSL, service_identity, cryptography (the reactor imports them: twisted.internet."
+     "posixbase -> twisted.internet.ssl, twisted.internet.tcp -> _newtls -> OpenSSL -> cryptography)",
+     ["OpenSSL", "service_identity", "cryptography", "pyasn1", "pyasn1_modules"]),
+    ("pyOpenSSL and service_identity only (cryptography stays: PyJWT's algorithms module imports it too)",
+     ["OpenSSL", "service_identity"]),
+    ("jsonschema, referencing, jsonschema_specifications, rpds (the first validated body: the login)",
+     ["jsonschema", "referencing", "jsonschema_specifications", "rpds"]),
+]
 
 # argv: the standard-library modules, the package's modules (JSON lists); prints the RSS (MB) the latter add.
 PACKAGE_COST = r"""
@@ -111,6 +151,23 @@ def package_costs(modules) -> list:
     return sorted(costs, reverse=True)
 
 
+def rss_without(modules, refused) -> float:
+    """RSS (MB) of a fresh python importing ``modules`` with the ``refused`` packages unavailable."""
+    out = subprocess.run([c.PYTHON, "-c", WITHOUT, json.dumps(refused), json.dumps(modules)], capture_output=True,
+                         text=True, check=True, timeout=60, cwd=str(c.ROOT), env=c.clean_env())
+    return float(out.stdout)
+
+
+def savings(modules) -> list:
+    """[(MB saved, what)] for each group of WITHOUT_GROUPS: all idle modules imported with and without it
+    (median of three of each, alternating)."""
+    rows = []
+    for what, refused in WITHOUT_GROUPS:
+        pairs = [(rss_without(modules, []), rss_without(modules, refused)) for _ in range(3)]
+        rows.append((sorted(a - b for a, b in pairs)[1], what))
+    return rows
+
+
 def hit(session, port, paths, count, headers=None):
     for i in range(count):
         response = session.get(f"http://127.0.0.1:{port}{paths[i % len(paths)]}", headers=headers, timeout=10)
@@ -147,9 +204,12 @@ def main():
         ours_after, base_after = rss_mb(daemon), rss_mb(baseline)
 
     costs = package_costs(idle_modules)
+    saved = savings(idle_modules)
     print(f"loaded at idle: {len(idle_modules)} modules, {len(c.third_party(idle_modules)) - 1} third-party "
           f"packages; idle RSS {ours:.1f} MB. Heaviest packages (MB each adds, with its dependencies, to a python "
           f"holding the standard library): " + ", ".join(f"{top} {mb:.1f}" for mb, top in costs[:HEAVIEST]))
+    print("what the idle node would weigh less without (its idle modules imported in a fresh python with and "
+          "without the packages; not additive): " + "; ".join(f"{what}: {mb:.1f} MB" for mb, what in saved))
     print(f"idle RSS after a login and {WARM_REQUESTS} GETs; baseline imports {len(modules)} library modules "
           f"({', '.join(c.third_party(modules))})")
     c.table("rss: idle resident memory (MB)", [
