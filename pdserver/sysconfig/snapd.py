@@ -3,7 +3,7 @@
 Under snapd the node's environment names its snap (``SNAP_INSTANCE_NAME``, ``SNAP_NAME``) and snapd listens on
 /run/snapd.socket; ``GET /v2/connections?snap=<name>`` lists that snap's plugs and slots with their connections.
 Elsewhere there is nothing to ask, and ``connections`` says so instead of failing. treq is imported on the first
-question to snapd only.
+question to snapd only, and Twisted's HTTP client with them.
 """
 import json
 import os
@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from twisted.internet import defer
 from twisted.internet.endpoints import UNIXClientEndpoint
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import Interface, implementer
 
@@ -67,6 +66,7 @@ class SnapdClient:
     async def _get(self, path: str):
         """snapd's ``result`` of a GET, or Unavailable with snapd's own message."""
         import treq.client
+        from twisted.web.client import Agent, HTTPConnectionPool
         agent = Agent.usingEndpointFactory(self._reactor, _Socket(self._reactor, self._socket),
                                            pool=HTTPConnectionPool(self._reactor, persistent=False))
         http = treq.client.HTTPClient(agent)
