@@ -1,0 +1,89 @@
+"""PostgreSQL through psycopg 3 (imported only when a ``postgresql://`` database is configured): the connection's
+arguments, qmark parameters for the controller's portable SQL, and the driver's errors in pdserver.errors terms.
+
+Chosen over psycopg2 after measuring both through adbapi on one connection (1,000 inserts, 1,000 updates, 500
+single-row reads): within noise of each other; psycopg 3 is the maintained one, prepares repeated statements
+itself and names every error by its SQLSTATE.
+"""
+import functools
+from typing import Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import conninfo
+
+from pdserver import errors
+
+CONNECT_TIMEOUT = 10  # seconds; libpq waits for ever by default when a host drops packets
+
+
+def redact(url: str) -> str:
+    """``url`` as logs and errors may show it: no password, neither in the user part nor as a parameter."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = f"{user.split(':', 1)[0]}{':***' if ':' in user else ''}@{host}"
+    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="/")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def check_url(url: str) -> dict:
+    """libpq's reading of the URL (``InvalidInput`` on ``db`` when it has none), with the connect timeout."""
+    try:
+        urlsplit(url).port
+        params = conninfo.conninfo_to_dict(url)
+    except (ValueError, psycopg.Error) as e:
+        raise errors.InvalidInput(f"invalid PostgreSQL URL {redact(url)}: {one_line(str(e), url)}",
+                                  field="db") from None
+    if not params.get("dbname"):
+        raise errors.InvalidInput(f"the PostgreSQL URL {redact(url)} names no database (postgresql://USER@HOST/DB)",
+                                  field="db")
+    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
+    return params
+
+
+def one_line(message: str, url: str) -> str:
+    """A driver's message on one line, without the URL's password should it be echoed."""
+    password = conninfo.conninfo_to_dict(url).get("password") if url else None
+    text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    return text.replace(password, "***") if password else text
+
+
+@functools.lru_cache(maxsize=1024)
+def _pyformat(sql: str) -> str:
+    """qmark (``?``, the controller's SQL) to psycopg's ``%s``; a ``?`` never appears in the SQL's literals."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class QmarkCursor(psycopg.Cursor):
+    """A cursor taking the ``?`` placeholders SQLite takes, so one text of each query serves both."""
+
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query if params is None else _pyformat(query), params, **kwargs)
+
+    def executemany(self, query, params_seq, **kwargs):
+        return super().executemany(_pyformat(query), params_seq, **kwargs)
+
+
+def connect_kwargs(params: dict) -> dict:
+    """adbapi's keyword arguments to psycopg.connect."""
+    return {**params, "cursor_factory": QmarkCursor}
+
+
+def translate(error: BaseException, url: str) -> Optional[errors.Error]:
+    """A driver error in pdserver.errors terms, or None to let it through: a lost race with another writer (a
+    unique key taken, a row referred to deleted, a deadlock) is a Conflict, an unreachable server Unavailable."""
+    if not isinstance(error, psycopg.Error):
+        return None
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        return errors.Conflict("it exists already (made by a concurrent request)")
+    if isinstance(error, psycopg.errors.ForeignKeyViolation):
+        return errors.Conflict("what it refers to was removed by a concurrent request")
+    state = error.sqlstate or ""
+    if state.startswith("40"):  # transaction rollback: serialization failure, deadlock
+        return errors.Conflict("a concurrent change conflicted with this one: try again")
+    if isinstance(error, psycopg.OperationalError) and (not state or state[:2] in ("08", "57")):
+        return errors.Unavailable(f"the database is unreachable: {one_line(str(error), url)}",
+                                  headers={"Retry-After": "5"})
+    return None
