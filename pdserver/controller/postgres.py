@@ -24,7 +24,7 @@ def redact(url: str) -> str:
     if "@" in netloc:
         user, host = netloc.rsplit("@", 1)
         netloc = f"{user.split(':', 1)[0]}{':***' if ':' in user else ''}@{host}"
-    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="/")
+    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="/*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -45,9 +45,12 @@ def check_url(url: str) -> dict:
 
 def one_line(message: str, url: str) -> str:
     """A driver's message on one line, without the URL's password should it be echoed."""
-    password = conninfo.conninfo_to_dict(url).get("password") if url else None
+    parts = urlsplit(url)
     text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
-    return text.replace(password, "***") if password else text
+    for password in [parts.password] + [v for k, v in parse_qsl(parts.query) if k == "password"]:
+        if password:
+            text = text.replace(password, "***")
+    return text
 
 
 @functools.lru_cache(maxsize=1024)
@@ -56,14 +59,22 @@ def _pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def _params(params):
+    """PostgreSQL's text holds no NUL character (SQLite's does): U+FFFD stands in for it, so a hostile name
+    looked up is not found (as on SQLite) and a node's message with a NUL in it is still stored."""
+    return tuple(p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params)
+
+
 class QmarkCursor(psycopg.Cursor):
     """A cursor taking the ``?`` placeholders SQLite takes, so one text of each query serves both."""
 
     def execute(self, query, params=None, **kwargs):
-        return super().execute(query if params is None else _pyformat(query), params, **kwargs)
+        if params is None:
+            return super().execute(query, **kwargs)
+        return super().execute(_pyformat(query), _params(params), **kwargs)
 
     def executemany(self, query, params_seq, **kwargs):
-        return super().executemany(_pyformat(query), params_seq, **kwargs)
+        return super().executemany(_pyformat(query), [_params(p) for p in params_seq], **kwargs)
 
 
 def connect_kwargs(params: dict) -> dict:
@@ -83,7 +94,8 @@ def translate(error: BaseException, url: str) -> Optional[errors.Error]:
     state = error.sqlstate or ""
     if state.startswith("40"):  # transaction rollback: serialization failure, deadlock
         return errors.Conflict("a concurrent change conflicted with this one: try again")
-    if isinstance(error, psycopg.OperationalError) and (not state or state[:2] in ("08", "57")):
+    # connection failures, the server shutting down, a database or role that is not there, a wrong password
+    if isinstance(error, psycopg.OperationalError) and (not state or state[:2] in ("08", "57", "3D", "28")):
         return errors.Unavailable(f"the database is unreachable: {one_line(str(error), url)}",
                                   headers={"Retry-After": "5"})
     return None

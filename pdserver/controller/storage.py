@@ -45,8 +45,9 @@ def _postgresql_error(error: BaseException, target: str) -> Optional[errors.Erro
 class Dialect:
     """What differs between the databases. Migrations name types as ``{serial}`` and ``{blob}``; queries use
     ``?`` parameters (the PostgreSQL connection's cursor translates them), ON CONFLICT for upserts, RETURNING
-    (both have it), Python booleans as parameters (SQLite answers 0/1: read them through ``bool``). No query
-    needs SQLite's BEGIN IMMEDIATE: its one connection never contends, and PostgreSQL takes row locks."""
+    (both have it), Python booleans as parameters (SQLite answers 0/1: read them through ``bool``); PostgreSQL's
+    text holds no NUL (its cursor stores U+FFFD instead). No query needs SQLite's BEGIN IMMEDIATE: its one
+    connection never contends, and PostgreSQL takes row locks."""
     name: str
     serial: str  # an integer key the database numbers itself
     blob: str  # bytes

@@ -74,8 +74,9 @@ def test_the_controller_command_refuses_bad_options_before_starting(tmp_path):
     result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), "--router-ticket-file",
                                  str(ticket)])
     assert result.exit_code == 2 and "goes with --router" in result.output
-    result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), "--db", "postgresql://h/db"])
-    assert result.exit_code == 2 and "db" in result.output
+    for db in ("mysql://h/db", "postgresql://ctl:s3cret@h/"):
+        result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), "--db", db])
+        assert result.exit_code == 2 and "db" in result.output and "s3cret" not in result.output, result.output
 
 
 @pytest_twisted.ensureDeferred
