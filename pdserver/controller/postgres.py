@@ -6,6 +6,7 @@ single-row reads): within noise of each other; psycopg 3 is the maintained one, 
 itself and names every error by its SQLSTATE.
 """
 import functools
+import re
 from typing import Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -88,7 +89,8 @@ def translate(error: BaseException, url: str) -> Optional[errors.Error]:
     if not isinstance(error, psycopg.Error):
         return None
     if isinstance(error, psycopg.errors.UniqueViolation):
-        return errors.Conflict("it exists already (made by a concurrent request)")
+        key = re.match(r"Key \((.+?)\)=", error.diag.message_detail or "")
+        return errors.Conflict("it exists already (made by a concurrent request)", field=key and key.group(1))
     if isinstance(error, psycopg.errors.ForeignKeyViolation):
         return errors.Conflict("what it refers to was removed by a concurrent request")
     state = error.sqlstate or ""

@@ -29,8 +29,10 @@ _FINAL = tuple(sorted(FINAL_DELIVERY_STATES))
 
 
 def _sqlite_error(error: BaseException, _target: str) -> Optional[errors.Error]:
-    if isinstance(error, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(error):
-        return errors.Conflict("it exists already (made by a concurrent request)")
+    if isinstance(error, sqlite3.IntegrityError) and str(error).startswith("UNIQUE constraint failed: "):
+        columns = str(error).split(": ", 1)[1].split(", ")
+        return errors.Conflict("it exists already (made by a concurrent request)",
+                               field=", ".join(c.split(".")[-1] for c in columns))
     if isinstance(error, sqlite3.OperationalError) and "database is locked" in str(error):
         return errors.Unavailable("the database is busy", headers={"Retry-After": "1"})
     return None

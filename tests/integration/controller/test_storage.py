@@ -219,8 +219,9 @@ async def test_two_backends_on_one_database_never_both_win_and_the_loser_gets_a_
             await _wait_for(blocked)
         release.set()
         await slow
-        with pytest.raises(errors.Conflict):
+        with pytest.raises(errors.Conflict) as e:
             await racing
+        assert e.value.field == "name"
         assert await second.query("SELECT value FROM settings WHERE name = 'shared'") == [{"value": "first"}]
 
         await _add_delivery(first, "dep-z-1")
