@@ -6,10 +6,14 @@ assert on it: every node_seen call in ``seen``, every delivery's history in ``hi
 import secrets
 
 from twisted.internet import defer
+from zope.interface import implementer
+
+from pdserver.controller.interfaces import IFleetStore
 
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "forbidden")
 
 
+@implementer(IFleetStore)
 class MemoryFleetStore:
     def __init__(self):
         self.nodes = {}

@@ -3,9 +3,13 @@ the fleet double (no router)."""
 import pytest
 import pytest_twisted
 
+from tests import postgres
 from tests.fleet_double import FleetDouble
 from tests.integration.controller.helpers import ADMIN_PASSWORD, Clock, Running
-from tests.postgres import db_backend, postgres_cluster  # noqa: F401 (fixtures)
+
+# the PostgreSQL fixtures, for every test here
+db_backend, postgres_cluster, postgres_database = postgres.db_backend, postgres.postgres_cluster, \
+    postgres.postgres_database
 
 
 @pytest.fixture

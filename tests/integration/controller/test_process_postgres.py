@@ -13,7 +13,6 @@ from twisted.internet import reactor, task
 
 from tests.conftest import REPO, free_port
 from tests.integration.controller.helpers import PASSWORD, Client
-from tests.postgres import postgres_cluster, postgres_database  # noqa: F401 (fixtures)
 
 ADMIN_PASSWORD = "process-admin-password"
 ENV = {**os.environ, "PARADROP_CONTROLLER_ADMIN_PASSWORD": ADMIN_PASSWORD,

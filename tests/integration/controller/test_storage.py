@@ -10,7 +10,6 @@ from twisted.internet import defer, reactor, task, threads
 from pdserver import errors
 from pdserver.controller.storage import MIGRATIONS, ControllerStore, Database, database_location, fetch
 from tests.conftest import free_port
-from tests.postgres import db_backend, postgres_cluster  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
