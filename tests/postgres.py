@@ -60,6 +60,17 @@ class Cluster:
                         "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", statement],
                        check=True, capture_output=True, timeout=60)
 
+    def restart(self) -> None:
+        """Stop the server (its connections dropped) and start it again on the same port."""
+        subprocess.run(_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", self.options,
+                                     "-l", str(self.base / "server.log"), "-m", "fast", "-w", "-t", "60",
+                                     "restart"]), check=True, capture_output=True, timeout=120)
+
+    @property
+    def options(self) -> str:
+        return (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off")
+
     def create_database(self) -> str:
         name = f"t_{secrets.token_hex(6)}"
         self.sql(f"CREATE DATABASE {name} TEMPLATE template0")
@@ -89,10 +100,8 @@ def running_cluster() -> Iterator[Cluster]:
         subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(cluster.data_dir), "-A", "trust", "-U",
                                      SUPERUSER, "-E", "UTF8", "--locale=C", "--no-sync"]),
                        check=True, capture_output=True, timeout=120)
-        options = (f"-p {cluster.port} -k {cluster.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
         started = True
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(cluster.data_dir), "-o", options, "-l",
+        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(cluster.data_dir), "-o", cluster.options, "-l",
                                      str(base / "server.log"), "-w", "-t", "60", "start"]),
                        check=True, capture_output=True, timeout=120)
         yield cluster

@@ -263,3 +263,18 @@ async def test_a_nodes_message_with_a_nul_in_it_is_stored_and_a_nul_key_is_simpl
         assert await store.node_auth("0123456789abcdef\x00") is None
     finally:
         await db.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_postgresql_server_costs_one_503_and_then_the_pool_reconnects(postgres_cluster,
+                                                                                       postgres_database, tmp_path):
+    db = await _open(database_location(postgres_database, tmp_path, pool_size=1))
+    try:
+        await _add_node(db)
+        postgres_cluster.restart()
+        with pytest.raises(errors.Unavailable) as e:
+            await db.query("SELECT id FROM nodes")
+        assert e.value.status == 503 and "unreachable" in e.value.message
+        assert await db.query("SELECT id FROM nodes") == [{"id": "0123456789abcdef"}]
+    finally:
+        await db.stopService()
