@@ -98,6 +98,5 @@ def translate(error: BaseException, url: str) -> Optional[errors.Error]:
         return errors.Conflict("a concurrent change conflicted with this one: try again")
     # connection failures, the server shutting down, a database or role that is not there, a wrong password
     if isinstance(error, psycopg.OperationalError) and (not state or state[:2] in ("08", "57", "3D", "28")):
-        return errors.Unavailable(f"the database is unreachable: {one_line(str(error), url)}",
-                                  headers={"Retry-After": "5"})
+        return errors.Unavailable(one_line(str(error), url), headers={"Retry-After": "5"})
     return None

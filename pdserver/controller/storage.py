@@ -17,12 +17,14 @@ from urllib.parse import urlparse
 from twisted.application.service import Service
 from twisted.enterprise import adbapi
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pdserver import errors
 from pdserver.controller.interfaces import FINAL_DELIVERY_STATES, IFleetStore
 
+log = Logger()
 DB_FILE = "controller.db"
 DEFAULT_POOL_SIZE = 5  # PostgreSQL connections per backend (the server's default max_connections is 100)
 _FINAL = tuple(sorted(FINAL_DELIVERY_STATES))
@@ -224,8 +226,9 @@ class Database(Service):
                 yield self.interaction(self._thd_migrate, version)
         except errors.Unavailable as e:
             self._close()
+            problem = e.__cause__.message if isinstance(e.__cause__, errors.Error) else e.message
             raise errors.Unavailable(f"cannot open the {self.dialect.name} database {self.location.shown}: "
-                                     f"{e.message}", field="db") from None
+                                     f"{problem}", field="db") from None
         except BaseException:
             self._close()
             raise
@@ -244,8 +247,10 @@ class Database(Service):
 
     def _thd_migrate(self, txn, version: int) -> None:
         """Migration ``version`` -> ``version + 1`` in one transaction: the UPDATE opens it and the DDL joins
-        it, so a migration applies whole or not at all."""
-        txn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+        it, so a migration applies whole or not at all. Another backend starting at the same time waits on the
+        UPDATE's row lock and then finds the version moved on: each migration runs once."""
+        if run(txn, "UPDATE schema_version SET version = ? WHERE version = ?", (version + 1, version)) == 0:
+            return
         for statement in self._migrations[version].format(serial=self.dialect.serial,
                                                           blob=self.dialect.blob).split(";"):
             if statement.strip():
@@ -311,9 +316,14 @@ class Database(Service):
         return self.pool.runInteraction(f, *args, **kwargs).addErrback(self._translate)
 
     def _translate(self, failure: Failure):
+        """A driver's error in our terms. An unreachable database's details (addresses, the server's words) go to
+        the log, not to the client."""
         translated = self.dialect.translate(failure.value, self.location.target)
         if translated is None:
             return failure
+        if isinstance(translated, errors.Unavailable):
+            log.warn("database {db}: {problem}", db=self.location.shown, problem=translated.message)
+            raise errors.Unavailable("the database is unreachable", headers=translated.headers) from translated
         raise translated
 
     def query(self, sql: str, args: Tuple[Any, ...] = ()) -> defer.Deferred:

@@ -274,7 +274,22 @@ async def test_a_restarted_postgresql_server_costs_one_503_and_then_the_pool_rec
         postgres_cluster.restart()
         with pytest.raises(errors.Unavailable) as e:
             await db.query("SELECT id FROM nodes")
-        assert e.value.status == 503 and "unreachable" in e.value.message
+        assert e.value.status == 503 and e.value.message == "the database is unreachable"  # details: the log
         assert await db.query("SELECT id FROM nodes") == [{"id": "0123456789abcdef"}]
     finally:
         await db.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_backends_starting_together_on_one_database_apply_each_migration_once(location):
+    db = await _open(location, MIGRATIONS[:1])
+    await db.stopService()
+    upgrade = MIGRATIONS + ["CREATE TABLE sites (name TEXT PRIMARY KEY)"]
+    backends = [Database(location, reactor, upgrade) for _ in range(3)]
+    try:
+        await defer.gatherResults([defer.maybeDeferred(b.startService) for b in backends])
+        assert await _version(backends[0]) == len(upgrade) and "sites" in await _tables(backends[2])
+        assert await backends[1].query("SELECT COUNT(*) AS n FROM schema_version") == [{"n": 1}]
+    finally:
+        for b in backends:
+            await b.stopService()
