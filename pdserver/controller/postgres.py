@@ -78,6 +78,18 @@ class QmarkCursor(psycopg.Cursor):
         return super().executemany(_pyformat(query), [_params(p) for p in params_seq], **kwargs)
 
 
+def thd_run_pipelined(connection, statements) -> list:
+    """Thread code: the statements in the connection's transaction, sent without waiting for each answer; the
+    rows each changed. The first failure is raised (and the transaction is then rolled back whole)."""
+    cursors = []
+    with connection.pipeline():
+        for sql, args in statements:
+            cursor = connection.cursor()
+            cursor.execute(sql, args)
+            cursors.append(cursor)
+    return [cursor.rowcount for cursor in cursors]
+
+
 def connect_kwargs(params: dict) -> dict:
     """adbapi's keyword arguments to psycopg.connect."""
     return {**params, "cursor_factory": QmarkCursor}
