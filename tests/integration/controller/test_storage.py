@@ -293,3 +293,18 @@ async def test_backends_starting_together_on_one_database_apply_each_migration_o
     finally:
         for b in backends:
             await b.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_unix_socket_url_reaches_the_same_database(postgres_cluster, postgres_database, tmp_path):
+    name = postgres_database.rsplit("/", 1)[1]
+    by_socket = await _open(database_location(postgres_cluster.socket_url(name), tmp_path))
+    by_tcp = await _open(database_location(postgres_database, tmp_path))
+    try:
+        await _add_node(by_socket)
+        assert (await ControllerStore(by_tcp).node_auth("0123456789abcdef"))["key"] == "k"
+        found = await by_socket.query("SELECT inet_server_addr() IS NULL AS local")
+        assert found == [{"local": True}]  # no TCP address: the connection came through the socket
+    finally:
+        await by_socket.stopService()
+        await by_tcp.stopService()
