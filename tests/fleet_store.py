@@ -35,11 +35,10 @@ class MemoryFleetStore:
         key = key or f"dep-{deployment_id}-{node_id}-{len(self.deliveries)}"
         delivery = {"key": key, "deployment_id": deployment_id, "node_id": node_id, "state": "pending",
                     "chute": chute, "version": version, "config": config if command is None else None,
-                    "source": None, "user": user, "role": role, "change_id": None, "message": None}
+                    "source": None, "user": user, "role": role, "change_id": None, "message": None,
+                    "command": command}
         if config is None and command is None:
             delivery["config"] = {"name": chute, "version": version}
-        if command is not None:
-            delivery["command"] = command
         self.deliveries[key] = delivery
         self.history[key] = ["pending"]
         return delivery

@@ -68,10 +68,9 @@ async def test_every_fleet_store_keeps_the_same_contract(fleet_store):
         await fleet_store.add_delivery("0123456789abcdef", key, float(i))
     pending = await store.pending_deliveries("0123456789abcdef")
     assert [d["key"] for d in pending] == ["dep-a-0123456789abcdef", "dep-b-0123456789abcdef"]  # oldest first
-    assert {"key", "deployment_id", "node_id", "state", "chute", "version", "config", "source", "user",
+    assert {"key", "deployment_id", "node_id", "state", "command", "chute", "version", "config", "source", "user",
             "role"} <= set(pending[0])
-    assert (pending[0]["state"], pending[0]["command"] if "command" in pending[0] else None, pending[0]["config"]) == \
-        ("pending", None, {"name": "hello"})
+    assert (pending[0]["state"], pending[0]["command"], pending[0]["config"]) == ("pending", None, {"name": "hello"})
 
     assert await store.update_delivery("dep-a-0123456789abcdef", "running", 12.0, change_id=4) is True
     assert await store.update_delivery("dep-a-0123456789abcdef", "succeeded", 13.0) is True
