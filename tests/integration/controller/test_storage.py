@@ -308,3 +308,16 @@ async def test_a_unix_socket_url_reaches_the_same_database(postgres_cluster, pos
     finally:
         await by_socket.stopService()
         await by_tcp.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_backends_starting_together_on_an_empty_postgresql_database_make_one_schema(postgres_database,
+                                                                                            tmp_path):
+    location = database_location(postgres_database, tmp_path)
+    backends = [Database(location, reactor) for _ in range(4)]
+    try:
+        await defer.gatherResults([defer.maybeDeferred(b.startService) for b in backends])
+        assert await backends[3].query("SELECT version FROM schema_version") == [{"version": len(MIGRATIONS)}]
+    finally:
+        for b in backends:
+            await b.stopService()
