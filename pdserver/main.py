@@ -121,8 +121,8 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
 
     def started(_):
         gc.freeze()
-        log.info("ParaDrop controller ready: API at {url}, WAMP router {wamp} (state in {state})", url=built.url,
-                 wamp=settings.wamp_url, state=str(state_dir))
+        log.info("ParaDrop controller ready: API at {url}, WAMP router {wamp}, database {db} (state in {state})",
+                 url=built.url, wamp=settings.wamp_url, db=built.db.location.shown, state=str(state_dir))
 
     def failed(failure):
         if failure.check(errors.Unavailable) and failure.value.field == "db":  # no traceback: say what is wrong

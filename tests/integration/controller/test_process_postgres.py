@@ -31,8 +31,10 @@ class Controller:
 
     def __init__(self, state_dir, db):
         self.port = free_port()
-        self.process = subprocess.Popen(_command(state_dir, db, self.port), env=ENV, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.output = state_dir.parent / f"{state_dir.name}.out"
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(_command(state_dir, db, self.port), env=ENV, stdout=out,
+                                            stderr=subprocess.STDOUT)
         self.client = Client(f"http://127.0.0.1:{self.port}")
 
     async def ready(self):
@@ -76,7 +78,8 @@ def controllers():
 
 @pytest_twisted.ensureDeferred
 async def test_users_and_nodes_outlive_a_restart_on_postgresql(controllers, postgres_database, tmp_path):
-    first = controllers(tmp_path / "first", postgres_database)
+    url = postgres_database.replace("@", ":s3cret@", 1)  # the test cluster trusts loopback: any password does
+    first = controllers(tmp_path / "first", url)
     await first.ready()
     code, _ = await first.client.post("/api/v1/auth/register", {"username": "alice", "password": PASSWORD})
     assert code == 201
@@ -86,12 +89,17 @@ async def test_users_and_nodes_outlive_a_restart_on_postgresql(controllers, post
     assert code == 201
     assert first.stop() == 0
 
-    second = controllers(tmp_path / "second", postgres_database)  # a new state dir: all it knows is in the database
+    second = controllers(tmp_path / "second", url)  # a new state dir: all it knows is in the database
     await second.ready()
     code, login = await second.client.post("/api/v1/auth/login", {"username": "alice", "password": PASSWORD})
     assert code == 200
     code, nodes = await Client(second.client.url, login["token"]).get("/api/v1/nodes")
     assert code == 200 and [(n["id"], n["name"], n["role"]) for n in nodes] == [(node["id"], "kept", "owner")]
+    assert second.stop() == 0
+    output = first.output.read_text() + second.output.read_text()
+    assert "database postgresql://paradrop:***@127.0.0.1" in output  # the ready line names it, redacted
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+    assert "s3cret" not in logs
 
 
 @pytest.mark.parametrize("problem", ["unreachable", "missing"])
