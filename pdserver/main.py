@@ -98,14 +98,17 @@ def node(state_dir, port, host, config_file, print_unit):
 @click.option("--wamp-host", default="127.0.0.1", show_default=True, help="Listen address of the embedded router.")
 @click.option("--wamp-port", type=click.IntRange(1, 65535), default=9086, show_default=True,
               help="Port of the embedded router.")
-@click.option("--db", help="Database URL (default: sqlite in the state dir; sqlite:///PATH for another file).")
+@click.option("--db", help="Database URL (default: sqlite in the state dir; sqlite:///PATH for another file; "
+                           "postgresql://USER@HOST:PORT/DB, or ...@/DB?host=/SOCKET/DIR).")
+@click.option("--db-pool-size", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Connections to a PostgreSQL database.")
 @click.option("--allow-registration", is_flag=True, help="Let anyone create an account (closed by default).")
 @click.option("--public-url", help="The HTTP API's URL as nodes reach it (default http://HOST:PORT).")
 @click.option("--public-wamp-url", help="The router's URL as nodes reach it (default the router's own).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warn", "error"]), default="info",
               envvar="PARADROP_LOG_LEVEL", show_default=True, help="Least level logged (stdout and JSON log).")
-def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host, wamp_port, db, allow_registration,
-               public_url, public_wamp_url, log_level):
+def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host, wamp_port, db, db_pool_size,
+               allow_registration, public_url, public_wamp_url, log_level):
     """Run the cloud controller in the foreground."""
     if router_url is not None and not router_url.startswith(("ws://", "wss://")):
         raise click.UsageError("--router must be a ws:// or wss:// URL")
@@ -123,8 +126,8 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
 
     settings = ControllerSettings.from_environment(
         state_dir=state_dir, host=host, port=port, router_url=router_url, router_ticket_file=router_ticket_file,
-        wamp_host=wamp_host, wamp_port=wamp_port, db=db, allow_registration=allow_registration,
-        public_url=public_url, public_wamp_url=public_wamp_url)
+        wamp_host=wamp_host, wamp_port=wamp_port, db=db, db_pool_size=db_pool_size,
+        allow_registration=allow_registration, public_url=public_url, public_wamp_url=public_wamp_url)
     log = Logger(namespace="pdserver")
     try:
         start_logging(state_dir / "log", log_level)
@@ -139,13 +142,15 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
 
     def started(_):
         gc.freeze()
-        log.info("ParaDrop controller ready: API at {url}, WAMP router {wamp} (state in {state})", url=built.url,
-                 wamp=settings.wamp_url, state=str(state_dir))
+        log.info("ParaDrop controller ready: API at {url}, WAMP router {wamp}, database {db} (state in {state})",
+                 url=built.url, wamp=settings.wamp_url, db=built.db.location.shown, state=str(state_dir))
 
     def failed(failure):
         from pdserver.storage import NewerSchema
         if failure.check(NewerSchema):
             click.echo(f"error: {failure.value}", err=True)
+        elif failure.check(errors.Unavailable) and failure.value.field == "db":  # no traceback: say what is wrong
+            click.echo(f"error: {failure.value.message}", err=True)
         else:
             log.failure("controller failed to start", failure)
         exit_code[0] = 1

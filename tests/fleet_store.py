@@ -6,10 +6,14 @@ assert on it: every node_seen call in ``seen``, every delivery's history in ``hi
 import secrets
 
 from twisted.internet import defer
+from zope.interface import implementer
+
+from pdserver.controller.interfaces import IFleetStore
 
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "forbidden")
 
 
+@implementer(IFleetStore)
 class MemoryFleetStore:
     def __init__(self):
         self.nodes = {}
@@ -31,11 +35,10 @@ class MemoryFleetStore:
         key = key or f"dep-{deployment_id}-{node_id}-{len(self.deliveries)}"
         delivery = {"key": key, "deployment_id": deployment_id, "node_id": node_id, "state": "pending",
                     "chute": chute, "version": version, "config": config if command is None else None,
-                    "source": None, "user": user, "role": role, "change_id": None, "message": None}
+                    "source": None, "user": user, "role": role, "change_id": None, "message": None,
+                    "command": command}
         if config is None and command is None:
             delivery["config"] = {"name": chute, "version": version}
-        if command is not None:
-            delivery["command"] = command
         self.deliveries[key] = delivery
         self.history[key] = ["pending"]
         return delivery

@@ -20,7 +20,7 @@ from pdserver.controller.api.app import api_listener, build_router
 from pdserver.controller.audit import Audit
 from pdserver.controller.deployments import Deployments
 from pdserver.controller.nodes import Nodes
-from pdserver.controller.storage import ControllerStore, Database, sqlite_path
+from pdserver.controller.storage import DEFAULT_POOL_SIZE, ControllerStore, Database, database_location
 from pdserver.controller.store import ChuteStore
 from pdserver.secretfiles import random_password, write_secret_file
 from pdserver.services import SequentialMultiService
@@ -42,7 +42,8 @@ class ControllerSettings:
     # front): the HTTP API's base URL (node provisioning, chute archive URLs) and the router's URL.
     public_url: Optional[str] = None
     public_wamp_url: Optional[str] = None
-    db: Optional[str] = None
+    db: Optional[str] = None  # a --db URL: sqlite: (the default, in the state dir) or postgresql://
+    db_pool_size: int = DEFAULT_POOL_SIZE  # PostgreSQL connections of this backend
     allow_registration: bool = False
     admin_password: Optional[str] = None
     token_ttl: int = 24 * 3600
@@ -141,7 +142,7 @@ def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=No
     ``clock`` (unix seconds) is the reactor's unless given."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or reactor.seconds
-    db = Database(sqlite_path(settings.db, settings.state_dir), reactor)
+    db = Database(database_location(settings.db, settings.state_dir, settings.db_pool_size), reactor)
     store = ControllerStore(db)
     audit = Audit(db, clock)
     hashing = HashingPool(reactor)

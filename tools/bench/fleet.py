@@ -93,14 +93,15 @@ class Api:
         return response.json()
 
 
-def spawn_controller(scratch: c.Scratch, state: str, port: int, wamp_port: int) -> subprocess.Popen:
+def spawn_controller(scratch: c.Scratch, state: str, port: int, wamp_port: int, db=None) -> subprocess.Popen:
     """``pdserver controller`` with the first admin's password and crossbar's path in its environment (Scratch
     gives children an environment without PARADROP_* settings)."""
     extra = [f"PARADROP_CONTROLLER_ADMIN_PASSWORD={PASSWORD}"]
     if os.environ.get("PARADROP_CROSSBAR"):
         extra.append(f"PARADROP_CROSSBAR={os.environ['PARADROP_CROSSBAR']}")
     return scratch.spawn(["env", *extra, PYTHON, "-m", "pdserver.main", "controller", "--state-dir", state,
-                          "--port", str(port), "--wamp-port", str(wamp_port)], "controller.log")
+                          "--port", str(port), "--wamp-port", str(wamp_port), *(["--db", db] if db else [])],
+                         "controller.log")
 
 
 def router_processes(controller: subprocess.Popen) -> list:
@@ -313,6 +314,8 @@ def main():
     parser.add_argument("--reps", type=int, default=REPS, help=f"deployments and fan-outs, alternating ({REPS})")
     parser.add_argument("--py-spy", metavar="FILE", help="record the controller backend and the router worker "
                         "during each deployment with py-spy (FILE.controller.1, FILE.router.1...)")
+    parser.add_argument("--db", help="the controller's --db: an empty PostgreSQL database (postgresql://...); "
+                        "default SQLite in its state dir")
     args = parser.parse_args()
     crossbar = os.environ.get("PARADROP_CROSSBAR") or str(c.ROOT / ".venv-crossbar" / "bin" / "crossbar")
     if not os.path.exists(crossbar):
@@ -334,7 +337,7 @@ def run(args, router: list):
     with c.Scratch("fleet") as scratch:
         port, wamp_port = c.free_port(), c.free_port()
         state = scratch.dir / "state"
-        controller = spawn_controller(scratch, str(state), port, wamp_port)
+        controller = spawn_controller(scratch, str(state), port, wamp_port, args.db)
         watched = {"the controller": controller}
         started = time.perf_counter()
         c.wait_healthy(controller, port, started, START_LIMIT)
@@ -414,8 +417,9 @@ def report(args, made, connect, deploys, fans, backend, routers):
          max(backend) < GOAL_BACKEND_MB),
         ("router RSS (MB)", f"{max(routers):.0f}", "-", "-", "-", None),
     ]
-    c.table(f"fleet: {args.nodes} nodes on one controller; deployment to all against a bare get_state fan-out",
-            rows)
+    db = "PostgreSQL" if args.db else "SQLite"
+    c.table(f"fleet: {args.nodes} nodes on one controller ({db}); deployment to all against a bare get_state "
+            "fan-out", rows)
 
 
 if __name__ == "__main__":

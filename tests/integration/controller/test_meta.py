@@ -58,7 +58,8 @@ def test_the_controller_command_refuses_bad_options_before_starting(tmp_path):
     result = runner.invoke(cli, ["controller", "--help"])
     assert result.exit_code == 0
     for option in ("--state-dir", "--port", "--host", "--router", "--router-ticket-file", "--wamp-host",
-                   "--wamp-port", "--db", "--allow-registration", "--public-url", "--public-wamp-url"):
+                   "--wamp-port", "--db", "--db-pool-size", "--allow-registration", "--public-url",
+                   "--public-wamp-url"):
         assert option in result.output
     for args, complaint in ((["--router", "http://x:1/ws"], "ws://"), (["--port", "70000"], "--port"),
                             (["--router-ticket-file", str(tmp_path / "none")], "does not exist"),
@@ -74,8 +75,9 @@ def test_the_controller_command_refuses_bad_options_before_starting(tmp_path):
     result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), "--router-ticket-file",
                                  str(ticket)])
     assert result.exit_code == 2 and "goes with --router" in result.output
-    result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), "--db", "postgresql://h/db"])
-    assert result.exit_code == 2 and "db" in result.output
+    for db in ("mysql://h/db", "postgresql://ctl:s3cret@h/"):
+        result = runner.invoke(cli, ["controller", "--state-dir", str(tmp_path / "s"), "--db", db])
+        assert result.exit_code == 2 and "db" in result.output and "s3cret" not in result.output, result.output
 
 
 @pytest_twisted.ensureDeferred

@@ -1,0 +1,114 @@
+"""PostgreSQL through psycopg 3 (imported only when a ``postgresql://`` database is configured): the connection's
+arguments, qmark parameters for the controller's portable SQL, and the driver's errors in pdserver.errors terms.
+
+Chosen over psycopg2 after measuring both through adbapi on one connection (1,000 inserts, 1,000 updates, 500
+single-row reads): within noise of each other; psycopg 3 is the maintained one, prepares repeated statements
+itself and names every error by its SQLSTATE.
+"""
+import functools
+import re
+from typing import Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import conninfo
+
+from pdserver import errors
+
+CONNECT_TIMEOUT = 10  # seconds; libpq waits for ever by default when a host drops packets
+
+
+def redact(url: str) -> str:
+    """``url`` as logs and errors may show it: no password, neither in the user part nor as a parameter."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = f"{user.split(':', 1)[0]}{':***' if ':' in user else ''}@{host}"
+    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="/*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def check_url(url: str) -> dict:
+    """libpq's reading of the URL (``InvalidInput`` on ``db`` when it has none), with the connect timeout."""
+    try:
+        urlsplit(url).port
+        params = conninfo.conninfo_to_dict(url)
+    except (ValueError, psycopg.Error) as e:
+        raise errors.InvalidInput(f"invalid PostgreSQL URL {redact(url)}: {one_line(str(e), url)}",
+                                  field="db") from None
+    if not params.get("dbname"):
+        raise errors.InvalidInput(f"the PostgreSQL URL {redact(url)} names no database (postgresql://USER@HOST/DB)",
+                                  field="db")
+    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
+    return params
+
+
+def one_line(message: str, url: str) -> str:
+    """A driver's message on one line, without the URL's password should it be echoed."""
+    parts = urlsplit(url)
+    text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    for password in [parts.password] + [v for k, v in parse_qsl(parts.query) if k == "password"]:
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _pyformat(sql: str) -> str:
+    """qmark (``?``, the controller's SQL) to psycopg's ``%s``; a ``?`` never appears in the SQL's literals."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _params(params):
+    """PostgreSQL's text holds no NUL character (SQLite's does): U+FFFD stands in for it, so a hostile name
+    looked up is not found (as on SQLite) and a node's message with a NUL in it is still stored."""
+    return tuple(p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params)
+
+
+class QmarkCursor(psycopg.Cursor):
+    """A cursor taking the ``?`` placeholders SQLite takes, so one text of each query serves both."""
+
+    def execute(self, query, params=None, **kwargs):
+        if params is None:
+            return super().execute(query, **kwargs)
+        return super().execute(_pyformat(query), _params(params), **kwargs)
+
+    def executemany(self, query, params_seq, **kwargs):
+        return super().executemany(_pyformat(query), [_params(p) for p in params_seq], **kwargs)
+
+
+def thd_run_pipelined(connection, statements) -> list:
+    """Thread code: the statements in the connection's transaction, sent without waiting for each answer; the
+    rows each changed. The first failure is raised (and the transaction is then rolled back whole)."""
+    cursors = []
+    with connection.pipeline():
+        for sql, args in statements:
+            cursor = connection.cursor()
+            cursor.execute(sql, args)
+            cursors.append(cursor)
+    return [cursor.rowcount for cursor in cursors]
+
+
+def connect_kwargs(params: dict) -> dict:
+    """adbapi's keyword arguments to psycopg.connect."""
+    return {**params, "cursor_factory": QmarkCursor}
+
+
+def translate(error: BaseException, url: str) -> Optional[errors.Error]:
+    """A driver error in pdserver.errors terms, or None to let it through: a lost race with another writer (a
+    unique key taken, a row referred to deleted, a deadlock) is a Conflict, an unreachable server Unavailable."""
+    if not isinstance(error, psycopg.Error):
+        return None
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        key = re.match(r"Key \((.+?)\)=", error.diag.message_detail or "")
+        return errors.Conflict("it exists already (made by a concurrent request)", field=key and key.group(1))
+    if isinstance(error, psycopg.errors.ForeignKeyViolation):
+        return errors.Conflict("what it refers to was removed by a concurrent request")
+    state = error.sqlstate or ""
+    if state.startswith("40"):  # transaction rollback: serialization failure, deadlock
+        return errors.Conflict("a concurrent change conflicted with this one: try again")
+    # connection failures, the server shutting down, a database or role that is not there, a wrong password
+    if isinstance(error, psycopg.OperationalError) and (not state or state[:2] in ("08", "57", "3D", "28")):
+        return errors.Unavailable(one_line(str(error), url), headers={"Retry-After": "5"})
+    return None
