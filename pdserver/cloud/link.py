@@ -10,6 +10,13 @@ thousand nodes is a thousand times this): the command's answer says it is queued
 goes out as "running" events, at most one per ``window`` seconds with the messages of that window, and what is left
 of it with its final state (a change done within ``window`` seconds is one event); the state message after changes
 goes out ``window`` seconds after the first of them, once for the burst.
+
+A chute's state in the state message is what its containers do, not only what the node last made of it: a
+"running" chute one of whose containers exited or is being restarted by Docker is reported with that container's
+status ("exited", "restarting", "missing"...). Such a death, and the container's return, happen behind the node's
+back, so the link follows the engine's container events (pdserver.monitor.events): an event of a chute's container
+while no change is at work on that chute sends the state at once, and the events of the next ``window`` seconds
+one more time at its end (a container Docker restarts within 0.1 s is seen dead, then running again).
 """
 import functools
 from typing import Callable, Dict, List, Optional
@@ -20,13 +27,18 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
 import pdserver
+from pdserver.chutes.naming import LABEL_CHUTE
+from pdserver.chutes.store import RUNNING
 from pdserver.cloud import protocol
 from pdserver.cloud.commands import RemoteCommands
 from pdserver.cloud.provisioning import ProvisionFile, ProvisionRecord
+from pdserver.errors import Error
+from pdserver.monitor.deaths import queue_changing
 
 log = Logger()
 
 WINDOW = 0.2  # seconds: progress events and state messages of one burst of changes go out as one
+LIVE_ACTIONS = ("start", "die", "pause", "unpause", "destroy")  # container events that change a chute's state
 
 
 class ICloudSession(Interface):
@@ -56,9 +68,11 @@ class CloudLink(Service):
 
     def __init__(self, reactor, provision_file: ProvisionFile, retry: dict, commands: RemoteCommands, queue,
                  chutes, telemetry, telemetry_config: Callable[[], dict], audit,
-                 session_factory: Callable[..., ICloudSession] = wamp_session, window: float = WINDOW):
+                 session_factory: Callable[..., ICloudSession] = wamp_session, window: float = WINDOW,
+                 events=None, monitor=None):
         """``retry``: {initial, max, growth, jitter} seconds (pdserver.settings); ``telemetry_config()`` the host
-        config's ``telemetry`` section as it stands ({enabled, interval})."""
+        config's ``telemetry`` section as it stands ({enabled, interval}). ``events`` (the node's ContainerEvents)
+        and ``monitor`` (its ChuteMonitor): without them chutes are reported in their recorded state only."""
         self._session_factory = session_factory
         self._reactor = reactor
         self._file = provision_file
@@ -74,12 +88,19 @@ class CloudLink(Service):
         self._telemetry_call = None
         self._window = window
         self._state_call = None  # the state message due at the end of a burst of changes
+        self._state_sent = None  # when the last state message was made (container events: at most one a window)
+        self._state_making = False  # a state message is being made (they go out in order, one at a time)
+        self._state_again = False  # ...and another is due once it is out
+        self._monitor = monitor
+        self._changing = queue_changing(queue)
         self._progress: Dict[int, List[str]] = {}  # change id -> progress messages not yet published
         self._progress_calls: Dict[int, object] = {}  # change id -> when they go out
         self.connected = False
         self.last_connected: Optional[float] = None
         self.last_error: Optional[str] = None
         commands.on_submitted = self._submitted
+        if events is not None and monitor is not None:
+            events.subscribe(self._container_event)
 
     def startService(self):
         super().startService()
@@ -156,11 +177,27 @@ class CloudLink(Service):
         self._progress.clear()
         self._progress_calls.clear()
 
-    def state_message(self) -> dict:
+    @defer.inlineCallbacks
+    def state_message(self):
+        """A Deferred of the state message (protocol.STATE), with each chute's state as its containers have it."""
+        chutes = []
+        for record in self._chutes.list():
+            state = yield self._live_state(record)
+            chutes.append({"name": record.name, "version": record.version, "state": state})
         return {"node_id": self._record.node_id if self._record else None, "version": pdserver.__version__,
-                "time": self._reactor.seconds(),
-                "chutes": [{"name": r.name, "version": r.version, "state": r.state} for r in self._chutes.list()],
-                "commands": self._commands.recent()}
+                "time": self._reactor.seconds(), "chutes": chutes, "commands": self._commands.recent()}
+
+    @defer.inlineCallbacks
+    def _live_state(self, record):
+        """A running chute's state is the status of its first container that does not run, if any."""
+        if self._monitor is None or record.state != RUNNING:
+            return record.state
+        try:
+            services = yield self._monitor.services(record)
+        except Error as e:
+            log.info("cloud link: the state of {chute} as recorded ({error})", chute=record.name, error=e.message)
+            return record.state
+        return next((s["status"] for s in services if not s["running"]), record.state)
 
     def _publish(self, topic: str, message: dict) -> None:
         """Publish if connected; a message lost to a disconnect is made good by the state sent on the next join."""
@@ -170,10 +207,38 @@ class CloudLink(Service):
             lambda f: log.info("cloud link: {topic} not published: {error}", topic=topic, error=f.getErrorMessage()))
 
     def publish_state(self) -> None:
+        """The state message now (after the one being made, if any: messages made at once may be done out of
+        order, and the controller keeps the last it hears)."""
         if self._state_call is not None and self._state_call.active():
             self._state_call.cancel()
         self._state_call = None
-        self._publish(protocol.STATE, self.state_message())
+        if self._state_making:
+            self._state_again = True
+            return
+        self._state_making, self._state_again = True, False
+        self._state_sent = self._reactor.seconds()
+        d = self.state_message()
+        d.addCallback(lambda message: self._publish(protocol.STATE, message))
+        d.addErrback(lambda f: log.failure("cloud link: no state message", f))
+        d.addBoth(self._state_made)
+
+    def _state_made(self, _) -> None:
+        self._state_making = False
+        if self._state_again:
+            self.publish_state()
+
+    def _container_event(self, event) -> None:
+        """A chute's container started, died...: the state at once, or at the end of the window of the last one
+        (a change at work on the chute sends it when it ends)."""
+        chute = event.attributes.get(LABEL_CHUTE)
+        if chute is None or event.action not in LIVE_ACTIONS or self._changing(chute) or \
+                self._session is None or not self._session.joined:
+            return
+        if self._state_call is not None and self._state_call.active():
+            return
+        # Not at once even when due now: the monitor drops the container's cached state on this same event.
+        delay = 0.0 if self._state_sent is None else max(0.0, self._state_sent + self._window - self._reactor.seconds())
+        self._state_call = self._reactor.callLater(delay, self.publish_state)
 
     def _state_changed(self) -> None:
         """The state message ``window`` seconds after the first change of a burst, once for all of them."""
