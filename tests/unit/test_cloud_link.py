@@ -303,3 +303,71 @@ def test_no_container_event_publishes_while_not_joined(link):
     link.engine.exit_container(container, 0)
     link.clock.advance(WINDOW)
     assert link.sessions[0].published == []
+
+
+def test_a_progressive_call_is_answered_when_its_change_ends_with_the_chutes_and_nothing_is_published(link):
+    running_chute(link)
+    session = link.sessions[0]
+    session.join()
+    link.clock.advance(WINDOW)
+    published = len(session.published)
+    answer = session.procedures[protocol.INSTALL_CHUTE](key="dep-7", user="alice", role="owner",
+                                                        config=dict(CHUTE, name="new"), progress=[].append)
+    got = []
+    answer.addCallback(got.append)
+    assert got == []  # queued, not answered
+    link.clock.advance(0)
+    link.clock.advance(0)
+    change_id = got[0]["change_id"]
+    assert got == [{"change_id": change_id, "duplicate": False, "state": "succeeded",
+                             "message": f"change {change_id} started\nworking\nchange {change_id} succeeded",
+                             "version": session.of(protocol.STATE)[0]["version"],
+                             "chutes": [{"name": "web", "version": "1", "state": "running"}]}]
+    link.clock.advance(10 * WINDOW)
+    assert len(session.published) == published  # one call, no change event, no state message
+
+
+def test_a_progressive_call_s_progress_comes_as_its_progressive_results_once_a_window(link):
+    session = link.sessions[0]
+    session.join()
+    link.hold = True
+    heard = []
+    answer = session.procedures[protocol.INSTALL_CHUTE](key="dep-8", user="alice", role="owner", config=CHUTE,
+                                                        progress=heard.append)
+    link.clock.advance(0)
+    (context, hold), = link.held
+    context.progress("pulling")
+    link.clock.advance(WINDOW)
+    assert [(p["key"], p["state"], p["message"].splitlines()[-1]) for p in heard] == [("dep-8", "running",
+                                                                                       "pulling")]
+    again = session.procedures[protocol.INSTALL_CHUTE](key="dep-8", user="alice", role="owner", config=CHUTE,
+                                                       progress=heard.append)  # redelivered: waits for the first run
+    context.progress("starting")
+    hold.callback(None)
+    link.clock.advance(0)
+    assert answer.result["state"] == again.result["state"] == "succeeded"
+    assert (answer.result["duplicate"], again.result["duplicate"]) == (False, True)
+    assert answer.result["message"].splitlines() == ["starting", f"change {answer.result['change_id']} succeeded"]
+    assert session.of(protocol.CHANGE) == [] and len(heard) == 1
+    late = session.procedures[protocol.INSTALL_CHUTE](key="dep-8", user="alice", role="owner", config=CHUTE,
+                                                      progress=heard.append)
+    assert (late.result["change_id"], late.result["duplicate"], late.result["state"]) == (
+        answer.result["change_id"], True, "succeeded")  # answered at once: its change has ended
+    assert len(link.held) == 1  # it ran once
+
+
+def test_a_cancelled_progressive_call_leaves_its_change_s_end_to_the_change_event_and_the_state(link):
+    session = link.sessions[0]
+    session.join()
+    link.hold = True
+    answer = session.procedures[protocol.INSTALL_CHUTE](key="dep-9", user="alice", role="owner", config=CHUTE,
+                                                        progress=[].append)
+    link.clock.advance(0)
+    (context, hold), = link.held
+    answer.cancel()
+    answer.addErrback(lambda f: f.trap(defer.CancelledError))
+    hold.callback(None)
+    link.clock.advance(0)
+    assert [(e["key"], e["state"]) for e in session.of(protocol.CHANGE)] == [("dep-9", "succeeded")]
+    link.clock.advance(WINDOW)
+    assert session.of(protocol.STATE)[-1]["commands"][0] == {"key": "dep-9", "change_id": 1, "state": "succeeded"}
