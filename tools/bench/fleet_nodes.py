@@ -8,16 +8,20 @@ nothing and answers as a duplicate), as pdserver/cloud/link.py does: a progressi
 answered when the change ends with ``{"change_id", "duplicate", "state", "message", "version", "chutes"}`` and
 nothing is published (a change done within the link's window has no progress); a plain call answers
 ``{"change_id", "duplicate"}`` (queued), then its CHANGE event succeeded and the state are published. STATUS
-(JSON, rewritten atomically) counts the sessions ready and failed; it runs until SIGTERM.
+(JSON, rewritten atomically) counts the sessions ready and failed, and the WAMP messages they sent and received by
+type (``messages``, rewritten on SIGUSR1 with ``seq`` one higher); it runs until SIGTERM.
 
 ``fanout IDS CONFIG URL``: joins as the controller with the ticket in the router's CONFIG (the crossbar
 config.json the controller wrote in its state dir); for every line ``go`` on stdin it
 calls every node's get_state at once and prints one JSON line ``{"seconds", "ok", "errors"}``. It prints
-``{"joined": true}`` first, once the controller's backend has registered the nodes' authenticator.
+``{"joined": true}`` first, once the controller's backend has registered the nodes' authenticator. It speaks the
+controller backend's serializer (SERIALIZER), as the caller of the deployment does.
 """
+import collections
 import json
 import os
 import resource
+import signal
 import sys
 import time
 
@@ -34,6 +38,7 @@ txaio.use_twisted()
 from autobahn.twisted.wamp import ApplicationSession  # noqa: E402
 from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: E402
 from autobahn.wamp.auth import AuthWampCra  # noqa: E402
+from autobahn.wamp.serializer import MsgPackSerializer  # noqa: E402
 from autobahn.wamp.types import ComponentConfig, PublishOptions, RegisterOptions  # noqa: E402
 from twisted.internet import defer, reactor, stdio, task  # noqa: E402
 from twisted.protocols.basic import LineReceiver  # noqa: E402
@@ -41,6 +46,7 @@ from twisted.protocols.basic import LineReceiver  # noqa: E402
 from pdserver.cloud import protocol  # noqa: E402
 
 JOINING = 100  # sessions joining at once per process
+SERIALIZER = MsgPackSerializer  # the controller backend's (pdserver.controller.wamp: msgpack first)
 VERSION = "fleet-sim-1"
 ACK = PublishOptions(acknowledge=True)
 STATE_WINDOW = 0.2  # pdserver.cloud.link.WINDOW: one state message per burst of changes
@@ -72,10 +78,14 @@ class Fleet:
         self.next = self.inflight = self.ready = self.failed = self.lost = 0
         self.first_error = None
         self.change_ids = 0
+        self.messages = collections.Counter()  # "in Invocation", "out Yield"... of all sessions
+        self.seq = 0
 
     def status(self):
+        self.seq += 1
         write_json(self.status_path, {"pid": os.getpid(), "count": len(self.creds), "ready": self.ready,
-                                      "failed": self.failed, "lost": self.lost, "first_error": self.first_error})
+                                      "failed": self.failed, "lost": self.lost, "first_error": self.first_error,
+                                      "messages": dict(self.messages), "seq": self.seq})
 
     def launch(self):
         while self.inflight < JOINING and self.next < len(self.creds):
@@ -107,6 +117,20 @@ class Node(ApplicationSession):
         self.chutes = {}  # name -> version
         self.commands = {}  # key -> {key, change_id, state}, in order
         self.state_call = None  # the state message due at the end of a burst of changes
+
+    def onOpen(self, transport):
+        """Count what the session sends (and, in onMessage, what it receives) by message type."""
+        send, messages = transport.send, self.fleet.messages
+
+        def counted(message):
+            messages["out " + type(message).__name__] += 1
+            send(message)
+        transport.send = counted
+        super().onOpen(transport)
+
+    def onMessage(self, message):
+        self.fleet.messages["in " + type(message).__name__] += 1
+        super().onMessage(message)
 
     def onConnect(self):
         self.join(protocol.REALM, authmethods=["wampcra"], authid=self.node_id)
@@ -283,6 +307,7 @@ def run_nodes(creds_path: str, status_path: str, url: str):
     with open(creds_path) as f:
         fleet = Fleet(json.load(f), status_path, url, parsed.hostname, parsed.port)
     fleet.status()
+    signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(fleet.status))
     reactor.callWhenRunning(fleet.launch)
     reactor.run()
 
@@ -308,7 +333,8 @@ def run_fanout(ids_path: str, config_path: str, url: str):
         node_ids = json.load(f)
     ticket = controller_ticket(config_path)
     joined = defer.Deferred()
-    factory = WampWebSocketClientFactory(lambda: Caller(ticket, node_ids, joined), url=url)
+    factory = WampWebSocketClientFactory(lambda: Caller(ticket, node_ids, joined), url=url,
+                                         serializers=[SERIALIZER()])
     reactor.connectTCP(parsed.hostname, parsed.port, factory, timeout=30)
 
     commands = Commands()
