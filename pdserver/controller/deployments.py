@@ -45,6 +45,9 @@ def _encoded(config, source) -> tuple:
     return json.dumps(config) if config else None, json.dumps(source) if source else None
 
 
+_DELIVERY_COLUMNS = "node_id, key, state, change_id, message, updated"  # what _delivery shows (not the config)
+
+
 def _delivery(row: dict) -> dict:
     return {"node_id": row["node_id"], "key": row["key"], "state": row["state"], "change_id": row["change_id"],
             "message": row["message"], "updated": row["updated"]}
@@ -169,7 +172,8 @@ class Deployments:
         found = fetch(txn, "SELECT * FROM deployments WHERE id = ?", (deployment_id,))
         if not found or (found[0]["username"] != principal.username and not principal.admin):
             raise errors.NotFound(f"no deployment {deployment_id}", field="deployment_id")
-        deliveries = [_delivery(r) for r in fetch(txn, "SELECT * FROM deliveries WHERE deployment_id = ? "
+        deliveries = [_delivery(r) for r in fetch(txn, f"SELECT {_DELIVERY_COLUMNS} FROM deliveries "
+                                                       "WHERE deployment_id = ? "
                                                        "ORDER BY node_id", (deployment_id,))]
         return {**_summary(found[0], deliveries), "deliveries": deliveries}
 
