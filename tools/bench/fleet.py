@@ -9,18 +9,18 @@ The documented figure is 1,000 nodes (``--nodes 1000``, the default; about a min
 password from PARADROP_CONTROLLER_ADMIN_PASSWORD). The bench logs in and creates the nodes through the HTTP API,
 then starts ``--procs`` processes of simulated nodes (tools/bench/fleet_nodes.py: WAMP-CRA with each node's id and
 secret, every procedure of pdserver/cloud/protocol.py registered, STATE published on join and after each change,
-install_chute answered and followed by its CHANGE events). Connect time runs from their start (once the
-controller's backend serves the router's authenticator) until ``GET /api/v1/nodes`` shows every node online with
-the state it published. Then, ``--reps`` times alternating: a new version of a tiny light chute created in the
-store (JSON {config}) and deployed to all nodes, timed from the POST until every node acknowledged its delivery
-(answered the call: state sent or later) and until the deployment's websocket closes (every delivery final; all
-must have succeeded); and the bare fan-out (fleet_nodes.py fanout, joined beforehand with the ticket from the
-controller's state dir). ``--warmup`` rounds of both come first, unmeasured (the first deployment also fills the
-controller's and the router's caches and the fan-out's first calls theirs). Before each the controller is let settle (its CPU idle). The CPU seconds each party used
-(the controller backend or the fan-out client, the router, the simulated nodes) show where the work is; with
-``--py-spy FILE`` (``pip install py-spy``) the controller backend and the router worker are profiled during each
-deployment. RSS: the controller process (the backend) and crossbar's processes under it (the router), the largest
-seen after connecting and after each run.
+install_chute answered at its end for a progressive call, else followed by its CHANGE event). Connect time runs from
+their start (once the controller's backend serves the router's authenticator) until ``GET /api/v1/nodes`` shows
+every node online with the state it published. Then, ``--reps`` times alternating: a new version of a tiny light
+chute created in the store (JSON {config}) and deployed to all nodes, timed from the POST until every node
+acknowledged its delivery (answered the call: state sent or later) and until the deployment's websocket closes
+(every delivery final; all must have succeeded); and the bare fan-out (fleet_nodes.py fanout, joined beforehand with
+the ticket from the controller's state dir). ``--warmup`` rounds of both come first, unmeasured (the first
+deployment also fills the controller's and the router's caches and the fan-out's first calls theirs). Before each
+the controller is let settle (its CPU idle). The CPU seconds each party used (the controller backend or the fan-out
+client, the router, the simulated nodes) show where the work is; with ``--py-spy FILE`` (``pip install py-spy``) the
+controller backend and the router worker are profiled during each deployment. RSS: the controller process (the
+backend) and crossbar's processes under it (the router), the largest seen after connecting and after each run.
 
 The comparison is like for like: the fan-out client and the controller backend are one process each, joined
 before the runs, speaking the same serializer (msgpack) to the same router, calling the same simulated nodes.
@@ -448,7 +448,8 @@ def report(args, made, connect, deploys, fans, backend, routers):
     fan = statistics.median(f["seconds"] for f in fans)
     ratios = [d["succeeded"] / f["seconds"] for d, f in zip(deploys, fans)]
     print(f"{args.nodes} simulated nodes in {args.procs} processes (created through the API in {made:.1f} s); "
-          f"{args.warmup} unmeasured and {args.reps} measured alternating runs (medians); per run deployment succeeded/acknowledged/fan-out s: "
+          f"{args.warmup} unmeasured and {args.reps} measured alternating runs (medians); per run deployment "
+          "succeeded/acknowledged/fan-out s: "
           + ", ".join(f"{d['succeeded']:.2f}/{d['acknowledged']:.2f}/{f['seconds']:.2f}"
                       for d, f in zip(deploys, fans))
           + f"; ratio per run {min(ratios):.2f}-{max(ratios):.2f}; the deployment's POST answered in "
