@@ -136,12 +136,13 @@ def build_node(settings: Settings, reactor, handlers=None, host_power=None) -> N
     chute_requests = ChuteRequests(queue, chutes, policy.current, settings.chute_sources_dir,
                                    settings.max_upload_bytes, in_thread, network_facts)
     telemetry = Telemetry(in_thread, reactor)
-    cloud = CloudLink(reactor, ProvisionFile(settings.provision_path), settings.cloud_retry,
-                      RemoteCommands(chute_requests, queue, chutes, CommandLog(conn), audit, reactor), queue, chutes,
-                      telemetry, lambda: hostconfig.load().get("telemetry", {}), audit)
     events = ContainerEvents(reactor, engine, f"{LABEL_NODE}={names.node_id}")
     deaths = DeathWatch(events, chutes, queue_changing(queue), audit.record)
     monitor = ChuteMonitor(engine, names, reactor, events, deaths, ServiceUsage(in_thread, reactor))
+    cloud = CloudLink(reactor, ProvisionFile(settings.provision_path), settings.cloud_retry,
+                      RemoteCommands(chute_requests, queue, chutes, CommandLog(conn), audit, reactor), queue, chutes,
+                      telemetry, lambda: hostconfig.load().get("telemetry", {}), audit, events=events,
+                      monitor=monitor)
     host_power = host_power or LogindPower(reactor, settings.allow_host_power, settings.dbus_system_address)
     queue.plug({**HostConfigHandlers(executor, hostconfig, names, chutes).handlers(), **chute_handlers.handlers(),
                 **HostPowerHandlers(host_power, reactor, audit.record).handlers(), **(handlers or {})},

@@ -17,10 +17,11 @@ from pdserver.cloud import protocol
 
 class SimulatedNode:
     """Just enough of a node: registers install_chute, update_chute (the same) and get_state, publishes its state,
-    answers a command by its key once (a duplicate key answers the same change id). With ``step`` > 0 an install
-    goes through queued and running, ``step`` seconds apart, before it succeeds and the node republishes its state
-    with the chute; a command with a ``source`` has its archive downloaded with the command's token (and its sha256
-    checked) first."""
+    runs a command by its key once (a duplicate key answers the same change id). A progressive call (the
+    controller's) is answered when the install ends, with its outcome and the node's chutes, its steps coming as
+    progressive results; a plain call is answered at once and followed by change events and the state message. With
+    ``step`` > 0 an install goes through queued and running, ``step`` seconds apart, before it succeeds; a command
+    with a ``source`` has its archive downloaded with the command's token (and its sha256 checked) first."""
 
     def __init__(self, node_id, secret, url, reactor=None, step=0.0):
         from autobahn.twisted.component import Component
@@ -46,50 +47,81 @@ class SimulatedNode:
 
     @defer.inlineCallbacks
     def _on_join(self, session, details):
-        from autobahn.wamp.types import PublishOptions
-        changes = {}
+        from autobahn.wamp.types import PublishOptions, RegisterOptions
+        changes = {}  # key -> change id
+        ended = {}  # key -> (state, message) once its install ended
+        waiting = {}  # key -> Deferreds of its end
+
+        def finish(result, key):
+            ended[key] = result
+            for waiter in waiting.pop(key, []):
+                waiter.callback(result)
+
+        def end_of(key):
+            if key in ended:
+                return defer.succeed(ended[key])
+            waiting.setdefault(key, []).append(defer.Deferred())
+            return waiting[key][-1]
 
         def publish(topic, payload):
             return session.publish(protocol.node_uri(self.node_id, topic), payload,
                                    options=PublishOptions(acknowledge=True))
 
         @defer.inlineCallbacks
-        def progress(key, config, source):
+        def run(key, config, source, report):
+            """The install: (state, message) of its end; ``report(chute, state, message)`` tells its steps."""
             if config is None:
                 try:
                     config = yield self._project(source)
                 except Exception as e:
-                    yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
-                                                    "state": "failed", "time": self._reactor.seconds(),
-                                                    "message": f"cannot read the archive: {e}"})
-                    return
+                    return "failed", f"cannot read the archive: {e}"
             name, version = config["name"], str(config.get("version"))
-            for state, message in (("queued", "waiting in the change queue"), ("running", "pulling and starting")):
-                yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
-                                                "chute": name, "state": state, "time": self._reactor.seconds(),
-                                                "message": message})
-                yield task.deferLater(self._reactor, self._step, lambda: None)
+            if self._step > 0:
+                for state, message in (("queued", "waiting in the change queue"),
+                                       ("running", "pulling and starting")):
+                    yield report(name, state, message)
+                    yield task.deferLater(self._reactor, self._step, lambda: None)
             self.chutes = [c for c in self.chutes if c["name"] != name] + [
                 {"name": name, "version": version, "state": "running"}]
-            yield publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install", "chute": name,
-                                            "state": "succeeded", "time": self._reactor.seconds(),
-                                            "message": "installed"})
+            return "succeeded", "installed"
+
+        def event(key, name, state, message):
+            return publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install", "chute": name,
+                                             "state": state, "time": self._reactor.seconds(), "message": message})
+
+        @defer.inlineCallbacks
+        def published_end(key):
+            state, message = yield end_of(key)
+            yield event(key, None, state, message)
             yield publish(protocol.STATE, self._state())
 
-        def install(key, user, role, config=None, source=None):
+        @defer.inlineCallbacks
+        def answered_end(key, duplicate):
+            state, message = yield end_of(key)
+            return {"change_id": changes[key], "duplicate": duplicate, "state": state, "message": message,
+                    "version": "sim-1", "chutes": self.chutes}
+
+        def install(key, user, role, config=None, source=None, details=None):
+            progress = getattr(details, "progress", None)
             duplicate = key in changes
             if not duplicate:
                 changes[key] = 100 + len(changes)
                 self.runs.append({"key": key, "user": user, "role": role, "config": config})
-                if self._step > 0:
-                    progress(key, config, source)
+                if progress is not None:
+                    report = lambda name, state, message: progress({  # noqa: E731
+                        "change_id": changes[key], "key": key, "type": "install", "chute": name, "state": state,
+                        "time": self._reactor.seconds(), "message": message})
                 else:
-                    publish(protocol.CHANGE, {"change_id": changes[key], "key": key, "type": "install",
-                                              "chute": config["name"], "state": "succeeded",
-                                              "time": self._reactor.seconds(), "message": "installed"})
-            return {"change_id": changes[key], "duplicate": duplicate}
-        yield session.register(install, protocol.node_uri(self.node_id, protocol.INSTALL_CHUTE))
-        yield session.register(install, protocol.node_uri(self.node_id, protocol.UPDATE_CHUTE))
+                    report = lambda name, state, message: event(key, name, state, message)  # noqa: E731
+                run(key, config, source, report).addCallback(finish, key)
+                if progress is None:
+                    published_end(key)
+            if progress is None:
+                return {"change_id": changes[key], "duplicate": duplicate}
+            return answered_end(key, duplicate)
+        options = RegisterOptions(details_arg="details")
+        yield session.register(install, protocol.node_uri(self.node_id, protocol.INSTALL_CHUTE), options=options)
+        yield session.register(install, protocol.node_uri(self.node_id, protocol.UPDATE_CHUTE), options=options)
         yield session.register(self._state, protocol.node_uri(self.node_id, protocol.GET_STATE))
         yield publish(protocol.STATE, self._state())
         if not self.joined.called:

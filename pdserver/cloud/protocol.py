@@ -12,6 +12,13 @@ Remote commands are procedures the node registers under its prefix. Every comman
 ``key`` (idempotency key: a command delivered twice runs once and answers the same change id), ``user`` (the
 cloud user, named in the node's audit log as ``cloud:<user>``) and ``role`` (that user's role on this node:
 owner, admin or user), plus its own arguments below, and answers ``{"change_id": int, "duplicate": bool}``.
+
+A caller that asks for progressive results (WAMP ``receive_progress``; autobahn's ``CallOptions(on_progress=...)``)
+gets the answer when the change ends instead, with the change's outcome and the node's chutes after it:
+``{"change_id", "duplicate", "state": one of FINISHED_STATES, "message", "version", "chutes": [{name, version,
+state}]}``; meanwhile the change's progress comes as progressive results shaped like CHANGE events (state
+"running"), at most one per link window. Such a change publishes neither CHANGE events nor a state message: a
+deployment is one call. A key seen before answers when its change ends (at once if it has), as a duplicate.
 """
 import re
 

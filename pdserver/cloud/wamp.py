@@ -9,7 +9,7 @@ from typing import Callable, Dict, Optional
 
 from autobahn.twisted.component import Component
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import PublishOptions
+from autobahn.wamp.types import PublishOptions, RegisterOptions
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -30,11 +30,28 @@ def application_error(error: errors.Error) -> ApplicationError:
                             field=error.field)
 
 
-def _wrap(procedure: Callable) -> Callable:
+def _sender(progress: Callable) -> Callable[[dict], None]:
+    """A progressive result as a callable of one message; one the session can no longer send is dropped (the
+    change's end reaches the controller through the state message of the next join)."""
+    def send(message: dict) -> None:
+        try:
+            progress(message)
+        except Exception as e:
+            log.info("cloud link: a progressive result not sent: {error}", error=e)
+    return send
+
+
+def _wrap(procedure: Callable, progressive: bool) -> Callable:
+    """``procedure`` as a WAMP endpoint; a ``progressive`` one gets ``progress`` (a callable of one message) when
+    its caller asked for progressive results (protocol.py)."""
     @defer.inlineCallbacks
-    def call(*args, **kwargs):
+    def call(*args, details=None, **kwargs):
         if args:
             raise application_error(errors.InvalidInput("commands take keyword arguments only", field="args"))
+        if "progress" in kwargs:
+            raise application_error(errors.InvalidInput("progress is no argument", field="progress"))
+        if progressive and getattr(details, "progress", None) is not None:
+            kwargs["progress"] = _sender(details.progress)
         try:
             result = yield defer.maybeDeferred(procedure, **kwargs)
         except errors.Error as e:
@@ -98,7 +115,9 @@ class WampSession:
             session.leave()
             return
         for suffix, procedure in self._procedures.items():
-            yield session.register(_wrap(procedure), protocol.node_uri(self._record.node_id, suffix))
+            yield session.register(_wrap(procedure, suffix in protocol.COMMANDS),
+                                   protocol.node_uri(self._record.node_id, suffix),
+                                   options=RegisterOptions(details_arg="details"))
         self._session = session
         log.info("cloud link joined {router} as {node}", router=self._record.wamp_router,
                  node=self._record.node_id)

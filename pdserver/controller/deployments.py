@@ -17,7 +17,7 @@ from pdserver import errors
 from pdserver.controller.accounts import Accounts, CloudPrincipal
 from pdserver.controller.audit import Audit, thd_record
 from pdserver.controller.interfaces import FINAL_DELIVERY_STATES
-from pdserver.controller.nodes import ROLES, Nodes, thd_member_role, thd_require
+from pdserver.controller.nodes import ROLES, Nodes, thd_require
 from pdserver.controller.storage import Database, fetch, run
 from pdserver.controller.store import ChuteStore
 
@@ -33,6 +33,19 @@ def archive_scope(chute: str, version: str) -> str:
 
 def archive_path(chute: str, version: str) -> str:
     return f"/api/v1/store/chutes/{quote(chute, safe='')}/versions/{quote(version, safe='')}/archive"
+
+
+def _thd_member_roles(txn, username: str) -> Dict[str, str]:
+    """{node id: the user's role} of every node the user is a member of: one query for a deployment to many."""
+    return {r["node_id"]: r["role"] for r in fetch(txn, "SELECT node_id, role FROM node_members WHERE username = ?",
+                                                   (username,))}
+
+
+def _encoded(config, source) -> tuple:
+    return json.dumps(config) if config else None, json.dumps(source) if source else None
+
+
+_DELIVERY_COLUMNS = "node_id, key, state, change_id, message, updated"  # what _delivery shows (not the config)
 
 
 def _delivery(row: dict) -> dict:
@@ -81,22 +94,22 @@ class Deployments:
 
         def thd_create(txn):
             now = self._audit.clock()
-            roles = {}
+            roles = _thd_member_roles(txn, principal.username)
             for node_id in node_ids:
-                try:
-                    roles[node_id] = thd_member_role(txn, node_id, principal.username)
-                except errors.NotFound:
-                    raise errors.NotFound(f"no node {node_id}", field="nodes") from None
+                if node_id not in roles:
+                    raise errors.NotFound(f"no node {node_id}", field="nodes")
             run(txn, "INSERT INTO deployments (id, chute, version, username, target, created) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
                 (deployment_id, chute, version, principal.username, json.dumps(target), now))
             out, pending = [], []
+            encoded = _encoded(config, source)
             for node_id in node_ids:
                 state = "pending" if ROLES[roles[node_id]] >= ROLES[DEPLOY_ROLE] else "forbidden"
                 key = f"dep-{deployment_id}-{node_id}"
                 delivery = self._thd_insert(txn, key, deployment_id, node_id, "install", chute, version, config,
                                             source, principal.username, roles[node_id], state, now,
-                                            None if state == "pending" else f"role {roles[node_id]} may not deploy")
+                                            None if state == "pending" else f"role {roles[node_id]} may not deploy",
+                                            encoded)
                 out.append({"node_id": node_id, "key": key, "state": state})
                 if state == "pending":
                     pending.append(delivery)
@@ -118,12 +131,14 @@ class Deployments:
 
     @staticmethod
     def _thd_insert(txn, key, deployment_id, node_id, command, chute, version, config, source, username, role,
-                    state, now, message) -> dict:
-        """Insert a delivery; it as IFleetStore.pending_deliveries gives it."""
+                    state, now, message, encoded=None) -> dict:
+        """Insert a delivery; it as IFleetStore.pending_deliveries gives it. ``encoded``: (config, source) as
+        stored, when the caller encoded them once for many deliveries."""
+        config_text, source_text = encoded or _encoded(config, source)
         run(txn, "INSERT INTO deliveries (key, deployment_id, node_id, command, chute, version, config, source, "
                  "username, role, state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, deployment_id, node_id, command, chute, version, json.dumps(config) if config else None,
-             json.dumps(source) if source else None, username, role, state, message, now, now))
+            (key, deployment_id, node_id, command, chute, version, config_text, source_text, username, role, state,
+             message, now, now))
         return {"key": key, "deployment_id": deployment_id, "node_id": node_id, "state": state,
                 "command": None if command == "install" else command, "chute": chute, "version": version,
                 "config": config or None, "source": source or None, "user": username, "role": role}
@@ -157,7 +172,8 @@ class Deployments:
         found = fetch(txn, "SELECT * FROM deployments WHERE id = ?", (deployment_id,))
         if not found or (found[0]["username"] != principal.username and not principal.admin):
             raise errors.NotFound(f"no deployment {deployment_id}", field="deployment_id")
-        deliveries = [_delivery(r) for r in fetch(txn, "SELECT * FROM deliveries WHERE deployment_id = ? "
+        deliveries = [_delivery(r) for r in fetch(txn, f"SELECT {_DELIVERY_COLUMNS} FROM deliveries "
+                                                       "WHERE deployment_id = ? "
                                                        "ORDER BY node_id", (deployment_id,))]
         return {**_summary(found[0], deliveries), "deliveries": deliveries}
 

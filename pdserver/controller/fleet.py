@@ -3,10 +3,13 @@ brings deliveries (one chute version or command for one node) to the nodes.
 
 A node's procedures exist once it has published its state (it registers them first), so deliveries go out on a
 node's state message, on ``wake`` for nodes that are ready, and after the controller rejoins (it asks each node for
-its state). Deliveries of one node go out one at a time, in order. A call that fails leaves its delivery pending:
-the node's next state message retries it with the same idempotency key, so a command that ran but whose answer
-was lost never runs twice. A delivery's state only moves forward: the node's answer, its change events and the
-``commands`` list of its state messages may arrive in any order.
+its state). Deliveries of one node go out one at a time, in order. A delivery is one progressive call: the node
+answers when its change ends, with the outcome and its chutes after it, and sends the change's progress as
+progressive results (protocol.py); a node that answers at once instead (an older one) reports the rest with change
+events and state messages, as before. A call that fails leaves its delivery pending: the node's next state message
+retries it with the same idempotency key, so a command that ran but whose answer was lost never runs twice. A
+delivery's state only moves forward: the node's answers, progress, change events and the ``commands`` list of its
+state messages may arrive in any order.
 """
 from typing import Callable, Dict, Iterable, List, Optional, Set
 
@@ -298,14 +301,29 @@ class Fleet:
             return
         procedure, kwargs = call
         try:
-            answer = yield self.caller.call_node(node_id, procedure, **kwargs)
+            answer = yield self.caller.call_node(node_id, procedure, on_progress=lambda message: self._record(
+                self._progressed(node_id, delivery, message)), **kwargs)
         except Exception as e:
             log.info("delivery {key} to node {node} stays pending: {error}", key=delivery["key"], node=node_id,
                      error=e)
             return
         answer = answer if isinstance(answer, dict) else {}
-        yield self._advance(node_id, delivery, "sent", _int(answer.get("change_id")),
-                            "the node had it already" if answer.get("duplicate") is True else None)
+        duplicate = "the node had it already" if answer.get("duplicate") is True else None
+        state = _text(answer.get("state"))
+        if state not in protocol.FINISHED_STATES:  # answered when queued: its events and state messages follow
+            yield self._advance(node_id, delivery, "sent", _int(answer.get("change_id")), duplicate)
+            return
+        yield self._advance(node_id, delivery, state, _int(answer.get("change_id")),
+                            _message(answer.get("message")) or duplicate)
+        reported = clean_state(node_id, {"version": answer.get("version"), "chutes": answer.get("chutes")})
+        self._chutes[node_id] = {c["name"]: c["version"] for c in reported["chutes"]}
+        self._record(self._seen(node_id, True, reported))
+
+    def _progressed(self, node_id, delivery, message):
+        """A progressive result of a delivery's call: its change's progress, like a change event."""
+        if isinstance(message, dict):
+            return self._advance(node_id, delivery, _text(message.get("state")), _int(message.get("change_id")),
+                                 _message(message.get("message")))
 
     def _advance(self, node_id, delivery, state, change_id, message):
         """Move a delivery forward (never back), tell the deployment's listeners, and write it (the listeners

@@ -37,8 +37,10 @@ log = Logger()
 
 
 class INodeCaller(Interface):
-    def call_node(node_id, procedure, **kwargs):
-        """Call ``procedure`` (a suffix in protocol.PROCEDURES) on node ``node_id``; a Deferred of its answer."""
+    def call_node(node_id, procedure, on_progress=None, **kwargs):
+        """Call ``procedure`` (a suffix in protocol.PROCEDURES) on node ``node_id``; a Deferred of its answer.
+        With ``on_progress`` (a callable of one message) the call asks for progressive results (a command is then
+        answered when its change ends, protocol.py)."""
 
 
 class IFleetObserver(Interface):
@@ -222,10 +224,29 @@ class ControllerSession(Service):
                      "further ones from it are dropped silently", node=node_id, publisher=publisher[0],
                      forwarded=publisher[1])
 
-    def call_node(self, node_id: str, procedure: str, **kwargs) -> defer.Deferred:
+    def call_node(self, node_id: str, procedure: str, on_progress=None, **kwargs) -> defer.Deferred:
+        """A call times out after ``call_timeout`` seconds; a progressive one after that long without progress (its
+        change may run longer), and its cancel tells the node, which then publishes the change's end instead."""
         if not is_node_id(node_id) or procedure not in protocol.PROCEDURES:
             return defer.fail(ValueError(f"no procedure {procedure!r} on node {node_id!r}"))
         if not self.joined:
             return defer.fail(ApplicationError("org.paradrop.error.unavailable", "not connected to the router"))
-        d = self.session.call(protocol.node_uri(node_id, procedure), options=CallOptions(), **kwargs)
-        return d.addTimeout(self._call_timeout, self._reactor)
+        uri = protocol.node_uri(node_id, procedure)
+        if on_progress is None:
+            return self.session.call(uri, options=CallOptions(), **kwargs).addTimeout(self._call_timeout,
+                                                                                     self._reactor)
+        timer = None
+
+        def progressed(*args, **kw):
+            if timer is not None and timer.active():
+                timer.reset(self._call_timeout)
+            on_progress(args[0] if len(args) == 1 and not kw else None)
+
+        d = self.session.call(uri, options=CallOptions(on_progress=progressed), **kwargs)
+        timer = self._reactor.callLater(self._call_timeout, d.cancel)
+
+        def done(result):
+            if timer.active():
+                timer.cancel()
+            return result
+        return d.addBoth(done)

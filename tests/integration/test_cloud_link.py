@@ -15,6 +15,7 @@ import pytest
 import pytest_twisted
 import requests
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import CallOptions
 from twisted.internet import defer, threads
 
 from pdserver.cloud import protocol
@@ -170,6 +171,36 @@ def test_a_remote_install_runs_once_per_key_and_its_progress_reaches_the_control
     yield wait_for(lambda: [e for e in controller.of(node_id, protocol.CHANGE)
                             if e["change_id"] == removed["change_id"] and e["state"] == "succeeded"],
                    timeout=60, message="the removal")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_progressive_install_is_one_call_answered_at_its_end_with_its_progress_and_the_node_s_chutes(
+        node, router, controller, credentials):
+    node_id, secret = credentials
+    yield provision(node, {"routerId": node_id, "apitoken": secret, "wampRouter": router.url})
+    yield wait_connected(node)
+    name, key = unique("prog"), unique("dep")
+    heard = []
+    uri = protocol.node_uri(node_id, protocol.INSTALL_CHUTE)
+    answer = yield controller.session.call(uri, key=key, user="alice", role="admin", config=light_chute(name),
+                                           options=CallOptions(on_progress=heard.append))
+    assert (answer["state"], answer["duplicate"], answer["version"]) == ("succeeded", False,
+                                                                         controller.of(node_id, protocol.STATE)[-1][
+                                                                             "version"])
+    assert answer["chutes"] == [{"name": name, "version": "1", "state": "running"}]
+    assert f"change {answer['change_id']} succeeded: installed {name} 1" in answer["message"]
+    said = "\n".join([p["message"] for p in heard] + [answer["message"]])
+    assert "starting service main" in said and all(p["key"] == key and p["state"] == "running" for p in heard)
+    again = yield controller.session.call(uri, key=key, user="alice", role="admin", config=light_chute(name),
+                                          options=CallOptions(on_progress=heard.append))
+    assert (again["change_id"], again["duplicate"], again["state"]) == (answer["change_id"], True, "succeeded")
+    plain = yield controller.call(node_id, protocol.STOP_CHUTE, key=unique("stop"), user="alice", role="admin",
+                                  chute=name)  # a plain call: answered when queued, its end published
+    assert set(plain) == {"change_id", "duplicate"}
+    yield wait_for(lambda: [e for e in controller.of(node_id, protocol.CHANGE)
+                            if e["change_id"] == plain["change_id"] and e["state"] == "succeeded"],
+                   timeout=60, message="the plain call's change event")
+    assert [e for e in controller.of(node_id, protocol.CHANGE) if e["change_id"] == answer["change_id"]] == []
 
 
 class ArchiveServer:

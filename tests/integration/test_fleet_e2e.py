@@ -1,16 +1,20 @@
 """Many nodes, as the README's "Many nodes" section runs them: a real `pdserver controller` (embedded crossbar), two
 real `pdserver node` daemons provisioned to it with pdtools, a chute version put in the store and deployed to both
 with pdtools; then the controller and its router killed and restarted while a deployment waits for a node that is
-away: the nodes come back online, their state resynchronises, and the waiting deployment runs once on its node."""
+away: the nodes come back online, their state resynchronises, and the waiting deployment runs once on its node.
+A chute's container dying behind its node's back (a crash Docker restarts, a `docker kill` it does not) shows in the
+controller's view of the node, and so does its return."""
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 
 import psutil
 import pytest
 import requests
+import websocket
 import yaml
 
 from tests.conftest import REPO, NodeProcess, _finish, free_port, wait_until
@@ -98,6 +102,17 @@ def nodes(tmp_path):
     finally:
         for node in made:
             _finish(node)
+
+
+@pytest.fixture
+def node(tmp_path):
+    made = NodeProcess(tmp_path / "node" / "state", {"PARADROP_CLOUD_RETRY_INITIAL": "0.2",
+                                                     "PARADROP_CLOUD_RETRY_MAX": "1"})
+    made.state_dir.parent.mkdir(parents=True)
+    try:
+        yield made.start()
+    finally:
+        _finish(made)
 
 
 @pytest.fixture
@@ -239,3 +254,81 @@ def test_nodes_outlive_a_killed_controller_and_a_deployment_waiting_for_an_absen
     wait_until(lambda: (lambda s: all(s[i]["chutes"] == [{"name": "hello", "version": "2", "state": "running"}]
                                       for i in ids) and s)(online(pdtools, ids)),
                30, interval=0.2, message="the controller's resynchronised view of both nodes")
+
+
+class NodeStream:
+    """The controller's /ws/nodes as a user's client reads it: every message, collected by a thread."""
+
+    def __init__(self, controller, username, password):
+        token = requests.post(controller.url + "/api/v1/auth/login", json={"username": username,
+                                                                          "password": password}, timeout=10)
+        self._ws = websocket.create_connection(controller.url.replace("http", "ws") + "/ws/nodes", timeout=60,
+                                               header=[f"Authorization: Bearer {token.json()['token']}"])
+        self.messages = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            while True:
+                self.messages.append(json.loads(self._ws.recv()))
+        except (websocket.WebSocketException, OSError, ValueError):
+            pass
+
+    def chute_states(self, node_id, chute):
+        """The chute's state in each message about the node since the list, in order."""
+        return [next((c["state"] for c in m["node"]["chutes"] if c["name"] == chute), None) for m in self.messages
+                if "node" in m and m["node"]["id"] == node_id]
+
+    def close(self):
+        self._ws.close()
+        self._thread.join(10)
+
+
+def hello_container(engine, node):
+    node_id = (node.state_dir / "node-id").read_text().strip()
+    [container] = engine.containers.list(all=True, filters={"label": [f"org.paradrop.node={node_id}",
+                                                                      "org.paradrop.chute=hello"]})
+    return container
+
+
+def hello_state(pdtools, node_id):
+    return {c["name"]: c["state"] for c in cloud_json(pdtools, "describe-node", node_id)["chutes"]}.get("hello")
+
+
+def test_a_chute_dying_behind_its_node_s_back_and_coming_back_shows_on_the_controller(controller, node, pdtools,
+                                                                                     tmp_path, engine):
+    [node_id] = provision_all(pdtools, controller, [node])
+    root = project(pdtools, tmp_path, 1, "still here\n")
+    pdtools("store", "create-chute", "hello")
+    pdtools("store", "create-version", str(root))
+    pdtools("store", "install-chute", "hello", "1", "--node", node_id, "--follow")
+    wait_until(lambda: hello_state(pdtools, node_id) == "running", 30, interval=0.2,
+               message="the controller showing hello running")
+    stream = NodeStream(controller, "alice", ALICE_PASSWORD)
+    try:
+        wait_until(lambda: stream.messages, 30, message="the node list")
+        container = hello_container(engine, node)
+        restarts = container.attrs["RestartCount"]
+        os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)  # a crash: Docker's restart policy brings it back
+        wait_until(lambda: hello_container(engine, node).attrs["RestartCount"] > restarts, 30,
+                   message="Docker restarting the chute's container")
+        states = wait_until(lambda: (lambda s: s[-1:] == ["running"] and s)(stream.chute_states(node_id, "hello")),
+                            30, message="the controller's view of the chute: running again")
+        assert any(state in ("exited", "restarting") for state in states), states
+        assert states[0] != "running" and hello_state(pdtools, node_id) == "running"
+    finally:
+        stream.close()
+
+    hello_container(engine, node).kill()  # `docker kill`: Docker leaves it down
+    wait_until(lambda: hello_state(pdtools, node_id) == "exited", 30, interval=0.2,
+               message="the controller showing hello exited")
+    alice = requests.post(controller.url + "/api/v1/auth/login", json={"username": "alice",
+                                                                       "password": ALICE_PASSWORD}, timeout=10)
+    response = requests.post(f"{controller.url}/api/v1/nodes/{node_id}/commands", timeout=10,
+                             json={"type": "restart", "chute": "hello"},
+                             headers={"Authorization": f"Bearer {alice.json()['token']}"})
+    assert response.status_code == 202, response.text
+    wait_until(lambda: hello_state(pdtools, node_id) == "running", 60, interval=0.2,
+               message="the controller showing hello running after the node restarted it")
+    assert chute_page(node, engine) == "still here\n"

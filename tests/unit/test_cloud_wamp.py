@@ -67,3 +67,38 @@ def test_stop_while_waiting_to_start_again_cancels_the_restart():
     assert session.stop().called
     clock.advance(120)
     assert len(session.components) == 1
+
+
+def _endpoint_answer(endpoint, **kwargs):
+    outcome = []
+    endpoint(**kwargs).addBoth(outcome.append)
+    return outcome[0]
+
+
+def test_a_command_gets_progress_only_when_its_caller_asked_and_a_caller_cannot_pass_its_own():
+    from types import SimpleNamespace as CallDetails  # autobahn's CallDetails wants a live registration
+
+    from pdserver.cloud.wamp import _wrap
+    got = []
+
+    def command(progress=None, **kwargs):
+        got.append(progress)
+        return {"ok": True}
+    sent = []
+    asked = CallDetails(progress=sent.append)
+    assert _endpoint_answer(_wrap(command, True), details=asked, key="k") == {"ok": True}
+    got[-1]({"state": "running"})
+    assert sent == [{"state": "running"}]
+    assert _endpoint_answer(_wrap(command, True), details=CallDetails(progress=None), key="k") == {"ok": True}
+    assert _endpoint_answer(_wrap(command, False), details=asked, key="k") == {"ok": True}
+    assert got[1:] == [None, None]
+    refused = _endpoint_answer(_wrap(command, True), details=asked, progress="mine")
+    assert refused.value.kwargs["field"] == "progress" and len(got) == 3
+
+
+def test_progress_the_session_can_no_longer_send_is_dropped():
+    from pdserver.cloud.wamp import _sender
+
+    def gone(message):
+        raise RuntimeError("transport lost")
+    _sender(gone)({"state": "running"})

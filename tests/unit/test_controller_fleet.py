@@ -18,16 +18,19 @@ OTHER = "fedcba9876543210"
 
 @implementer(INodeCaller)
 class FakeNodes:
-    """Answers install/update/commands with increasing change ids, or with what ``answers`` holds."""
+    """Answers install/update/commands with increasing change ids as an older node does (when queued), or with what
+    ``answers`` holds; ``progress`` keeps each call's progress callable."""
 
     def __init__(self):
         self.calls = []
         self.answers = []
         self.states = {}
+        self.progress = []
         self.next_change = 1
 
-    def call_node(self, node_id, procedure, **kwargs):
+    def call_node(self, node_id, procedure, on_progress=None, **kwargs):
         self.calls.append((node_id, procedure, kwargs))
+        self.progress.append(on_progress)
         if procedure == protocol.GET_STATE:
             return defer.succeed(self.states.get(node_id, {"chutes": []}))
         if self.answers:
@@ -353,3 +356,41 @@ def test_listeners_hear_an_update_before_its_write_is_done():
     assert [w.called for w in store.writes] == [False, False]
     for write in store.writes:
         write.callback(True)
+
+
+def test_a_delivery_answered_when_its_change_ends_is_final_with_its_progress_and_the_node_s_chutes_stored(world):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE, chute="web", version="2", deployment_id="d3")
+    heard = []
+    fleet.events.listen("d3", heard.append)
+    answer = defer.Deferred()
+    nodes.answers.append(answer)
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    [progress] = [p for p in nodes.progress if p is not None]
+    progress({"change_id": 5, "key": delivery["key"], "state": "running", "message": "pulling"})
+    progress("junk")
+    progress({"change_id": 5, "key": delivery["key"], "state": "exploded"})
+    answer.callback({"change_id": 5, "duplicate": False, "state": "succeeded", "message": "change 5 succeeded",
+                     "version": "0.2", "chutes": [{"name": "web", "version": "2", "state": "running"}, "junk"]})
+    assert store.history[delivery["key"]] == ["pending", "running", "succeeded"]
+    assert [(m["state"], m["message"]) for m in heard] == [("running", "pulling"),
+                                                           ("succeeded", "change 5 succeeded")]
+    assert store.deliveries[delivery["key"]]["change_id"] == 5
+    node_id, online, _, seen = store.last_seen(NODE)
+    assert online and seen["version"] == "0.2" and seen["chutes"] == [{"name": "web", "version": "2",
+                                                                        "state": "running"}]
+    again = store.add_delivery(NODE, chute="web", version="2")
+    fleet.wake([NODE])
+    assert store.deliveries[again["key"]]["state"] == "succeeded"  # the answer's chutes: already installed
+    assert len(nodes.calls) == 1
+
+
+def test_a_duplicate_answered_at_its_change_s_end_says_so_when_the_node_gives_no_message(world):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE)
+    nodes.answers.append({"change_id": 2, "duplicate": True, "state": "failed", "chutes": []})
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert store.deliveries[delivery["key"]]["state"] == "failed"
+    assert store.deliveries[delivery["key"]]["message"] == "the node had it already"

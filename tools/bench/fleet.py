@@ -9,19 +9,28 @@ The documented figure is 1,000 nodes (``--nodes 1000``, the default; about a min
 password from PARADROP_CONTROLLER_ADMIN_PASSWORD). The bench logs in and creates the nodes through the HTTP API,
 then starts ``--procs`` processes of simulated nodes (tools/bench/fleet_nodes.py: WAMP-CRA with each node's id and
 secret, every procedure of pdserver/cloud/protocol.py registered, STATE published on join and after each change,
-install_chute answered and followed by its CHANGE events). Connect time runs from their start (once the
-controller's backend serves the router's authenticator) until ``GET /api/v1/nodes`` shows every node online with
-the state it published. Then, ``--reps`` times alternating: a new version of a tiny light chute created in the
-store (JSON {config}) and deployed to all nodes, timed from the POST until every node acknowledged its delivery
-(answered the call: state sent or later) and until the deployment's websocket closes (every delivery final; all
-must have succeeded); and the bare fan-out (fleet_nodes.py fanout, joined beforehand with the ticket from the
-controller's state dir). Before each the controller is let settle (its CPU idle). The CPU seconds each party used
-(the controller backend or the fan-out client, the router, the simulated nodes) show where the work is; with
-``--py-spy FILE`` (``pip install py-spy``) the controller backend and the router worker are profiled during each
-deployment. RSS: the controller process (the backend) and crossbar's processes under it (the router), the largest
-seen after connecting and after each run.
+install_chute answered at its end for a progressive call, else followed by its CHANGE event). Connect time runs from
+their start (once the controller's backend serves the router's authenticator) until ``GET /api/v1/nodes`` shows
+every node online with the state it published. Then, ``--reps`` times alternating: a new version of a tiny light
+chute created in the store (JSON {config}) and deployed to all nodes, timed from the POST until every node
+acknowledged its delivery (answered the call: state sent or later) and until the deployment's websocket closes
+(every delivery final; all must have succeeded); and the bare fan-out (fleet_nodes.py fanout, joined beforehand with
+the ticket from the controller's state dir). ``--warmup`` rounds of both come first, unmeasured (the first
+deployment also fills the controller's and the router's caches and the fan-out's first calls theirs). Before each
+the controller is let settle (its CPU idle). The CPU seconds each party used (the controller backend or the fan-out
+client, the router, the simulated nodes) show where the work is; with ``--py-spy FILE`` (``pip install py-spy``) the
+controller backend and the router worker are profiled during each deployment. RSS: the controller process (the
+backend) and crossbar's processes under it (the router), the largest seen after connecting and after each run.
+
+The comparison is like for like: the fan-out client and the controller backend are one process each, joined
+before the runs, speaking the same serializer (msgpack) to the same router, calling the same simulated nodes.
+What differs is what the goal measures: the deployment's HTTP request, its records and its websocket. WAMP messages
+per delivery (or fan-out call) through the router are counted by the simulated nodes, by type, each with its
+counterpart on the caller's side (INVOCATION: the CALL, YIELD: the RESULT, PUBLISH: the EVENT to the controller;
+PUBLISHED goes to the node only), from the settled controller before a run to the settled controller after it.
 """
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -48,6 +57,7 @@ import _common as c  # noqa: E402
 NODES = 1000
 PROCS = 4
 REPS = 3
+WARMUP = 1
 GOAL_RATIO = 1.3
 GOAL_BACKEND_MB = 150.0
 PASSWORD = "fleet-bench-password-123"
@@ -171,6 +181,32 @@ def node_status(paths) -> dict:
     return total
 
 
+def message_counts(procs) -> collections.Counter:
+    """The WAMP messages the simulated nodes sent and received so far, by type (each process writes them to its
+    status file on SIGUSR1)."""
+    paths = [path for _, path in procs]
+    before = {str(path): json.loads(path.read_text())["seq"] for path in paths}
+    for proc, _ in procs:
+        proc.send_signal(signal.SIGUSR1)
+    deadline = time.perf_counter() + 30
+    total = collections.Counter()
+    for path in paths:
+        while True:
+            status = json.loads(path.read_text())
+            if status["seq"] > before[str(path)]:
+                total.update(status["messages"])
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the node process of {path} did not report its message counts")
+            time.sleep(0.02)
+    return total
+
+
+def through_router(delta: collections.Counter) -> int:
+    """Messages through the router: the nodes' own, plus the caller's counterpart of each (see the docstring)."""
+    return sum(delta.values()) + delta["in Invocation"] + delta["out Yield"] + delta["out Publish"]
+
+
 def connect_fleet(scratch, api: Api, creds, procs: int, url: str, watched: dict) -> float:
     """Start the node processes; seconds until the API shows every node online with its published state."""
     paths = []
@@ -201,10 +237,13 @@ def deploy(api: Api, node_ids, version: str) -> dict:
     started = time.perf_counter()
     created = api.call("POST", "/api/v1/deployments", {"chute": CHUTE, "version": version, "nodes": node_ids},
                        expect=(202,))
+    posted = time.perf_counter() - started
     waiting = set(node_ids)
     acknowledged = None
+    # websocket-client checks UTF-8 in pure Python unless told not to: slower than the controller sends
     ws = websocket.create_connection(f"ws://{api.base.split('://', 1)[1]}/ws/deployments/{created['id']}",
-                                     header=[f"Authorization: Bearer {api.token}"], timeout=DEPLOY_LIMIT)
+                                     header=[f"Authorization: Bearer {api.token}"], timeout=DEPLOY_LIMIT,
+                                     skip_utf8_validation=True)
     try:
         while True:
             opcode, frame = ws.recv_data(control_frame=False)
@@ -217,13 +256,13 @@ def deploy(api: Api, node_ids, version: str) -> dict:
                     acknowledged = time.perf_counter() - started
     except websocket.WebSocketConnectionClosedException:
         pass
-    finally:
-        ws.close()
     seconds = time.perf_counter() - started
+    ws.close()
     shown = api.call("GET", f"/api/v1/deployments/{created['id']}")
     if shown["states"] != {"succeeded": len(node_ids)}:
         raise RuntimeError(f"deployment {created['id']} ended with {shown['states']}")
-    return {"succeeded": seconds, "acknowledged": acknowledged if acknowledged is not None else seconds}
+    return {"succeeded": seconds, "acknowledged": acknowledged if acknowledged is not None else seconds,
+            "posted": posted}
 
 
 class Cpu:
@@ -312,6 +351,7 @@ def main():
     parser.add_argument("--nodes", type=int, default=NODES, help=f"simulated nodes (default {NODES})")
     parser.add_argument("--procs", type=int, default=PROCS, help=f"processes they are spread over ({PROCS})")
     parser.add_argument("--reps", type=int, default=REPS, help=f"deployments and fan-outs, alternating ({REPS})")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help=f"unmeasured rounds of both first ({WARMUP})")
     parser.add_argument("--py-spy", metavar="FILE", help="record the controller backend and the router worker "
                         "during each deployment with py-spy (FILE.controller.1, FILE.router.1...)")
     parser.add_argument("--db", help="the controller's --db: an empty PostgreSQL database (postgresql://...); "
@@ -366,14 +406,22 @@ def run(args, router: list):
         routers = [rss_mb(router_processes(controller))]
 
         nodes_cpu = [psutil.Process(p.pid) for name, p in watched.items() if name.startswith("node process")]
+        counted = [(p, scratch.dir / f"status-{name.rsplit(' ', 1)[1]}.json") for name, p in watched.items()
+                   if name.startswith("node process")]
         router_cpu = router_processes(controller)
         deploy_cpu = Cpu({"caller": [psutil.Process(controller.pid)], "router": router_cpu, "nodes": nodes_cpu})
         fan_cpu = Cpu({"caller": [psutil.Process(fanout.proc.pid)], "router": router_cpu, "nodes": nodes_cpu})
         deploys, fans = [], []
         worker = max(router_cpu, key=lambda p: p.memory_info().rss)  # crossbar's router worker is the larger
         profiler = Profiler(args.py_spy, {"controller": controller.pid, "router": worker.pid})
+        for rep in range(args.warmup):
+            wait_settled(controller.pid)
+            deploy(api, node_ids, f"warm{rep + 1}")
+            wait_settled(controller.pid)
+            fanout.run(len(node_ids))
         for rep in range(args.reps):
             wait_settled(controller.pid)
+            before = message_counts(counted)
             profiler.start(rep)
             deploy_cpu.start()
             try:
@@ -385,9 +433,12 @@ def run(args, router: list):
             backend.append(rss_mb([psutil.Process(controller.pid)]))
             routers.append(rss_mb(router_processes(controller)))
             wait_settled(controller.pid)
+            between = message_counts(counted)
+            deploys[-1]["messages"] = between - before
             fan_cpu.start()
             fans.append({"seconds": fanout.run(len(node_ids))})
             fans[-1]["cpu"] = fan_cpu.stop()
+            fans[-1]["messages"] = message_counts(counted) - between
             routers.append(rss_mb(router_processes(controller)))
         status = node_status(scratch.dir.glob("status-*.json"))
         if status["lost"] or status["failed"]:
@@ -398,16 +449,29 @@ def run(args, router: list):
 def report(args, made, connect, deploys, fans, backend, routers):
     done, acked = (statistics.median(d[k] for d in deploys) for k in ("succeeded", "acknowledged"))
     fan = statistics.median(f["seconds"] for f in fans)
+    ratios = [d["succeeded"] / f["seconds"] for d, f in zip(deploys, fans)]
     print(f"{args.nodes} simulated nodes in {args.procs} processes (created through the API in {made:.1f} s); "
-          f"{args.reps} alternating runs (medians); per run deployment succeeded/acknowledged/fan-out s: "
+          f"{args.warmup} unmeasured and {args.reps} measured alternating runs (medians); per run deployment "
+          "succeeded/acknowledged/fan-out s: "
           + ", ".join(f"{d['succeeded']:.2f}/{d['acknowledged']:.2f}/{f['seconds']:.2f}"
-                      for d, f in zip(deploys, fans)))
+                      for d, f in zip(deploys, fans))
+          + f"; ratio per run {min(ratios):.2f}-{max(ratios):.2f}; the deployment's POST answered in "
+          + "/".join(f"{d['posted']:.2f}" for d in deploys) + " s; load average now "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    for name, runs in (("deployment", deploys), ("fan-out", fans)):
+        kinds = sum((run["messages"] for run in runs), collections.Counter())
+        print(f"node-side WAMP messages per {name} call: "
+              + ", ".join(f"{k} {v / (len(runs) * args.nodes):.2f}" for k, v in sorted(kinds.items())))
     rows = [
         ("connect all (s)", f"{connect:.1f}", "-", "-", "-", None),
         ("deployment to all succeeded (s)", f"{done:.2f}", f"{fan:.2f}", f"{done / fan:.2f}",
          f"<= {GOAL_RATIO:.1f}x", done <= GOAL_RATIO * fan),
         ("deployment acknowledged by all (s)", f"{acked:.2f}", f"{fan:.2f}", f"{acked / fan:.2f}", "-", None),
     ]
+    ours, base = (statistics.median(through_router(run["messages"]) / args.nodes for run in runs)
+                  for runs in (deploys, fans))
+    rows.append(("WAMP messages through the router per node", f"{ours:.1f}", f"{base:.1f}", f"{ours / base:.2f}",
+                 "-", None))
     for key, name in (("caller", "CPU: controller backend / fan-out client (s)"), ("router", "CPU: router (s)"),
                       ("nodes", "CPU: simulated nodes (s)")):
         ours, base = (statistics.median(run["cpu"][key] for run in runs) for runs in (deploys, fans))

@@ -1,22 +1,27 @@
 """The processes behind tools/bench/fleet.py: many simulated nodes in one process, or the bare fan-out caller.
 
 ``nodes CREDS STATUS URL``: one light autobahn session per node in CREDS (JSON ``[[node_id, secret], ...]``),
-at most WINDOW joining at once. Each speaks the node's side of pdserver/cloud/protocol.py: WAMP-CRA with its id
+at most JOINING joining at once. Each speaks the node's side of pdserver/cloud/protocol.py: WAMP-CRA with its id
 and secret, every procedure of protocol.PROCEDURES registered under its prefix, its STATE published on join and
-after every burst of changes (WINDOW seconds after its first). A command answers ``{"change_id", "duplicate"}`` (a
-key seen before answers its change id with duplicate true and runs nothing; the answer means queued), then
-publishes its CHANGE event succeeded (a change done within the link's window has no "running" event), as
-pdserver/cloud/link.py does. STATUS (JSON, rewritten atomically) counts the sessions ready and failed; it runs until
-SIGTERM.
+after every burst of changes (STATE_WINDOW seconds after its first). A command runs once per key (a key seen before runs
+nothing and answers as a duplicate), as pdserver/cloud/link.py does: a progressive call (the controller's) is
+answered when the change ends with ``{"change_id", "duplicate", "state", "message", "version", "chutes"}`` and
+nothing is published (a change done within the link's window has no progress); a plain call answers
+``{"change_id", "duplicate"}`` (queued), then its CHANGE event succeeded and the state are published. STATUS
+(JSON, rewritten atomically) counts the sessions ready and failed, and the WAMP messages they sent and received by
+type (``messages``, rewritten on SIGUSR1 with ``seq`` one higher); it runs until SIGTERM.
 
 ``fanout IDS CONFIG URL``: joins as the controller with the ticket in the router's CONFIG (the crossbar
 config.json the controller wrote in its state dir); for every line ``go`` on stdin it
 calls every node's get_state at once and prints one JSON line ``{"seconds", "ok", "errors"}``. It prints
-``{"joined": true}`` first, once the controller's backend has registered the nodes' authenticator.
+``{"joined": true}`` first, once the controller's backend has registered the nodes' authenticator. It speaks the
+controller backend's serializer (SERIALIZER), as the caller of the deployment does.
 """
+import collections
 import json
 import os
 import resource
+import signal
 import sys
 import time
 
@@ -33,17 +38,18 @@ txaio.use_twisted()
 from autobahn.twisted.wamp import ApplicationSession  # noqa: E402
 from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: E402
 from autobahn.wamp.auth import AuthWampCra  # noqa: E402
-from autobahn.wamp.types import ComponentConfig, PublishOptions  # noqa: E402
+from autobahn.wamp.serializer import MsgPackSerializer  # noqa: E402
+from autobahn.wamp.types import ComponentConfig, PublishOptions, RegisterOptions  # noqa: E402
 from twisted.internet import defer, reactor, stdio, task  # noqa: E402
 from twisted.protocols.basic import LineReceiver  # noqa: E402
 
 from pdserver.cloud import protocol  # noqa: E402
 
-WINDOW = 100  # sessions joining at once per process (the measured recipe's setting)
+JOINING = 100  # sessions joining at once per process
+SERIALIZER = MsgPackSerializer  # the controller backend's (pdserver.controller.wamp: msgpack first)
 VERSION = "fleet-sim-1"
 ACK = PublishOptions(acknowledge=True)
-CHANGE_STATES = ("succeeded",)
-WINDOW = 0.2  # pdserver.cloud.link.WINDOW: one state message per burst of changes
+STATE_WINDOW = 0.2  # pdserver.cloud.link.WINDOW: one state message per burst of changes
 CHUTE_COMMANDS = {protocol.INSTALL_CHUTE: "install", protocol.UPDATE_CHUTE: "update",
                   protocol.REMOVE_CHUTE: "remove", protocol.START_CHUTE: "start", protocol.STOP_CHUTE: "stop",
                   protocol.RESTART_CHUTE: "restart", protocol.SET_HOSTCONFIG: "hostconfig"}
@@ -63,7 +69,7 @@ def write_json(path: str, value):
 
 
 class Fleet:
-    """The sessions of this process and their counts; launches joins WINDOW at a time."""
+    """The sessions of this process and their counts; launches joins JOINING at a time."""
 
     def __init__(self, creds, status_path: str, url: str, host: str, port: int):
         self.creds = creds
@@ -72,13 +78,17 @@ class Fleet:
         self.next = self.inflight = self.ready = self.failed = self.lost = 0
         self.first_error = None
         self.change_ids = 0
+        self.messages = collections.Counter()  # "in Invocation", "out Yield"... of all sessions
+        self.seq = 0
 
     def status(self):
+        self.seq += 1
         write_json(self.status_path, {"pid": os.getpid(), "count": len(self.creds), "ready": self.ready,
-                                      "failed": self.failed, "lost": self.lost, "first_error": self.first_error})
+                                      "failed": self.failed, "lost": self.lost, "first_error": self.first_error,
+                                      "messages": dict(self.messages), "seq": self.seq})
 
     def launch(self):
-        while self.inflight < WINDOW and self.next < len(self.creds):
+        while self.inflight < JOINING and self.next < len(self.creds):
             node_id, secret = self.creds[self.next]
             self.next += 1
             self.inflight += 1
@@ -108,6 +118,20 @@ class Node(ApplicationSession):
         self.commands = {}  # key -> {key, change_id, state}, in order
         self.state_call = None  # the state message due at the end of a burst of changes
 
+    def onOpen(self, transport):
+        """Count what the session sends (and, in onMessage, what it receives) by message type."""
+        send, messages = transport.send, self.fleet.messages
+
+        def counted(message):
+            messages["out " + type(message).__name__] += 1
+            send(message)
+        transport.send = counted
+        super().onOpen(transport)
+
+    def onMessage(self, message):
+        self.fleet.messages["in " + type(message).__name__] += 1
+        super().onMessage(message)
+
     def onConnect(self):
         self.join(protocol.REALM, authmethods=["wampcra"], authid=self.node_id)
 
@@ -117,7 +141,8 @@ class Node(ApplicationSession):
     @defer.inlineCallbacks
     def onJoin(self, details):
         try:
-            yield defer.gatherResults([self.register(self.handler(p), protocol.node_uri(self.node_id, p))
+            yield defer.gatherResults([self.register(self.handler(p), protocol.node_uri(self.node_id, p),
+                                                     options=RegisterOptions(details_arg="details"))
                                        for p in protocol.PROCEDURES], consumeErrors=True)
             yield self.publish(protocol.node_uri(self.node_id, protocol.STATE), self.state(), options=ACK)
         except Exception as e:
@@ -148,36 +173,48 @@ class Node(ApplicationSession):
 
     def handler(self, procedure: str):
         if procedure == protocol.GET_STATE:
-            return lambda **kwargs: self.state()
+            return lambda details=None, **kwargs: self.state()
 
-        def command(key, user=None, role=None, config=None, source=None, chute=None):
-            if key in self.commands:
-                return {"change_id": self.commands[key]["change_id"], "duplicate": True}
-            self.fleet.change_ids += 1
-            change_id = self.fleet.change_ids
-            self.commands[key] = {"key": key, "change_id": change_id, "state": "queued"}
-            name = (config or {}).get("name") or chute
-            reactor.callLater(0, self.run, change_id, key, CHUTE_COMMANDS[procedure], name, config)
-            return {"change_id": change_id, "duplicate": False}
+        def command(key, user=None, role=None, config=None, source=None, chute=None, details=None):
+            progressive = getattr(details, "progress", None) is not None
+            duplicate = key in self.commands
+            if not duplicate:
+                self.fleet.change_ids += 1
+                self.commands[key] = {"key": key, "change_id": self.fleet.change_ids, "state": "queued"}
+                name = (config or {}).get("name") or chute
+                if progressive:
+                    self.apply(key, CHUTE_COMMANDS[procedure], name, config)
+                else:
+                    reactor.callLater(0, self.run, self.fleet.change_ids, key, CHUTE_COMMANDS[procedure], name,
+                                      config)
+            entry = self.commands[key]
+            if not progressive:
+                return {"change_id": entry["change_id"], "duplicate": duplicate}
+            return {"change_id": entry["change_id"], "duplicate": duplicate, "state": entry["state"],
+                    "message": f"change {entry['change_id']} {entry['state']}", "version": VERSION,
+                    "chutes": self.state()["chutes"]}
         return command
+
+    def apply(self, key, kind, chute, config):
+        """A change's effect on the chutes; it succeeds at once."""
+        self.commands[key]["state"] = "succeeded"
+        if kind in ("install", "update") and isinstance(config, dict):
+            self.chutes[chute] = str(config.get("version"))
+        elif kind == "remove":
+            self.chutes.pop(chute, None)
 
     @defer.inlineCallbacks
     def run(self, change_id, key, kind, chute, config):
         """The change's events in the node's order, then the state it leaves (an install adds its chute)."""
         try:
-            for state in CHANGE_STATES:
-                self.commands[key]["state"] = state
-                yield self.publish(protocol.node_uri(self.node_id, protocol.CHANGE),
-                                   {"change_id": change_id, "key": key, "type": kind, "chute": chute, "state": state,
-                                    "time": time.time(), "message": None}, options=ACK)
-            if kind in ("install", "update") and isinstance(config, dict):
-                self.chutes[chute] = str(config.get("version"))
-            elif kind == "remove":
-                self.chutes.pop(chute, None)
+            self.apply(key, kind, chute, config)
+            yield self.publish(protocol.node_uri(self.node_id, protocol.CHANGE),
+                               {"change_id": change_id, "key": key, "type": kind, "chute": chute,
+                                "state": "succeeded", "time": time.time(), "message": None}, options=ACK)
         except Exception as e:
             self.failed(f"change {key}: {e!r}")
         if self.state_call is None or not self.state_call.active():
-            self.state_call = reactor.callLater(WINDOW, self.publish_state)
+            self.state_call = reactor.callLater(STATE_WINDOW, self.publish_state)
 
     def publish_state(self):
         self.publish(protocol.node_uri(self.node_id, protocol.STATE), self.state(), options=ACK).addErrback(
@@ -270,6 +307,7 @@ def run_nodes(creds_path: str, status_path: str, url: str):
     with open(creds_path) as f:
         fleet = Fleet(json.load(f), status_path, url, parsed.hostname, parsed.port)
     fleet.status()
+    signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(fleet.status))
     reactor.callWhenRunning(fleet.launch)
     reactor.run()
 
@@ -295,7 +333,8 @@ def run_fanout(ids_path: str, config_path: str, url: str):
         node_ids = json.load(f)
     ticket = controller_ticket(config_path)
     joined = defer.Deferred()
-    factory = WampWebSocketClientFactory(lambda: Caller(ticket, node_ids, joined), url=url)
+    factory = WampWebSocketClientFactory(lambda: Caller(ticket, node_ids, joined), url=url,
+                                         serializers=[SERIALIZER()])
     reactor.connectTCP(parsed.hostname, parsed.port, factory, timeout=30)
 
     commands = Commands()
