@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import urljoin
 
 # This directory holds a queue.py, which must not shadow the standard library's queue module (see api.py).
 _HERE = os.path.dirname(os.path.realpath(__file__))
@@ -94,6 +95,18 @@ class Api:
         if ident not in self._sessions:
             self._sessions[ident] = requests.Session()
         return self._sessions[ident]
+
+    def pages(self, path: str) -> list:
+        """Every item of a paged list: the controller names the next page in a Link header (rel=next)."""
+        items, url = [], self.base + path
+        while url:
+            response = self._session().get(url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120)
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url}: {response.status_code} {response.text[:300]}")
+            items += response.json()
+            following = response.links.get("next", {}).get("url")
+            url = urljoin(url, following) if following else None
+        return items
 
     def call(self, method: str, path: str, body=None, expect=(200,)):
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -223,8 +236,8 @@ def connect_fleet(scratch, api: Api, creds, procs: int, url: str, watched: dict)
         status = node_status(paths)
         if status["failed"]:
             raise RuntimeError(f"{status['failed']} simulated nodes failed: {status['first_error']}")
-        listed = api.call("GET", "/api/v1/nodes")
-        if sum(1 for n in listed if n["online"] and n["version"]) == len(creds):
+        listed = api.pages("/api/v1/nodes?online=true&limit=1000")
+        if sum(1 for n in listed if n["version"]) == len(creds):
             return time.perf_counter() - started
         time.sleep(POLL)
     raise RuntimeError(f"not every node came online within {CONNECT_LIMIT:.0f} s: {node_status(paths)}")
