@@ -60,8 +60,16 @@ class MemoryFleetStore:
         return defer.succeed(None)
 
     def pending_deliveries(self, node_id):
+        return self.pending_deliveries_of([node_id])
+
+    def pending_deliveries_of(self, node_ids):
+        node_ids = set(node_ids)
         return defer.succeed([dict(d) for d in self.deliveries.values()
-                              if d["node_id"] == node_id and d["state"] not in FINAL])
+                              if d["node_id"] in node_ids and d["state"] not in FINAL])
+
+    def online_nodes(self):
+        last = {entry[0]: entry[1] for entry in self.seen}
+        return defer.succeed([node_id for node_id, online in last.items() if online])
 
     def update_delivery(self, key, state, at, change_id=None, message=None):
         """Fires True when the delivery changed; a final one is left as it is."""

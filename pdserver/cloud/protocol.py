@@ -30,6 +30,8 @@ NODE_PREFIX = "org.paradrop.node."
 CONTROLLER_PREFIX = "org.paradrop.controller."
 AUTHENTICATE = CONTROLLER_PREFIX + "authenticate"
 AUTHORIZE = CONTROLLER_PREFIX + "authorize"
+#: What one controller backend tells the others (pdserver.controller.fleet); nodes may not subscribe or publish.
+RELAY = CONTROLLER_PREFIX + "relay"
 
 # Node ids are what the controller hands out: lowercase hex, so that they are one safe URI component.
 NODE_ID = re.compile(r"^[0-9a-f]{8,64}$")

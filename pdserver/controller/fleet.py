@@ -10,6 +10,13 @@ events and state messages, as before. A call that fails leaves its delivery pend
 retries it with the same idempotency key, so a command that ran but whose answer was lost never runs twice. A
 delivery's state only moves forward: the node's answers, progress, change events and the ``commands`` list of its
 state messages may arrive in any order.
+
+With several backends on one router, each node has one owner among them (pdserver.controller.ownership): only it
+sends the node's deliveries and writes its presence, and it relays what it stores (delivery progress, presence) to
+the others, whose websockets show it too; a deployment created on one backend wakes the others' nodes through the
+relay. A backend that comes to own a node (another left, or it just joined) reads the node's unfinished
+deliveries from the database and sends again those it has not sent itself, with the same key: a change the node
+ran for the backend that died answers as a duplicate when it ends, and runs once.
 """
 from typing import Callable, Dict, Iterable, List, Optional, Set
 
@@ -19,7 +26,8 @@ from zope.interface import implementer
 
 from pdserver.cloud import protocol
 from pdserver.controller.interfaces import IDeploymentEvents, IFleet, INodeEvents
-from pdserver.controller.wamp import IFleetObserver
+from pdserver.controller.ownership import Backends
+from pdserver.controller.wamp import IFleetObserver, is_node_id
 from pdserver.errors import shorten
 
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "forbidden")
@@ -28,6 +36,9 @@ CHUTE_COMMANDS = {"start": protocol.START_CHUTE, "stop": protocol.STOP_CHUTE, "r
                   "remove": protocol.REMOVE_CHUTE}
 MAX_TEXT = 200  # characters of a string a node reports (names, versions, states, keys)
 MAX_CHUTES = 1000
+UNFINISHED = ("sent", "queued", "running")  # a call went out, from this backend or another
+RELAY_EVENTS = 200  # updates per relayed message
+RELAY_WAKE = 1000  # node ids per relayed wake
 
 log = Logger()
 
@@ -101,7 +112,7 @@ class EventHub:
 @implementer(IFleetObserver, IFleet)
 class Fleet:
     """Presence, the nodes' latest state and telemetry, and the deployment dispatcher. ``caller`` (an INodeCaller,
-    the ControllerSession) is set once both exist."""
+    the ControllerSession) is set once both exist; ``backends``: who owns which node."""
 
     def __init__(self, store, reactor, caller=None):
         self.store = store
@@ -110,15 +121,18 @@ class Fleet:
         self.node_events = EventHub()  # by node id: presence and reported state, once stored (/ws/nodes)
         self.telemetry: Dict[str, dict] = {}
         self._reactor = reactor
+        self.backends = Backends()
         self._sessions: Dict[int, str] = {}  # session id -> node id
         self._nodes: Dict[str, Set[int]] = {}  # node id -> its session ids (a reconnect may overlap the old one)
-        self._previous: Set[str] = set()  # online before the controller rejoined
         self._chutes: Dict[str, Dict[str, str]] = {}  # node id -> {chute: version} as last reported
         self._deliveries: Dict[str, Dict[str, dict]] = {}  # node id -> {key: delivery} not final
         self._loaded: Set[str] = set()  # nodes whose deliveries in memory are all there are (wake keeps them so)
         self._busy: Set[str] = set()  # nodes with a dispatch running
         self._again: Set[str] = set()  # nodes to dispatch once more when the running dispatch ends
         self._reported: Dict[str, list] = {}  # node id -> the commands list of its last state message
+        self._sent: Set[str] = set()  # keys of deliveries this session has called their node for, not final yet
+        self._relay_out: List[dict] = []  # updates for the other backends, sent together at the end of the turn
+        self._relay_flush = None
 
     # --- presence
 
@@ -129,22 +143,57 @@ class Fleet:
         return node_id in self._nodes
 
     def connected(self):
-        self._previous = self.online()
         self._loaded.clear()
         self._sessions.clear()
         self._nodes.clear()
+        self._sent.clear()
+        self.backends.reset(None)
+
+    def backends_listed(self, me, others):
+        self.backends.reset(me, others)
+        self._forget_others()
 
     def listed(self):
-        gone, self._previous = self._previous - self.online(), set()
-        for node_id in gone:
-            self._offline(node_id)
-        return self.wake(self.online())
+        return self._record(self._take_over(None))
+
+    def backend_joined(self, session_id):
+        self.backends.add(session_id)
+        self._forget_others()
+
+    def backend_left(self, session_id):
+        gained = [node_id for node_id in self.online() if self.backends.owner_of(node_id) == session_id]
+        if self.backends.remove(session_id):
+            log.info("controller backend {backend} left: this one takes over {count} of its online nodes",
+                     backend=session_id, count=len(gained))
+            return self._record(self._take_over(gained))
+
+    def _forget_others(self):
+        """Drop the deliveries of nodes another backend owns now: if they come back, they are read again."""
+        for node_id in [n for n in self._deliveries if not self.backends.owns(n)]:
+            del self._deliveries[node_id]
+            self._loaded.discard(node_id)
+            self._reported.pop(node_id, None)
+
+    @defer.inlineCallbacks
+    def _take_over(self, gained: Optional[List[str]]):
+        """Look after the nodes this backend has come to own: ``gained`` (None: every node, at its join). Their
+        presence in the database is made true (the last owner may have gone before writing it, or the controller
+        was down while nodes left), then their unfinished deliveries are read and sent."""
+        marked = set((yield self.store.online_nodes()) or ())
+        for node_id in marked:
+            if not self.is_online(node_id) and self.backends.owns(node_id):
+                self._offline(node_id)
+        mine = [n for n in (self.online() if gained is None else gained) if self.backends.owns(n)]
+        for node_id in mine:
+            if node_id not in marked:
+                self._record(self._seen(node_id, True, None))
+        yield self.wake(mine)
 
     def node_joined(self, session_id, node_id):
         was_online = self.is_online(node_id)
         self._sessions[session_id] = node_id
         self._nodes.setdefault(node_id, set()).add(session_id)
-        if not was_online:
+        if not was_online and self.backends.owns(node_id):
             log.info("node {node} is online", node=node_id)
             self._record(self._seen(node_id, True, None))
 
@@ -155,19 +204,23 @@ class Fleet:
         self._nodes[node_id].discard(session_id)
         if not self._nodes[node_id]:
             del self._nodes[node_id]
-            self._offline(node_id)
+            self._chutes.pop(node_id, None)
+            if self.backends.owns(node_id):
+                self._offline(node_id)
 
     def _offline(self, node_id):
         log.info("node {node} is offline", node=node_id)
-        self._chutes.pop(node_id, None)
         self._record(self._seen(node_id, False, None))
 
     @defer.inlineCallbacks
     def _seen(self, node_id, online: bool, state):
-        """Store a node's presence (and state), then tell the listeners of that node."""
+        """Store a node's presence (and state), then tell the listeners of that node, here and on the other
+        backends."""
         now = self._reactor.seconds()
         yield self.store.node_seen(node_id, online, now, state)
-        self.node_events.emit(node_id, {"node_id": node_id, "online": online, "time": now})
+        update = {"node_id": node_id, "online": online, "time": now}
+        self.node_events.emit(node_id, update)
+        self._relay({"node": node_id, "update": update})
 
     # --- what nodes publish
 
@@ -185,6 +238,8 @@ class Fleet:
         if state is None or not self.is_online(node_id):
             return
         self._chutes[node_id] = {c["name"]: c["version"] for c in state["chutes"]}
+        if not self.backends.owns(node_id):
+            return
         self._reported[node_id] = state["commands"]
         self._record(self._seen(node_id, True, state))  # dispatch does not wait for the write
         yield self._dispatch(node_id)
@@ -192,7 +247,7 @@ class Fleet:
     @defer.inlineCallbacks
     def _change(self, node_id, event):
         key = _text(event.get("key"))
-        if key is None:
+        if key is None or not self.backends.owns(node_id):
             return
         if node_id not in self._deliveries:  # the first event since the controller started
             yield self._load(node_id)
@@ -204,17 +259,26 @@ class Fleet:
     # --- the dispatcher
 
     def wake(self, node_ids: Iterable[str], deliveries: Optional[List[dict]] = None) -> defer.Deferred:
-        """Send the pending deliveries of those nodes that are online; fires when they have been tried.
-        ``deliveries``: the ones just created for them (as IFleetStore.pending_deliveries gives them), which
-        spares a query per node; without it their deliveries are read again."""
+        """Send the pending deliveries of those nodes that are online; fires when they have been tried here (the
+        nodes other backends own are woken there). ``deliveries``: the ones just created for them (as
+        IFleetStore.pending_deliveries gives them), which spares reading them; without it they are read again,
+        in one query."""
         node_ids = set(node_ids)
+        others = sorted(n for n in node_ids if not self.backends.owns(n))
+        for start in range(0, len(others), RELAY_WAKE):
+            self.caller.relay({"wake": others[start:start + RELAY_WAKE]})
+        mine = node_ids.difference(others)
+        online = [n for n in mine if self.is_online(n)]
         if deliveries is None:
-            self._loaded -= node_ids
-        for delivery in deliveries or ():
-            if delivery.get("node_id") in self._loaded:
-                self._deliveries[delivery["node_id"]].setdefault(delivery["key"], dict(delivery))
-        return defer.gatherResults([self._record(self._dispatch(node_id)) for node_id in node_ids
-                                    if self.is_online(node_id)]).addCallback(lambda _: None)
+            self._loaded -= mine  # an offline one's are read when it comes back
+            loaded = self._load_many(online)
+        else:
+            for delivery in deliveries:
+                if delivery.get("node_id") in self._loaded:
+                    self._deliveries[delivery["node_id"]].setdefault(delivery["key"], dict(delivery))
+            loaded = defer.succeed(None)
+        return loaded.addCallback(lambda _: defer.gatherResults(
+            [self._record(self._dispatch(node_id)) for node_id in online])).addCallback(lambda _: None)
 
     @defer.inlineCallbacks
     def _dispatch(self, node_id):
@@ -231,32 +295,57 @@ class Fleet:
                     delivery = self._deliveries.get(node_id, {}).get(reported["key"])
                     if delivery is not None:
                         yield self._advance(node_id, delivery, reported["state"], reported["change_id"], None)
-                pending = [d for d in self._deliveries.get(node_id, {}).values() if d.get("state") == "pending"]
+                pending = [d for d in self._deliveries.get(node_id, {}).values() if self._unsent(d)]
                 if pending and node_id not in self._chutes:
                     yield self._ask_state(node_id)
                     if node_id not in self._chutes:  # its state message brings it back here
                         return
                 for delivery in pending:
-                    if not self.is_online(node_id):
+                    if not self._mine(node_id):
                         return
-                    if delivery.get("state") == "pending":
+                    if self._unsent(delivery):
                         yield self._send(node_id, delivery)
-                if node_id not in self._again or not self.is_online(node_id):
+                if node_id not in self._again or not self._mine(node_id):
                     return
         finally:
             self._busy.discard(node_id)
 
+    def _mine(self, node_id) -> bool:
+        return self.is_online(node_id) and self.backends.owns(node_id)
+
+    def _unsent(self, delivery) -> bool:
+        """Pending, or sent by a backend that is gone (or by this one before it rejoined)."""
+        state = delivery.get("state")
+        return state == "pending" or (state in UNFINISHED and delivery["key"] not in self._sent)
+
     @defer.inlineCallbacks
     def _load(self, node_id):
-        deliveries = yield self.store.pending_deliveries(node_id)
+        self._merge(node_id, (yield self.store.pending_deliveries(node_id)))
+
+    @defer.inlineCallbacks
+    def _load_many(self, node_ids: List[str]):
+        if not node_ids:
+            return
+        found: Dict[str, List[dict]] = {node_id: [] for node_id in node_ids}
+        for delivery in (yield self.store.pending_deliveries_of(node_ids)) or ():
+            if delivery.get("node_id") in found:
+                found[delivery["node_id"]].append(delivery)
+        for node_id, deliveries in found.items():
+            self._merge(node_id, deliveries)
+
+    def _merge(self, node_id, deliveries):
+        """The node's deliveries as read. One this backend already holds stays the same object (a call in flight
+        moves it on), taken forward to the read's state if that is further."""
         known = self._deliveries.get(node_id, {})
         fresh = {}
         for delivery in deliveries or ():
             if delivery.get("node_id") != node_id:
                 continue
             current = known.get(delivery["key"])
-            if current is not None and RANK.get(current.get("state"), 0) > RANK.get(delivery.get("state"), 0):
-                delivery = dict(delivery, state=current["state"])
+            if current is not None:
+                if RANK.get(delivery.get("state"), 0) > RANK.get(current.get("state"), 0):
+                    current["state"] = delivery["state"]
+                delivery = current
             fresh[delivery["key"]] = delivery
         self._deliveries[node_id] = fresh
         self._loaded.add(node_id)
@@ -300,6 +389,7 @@ class Fleet:
                                 f"version {delivery.get('version')} is already installed")
             return
         procedure, kwargs = call
+        self._sent.add(delivery["key"])
         try:
             answer = yield self.caller.call_node(node_id, procedure, on_progress=lambda message: self._record(
                 self._progressed(node_id, delivery, message)), **kwargs)
@@ -340,11 +430,45 @@ class Fleet:
             delivery["change_id"] = change_id
         if state in FINAL:
             self._deliveries.get(node_id, {}).pop(delivery["key"], None)
-        self.events.emit(delivery.get("deployment_id"), {"node_id": node_id, "key": delivery["key"],
-                                                         "state": state, "message": message, "time": now})
+            self._sent.discard(delivery["key"])
+        update = {"node_id": node_id, "key": delivery["key"], "state": state, "message": message, "time": now}
+        self.events.emit(delivery.get("deployment_id"), update)
+        if delivery.get("deployment_id"):
+            self._relay({"deployment": delivery["deployment_id"], "update": update})
         if state != current or new_change:
             self._record(self.store.update_delivery(delivery["key"], state, now, change_id=change_id,
                                                     message=message))
+
+    # --- the other backends
+
+    def _relay(self, update: dict) -> None:
+        """Tell the other backends' listeners, together with the other updates of this turn of the reactor."""
+        if self.backends.alone:
+            return
+        self._relay_out.append(update)
+        if self._relay_flush is None:
+            self._relay_flush = self._reactor.callLater(0, self._flush_relay)
+
+    def _flush_relay(self):
+        self._relay_flush = None
+        out, self._relay_out = self._relay_out, []
+        for start in range(0, len(out), RELAY_EVENTS):
+            self.caller.relay({"updates": out[start:start + RELAY_EVENTS]})
+
+    def relayed(self, message):
+        """Another backend's wake (only the nodes this one owns: views that differ for a moment must not bounce
+        it back) and updates (for the listeners here)."""
+        wake = message.get("wake")
+        if isinstance(wake, list):
+            self._record(self.wake([n for n in wake if is_node_id(n) and self.backends.owns(n)]))
+        updates = message.get("updates")
+        for update in updates if isinstance(updates, list) else ():
+            if not isinstance(update, dict) or not isinstance(update.get("update"), dict):
+                continue
+            if isinstance(update.get("deployment"), str):
+                self.events.emit(update["deployment"], update["update"])
+            elif is_node_id(update.get("node")):
+                self.node_events.emit(update["node"], update["update"])
 
     @staticmethod
     def _record(d):

@@ -30,6 +30,13 @@ class IFleetStore(Interface):
         to it; else one of DELIVERY_COMMANDS on the installed chute), ``chute``,
         ``version``, ``config`` (dict or None), ``source`` (``{url, token, sha256}`` or None), ``user``, ``role``."""
 
+    def pending_deliveries_of(node_ids):
+        """The deliveries of all those nodes whose state is not final, as pending_deliveries gives them, oldest
+        first: one read for a backend taking over many nodes."""
+
+    def online_nodes():
+        """The ids of the nodes stored as online."""
+
     def update_delivery(key, state, at, change_id=None, message=None):
         """Set a delivery's state (and change id / message when given); a final delivery is left as it is.
         Fires with True when the delivery changed."""

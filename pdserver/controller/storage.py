@@ -29,6 +29,7 @@ log = Logger()
 DB_FILE = "controller.db"
 DEFAULT_POOL_SIZE = 5  # PostgreSQL connections per backend (the server's default max_connections is 100)
 _FINAL = tuple(sorted(FINAL_DELIVERY_STATES))
+_IDS_PER_QUERY = 500  # SQLite allows 999 parameters per statement before 3.32
 
 
 def _sqlite_error(error: BaseException, _target: str) -> Optional[errors.Error]:
@@ -396,6 +397,22 @@ class ControllerStore:
         d = self._db.query(f"SELECT * FROM deliveries WHERE node_id = ? AND state NOT IN ({marks}) "
                            "ORDER BY created, key", (node_id, *_FINAL))
         return d.addCallback(lambda found: [_delivery(r) for r in found])
+
+    @defer.inlineCallbacks
+    def pending_deliveries_of(self, node_ids: Sequence[str]):
+        marks = ", ".join("?" * len(_FINAL))
+        node_ids = list(dict.fromkeys(node_ids))
+        found = []
+        for start in range(0, len(node_ids), _IDS_PER_QUERY):
+            chunk = node_ids[start:start + _IDS_PER_QUERY]
+            found += yield self._db.query(
+                f"SELECT * FROM deliveries WHERE node_id IN ({', '.join('?' * len(chunk))}) "
+                f"AND state NOT IN ({marks})", (*chunk, *_FINAL))
+        return [_delivery(r) for r in sorted(found, key=lambda r: (r["created"], r["key"]))]
+
+    def online_nodes(self) -> defer.Deferred:
+        d = self._db.query("SELECT id FROM nodes WHERE online = ?", (True,))
+        return d.addCallback(lambda found: [r["id"] for r in found])
 
     def update_delivery(self, key: str, state: str, at: float, change_id: Optional[int] = None,
                         message: Optional[str] = None) -> defer.Deferred:

@@ -2,7 +2,9 @@
 
 On every join it serves the router's dynamic authenticator (WAMP-CRA for nodes) and authorizer (a node registers
 and publishes under its own prefix only), and subscribes to what nodes publish and to session presence. What it
-hears goes to an observer (the Fleet); ``call_node`` is how the Fleet reaches a node.
+hears goes to an observer (the Fleet); ``call_node`` is how the Fleet reaches a node. Several backends may join
+one router: the authenticator and authorizer are shared registrations, every backend hears every node, the
+observer learns of the other backends' sessions (pdserver.controller.ownership), and ``relay`` reaches them.
 
 crossbar 26.10 facts this module is built on (router/auth/wampcra.py, router/router.py):
 - With ``salt``/``iterations``/``keylen`` in the authenticator's answer crossbar derives the key from ``secret``
@@ -37,10 +39,16 @@ log = Logger()
 
 
 class INodeCaller(Interface):
+    """How the fleet reaches nodes and the other controller backends."""
+
     def call_node(node_id, procedure, on_progress=None, **kwargs):
         """Call ``procedure`` (a suffix in protocol.PROCEDURES) on node ``node_id``; a Deferred of its answer.
         With ``on_progress`` (a callable of one message) the call asks for progressive results (a command is then
         answered when its change ends, protocol.py)."""
+
+    def relay(message):
+        """Publish ``message`` (a dict) to the other controller backends (their IFleetObserver.relayed); nothing
+        when this backend is not joined."""
 
 
 class IFleetObserver(Interface):
@@ -60,6 +68,19 @@ class IFleetObserver(Interface):
 
     def node_published(node_id, topic, payload):
         """Node ``node_id`` published ``payload`` on its ``topic`` (a suffix in protocol.TOPICS)."""
+
+    def backends_listed(me, others):
+        """This backend's router session id and those of the other controller backends the router has now; comes
+        after connected() and before the nodes are listed."""
+
+    def backend_joined(session_id):
+        """Another controller backend joined."""
+
+    def backend_left(session_id):
+        """A session left (maybe not a backend's)."""
+
+    def relayed(message):
+        """Another backend's INodeCaller.relay (a dict; only controller sessions may publish it)."""
 
 
 def is_node_id(value) -> bool:
@@ -126,6 +147,7 @@ class ControllerSession(Service):
         self.last_error: Optional[str] = None
         self.failed_attempts = 0  # connection attempts that failed since the last join
         self.impostors = set()  # authids of node sessions that published on another node's topic (logged once)
+        self._left_since_join = None  # sessions that left while the router's session list was being read
 
     def _make_component(self) -> Component:
         transport = {"type": "websocket", "url": self.router_url, "serializers": ["msgpack", "json"]}
@@ -179,19 +201,28 @@ class ControllerSession(Service):
         yield session.register(authorize, protocol.AUTHORIZE, options=RegisterOptions(invoke="roundrobin"))
         yield session.subscribe(self._on_node_event, protocol.NODE_PREFIX,
                                 options=SubscribeOptions(match="prefix", details_arg="details"))
+        yield session.subscribe(self._on_relay, protocol.RELAY)
         self._observer.connected()
+        self._left_since_join = set()
         yield session.subscribe(self._on_session_join, "wamp.session.on_join")
         yield session.subscribe(self._on_session_leave, "wamp.session.on_leave")
         self.session = session
         self.last_error, self.failed_attempts = None, 0
         log.info("the controller joined the WAMP router at {url}", url=self.router_url)
+        backends = yield session.call("wamp.session.list", [protocol.CONTROLLER_ROLE])
+        self._observer.backends_listed(session.session_id, [b for b in backends or ()
+                                                            if b != session.session_id
+                                                            and b not in self._left_since_join])
         ids = yield session.call("wamp.session.list", [protocol.NODE_ROLE])
         for session_id in ids or ():
+            if session_id in self._left_since_join:
+                continue
             try:
                 info = yield session.call("wamp.session.get", session_id)
             except ApplicationError:  # it left meanwhile
                 continue
             self._on_session_join(info)
+        self._left_since_join = None
         self._observer.listed()
 
     def _left(self, session, details):
@@ -200,11 +231,27 @@ class ControllerSession(Service):
         log.info("the controller left the WAMP router: {reason}", reason=getattr(details, "reason", details))
 
     def _on_session_join(self, info):
-        if isinstance(info, dict) and info.get("authrole") == protocol.NODE_ROLE and is_node_id(info.get("authid")):
-            self._observer.node_joined(info.get("session"), info["authid"])
+        if not isinstance(info, dict) or not isinstance(info.get("session"), int):
+            return
+        if info.get("authrole") == protocol.NODE_ROLE and is_node_id(info.get("authid")):
+            self._observer.node_joined(info["session"], info["authid"])
+        elif info.get("authrole") == protocol.CONTROLLER_ROLE and self.session is not None \
+                and info["session"] != self.session.session_id:
+            self._observer.backend_joined(info["session"])
 
     def _on_session_leave(self, session_id, *args, **kwargs):
+        if self._left_since_join is not None:
+            self._left_since_join.add(session_id)
         self._observer.node_left(session_id)
+        self._observer.backend_left(session_id)
+
+    def _on_relay(self, message):
+        if isinstance(message, dict):
+            self._observer.relayed(message)
+
+    def relay(self, message: dict) -> None:
+        if self.joined:
+            self.session.publish(protocol.RELAY, message)
 
     def _on_node_event(self, *args, details=None, **kwargs):
         parsed = protocol.parse_node_uri(getattr(details, "topic", None) or "")

@@ -27,6 +27,10 @@ class FakeNodes:
         self.states = {}
         self.progress = []
         self.next_change = 1
+        self.relayed = []
+
+    def relay(self, message):
+        self.relayed.append(message)
 
     def call_node(self, node_id, procedure, on_progress=None, **kwargs):
         self.calls.append((node_id, procedure, kwargs))
@@ -310,9 +314,9 @@ class CountingStore(MemoryFleetStore):
         self.reads = 0
         self.writes = []
 
-    def pending_deliveries(self, node_id):
+    def pending_deliveries_of(self, node_ids):
         self.reads += 1
-        return super().pending_deliveries(node_id)
+        return super().pending_deliveries_of(node_ids)
 
     def update_delivery(self, key, state, at, change_id=None, message=None):
         super().update_delivery(key, state, at, change_id, message)

@@ -92,6 +92,8 @@ def test_an_event_counts_only_when_the_topics_node_published_it_itself():
     (node(), protocol.AUTHENTICATE, "call"),
     (node(), protocol.AUTHENTICATE, "register"),
     (node(), "wamp.session.list", "call"),
+    (node(), protocol.RELAY, "subscribe"),  # what the backends tell each other
+    (node(), protocol.RELAY, "publish"),
     (node(NODE[:8]), protocol.node_uri(NODE, protocol.STATE), "publish"),  # a prefix of another id is no id
     (node(NODE + "\n"), protocol.node_uri(NODE + "\n", protocol.STATE), "publish"),
     (node("controller"), "org.paradrop.node.controller.state", "publish"),
@@ -218,15 +220,22 @@ def test_events_on_a_nodes_topic_published_by_another_session_are_dropped():
     assert (OTHER, False) in session.impostors
 
 
-def test_only_node_sessions_with_node_ids_count_as_nodes():
+def test_only_node_sessions_with_node_ids_count_as_nodes_and_other_controller_sessions_as_backends():
     observer = Observer()
     session = wamp.ControllerSession(Clock(), "ws://127.0.0.1:1/ws", TICKET, MemoryFleetStore(), observer)
+    session.session = SimpleNamespace(session_id=9)
     session._on_session_join({"session": 1, "authid": NODE, "authrole": protocol.NODE_ROLE})
     session._on_session_join({"session": 2, "authid": "controller", "authrole": protocol.CONTROLLER_ROLE})
+    session._on_session_join({"session": 9, "authid": "controller", "authrole": protocol.CONTROLLER_ROLE})  # itself
     session._on_session_join({"session": 3, "authid": "x", "authrole": protocol.NODE_ROLE})
+    session._on_session_join({"session": "4", "authid": NODE, "authrole": protocol.NODE_ROLE})
     session._on_session_join("junk")
     session._on_session_leave(1)
-    assert observer.heard == [("node_joined", 1, NODE), ("node_left", 1)]
+    assert observer.heard == [("node_joined", 1, NODE), ("backend_joined", 2), ("node_left", 1),
+                              ("backend_left", 1)]  # a leave is anybody's: each side looks the session up
+    session._on_relay({"wake": []})
+    session._on_relay(["not", "a", "dict"])
+    assert observer.heard[-1] == ("relayed", {"wake": []})
 
 
 def test_call_node_refuses_what_is_no_procedure_and_when_not_joined():

@@ -76,3 +76,23 @@ async def test_every_fleet_store_keeps_the_same_contract(fleet_store):
     assert await store.update_delivery("dep-a-0123456789abcdef", "succeeded", 13.0) is True
     assert await store.update_delivery("dep-a-0123456789abcdef", "failed", 14.0, message="late") is False
     assert [d["key"] for d in await store.pending_deliveries("0123456789abcdef")] == ["dep-b-0123456789abcdef"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backend_taking_over_reads_many_nodes_at_once_and_who_is_online(fleet_store):
+    store = fleet_store.store
+    nodes = [f"{i:016x}" for i in range(1, 4)]
+    for node_id in nodes:
+        await fleet_store.add_node(node_id)
+    assert await store.online_nodes() == []
+    await store.node_seen(nodes[0], True, 10.0, None)
+    await store.node_seen(nodes[1], True, 10.0, None)
+    await store.node_seen(nodes[1], False, 11.0, None)
+    assert await store.online_nodes() == [nodes[0]]
+
+    for i, node_id in enumerate(nodes + nodes[:1]):
+        await fleet_store.add_delivery(node_id, f"dep-{i}-{node_id}", float(i))
+    await store.update_delivery(f"dep-1-{nodes[1]}", "failed", 12.0)
+    found = await store.pending_deliveries_of([nodes[0], nodes[1], nodes[0]])
+    assert [d["key"] for d in found] == [f"dep-0-{nodes[0]}", f"dep-3-{nodes[0]}"]  # not final, oldest first
+    assert await store.pending_deliveries_of([]) == []
