@@ -1,9 +1,15 @@
 """A simulated node: a light autobahn client speaking the node's side of the WAMP protocol (WAMP-CRA with the secret
 the controller handed out), for tests of the controller without a node daemon. In a test's reactor, or as a process
 of its own (tests that block, like the browser's): ``python -m tests.simulated_node NODE_ID URL STEP`` with the
-secret in the SIMULATED_NODE_SECRET environment variable; it prints ``joined`` once it has published its state."""
+secret in the SIMULATED_NODE_SECRET environment variable; it prints ``joined`` once it has published its state.
+Many nodes in one process: ``python -m tests.simulated_node --nodes FILE URL STEP``, FILE a JSON list of
+``{"id", "secret"}``; it prints ``joined N`` once all N have published their state.
+
+A process prints ``ran NODE_ID KEY`` (flushed at once) each time one of its nodes runs a command, that is the first
+time it gets that key (a duplicate key runs nothing), so a test can count runs per node and key across processes."""
 import hashlib
 import io
+import json
 import os
 import sys
 import tarfile
@@ -21,9 +27,10 @@ class SimulatedNode:
     controller's) is answered when the install ends, with its outcome and the node's chutes, its steps coming as
     progressive results; a plain call is answered at once and followed by change events and the state message. With
     ``step`` > 0 an install goes through queued and running, ``step`` seconds apart, before it succeeds; a command
-    with a ``source`` has its archive downloaded with the command's token (and its sha256 checked) first."""
+    with a ``source`` has its archive downloaded with the command's token (and its sha256 checked) first. Each
+    command it runs (a new key) is appended to ``runs`` and, with ``on_run``, reported as ``on_run(node_id, key)``."""
 
-    def __init__(self, node_id, secret, url, reactor=None, step=0.0):
+    def __init__(self, node_id, secret, url, reactor=None, step=0.0, on_run=None):
         from autobahn.twisted.component import Component
         if reactor is None:
             from twisted.internet import reactor
@@ -33,6 +40,7 @@ class SimulatedNode:
         self.joined = defer.Deferred()
         self._reactor = reactor
         self._step = step
+        self._on_run = on_run
         # The router may still be starting: retry connecting; a refusal of the secret ends it (is_fatal).
         self.component = Component(
             transports=[{"url": url, "max_retries": 200, "initial_retry_delay": 0.1, "max_retry_delay": 0.5,
@@ -107,6 +115,8 @@ class SimulatedNode:
             if not duplicate:
                 changes[key] = 100 + len(changes)
                 self.runs.append({"key": key, "user": user, "role": role, "config": config})
+                if self._on_run is not None:
+                    self._on_run(self.node_id, key)
                 if progress is not None:
                     report = lambda name, state, message: progress({  # noqa: E731
                         "change_id": changes[key], "key": key, "type": "install", "chute": name, "state": state,
@@ -141,12 +151,26 @@ class SimulatedNode:
             return yaml.safe_load(tar.extractfile("paradrop.yaml"))
 
 
+def _print_run(node_id, key):
+    print("ran", node_id, key, flush=True)
+
+
 def main(argv):
     from twisted.internet import reactor
-    node_id, url, step = argv
-    node = SimulatedNode(node_id, os.environ["SIMULATED_NODE_SECRET"], url, reactor, float(step))
-    node.joined.addCallback(lambda _: print("joined", flush=True))
-    node.component.start(reactor).addBoth(lambda _: reactor.stop() if reactor.running else None)
+    if argv and argv[0] == "--nodes":
+        path, url, step = argv[1:]
+        with open(path) as f:
+            listed = json.load(f)
+        nodes = [SimulatedNode(n["id"], n["secret"], url, reactor, float(step), on_run=_print_run) for n in listed]
+        defer.gatherResults([n.joined for n in nodes]).addCallback(lambda _: print("joined", len(nodes), flush=True))
+    else:
+        node_id, url, step = argv
+        nodes = [SimulatedNode(node_id, os.environ["SIMULATED_NODE_SECRET"], url, reactor, float(step),
+                               on_run=_print_run)]
+        nodes[0].joined.addCallback(lambda _: print("joined", flush=True))
+    # The process ends once every node's component has ended (its secret refused, or out of retries).
+    defer.DeferredList([n.component.start(reactor) for n in nodes]).addBoth(
+        lambda _: reactor.stop() if reactor.running else None)
     reactor.run()
 
 

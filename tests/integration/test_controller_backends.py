@@ -1,0 +1,233 @@
+"""Issue 12.2: several controller backends on one router and one PostgreSQL database, and a backend killed in the
+middle of a deployment loses nothing.
+
+One crossbar router run on its own from tools/crossbar/config.json (as tests/integration/test_external_router.py
+runs it), one PostgreSQL database (tests/postgres.py), two ``pdserver controller --router ... --db postgresql://...``
+processes (A and B: their own state dirs and HTTP ports, the same database and ticket) and 20 simulated nodes in one
+process (tests/simulated_node.py ``--nodes``), which prints ``ran NODE KEY`` each time a node runs a command.
+
+A deployment to the 20 nodes is made through A; once some of its deliveries are on their way (sent, queued or
+running) and before all have ended, one backend is killed with SIGKILL (A, the one that created it, or B). Through
+the survivor, within a bound: every delivery succeeds, the deployment is finished, each node ran the deployment's
+key exactly once, and all 20 nodes are online with the chute installed.
+"""
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from pdserver.controller.router import TICKET_VARIABLE, crossbar_path
+from tests import postgres
+from tests.conftest import REPO, free_port, wait_until
+
+ROUTER_DIR = REPO / "tools" / "crossbar"
+PASSWORD = "controller-backends-admin-password"
+NODES = 20
+STEP = 1.0  # seconds per step of a simulated install (queued, running): an install takes 2 s
+TAKEOVER = 40.0  # seconds the survivor has, after the kill, to bring the deployment to its end
+IN_FLIGHT = ("sent", "queued", "running")
+CHUTE = {"name": "hello", "version": "1",
+         "services": {"main": {"type": "light", "image": "busybox", "command": "httpd -f -p 8000"}}}
+
+postgres_cluster, postgres_database = postgres.postgres_cluster, postgres.postgres_database
+
+pytestmark = pytest.mark.skipif(not os.path.exists(crossbar_path()), reason="crossbar is not installed "
+                                                                            "(make crossbar)")
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARADROP_")}
+    if os.environ.get("PARADROP_CROSSBAR"):
+        env["PARADROP_CROSSBAR"] = os.environ["PARADROP_CROSSBAR"]
+    return {**env, "PYTHONPATH": str(REPO), **extra}
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        except ProcessLookupError:
+            proc.wait(10)
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Start a process in a session of its own, its stdout to ``<name>.log`` under tmp_path and its stderr there
+    too, or to ``<name>.err`` with ``separate_stderr``; all are stopped at teardown, also on failure."""
+    started = []
+
+    def start(name, args, env, separate_stderr=False):
+        log = tmp_path / f"{name}.log"
+        err = tmp_path / f"{name}.err" if separate_stderr else log
+        with open(log, "ab") as out, open(err, "ab") as errors:
+            proc = subprocess.Popen(args, stdout=out, stderr=errors if separate_stderr else subprocess.STDOUT,
+                                    env=env, cwd=str(tmp_path), start_new_session=True)
+        proc.name, proc.log, proc.err = name, log, err
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in reversed(started):
+        _stop(proc)
+
+
+def _alive(*procs):
+    for proc in procs:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.name} exited with {proc.returncode}:\n{proc.err.read_text()[-3000:]}")
+
+
+class Backend:
+    """One ``pdserver controller`` process joined to the router, on the shared database."""
+
+    def __init__(self, spawn, tmp_path, name, router_url, ticket_file, db):
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = spawn(f"controller-{name}", [
+            sys.executable, "-m", "pdserver.main", "controller", "--state-dir", str(tmp_path / f"state-{name}"),
+            "--port", str(self.port), "--router", router_url, "--router-ticket-file", str(ticket_file),
+            "--db", db, "--db-pool-size", "3"], _env(PARADROP_CONTROLLER_ADMIN_PASSWORD=PASSWORD))
+        self.proc.name = f"controller {name}"
+        self.http = requests.Session()
+
+    def healthy(self):
+        _alive(self.proc)
+        try:
+            return requests.get(self.url + "/api/v1/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def joined(self):
+        """Its WAMP session has joined the router (its log says so)."""
+        _alive(self.proc)
+        return "the controller joined the WAMP router" in self.proc.log.read_text(errors="replace")
+
+    def log_in(self):
+        answer = self.http.post(self.url + "/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        self.http.headers["Authorization"] = f"Bearer {answer.json()['token']}"
+
+    def get(self, path):
+        _alive(self.proc)
+        answer = self.http.get(self.url + path, timeout=10)
+        assert answer.status_code == 200, (path, answer.status_code, answer.text)
+        return answer.json()
+
+    def post(self, path, body, status):
+        answer = self.http.post(self.url + path, json=body, timeout=30)
+        assert answer.status_code == status, (path, answer.status_code, answer.text)
+        return answer.json()
+
+    def nodes(self):
+        """Every node (one page: there are fewer than the page limit)."""
+        answer = self.http.get(self.url + "/api/v1/nodes?limit=1000", timeout=10)
+        assert answer.status_code == 200 and "Link" not in answer.headers, answer.text
+        return answer.json()
+
+
+def _ran(proc):
+    """(node id, key) of each ``ran`` line the simulated nodes printed so far."""
+    return [tuple(line.split()[1:3]) for line in proc.log.read_text().splitlines() if line.startswith("ran ")]
+
+
+@pytest.mark.parametrize("victim", ["creator", "other"])
+def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgres_database, spawn):
+    started = time.monotonic()
+    ticket = "t-" + os.urandom(24).hex()
+    router_port = free_port()
+    cbdir = tmp_path / "router"
+    shutil.copytree(ROUTER_DIR, cbdir)
+    config = json.loads((cbdir / "config.json").read_text())
+    config["workers"][0]["transports"][0]["endpoint"].update(interface="127.0.0.1", port=router_port)
+    (cbdir / "config.json").write_text(json.dumps(config))
+    router = spawn("crossbar", [crossbar_path(), "start", "--cbdir", str(cbdir)], _env(**{TICKET_VARIABLE: ticket}))
+    router.name = "crossbar"
+    router_url = f"ws://127.0.0.1:{router_port}/ws"
+    ticket_file = tmp_path / "ticket"
+    ticket_file.write_text(ticket + "\n")
+    ticket_file.chmod(0o600)
+
+    # A first (it makes the tables and the admin), then B on the same database.
+    a = Backend(spawn, tmp_path, "A", router_url, ticket_file, postgres_database)
+    wait_until(a.healthy, 60, interval=0.1, message="backend A's API")
+    b = Backend(spawn, tmp_path, "B", router_url, ticket_file, postgres_database)
+    wait_until(b.healthy, 60, interval=0.1, message="backend B's API")
+    wait_until(lambda: _alive(router) or (a.joined() and b.joined()), 60, interval=0.1,
+               message="both backends joined to the router")
+    a.log_in()
+    b.log_in()
+
+    created = [a.post("/api/v1/nodes", {"name": f"node-{i:02d}"}, 201) for i in range(NODES)]
+    assert {n["wamp_router"] for n in created} == {router_url}
+    node_ids = sorted(n["id"] for n in created)
+    nodes_file = tmp_path / "nodes.json"
+    nodes_file.write_text(json.dumps([{"id": n["id"], "secret": n["secret"]} for n in created]))
+    simulated = spawn("nodes", [sys.executable, "-m", "tests.simulated_node", "--nodes", str(nodes_file), router_url,
+                                str(STEP)], _env(), separate_stderr=True)
+    simulated.name = "the simulated nodes"
+
+    def all_online(backend):
+        _alive(router, simulated, a.proc, b.proc)
+        return sum(1 for n in backend.nodes() if n["online"]) == NODES
+    wait_until(lambda: all_online(a) and all_online(b), 60, interval=0.1,
+               message=f"all {NODES} nodes online as both backends see them")
+    wait_until(lambda: f"joined {NODES}" in simulated.log.read_text().splitlines(), 30, interval=0.1,
+               message="the simulated nodes to have published their state")
+
+    a.post("/api/v1/store/chutes", {"name": "hello"}, 201)
+    a.post("/api/v1/store/chutes/hello/versions", {"config": CHUTE}, 201)
+    deployment = a.post("/api/v1/deployments", {"chute": "hello", "version": "1", "nodes": node_ids}, 202)
+    path = f"/api/v1/deployments/{deployment['id']}"
+
+    def on_the_way():
+        shown = a.get(path)
+        return shown if any(shown["states"].get(s) for s in IN_FLIGHT) and not shown["finished"] else None
+    at_kill = wait_until(on_the_way, 30, interval=0.05, message="some deliveries on their way, not all ended")
+
+    killed, survivor = (a, b) if victim == "creator" else (b, a)
+    os.killpg(killed.proc.pid, signal.SIGKILL)
+    killed.proc.wait(10)
+    killed_at = time.monotonic()
+
+    last = {}
+
+    def finished():
+        _alive(router, simulated, survivor.proc)
+        last["shown"] = shown = survivor.get(path)
+        return shown["states"] == {"succeeded": NODES} and shown["finished"]
+    try:
+        wait_until(finished, TAKEOVER, interval=0.2, message="the deployment to finish through the survivor")
+    except AssertionError:
+        raise AssertionError(
+            f"{TAKEOVER:.0f} s after backend {killed.name} was killed (deliveries then: {at_kill['states']}), "
+            f"the deployment through backend {survivor.name} is {last.get('shown', {}).get('states')}, finished: "
+            f"{last.get('shown', {}).get('finished')}; nodes ran {len(_ran(simulated))} commands") from None
+    takeover = time.monotonic() - killed_at
+
+    shown = last["shown"]
+    assert sorted(d["node_id"] for d in shown["deliveries"]) == node_ids
+    assert all(d["state"] == "succeeded" and d["key"] == f"dep-{deployment['id']}-{d['node_id']}"
+               for d in shown["deliveries"]), shown["deliveries"]
+    runs = collections.Counter(_ran(simulated))
+    assert runs == {(node_id, f"dep-{deployment['id']}-{node_id}"): 1 for node_id in node_ids}
+
+    def installed():
+        _alive(router, simulated, survivor.proc)
+        nodes = survivor.nodes()
+        return (sorted(n["id"] for n in nodes) == node_ids and all(n["online"] for n in nodes)
+                and all(n["chutes"] == [{"name": "hello", "version": "1", "state": "running"}] for n in nodes))
+    wait_until(installed, 15, interval=0.2, message="all nodes online with hello 1 running, through the survivor")
+    print(f"killed {killed.name} with {at_kill['states']}; the survivor finished {takeover:.1f} s later; "
+          f"{time.monotonic() - started:.1f} s in all")
