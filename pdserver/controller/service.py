@@ -171,7 +171,8 @@ def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=No
     deployments = Deployments(db, audit, accounts, nodes, chute_store, fleet, controller_url)
     router = build_router(settings, accounts=accounts, nodes=nodes, store=chute_store, deployments=deployments,
                           audit=audit, events=fleet.events, node_events=fleet.node_events, links=links,
-                          run_in_thread=run_in_thread)
+                          run_in_thread=run_in_thread,
+                          router_joined=(lambda: fleet.caller.joined) if wamp else (lambda: None))
     http = HttpService(reactor, api_listener(settings, router, accounts, reactor, run_in_thread), settings.host,
                        settings.port)
     service = SequentialMultiService()

@@ -110,9 +110,9 @@ class Backend:
             return False
 
     def joined(self):
-        """Its WAMP session has joined the router (its log says so)."""
+        """Its WAMP session has joined the router (its health says so)."""
         _alive(self.proc)
-        return "the controller joined the WAMP router" in self.proc.log.read_text(errors="replace")
+        return requests.get(self.url + "/api/v1/health", timeout=2).json()["router"] is True
 
     def log_in(self):
         answer = self.http.post(self.url + "/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})

@@ -1,5 +1,5 @@
 """Health, the OpenAPI document, where the WAMP router is, and the audit log."""
-from typing import Callable
+from typing import Callable, Optional
 
 from pdserver import __version__
 from pdserver.api.openapi import openapi_document
@@ -10,16 +10,20 @@ from pdserver.controller.api.auth import CloudPermission
 class MetaResource:
     routes = RouteTable("meta")
 
-    def __init__(self, router, links: Callable[[], dict], audit, max_body: int, max_upload: int):
+    def __init__(self, router, links: Callable[[], dict], audit, max_body: int, max_upload: int,
+                 router_joined: Callable[[], Optional[bool]] = lambda: None):
         self._router = router
+        self._router_joined = router_joined
         self._links = links
         self._audit = audit
         self._limits = (max_body, max_upload)
         self._document = None
 
-    @routes.route("/api/v1/health", "GET", permission=PUBLIC, summary="The controller answers")
+    @routes.route("/api/v1/health", "GET", permission=PUBLIC,
+                  summary="The controller answers; router: whether its backend is joined to the WAMP router (what a "
+                          "load balancer in front of several backends checks before sending them deployments)")
     def health(self, call: Call):
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "router": self._router_joined()}
 
     @routes.route("/api/v1/openapi.json", "GET", permission=PUBLIC, summary="This document")
     def openapi(self, call: Call):
