@@ -144,6 +144,12 @@ MIGRATIONS: List[str] = [
         id {serial}, time DOUBLE PRECISION NOT NULL, actor TEXT, action TEXT NOT NULL, target TEXT,
         result TEXT NOT NULL, address TEXT, detail TEXT);
     CREATE INDEX audit_actor ON audit (actor, id)""",
+    # Archives in the database, so that every backend on it serves every version (store_versions.archive is
+    # "database" for them; a file path for versions kept on disk before).
+    """CREATE TABLE store_archive_chunks (
+        chute TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL, data {blob} NOT NULL,
+        PRIMARY KEY (chute, version, seq),
+        FOREIGN KEY (chute, version) REFERENCES store_versions (chute, version) ON DELETE CASCADE)""",
 ]
 
 

@@ -1,12 +1,12 @@
 """The chute store: chutes and their versions, each validated exactly as a node validates an install.
 
 A version comes from a tar of the chute project (unpacked and checked with pdserver.chutes.source in a thread,
-then the archive itself is kept under the state dir for nodes to download) or from JSON ``{config}`` (checked
-with pdserver.chutes.spec; image services only, as on the node). The version is the paradrop.yaml's.
+then the archive itself is kept in the database, in chunks, for nodes to download from any backend) or from JSON
+``{config}`` (checked with pdserver.chutes.spec; image services only, as on the node). The version is the
+paradrop.yaml's. Versions an earlier release kept as files under its state dir are served from there.
 """
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -22,6 +22,8 @@ from pdserver.validation import SchemaError, check
 
 CHUTE_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"}
 _COPY_CHUNK = 1024 * 1024
+ARCHIVE_CHUNK = 1024 * 1024  # bytes per row of store_archive_chunks: what a download holds in memory at once
+IN_DATABASE = "database"  # store_versions.archive of a version whose archive is in store_archive_chunks
 
 
 def check_chute_name(value) -> str:
@@ -67,12 +69,20 @@ def _version(row: dict) -> dict:
             "created": row["created"], "created_by": row["created_by"]}
 
 
+def _thd_store_archive(txn, chute: str, version: str, path: Path) -> None:
+    with open(path, "rb") as f:
+        for seq, data in enumerate(iter(lambda: f.read(ARCHIVE_CHUNK), b"")):
+            run(txn, "INSERT INTO store_archive_chunks (chute, version, seq, data) VALUES (?, ?, ?, ?)",
+                (chute, version, seq, data))
+
+
 class ChuteStore:
-    def __init__(self, db: Database, audit: Audit, archives: Path, run_in_thread: Callable[..., defer.Deferred],
+    def __init__(self, db: Database, audit: Audit, scratch: Path, run_in_thread: Callable[..., defer.Deferred],
                  max_upload_bytes: int):
+        """``scratch``: where uploads are unpacked and checked (this backend's own disk)."""
         self._db = db
         self._audit = audit
-        self._archives = archives
+        self._scratch = scratch
         self._run_in_thread = run_in_thread
         self._max_upload = max_upload_bytes
 
@@ -125,20 +135,25 @@ class ChuteStore:
             return {**_version(found[0]), "archive_path": found[0]["archive"]}
         return self._db.interaction(thd_get)
 
+    def archive_chunk(self, name: str, version: str, seq: int) -> defer.Deferred:
+        """Bytes ``seq`` of a version's archive kept in the database; b"" past its end."""
+        d = self._db.query("SELECT data FROM store_archive_chunks WHERE chute = ? AND version = ? AND seq = ?",
+                           (name, version, seq))
+        return d.addCallback(lambda found: bytes(found[0]["data"]) if found else b"")
+
     @defer.inlineCallbacks
     def add_tar(self, username: str, name: str, stream, address: Optional[str]):
         """A version from an uploaded project tar; the archive is kept only when the version is stored.
 
         The request's Deferred is cancelled when its client leaves, but a thread cannot be: the clean-up waits
         for the thread's end, so nothing it writes stays behind."""
-        work = self._archives / ".incoming" / uuid.uuid4().hex
+        work = self._scratch / ".incoming" / uuid.uuid4().hex
         thread_done = defer.Deferred()
         unpacked = self._run_in_thread(thd_keep_archive, stream, work, self._max_upload)
         unpacked.addBoth(lambda result: (thread_done.callback(None), result)[1])
         try:
             description, archive, sha256, size = yield _uncancelled(unpacked)
-            dest = self._archives / name / f"{uuid.uuid4().hex}.tar"
-            version = yield self._add(username, name, description, (archive, dest, sha256, size), address)
+            version = yield self._add(username, name, description, (archive, sha256, size), address)
             return version
         finally:
             yield thread_done
@@ -160,13 +175,13 @@ class ChuteStore:
             if fetch(txn, "SELECT version FROM store_versions WHERE chute = ? AND version = ?", (name, version)):
                 raise errors.Conflict(f"chute {name} already has version {version}", field="version")
             now = self._audit.clock()
-            source, dest, sha256, size = archive or (None, None, None, None)
+            source, sha256, size = archive or (None, None, None)
             run(txn, "INSERT INTO store_versions (chute, version, config, archive, sha256, size, created, created_by) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, version, json.dumps(description), str(dest) if dest else None, sha256, size, now, username))
-            if dest is not None:  # last: when the move fails, the row is rolled back with it
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, dest)
+                (name, version, json.dumps(description), IN_DATABASE if source else None, sha256, size, now,
+                 username))
+            if source is not None:
+                _thd_store_archive(txn, name, version, source)
             thd_record(txn, now, username, "store-version-create", "succeeded", target=name, address=address,
                        detail={"version": version, "archive": archive is not None})
             return _version(fetch(txn, "SELECT * FROM store_versions WHERE chute = ? AND version = ?",

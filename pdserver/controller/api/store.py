@@ -3,21 +3,99 @@ import os
 
 from twisted.internet import defer
 from twisted.protocols.basic import FileSender
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from pdserver import errors
 from pdserver.api.body import INLINE_BYTES, TAR_TYPES, media_type, raw_json
 from pdserver.api.chutes import _CONFIG_BODY, parse_config_body
 from pdserver.api.routing import Call, Response, RouteTable
 from pdserver.controller.api.auth import CloudPermission
-from pdserver.controller.store import CHUTE_NAME
+from pdserver.controller.store import CHUTE_NAME, IN_DATABASE
 
 USER = CloudPermission.USER
+log = Logger()
+
+
+def _archive_headers(request, size: int) -> None:
+    request.setHeader(b"content-type", b"application/x-tar")
+    request.setHeader(b"content-length", b"%d" % size)
+    request.setHeader(b"cache-control", b"no-store")
+
+
+@implementer(IPushProducer)
+class DatabaseArchiveResource(Resource):
+    """Streams an archive kept in the database, one chunk at a time and only as fast as the client reads: a large
+    archive never sits in memory, a slow client holds one chunk."""
+
+    isLeaf = True
+
+    def __init__(self, store, chute: str, version: str, size: int):
+        super().__init__()
+        self._store, self._chute, self._version, self._size = store, chute, version, size
+        self._request = None
+        self._seq = self._sent = 0
+        self._paused = self._reading = self._gone = False
+
+    def render(self, request):
+        self._request = request
+        _archive_headers(request, self._size)
+        request.notifyFinish().addBoth(self._finished)
+        request.registerProducer(self, True)
+        self._next()
+        return NOT_DONE_YET
+
+    def _finished(self, _):
+        self._gone = True
+
+    def _next(self):
+        if self._gone or self._paused or self._reading:
+            return
+        if self._sent >= self._size:
+            self._request.unregisterProducer()
+            self._request.finish()
+            return
+        self._reading = True
+        self._store.archive_chunk(self._chute, self._version, self._seq).addCallbacks(self._write, self._failed)
+
+    def _write(self, data: bytes):
+        self._reading = False
+        if self._gone:
+            return
+        if not data:  # shorter than its recorded size: end the response short, as a broken transfer
+            self._failed(None)
+            return
+        self._seq += 1
+        self._sent += len(data)
+        self._request.write(data)
+        self._next()
+
+    def _failed(self, failure):
+        self._reading = False
+        if failure is not None:
+            log.failure("reading archive {chute}@{version} failed", failure, chute=self._chute,
+                        version=self._version)
+        if not self._gone:
+            self._request.unregisterProducer()
+            self._request.loseConnection()
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        self._next()
+
+    def stopProducing(self):
+        self._gone = True
 
 
 class ArchiveResource(Resource):
-    """Streams one archive file as application/x-tar (a producer: a large archive never sits in memory)."""
+    """Streams one archive file (a version kept on disk by an earlier release) as application/x-tar (a producer:
+    a large archive never sits in memory)."""
 
     isLeaf = True
 
@@ -30,9 +108,7 @@ class ArchiveResource(Resource):
             f = open(self._path, "rb")
         except OSError:
             raise errors.NotFound("the archive file is missing", field="version") from None
-        request.setHeader(b"content-type", b"application/x-tar")
-        request.setHeader(b"content-length", b"%d" % os.fstat(f.fileno()).st_size)
-        request.setHeader(b"cache-control", b"no-store")
+        _archive_headers(request, os.fstat(f.fileno()).st_size)
         gone = []
         request.notifyFinish().addBoth(gone.append)
 
@@ -107,5 +183,7 @@ class StoreResource:
             if not v["archive_path"]:
                 raise errors.NotFound(f"version {version} of {chute} was made from JSON: it has no archive",
                                       field="version")
+            if v["archive_path"] == IN_DATABASE:
+                return DatabaseArchiveResource(self._store, chute, version, v["size"])
             return ArchiveResource(v["archive_path"])
         return self._store.get_version(chute, version).addCallback(found)

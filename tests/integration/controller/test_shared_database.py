@@ -1,10 +1,16 @@
 """Two controller backends on one database (what several backends behind one router do): a token from one works on
 the other, and racing requests through both are decided by the database: one wins, the other gets the answer a
 second request gets (409, 404), never a 500."""
+import hashlib
+import os
+
 import pytest_twisted
+import yaml
 from twisted.internet import defer
 
+from pdserver.controller.store import ARCHIVE_CHUNK
 from tests.integration.controller.helpers import PASSWORD
+from tests.integration.controller.test_store import TAR, project_tar
 
 
 async def _two_backends(start_controller, database_url, tmp_path):
@@ -49,3 +55,21 @@ async def test_two_backends_share_sessions_and_the_database_decides_every_race(s
     owner = alice if claims[0][0] == 200 else carol
     code, members = await second.client(owner.token).get(f"/api/v1/nodes/{node_id}/members")
     assert code == 200 and len(members) == 1 and members[0]["role"] == "owner"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_archive_uploaded_through_one_backend_is_served_whole_by_the_other(start_controller, database_url,
+                                                                                   tmp_path):
+    first, second = await _two_backends(start_controller, database_url, tmp_path)
+    alice = await first.user("alice")
+    assert (await alice.post("/api/v1/store/chutes", {"name": "hello"}))[0] == 201
+    payload = os.urandom(ARCHIVE_CHUNK * 2 + 12345)  # three chunks, incompressible
+    archive = project_tar({"paradrop.yaml": yaml.safe_dump({"name": "hello", "version": "1", "services": {
+        "main": {"type": "image", "image": "paradrop/busybox"}}}), "data.bin": payload})
+    code, version = await alice.post("/api/v1/store/chutes/hello/versions", data=archive, headers=TAR)
+    assert code == 201, version
+    code, got = await second.client(alice.token).get("/api/v1/store/chutes/hello/versions/1/archive")
+    assert code == 200 and hashlib.sha256(got).hexdigest() == version["sha256"] == hashlib.sha256(archive).hexdigest()
+    for backend in (first, second):  # nothing of it on either backend's disk
+        kept = [p for p in (backend.built.settings.state_dir / "store").rglob("*") if p.is_file()]
+        assert kept == []

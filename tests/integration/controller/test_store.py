@@ -22,7 +22,7 @@ def project_tar(files: dict) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, text in files.items():
-            data = text.encode()
+            data = text if isinstance(text, bytes) else text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -204,3 +204,21 @@ async def test_a_watcher_that_vanishes_stops_listening(controller):
     unauthenticated = open_stream(controller.url.replace("http", "ws") + f"/ws/deployments/{deployment['id']}")
     await unauthenticated.done
     assert unauthenticated.protocol is None and unauthenticated.messages == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_version_an_earlier_release_kept_as_a_file_is_still_served(controller, tmp_path):
+    alice = await controller.user("alice")
+    await _chute(alice)
+    archive = project_tar({"paradrop.yaml": yaml.safe_dump(description(version="7"))})
+    kept = tmp_path / "kept.tar"
+    kept.write_bytes(archive)
+    await controller.built.db.execute(
+        "INSERT INTO store_versions (chute, version, config, archive, sha256, size, created, created_by) "
+        "VALUES ('hello', '7', ?, ?, ?, ?, 0, 'alice')",
+        ('{"name": "hello", "version": "7"}', str(kept), hashlib.sha256(archive).hexdigest(), len(archive)))
+    code, got = await alice.get("/api/v1/store/chutes/hello/versions/7/archive")
+    assert code == 200 and got == archive
+    kept.unlink()
+    code, body = await alice.get("/api/v1/store/chutes/hello/versions/7/archive")
+    assert code == 404 and body["error"]["field"] == "version"
