@@ -7,7 +7,7 @@ The fleet is woken for the nodes with something to do; the rest follows over WAM
 """
 import json
 import secrets
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 from urllib.parse import quote
 
 from twisted.internet import defer
@@ -63,15 +63,13 @@ def _summary(row: dict, deliveries: List[dict]) -> dict:
 
 
 class Deployments:
-    def __init__(self, db: Database, audit: Audit, accounts: Accounts, nodes: Nodes, store: ChuteStore, fleet,
-                 controller_url: Callable[[], str]):
+    def __init__(self, db: Database, audit: Audit, accounts: Accounts, nodes: Nodes, store: ChuteStore, fleet):
         self._db = db
         self._audit = audit
         self._accounts = accounts
         self._nodes = nodes
         self._store = store
         self._fleet = fleet
-        self._controller_url = controller_url
 
     @defer.inlineCallbacks
     def create(self, principal: CloudPrincipal, chute: str, version: str, node_ids: Optional[List[str]],
@@ -85,8 +83,7 @@ class Deployments:
         source = config = None
         if found["archive"]:
             token = self._accounts.scoped_token(principal, archive_scope(chute, version), ARCHIVE_TOKEN_TTL)
-            source = {"url": self._controller_url() + archive_path(chute, version), "token": token,
-                      "sha256": found["sha256"]}
+            source = {"path": archive_path(chute, version), "token": token, "sha256": found["sha256"]}
         else:
             config = found["config"]
         deployment_id = secrets.token_hex(8)

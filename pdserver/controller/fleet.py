@@ -112,11 +112,12 @@ class EventHub:
 @implementer(IFleetObserver, IFleet)
 class Fleet:
     """Presence, the nodes' latest state and telemetry, and the deployment dispatcher. ``caller`` (an INodeCaller,
-    the ControllerSession) is set once both exist; ``backends``: who owns which node."""
+    the ControllerSession) and ``base_url`` are set once they exist; ``backends``: who owns which node."""
 
-    def __init__(self, store, reactor, caller=None):
+    def __init__(self, store, reactor, caller=None, base_url: Callable[[], str] = lambda: ""):
         self.store = store
         self.caller = caller
+        self.base_url = base_url  # what nodes reach this backend's HTTP API at (its archives)
         self.events = EventHub()
         self.node_events = EventHub()  # by node id: presence and reported state, once stored (/ws/nodes)
         self.telemetry: Dict[str, dict] = {}
@@ -371,8 +372,12 @@ class Fleet:
         installed = self._chutes.get(node_id, {}).get(chute)
         if installed is not None and installed == _text(delivery.get("version")):
             return None
-        if delivery.get("source"):
-            kwargs["source"] = delivery["source"]
+        source = delivery.get("source")
+        if source:
+            kwargs["source"] = source
+            if isinstance(source.get("path"), str):  # the archive on this backend: the one that is here to send it
+                kwargs["source"] = {"url": self.base_url() + source["path"], "token": source.get("token"),
+                                    "sha256": source.get("sha256")}
         else:
             kwargs["config"] = delivery.get("config")
         return (protocol.UPDATE_CHUTE if installed is not None else protocol.INSTALL_CHUTE), kwargs

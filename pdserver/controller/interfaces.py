@@ -28,7 +28,9 @@ class IFleetStore(Interface):
         """The node's deliveries whose state is not final, oldest first: dicts with ``key``, ``deployment_id``
         (None for a single command), ``node_id``, ``state``, ``command`` (None: install the version, or update
         to it; else one of DELIVERY_COMMANDS on the installed chute), ``chute``,
-        ``version``, ``config`` (dict or None), ``source`` (``{url, token, sha256}`` or None), ``user``, ``role``."""
+        ``version``, ``config`` (dict or None), ``source`` (``{path, token, sha256}``: the archive's path on the
+        controller's HTTP API, which the backend that sends it prefixes with its own address; ``{url, token,
+        sha256}`` in deliveries an earlier release stored; or None), ``user``, ``role``."""
 
     def pending_deliveries_of(node_ids):
         """The deliveries of all those nodes whose state is not final, as pending_deliveries gives them, oldest

@@ -168,7 +168,9 @@ def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=No
                                        address_limit=settings.provision_failures_per_minute)
     nodes = Nodes(db, audit, links, provision_throttle)
     chute_store = ChuteStore(db, audit, settings.state_dir / "store", run_in_thread, settings.max_upload_bytes)
-    deployments = Deployments(db, audit, accounts, nodes, chute_store, fleet, controller_url)
+    deployments = Deployments(db, audit, accounts, nodes, chute_store, fleet)
+    if wamp:
+        fleet.base_url = controller_url
     router = build_router(settings, accounts=accounts, nodes=nodes, store=chute_store, deployments=deployments,
                           audit=audit, events=fleet.events, node_events=fleet.node_events, links=links,
                           run_in_thread=run_in_thread,

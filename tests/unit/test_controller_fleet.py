@@ -151,6 +151,21 @@ def test_commands_call_their_procedure_and_unknown_ones_fail(world):
     assert store.deliveries[bogus["key"]]["state"] == "failed"
 
 
+def test_an_archive_is_fetched_from_the_backend_that_sends_its_delivery(world):
+    store, nodes, fleet, _ = world
+    fleet.base_url = lambda: "http://backend-b:8000"
+    ours = store.add_delivery(NODE, chute="web", version="3")
+    ours["config"], ours["source"] = None, {"path": "/api/v1/store/chutes/web/versions/3/archive", "token": "t",
+                                            "sha256": "0" * 64}
+    older = store.add_delivery(NODE, chute="db", version="1")  # stored by an earlier release: a whole URL
+    older["config"], older["source"] = None, {"url": "http://old:8000/x", "token": "u", "sha256": "1" * 64}
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert [kw["source"] for _, _, kw in nodes.calls] == [
+        {"url": "http://backend-b:8000/api/v1/store/chutes/web/versions/3/archive", "token": "t", "sha256": "0" * 64},
+        {"url": "http://old:8000/x", "token": "u", "sha256": "1" * 64}]
+
+
 def test_a_failed_call_leaves_the_delivery_pending_until_the_next_state_message(world):
     store, nodes, fleet, _ = world
     delivery = store.add_delivery(NODE)
