@@ -6,22 +6,26 @@ runs it), one PostgreSQL database (tests/postgres.py), two ``pdserver controller
 processes (A and B: their own state dirs and HTTP ports, the same database and ticket) and 20 simulated nodes in one
 process (tests/simulated_node.py ``--nodes``), which prints ``ran NODE KEY`` each time a node runs a command.
 
-A deployment to the 20 nodes is made through A; once some of its deliveries are on their way (sent, queued or
+A deployment of a version uploaded as a project archive (which each node downloads from the backend that sends
+it its delivery) to the 20 nodes is made through A; once some of its deliveries are on their way (sent, queued or
 running) and before all have ended, one backend is killed with SIGKILL (A, the one that created it, or B). Through
 the survivor, within a bound: every delivery succeeds, the deployment is finished, each node ran the deployment's
 key exactly once, and all 20 nodes are online with the chute installed.
 """
 import collections
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
 import requests
+import yaml
 
 from pdserver.controller.router import TICKET_VARIABLE, crossbar_path
 from tests import postgres
@@ -137,6 +141,17 @@ class Backend:
         return answer.json()
 
 
+def _project_tar(config) -> bytes:
+    """A chute project archive: nodes download it from the backend that sends them the deployment."""
+    data = yaml.safe_dump(config).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("paradrop.yaml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 def _ran(proc):
     """(node id, key) of each ``ran`` line the simulated nodes printed so far."""
     return [tuple(line.split()[1:3]) for line in proc.log.read_text().splitlines() if line.startswith("ran ")]
@@ -187,7 +202,9 @@ def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgre
                message="the simulated nodes to have published their state")
 
     a.post("/api/v1/store/chutes", {"name": "hello"}, 201)
-    a.post("/api/v1/store/chutes/hello/versions", {"config": CHUTE}, 201)
+    answer = a.http.post(a.url + "/api/v1/store/chutes/hello/versions", data=_project_tar(CHUTE),
+                         headers={"Content-Type": "application/x-tar"}, timeout=30)
+    assert answer.status_code == 201 and answer.json()["archive"] is True, answer.text
     deployment = a.post("/api/v1/deployments", {"chute": "hello", "version": "1", "nodes": node_ids}, 202)
     path = f"/api/v1/deployments/{deployment['id']}"
 
