@@ -91,13 +91,11 @@ class Tokens:
 
 
 def thd_token_secret(txn) -> str:
-    """The signing secret: made on first start, the same ever after (and for every backend)."""
-    found = fetch(txn, "SELECT value FROM settings WHERE name = ?", (_SECRET_SETTING,))
-    if found:
-        return found[0]["value"]
-    secret = secrets.token_urlsafe(32)
-    run(txn, "INSERT INTO settings (name, value) VALUES (?, ?)", (_SECRET_SETTING, secret))
-    return secret
+    """The signing secret: made on first start, the same ever after (and for every backend: of backends starting
+    together on an empty database, the first insert wins and all read it)."""
+    run(txn, "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (_SECRET_SETTING, secrets.token_urlsafe(32)))
+    return fetch(txn, "SELECT value FROM settings WHERE name = ?", (_SECRET_SETTING,))[0]["value"]
 
 
 def _public(row: dict) -> dict:
@@ -239,9 +237,12 @@ class Accounts:
 
     @defer.inlineCallbacks
     def bootstrap_admin(self, password: Optional[str], write_password: Callable[[str], None],
-                        generate: Callable[[], str]):
+                        generate: Callable[[], str], discard_password: Callable[[], None] = lambda: None):
         """Create the first admin (``admin``) when there are no users; its password from the setting or
-        generated and handed to ``write_password`` (never logged). Fires with True when it was created."""
+        generated and handed to ``write_password`` (never logged) before the admin is stored, so that a crash
+        between the two cannot leave an admin whose password nobody has. Fires with True when it was created here,
+        False when there were users or another backend on the same database made it first (then
+        ``discard_password`` takes back what was written)."""
         count = yield self._db.query("SELECT COUNT(*) AS n FROM users")
         if count[0]["n"]:
             return False
@@ -250,5 +251,10 @@ class Accounts:
             password = generate()
             write_password(password)
         password_hash = yield self._run_hashing(self._passwords.hash, password)
-        yield self._db.interaction(self._thd_insert_user, None, ADMIN_USERNAME, password_hash, True, None)
+        try:
+            yield self._db.interaction(self._thd_insert_user, None, ADMIN_USERNAME, password_hash, True, None)
+        except errors.Conflict:
+            if generated:
+                discard_password()
+            return False
         return True

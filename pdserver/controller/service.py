@@ -104,7 +104,8 @@ class Bootstrap(Service):
             yield self._db.execute("UPDATE nodes SET online = ? WHERE online = ?", (False, True))
         path = self._settings.initial_password_path
         created = yield self._accounts.bootstrap_admin(self._settings.admin_password,
-                                                       lambda pw: write_secret_file(path, pw + "\n"), random_password)
+                                                       lambda pw: write_secret_file(path, pw + "\n"), random_password,
+                                                       lambda: path.unlink(missing_ok=True))
         if created and self._settings.admin_password is None:
             log.warn("created controller admin {user}; its password is in {path} (mode 0600)", user=ADMIN_USERNAME,
                      path=str(path))

@@ -73,3 +73,23 @@ async def test_an_archive_uploaded_through_one_backend_is_served_whole_by_the_ot
     for backend in (first, second):  # nothing of it on either backend's disk
         kept = [p for p in (backend.built.settings.state_dir / "store").rglob("*") if p.is_file()]
         assert kept == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_backends_starting_together_on_an_empty_database_make_one_admin_and_one_token_secret(
+        start_controller, database_url, tmp_path):
+    states = [tmp_path / f"backend-{i}" for i in range(4)]
+    shared = database_url(states[0]) or f"sqlite:///{tmp_path / 'shared.db'}"
+    backends = await defer.gatherResults([defer.ensureDeferred(start_controller(state, db=shared, admin_password=None))
+                                          for state in states])
+    written = [b.built.settings.initial_password_path for b in backends
+               if b.built.settings.initial_password_path.exists()]
+    assert len(written) == 1  # the one that made the admin; the others took theirs back
+    password = written[0].read_text().strip()
+    tokens = []
+    for backend in backends:
+        code, answer = await backend.client().post("/api/v1/auth/login", {"username": "admin", "password": password})
+        assert code == 200, answer
+        tokens.append(answer["token"])
+    code, me = await backends[3].client(tokens[0]).get("/api/v1/auth/me")  # one signing secret for all
+    assert code == 200 and me["username"] == "admin"
