@@ -16,9 +16,7 @@ import collections
 import io
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import tarfile
 import time
@@ -27,11 +25,11 @@ import pytest
 import requests
 import yaml
 
-from pdserver.controller.router import TICKET_VARIABLE, crossbar_path
 from tests import postgres
-from tests.conftest import REPO, free_port, wait_until
+from tests.conftest import free_port, wait_until
+from tests.integration.processes import alive, clean_env, needs_crossbar, start_router, ticket_file
+from tests.integration.processes import spawn  # noqa: F401  (a fixture)
 
-ROUTER_DIR = REPO / "tools" / "crossbar"
 PASSWORD = "controller-backends-admin-password"
 NODES = 20
 STEP = 1.0  # seconds per step of a simulated install (queued, running): an install takes 2 s
@@ -42,72 +40,25 @@ CHUTE = {"name": "hello", "version": "1",
 
 postgres_cluster, postgres_database = postgres.postgres_cluster, postgres.postgres_database
 
-pytestmark = pytest.mark.skipif(not os.path.exists(crossbar_path()), reason="crossbar is not installed "
-                                                                            "(make crossbar)")
-
-
-def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARADROP_")}
-    if os.environ.get("PARADROP_CROSSBAR"):
-        env["PARADROP_CROSSBAR"] = os.environ["PARADROP_CROSSBAR"]
-    return {**env, "PYTHONPATH": str(REPO), **extra}
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        except ProcessLookupError:
-            proc.wait(10)
-
-
-@pytest.fixture
-def spawn(tmp_path):
-    """Start a process in a session of its own, its stdout to ``<name>.log`` under tmp_path and its stderr there
-    too, or to ``<name>.err`` with ``separate_stderr``; all are stopped at teardown, also on failure."""
-    started = []
-
-    def start(name, args, env, separate_stderr=False):
-        log = tmp_path / f"{name}.log"
-        err = tmp_path / f"{name}.err" if separate_stderr else log
-        with open(log, "ab") as out, open(err, "ab") as errors:
-            proc = subprocess.Popen(args, stdout=out, stderr=errors if separate_stderr else subprocess.STDOUT,
-                                    env=env, cwd=str(tmp_path), start_new_session=True)
-        proc.name, proc.log, proc.err = name, log, err
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in reversed(started):
-        _stop(proc)
-
-
-def _alive(*procs):
-    for proc in procs:
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.name} exited with {proc.returncode}:\n{proc.err.read_text()[-3000:]}")
+pytestmark = needs_crossbar
 
 
 class Backend:
     """One ``pdserver controller`` process joined to the router, on the shared database."""
 
-    def __init__(self, spawn, tmp_path, name, router_url, ticket_file, db):
+    def __init__(self, spawn, tmp_path, name, router_url, tickets, db):
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = spawn(f"controller-{name}", [
             sys.executable, "-m", "pdserver.main", "controller", "--state-dir", str(tmp_path / f"state-{name}"),
-            "--port", str(self.port), "--router", router_url, "--router-ticket-file", str(ticket_file),
-            "--db", db, "--db-pool-size", "3"], _env(PARADROP_CONTROLLER_ADMIN_PASSWORD=PASSWORD))
+            "--port", str(self.port), "--router", router_url, "--router-ticket-file", str(tickets),
+            "--db", db, "--db-pool-size", "3"], clean_env(PARADROP_CONTROLLER_ADMIN_PASSWORD=PASSWORD))
         self.proc.name = f"controller {name}"
         self.http = requests.Session()
 
     def healthy(self):
-        _alive(self.proc)
+        alive(self.proc)
         try:
             return requests.get(self.url + "/api/v1/health", timeout=2).status_code == 200
         except requests.RequestException:
@@ -115,7 +66,7 @@ class Backend:
 
     def joined(self):
         """Its WAMP session has joined the router (its health says so)."""
-        _alive(self.proc)
+        alive(self.proc)
         return requests.get(self.url + "/api/v1/health", timeout=2).json()["router"] is True
 
     def log_in(self):
@@ -124,7 +75,7 @@ class Backend:
         self.http.headers["Authorization"] = f"Bearer {answer.json()['token']}"
 
     def get(self, path):
-        _alive(self.proc)
+        alive(self.proc)
         answer = self.http.get(self.url + path, timeout=10)
         assert answer.status_code == 200, (path, answer.status_code, answer.text)
         return answer.json()
@@ -161,25 +112,15 @@ def _ran(proc):
 def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgres_database, spawn):
     started = time.monotonic()
     ticket = "t-" + os.urandom(24).hex()
-    router_port = free_port()
-    cbdir = tmp_path / "router"
-    shutil.copytree(ROUTER_DIR, cbdir)
-    config = json.loads((cbdir / "config.json").read_text())
-    config["workers"][0]["transports"][0]["endpoint"].update(interface="127.0.0.1", port=router_port)
-    (cbdir / "config.json").write_text(json.dumps(config))
-    router = spawn("crossbar", [crossbar_path(), "start", "--cbdir", str(cbdir)], _env(**{TICKET_VARIABLE: ticket}))
-    router.name = "crossbar"
-    router_url = f"ws://127.0.0.1:{router_port}/ws"
-    ticket_file = tmp_path / "ticket"
-    ticket_file.write_text(ticket + "\n")
-    ticket_file.chmod(0o600)
+    router, router_url = start_router(spawn, tmp_path / "router", ticket)
+    tickets = ticket_file(tmp_path / "ticket", ticket)
 
     # A first (it makes the tables and the admin), then B on the same database.
-    a = Backend(spawn, tmp_path, "A", router_url, ticket_file, postgres_database)
+    a = Backend(spawn, tmp_path, "A", router_url, tickets, postgres_database)
     wait_until(a.healthy, 60, interval=0.1, message="backend A's API")
-    b = Backend(spawn, tmp_path, "B", router_url, ticket_file, postgres_database)
+    b = Backend(spawn, tmp_path, "B", router_url, tickets, postgres_database)
     wait_until(b.healthy, 60, interval=0.1, message="backend B's API")
-    wait_until(lambda: _alive(router) or (a.joined() and b.joined()), 60, interval=0.1,
+    wait_until(lambda: alive(router) or (a.joined() and b.joined()), 60, interval=0.1,
                message="both backends joined to the router")
     a.log_in()
     b.log_in()
@@ -190,11 +131,11 @@ def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgre
     nodes_file = tmp_path / "nodes.json"
     nodes_file.write_text(json.dumps([{"id": n["id"], "secret": n["secret"]} for n in created]))
     simulated = spawn("nodes", [sys.executable, "-m", "tests.simulated_node", "--nodes", str(nodes_file), router_url,
-                                str(STEP)], _env(), separate_stderr=True)
+                                str(STEP)], clean_env(), separate_stderr=True)
     simulated.name = "the simulated nodes"
 
     def all_online(backend):
-        _alive(router, simulated, a.proc, b.proc)
+        alive(router, simulated, a.proc, b.proc)
         return sum(1 for n in backend.nodes() if n["online"]) == NODES
     wait_until(lambda: all_online(a) and all_online(b), 60, interval=0.1,
                message=f"all {NODES} nodes online as both backends see them")
@@ -221,7 +162,7 @@ def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgre
     last = {}
 
     def finished():
-        _alive(router, simulated, survivor.proc)
+        alive(router, simulated, survivor.proc)
         last["shown"] = shown = survivor.get(path)
         return shown["states"] == {"succeeded": NODES} and shown["finished"]
     try:
@@ -241,7 +182,7 @@ def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgre
     assert runs == {(node_id, f"dep-{deployment['id']}-{node_id}"): 1 for node_id in node_ids}
 
     def installed():
-        _alive(router, simulated, survivor.proc)
+        alive(router, simulated, survivor.proc)
         nodes = survivor.nodes()
         return (sorted(n["id"] for n in nodes) == node_ids and all(n["online"] for n in nodes)
                 and all(n["chutes"] == [{"name": "hello", "version": "1", "state": "running"}] for n in nodes))
