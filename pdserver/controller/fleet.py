@@ -162,6 +162,8 @@ class Fleet:
         self._forget_others()
 
     def backend_left(self, session_id):
+        if session_id not in self.backends or session_id == self.backends.me:  # most leaves are nodes'
+            return None
         gained = [node_id for node_id in self.online() if self.backends.owner_of(node_id) == session_id]
         if self.backends.remove(session_id):
             log.info("controller backend {backend} left: this one takes over {count} of its online nodes",

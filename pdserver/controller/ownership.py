@@ -33,6 +33,9 @@ class Backends:
     def ids(self) -> Set[int]:
         return set(self._ids)
 
+    def __contains__(self, backend) -> bool:
+        return backend in self._ids
+
     @property
     def alone(self) -> bool:
         return self._ids <= {self.me}
