@@ -169,7 +169,8 @@ class HttpService(Service):
 
     log = Logger()
 
-    def __init__(self, reactor, factory, host: str, port: int):
+    def __init__(self, reactor, factory, host: str, port: int, title: str = "Edge API"):
+        self._title = title
         self._reactor = reactor
         self.factory = factory
         self._host = host
@@ -187,7 +188,8 @@ class HttpService(Service):
         self._listening = yield self._listen(self._host, self._requested_port)
         self.port = self._listening.getHost().port
         super().startService()
-        self.log.info("Edge API listening on http://{host}:{port}/", host=self._host, port=self.port)
+        self.log.info("{title} listening on http://{host}:{port}/", title=self._title, host=self._host,
+                      port=self.port)
 
     @defer.inlineCallbacks
     def listen_also(self, address: str):

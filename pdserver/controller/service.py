@@ -177,7 +177,7 @@ def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=No
                           run_in_thread=run_in_thread,
                           router_joined=(lambda: fleet.caller.joined) if wamp else (lambda: None))
     http = HttpService(reactor, api_listener(settings, router, accounts, reactor, run_in_thread), settings.host,
-                       settings.port)
+                       settings.port, title="Controller API")
     service = SequentialMultiService()
     for child in (db, hashing, Bootstrap(db, tokens, accounts, settings), *wamp, http):
         child.setServiceParent(service)

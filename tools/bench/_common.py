@@ -176,3 +176,90 @@ def table(title: str, rows):
     for line in [header, tuple("-" * w for w in widths)] + body:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip())
     sys.stdout.flush()
+
+
+def raise_fd_limit(at_least: int = 65536) -> int:
+    """Raise this process's open-file limit (inherited by the children it starts): the soft limit to the hard one,
+    and as root the hard one to ``at_least`` too (a router worker holds one descriptor per session). Returns the
+    soft limit now in force."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if os.geteuid() == 0 and hard != resource.RLIM_INFINITY and hard < at_least:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (at_least, at_least))
+            return at_least
+        except (ValueError, OSError):
+            pass
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _as_postgres(argv):
+    """PostgreSQL's server refuses to run as root: as root, run it as Debian's ``postgres`` user."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster (Debian's server binaries under /usr/lib/postgresql/*/bin, the newest) on a
+    temp dir and a free loopback port, trust authentication, the server's default settings (fsync on), with one
+    empty database; ``url`` is its ``--db``. A context manager: stopped (immediate) and removed at the end. The same
+    way as tests/postgres.py, without pytest."""
+
+    SUPERUSER = "paradrop"
+
+    def __init__(self, database: str = "bench"):
+        import glob
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
+        if not found:
+            raise RuntimeError("no PostgreSQL server under /usr/lib/postgresql (tools/setup-system installs it)")
+        self.bin = Path(found[-1]).parent
+        self.database = database
+        self.port = free_port()
+        self.base = None
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.SUPERUSER}@127.0.0.1:{self.port}/{self.database}"
+
+    def __enter__(self):
+        import pwd
+        self.base = Path(tempfile.mkdtemp(prefix="pdbench-pg-"))
+        (self.base / "socket").mkdir()
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            for path in (self.base, self.base / "socket"):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        try:
+            subprocess.run(_as_postgres([str(self.bin / "initdb"), "-D", str(self.base / "data"), "-A", "trust",
+                                         "-U", self.SUPERUSER, "-E", "UTF8", "--locale=C", "--no-sync"]),
+                           check=True, capture_output=True, timeout=120)
+            self._started = True
+            options = f"-p {self.port} -k {self.base / 'socket'} -c listen_addresses=127.0.0.1"
+            subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.base / "data"), "-o", options,
+                                         "-l", str(self.base / "server.log"), "-w", "-t", "60", "start"]),
+                           check=True, capture_output=True, timeout=120)
+            subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                            self.SUPERUSER, self.database], check=True, capture_output=True, timeout=60)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._started:
+            subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.base / "data"), "-m", "immediate",
+                                         "-w", "stop"]), capture_output=True, timeout=120)
+            self._started = False
+        shutil.rmtree(self.base, ignore_errors=True)
+        return False
+
+
+def percentile(values, share: float) -> float:
+    """The ``share`` (0..1) quantile of ``values``, interpolated between the two nearest."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * share
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

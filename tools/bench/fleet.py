@@ -2,7 +2,8 @@
 
 Goals: a deployment of one chute version to every node, until every delivery has succeeded, takes <= 1.3x a bare
 fan-out (one get_state call to every node at once through the same router, from a client joined as the
-controller, with no controller logic); the controller's backend process stays < 150 MB resident beyond the router.
+controller, with no controller logic); the controller's backend process stays < 150 MB resident beyond the router
+(each backend < 300 MB above 1,000 nodes: issue 12's 10,000); the first page of the node list answers in < 100 ms.
 The documented figure is 1,000 nodes (``--nodes 1000``, the default; about a minute on 2 busy cores).
 
 ``pdserver controller`` runs with its embedded crossbar on a temp state dir and free ports (its first admin's
@@ -28,11 +29,29 @@ What differs is what the goal measures: the deployment's HTTP request, its recor
 per delivery (or fan-out call) through the router are counted by the simulated nodes, by type, each with its
 counterpart on the caller's side (INVOCATION: the CALL, YIELD: the RESULT, PUBLISH: the EVENT to the controller;
 PUBLISHED goes to the node only), from the settled controller before a run to the settled controller after it.
+The backends' relay messages to each other are not in that count (their CPU and the router's are).
+
+``--backends N`` (N >= 2; or 1 with ``--router-apart``): the issue-12 topology. crossbar runs on its own from the
+config ``pdserver router-config`` prints (listening on a free loopback port, the controllers' ticket in
+PARADROP_CONTROLLER_TICKET), and N ``pdserver controller --router URL --router-ticket-file F --db postgresql://...``
+processes join it, each with its own HTTP port and state dir, on one PostgreSQL database (``--db``, else a throw-away
+cluster: Debian's server binaries, default settings, on a temp dir; ``--postgres`` gives one backend that too). The
+backends count every session of the controller role as one of them, so the fan-out client joins with a principal
+and role of its own that the bench adds to the printed config, with the controller role's permissions (the same
+router, the same permissions, the same serializer). The nodes are created through the backends in turn; the
+deployment is POSTed to backend 1 and followed on backend 2's websocket (the relay is in the measured path); its
+"stored" time runs until GET /api/v1/deployments/ID on backend 1 shows every delivery succeeded (the controller
+tells its websockets before it writes). Each backend's RSS and CPU are shown apart, and the first page of the node
+list (GET /api/v1/nodes?limit=100) is timed ``--pages`` times on each backend, alternating, once the fleet is
+connected and the backends settled. The bench raises its open-file limit (the children inherit it); a router worker
+holds one descriptor per session. ``--logs DIR`` keeps the logs; lines at warn level or worse are summed up.
 """
 import argparse
 import collections
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -61,6 +80,10 @@ REPS = 3
 WARMUP = 1
 GOAL_RATIO = 1.3
 GOAL_BACKEND_MB = 150.0
+GOAL_BACKEND_MB_LARGE = 300.0  # each backend, above NODES nodes (issue 12: 10,000 nodes)
+GOAL_PAGE_MS = 100.0  # GET /api/v1/nodes?limit=100 on each backend
+PAGES = 50
+FANOUT_AUTHID = FANOUT_ROLE = "fleet-bench"  # the fan-out's principal and role on a router run on its own
 PASSWORD = "fleet-bench-password-123"
 CHUTE = "fleetbench"
 START_LIMIT = 90.0  # seconds for the controller (and its crossbar) to answer
@@ -116,15 +139,49 @@ class Api:
         return response.json()
 
 
-def spawn_controller(scratch: c.Scratch, state: str, port: int, wamp_port: int, db=None) -> subprocess.Popen:
+def spawn_controller(scratch: c.Scratch, state: str, port: int, wamp_port: int, db=None, router=None,
+                     ticket_file=None, log_name="controller.log") -> subprocess.Popen:
     """``pdserver controller`` with the first admin's password and crossbar's path in its environment (Scratch
-    gives children an environment without PARADROP_* settings)."""
+    gives children an environment without PARADROP_* settings): its embedded router on ``wamp_port``, or joining
+    ``router`` with the ticket in ``ticket_file``."""
     extra = [f"PARADROP_CONTROLLER_ADMIN_PASSWORD={PASSWORD}"]
     if os.environ.get("PARADROP_CROSSBAR"):
         extra.append(f"PARADROP_CROSSBAR={os.environ['PARADROP_CROSSBAR']}")
+    joining = ["--router", router, "--router-ticket-file", str(ticket_file)] if router else \
+        ["--wamp-port", str(wamp_port)]
     return scratch.spawn(["env", *extra, PYTHON, "-m", "pdserver.main", "controller", "--state-dir", state,
-                          "--port", str(port), "--wamp-port", str(wamp_port), *(["--db", db] if db else [])],
-                         "controller.log")
+                          "--port", str(port), *joining, *(["--db", db] if db else [])], log_name)
+
+
+def start_router(scratch: c.Scratch, crossbar: str, port: int):
+    """crossbar on its own from the config ``pdserver router-config`` prints (listening on 127.0.0.1:``port``),
+    the controller's ticket in PARADROP_CONTROLLER_TICKET, as tools/crossbar/README.md runs it. One addition: a
+    principal FANOUT_AUTHID with a role of its own holding the controller role's permissions, for the fan-out
+    client (the backends count every session of the controller role as a backend and would give it nodes).
+    Returns (the crossbar process, the controllers' ticket file, the fan-out's ticket file)."""
+    printed = subprocess.run([PYTHON, "-m", "pdserver.main", "router-config", "--host", "127.0.0.1", "--port",
+                              str(port)], capture_output=True, text=True, check=True, cwd=str(c.ROOT),
+                             env=c.clean_env(), timeout=60)
+    config = json.loads(printed.stdout)
+    principals = config["workers"][0]["transports"][0]["paths"]["ws"]["auth"]["ticket"]["principals"]
+    (controller_authid, controller), = principals.items()
+    variable = controller["ticket"][2:-1]  # "${PARADROP_CONTROLLER_TICKET}"
+    realm = config["workers"][0]["realms"][0]
+    role = next(r for r in realm["roles"] if r["name"] == controller["role"])
+    realm["roles"].append({**json.loads(json.dumps(role)), "name": FANOUT_ROLE})
+    fan_ticket, ticket = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    principals[FANOUT_AUTHID] = {"ticket": fan_ticket, "role": FANOUT_ROLE}
+    cbdir = scratch.dir / "router"
+    (cbdir / "www").mkdir(parents=True)
+    (cbdir / "config.json").write_text(json.dumps(config, indent=2))
+    ticket_file, fan_ticket_file = scratch.dir / "ticket", scratch.dir / "fanout-ticket"
+    for path, value in ((ticket_file, ticket), (fan_ticket_file, fan_ticket)):
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+    proc = scratch.spawn(["env", f"{variable}={ticket}", crossbar, "start", "--cbdir", str(cbdir), "--config",
+                          "config.json", "--color", "false", "--logformat", "standard", "--loglevel", "warn"],
+                         "router.log")
+    return proc, ticket_file, fan_ticket_file
 
 
 def router_processes(controller: subprocess.Popen) -> list:
@@ -161,11 +218,11 @@ def wait_settled(pid: int):
     raise RuntimeError(f"the controller stayed busy for {SETTLE_LIMIT:.0f} s")
 
 
-def wait_port(controller: subprocess.Popen, port: int):
-    """Until the embedded router accepts connections."""
+def wait_port(controller: subprocess.Popen, port: int, name: str = "the controller"):
+    """Until the router (embedded in ``controller``, or that process itself) accepts connections."""
     deadline = time.perf_counter() + START_LIMIT
     while time.perf_counter() < deadline:
-        check_alive({"the controller": controller})
+        check_alive({name: controller})
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
             return
@@ -243,9 +300,11 @@ def connect_fleet(scratch, api: Api, creds, procs: int, url: str, watched: dict)
     raise RuntimeError(f"not every node came online within {CONNECT_LIMIT:.0f} s: {node_status(paths)}")
 
 
-def deploy(api: Api, node_ids, version: str) -> dict:
+def deploy(api: Api, node_ids, version: str, watch: Api = None) -> dict:
     """Seconds from POST /api/v1/deployments until every node acknowledged its delivery (its answer: state sent or
-    later) and until the deployment's websocket closes (every delivery final; all must have succeeded)."""
+    later) and until the deployment's websocket closes (every delivery final; all must have succeeded). The
+    websocket is read from ``watch`` (another backend: the relay is in the measured path), else from ``api``."""
+    watch = watch or api
     api.call("POST", f"/api/v1/store/chutes/{CHUTE}/versions", {"config": light_chute(version)}, expect=(201,))
     started = time.perf_counter()
     created = api.call("POST", "/api/v1/deployments", {"chute": CHUTE, "version": version, "nodes": node_ids},
@@ -253,29 +312,41 @@ def deploy(api: Api, node_ids, version: str) -> dict:
     posted = time.perf_counter() - started
     waiting = set(node_ids)
     acknowledged = None
+    seen, closed = {}, None  # the websocket's last state per node; how it ended
     # websocket-client checks UTF-8 in pure Python unless told not to: slower than the controller sends
-    ws = websocket.create_connection(f"ws://{api.base.split('://', 1)[1]}/ws/deployments/{created['id']}",
-                                     header=[f"Authorization: Bearer {api.token}"], timeout=DEPLOY_LIMIT,
+    ws = websocket.create_connection(f"ws://{watch.base.split('://', 1)[1]}/ws/deployments/{created['id']}",
+                                     header=[f"Authorization: Bearer {watch.token}"], timeout=DEPLOY_LIMIT,
                                      skip_utf8_validation=True)
     try:
         while True:
             opcode, frame = ws.recv_data(control_frame=False)
             if opcode == websocket.ABNF.OPCODE_CLOSE:
+                closed = "closed"
                 break
             event = json.loads(frame)
+            seen[event["node_id"]] = event["state"]
             if event["state"] in ACKNOWLEDGED and waiting:
                 waiting.discard(event["node_id"])
                 if not waiting:
                     acknowledged = time.perf_counter() - started
     except websocket.WebSocketConnectionClosedException:
-        pass
+        closed = "connection lost"
     seconds = time.perf_counter() - started
     ws.close()
-    shown = api.call("GET", f"/api/v1/deployments/{created['id']}")
+    # The controller tells the websockets of a delivery's state before it has written it (fleet.Fleet._advance):
+    # the deployment as GET shows it from the database follows a moment later.
+    while True:
+        shown = api.call("GET", f"/api/v1/deployments/{created['id']}")
+        if shown["states"] == {"succeeded": len(node_ids)} or time.perf_counter() - started > DEPLOY_LIMIT:
+            break
+        time.sleep(0.05)
+    stored = time.perf_counter() - started
     if shown["states"] != {"succeeded": len(node_ids)}:
-        raise RuntimeError(f"deployment {created['id']} ended with {shown['states']}")
+        raise RuntimeError(f"deployment {created['id']} ended with {shown['states']}; its websocket on "
+                           f"{watch.base} {closed} after {seconds:.1f} s having shown "
+                           f"{dict(collections.Counter(seen.values()))}")
     return {"succeeded": seconds, "acknowledged": acknowledged if acknowledged is not None else seconds,
-            "posted": posted}
+            "posted": posted, "stored": stored}
 
 
 class Cpu:
@@ -336,8 +407,9 @@ class Profiler:
 class FanOut:
     """The fan-out process: joined as the controller, it calls every node's get_state once per ``run``."""
 
-    def __init__(self, scratch, ids_path, config_path, url):
-        self.proc = subprocess.Popen([PYTHON, NODES_SCRIPT, "fanout", str(ids_path), str(config_path), url],
+    def __init__(self, scratch, ids_path, config_path, url, authid=None, backends=1):
+        extra = [authid, str(backends)] if authid else []
+        self.proc = subprocess.Popen([PYTHON, NODES_SCRIPT, "fanout", str(ids_path), str(config_path), url, *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(c.ROOT),
                                      env=c.clean_env(), start_new_session=True, text=True)
         scratch._children.append(self.proc)
@@ -359,6 +431,44 @@ class FanOut:
         return answer["seconds"]
 
 
+def page_times(apis, count: int) -> list:
+    """Seconds of ``count`` GET /api/v1/nodes?limit=100 (the first page, every node) on each backend, alternating
+    between them; one list per backend."""
+    times = [[] for _ in apis]
+    for _ in range(count):
+        for i, api in enumerate(apis):
+            started = time.perf_counter()
+            response = api._session().get(api.base + "/api/v1/nodes?limit=100",
+                                          headers={"Authorization": f"Bearer {api.token}"}, timeout=120)
+            times[i].append(time.perf_counter() - started)
+            if response.status_code != 200 or len(response.json()) != min(100, NODES_LISTED[0]):
+                raise RuntimeError(f"GET /api/v1/nodes?limit=100: {response.status_code} {response.text[:300]}")
+    return times
+
+
+NODES_LISTED = [0]  # how many nodes a full page holds at most (set once they are made)
+LOG_TROUBLE = ("#error]", "#critical]", "#warn]", "Traceback", "Unhandled")
+
+
+def log_trouble(scratch: c.Scratch, names) -> dict:
+    """Lines of the controllers' and the router's logs at warn level or worse: {log: (count, first lines)}."""
+    out = {}
+    for name in names:
+        path = scratch.dir / name
+        if not path.exists():
+            continue
+        lines = [line for line in path.read_text(errors="replace").splitlines()
+                 if any(mark in line for mark in LOG_TROUBLE)]
+        out[name] = (len(lines), lines[:3])
+    return out
+
+
+def keep_logs(scratch: c.Scratch, into: str):
+    os.makedirs(into, exist_ok=True)
+    for log in scratch.dir.glob("*.log"):
+        shutil.copy(log, os.path.join(into, log.name))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=NODES, help=f"simulated nodes (default {NODES})")
@@ -367,12 +477,26 @@ def main():
     parser.add_argument("--warmup", type=int, default=WARMUP, help=f"unmeasured rounds of both first ({WARMUP})")
     parser.add_argument("--py-spy", metavar="FILE", help="record the controller backend and the router worker "
                         "during each deployment with py-spy (FILE.controller.1, FILE.router.1...)")
-    parser.add_argument("--db", help="the controller's --db: an empty PostgreSQL database (postgresql://...); "
-                        "default SQLite in its state dir")
+    parser.add_argument("--db", help="the controllers' --db: an empty PostgreSQL database (postgresql://...); "
+                        "default SQLite in its state dir with one backend, a throw-away PostgreSQL cluster with more")
+    parser.add_argument("--backends", type=int, default=1, help="controller backends on one router (default 1: "
+                        "the controller with its embedded router); 2 or more: crossbar run on its own and the "
+                        "backends joining it with --router, on one PostgreSQL database")
+    parser.add_argument("--router-apart", action="store_true", help="with one backend too: crossbar run on its "
+                        "own, as with several (the like-for-like comparison with --backends 2)")
+    parser.add_argument("--postgres", action="store_true", help="with one backend and no --db: a throw-away "
+                        "PostgreSQL cluster instead of SQLite")
+    parser.add_argument("--logs", metavar="DIR", help="copy the controllers', the router's and the node "
+                        "processes' logs into DIR at the end")
+    parser.add_argument("--pages", type=int, default=PAGES, help=f"node list pages timed per backend ({PAGES})")
     args = parser.parse_args()
+    if args.backends < 1:
+        parser.error("--backends is at least 1")
     crossbar = os.environ.get("PARADROP_CROSSBAR") or str(c.ROOT / ".venv-crossbar" / "bin" / "crossbar")
     if not os.path.exists(crossbar):
         sys.exit(f"fleet.py needs crossbar at {crossbar}: make crossbar, or set PARADROP_CROSSBAR")
+    args.crossbar = crossbar
+    args.fd_limit = c.raise_fd_limit()  # inherited by crossbar, the controllers and the node processes
 
     router = []  # crossbar's processes: killed even when the controller could not stop them
     try:
@@ -387,116 +511,193 @@ def main():
 
 
 def run(args, router: list):
-    with c.Scratch("fleet") as scratch:
-        port, wamp_port = c.free_port(), c.free_port()
-        state = scratch.dir / "state"
-        controller = spawn_controller(scratch, str(state), port, wamp_port, args.db)
-        watched = {"the controller": controller}
+    apart = args.backends > 1 or args.router_apart
+    with contextlib.ExitStack() as stack:
+        db = args.db
+        if db is None and (args.backends > 1 or args.postgres):
+            db = stack.enter_context(c.Postgres("fleet")).url
+        args.db_shown = "PostgreSQL" + ("" if args.db else " (throw-away cluster)") if db else "SQLite"
+        scratch = stack.enter_context(c.Scratch("fleet"))  # left first: the controllers stop before the database
+        if args.logs:
+            stack.callback(keep_logs, scratch, args.logs)  # at the end, before the children stop
+        ports = [c.free_port() for _ in range(args.backends)]
+        wamp_port = c.free_port()
+        watched = {}
+        if apart:
+            crossbar, ticket_file, fan_ticket_file = start_router(scratch, args.crossbar, wamp_port)
+            watched["the router"] = crossbar
+            wait_port(crossbar, wamp_port, "the router")
+            crossbar_ps = psutil.Process(crossbar.pid)
+            router_group = lambda: [crossbar_ps] + crossbar_ps.children(recursive=True)  # noqa: E731
+            router.extend(router_group())
+            url = f"ws://127.0.0.1:{wamp_port}/ws"
+            controllers = []
+            for i, port in enumerate(ports):
+                controllers.append(spawn_controller(scratch, str(scratch.dir / f"state-{i + 1}"), port, wamp_port,
+                                                    db, url, ticket_file, f"controller-{i + 1}.log"))
+                watched[f"backend {i + 1}"] = controllers[-1]
+                if i == 0:  # the first makes the tables and the first admin; the others start together after it
+                    c.wait_healthy(controllers[0], port, time.perf_counter(), START_LIMIT)
+        else:
+            state = scratch.dir / "state"
+            controllers = [spawn_controller(scratch, str(state), ports[0], wamp_port, db)]
+            watched["backend 1"] = controllers[0]
+            router_group = lambda: router_processes(controllers[0])  # noqa: E731
         started = time.perf_counter()
-        c.wait_healthy(controller, port, started, START_LIMIT)
-        api = Api(port)
-        api.token = api.call("POST", "/api/v1/auth/login", {"username": "admin", "password": PASSWORD})["token"]
-        url = api.call("GET", "/api/v1/router")["wamp_router"]
-        router.extend(router_processes(controller))
-        if not router:
-            raise RuntimeError("no crossbar process under the controller")
+        apis = []
+        for proc, port in zip(controllers, ports):
+            c.wait_healthy(proc, port, started, START_LIMIT)
+            api = Api(port)
+            api.token = api.call("POST", "/api/v1/auth/login", {"username": "admin", "password": PASSWORD})["token"]
+            apis.append(api)
+        if not apart:
+            url = apis[0].call("GET", "/api/v1/router")["wamp_router"]
+            router.extend(router_group())
+            if not router:
+                raise RuntimeError("no crossbar process under the controller")
 
         made = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            nodes = list(pool.map(lambda i: api.call("POST", "/api/v1/nodes", {"name": f"sim-{i}"}, expect=(201,)),
-                                  range(args.nodes)))
+        with ThreadPoolExecutor(8) as pool:  # spread over the backends
+            nodes = list(pool.map(lambda i: apis[i % len(apis)].call("POST", "/api/v1/nodes", {"name": f"sim-{i}"},
+                                                                     expect=(201,)), range(args.nodes)))
         made = time.perf_counter() - made
+        NODES_LISTED[0] = args.nodes
         creds = [[n["id"], n["secret"]] for n in nodes]
         node_ids = [n["id"] for n in nodes]
-        api.call("POST", "/api/v1/store/chutes", {"name": CHUTE, "description": "fleet bench"}, expect=(201,))
+        apis[0].call("POST", "/api/v1/store/chutes", {"name": CHUTE, "description": "fleet bench"}, expect=(201,))
 
-        wait_port(controller, wamp_port)
         ids_path = scratch.dir / "ids.json"
         ids_path.write_text(json.dumps(node_ids))
-        fanout = FanOut(scratch, ids_path, state / "router" / ".crossbar" / "config.json", url)
-        connect = connect_fleet(scratch, api, creds, args.procs, url, watched)
-        backend = [rss_mb([psutil.Process(controller.pid)])]
-        routers = [rss_mb(router_processes(controller))]
+        if apart:
+            fanout = FanOut(scratch, ids_path, fan_ticket_file, url, FANOUT_AUTHID, args.backends)
+        else:
+            wait_port(controllers[0], wamp_port)
+            fanout = FanOut(scratch, ids_path, state / "router" / ".crossbar" / "config.json", url)
+        connect = connect_fleet(scratch, apis[0], creds, args.procs, url, watched)
+        backend_ps = [psutil.Process(p.pid) for p in controllers]
+        backend_rss = [[rss_mb([p])] for p in backend_ps]
+        routers = [rss_mb(router_group())]
+        for p in backend_ps:
+            wait_settled(p.pid)
+        pages = page_times(apis, args.pages)
 
         nodes_cpu = [psutil.Process(p.pid) for name, p in watched.items() if name.startswith("node process")]
         counted = [(p, scratch.dir / f"status-{name.rsplit(' ', 1)[1]}.json") for name, p in watched.items()
                    if name.startswith("node process")]
-        router_cpu = router_processes(controller)
-        deploy_cpu = Cpu({"caller": [psutil.Process(controller.pid)], "router": router_cpu, "nodes": nodes_cpu})
-        fan_cpu = Cpu({"caller": [psutil.Process(fanout.proc.pid)], "router": router_cpu, "nodes": nodes_cpu})
+        router_cpu = router_group()
+        groups = {f"backend {i + 1}": [p] for i, p in enumerate(backend_ps)}
+        cpu = Cpu({**groups, "fan-out": [psutil.Process(fanout.proc.pid)], "router": router_cpu,
+                   "nodes": nodes_cpu})
         deploys, fans = [], []
         worker = max(router_cpu, key=lambda p: p.memory_info().rss)  # crossbar's router worker is the larger
-        profiler = Profiler(args.py_spy, {"controller": controller.pid, "router": worker.pid})
+        profiler = Profiler(args.py_spy, {**{("controller" if i == 0 else f"backend{i + 1}"): p.pid
+                                             for i, p in enumerate(backend_ps)}, "router": worker.pid})
+        watch = apis[1] if len(apis) > 1 else apis[0]
+
+        def settle():
+            for p in backend_ps:
+                wait_settled(p.pid)
+
+        def sample():
+            for i, p in enumerate(backend_ps):
+                backend_rss[i].append(rss_mb([p]))
+            routers.append(rss_mb(router_group()))
+
         for rep in range(args.warmup):
-            wait_settled(controller.pid)
-            deploy(api, node_ids, f"warm{rep + 1}")
-            wait_settled(controller.pid)
+            settle()
+            deploy(apis[0], node_ids, f"warm{rep + 1}", watch)
+            settle()
             fanout.run(len(node_ids))
         for rep in range(args.reps):
-            wait_settled(controller.pid)
+            settle()
             before = message_counts(counted)
             profiler.start(rep)
-            deploy_cpu.start()
+            cpu.start()
             try:
-                deploys.append(deploy(api, node_ids, str(rep + 1)))
+                deploys.append(deploy(apis[0], node_ids, str(rep + 1), watch))
             finally:
                 profiler.stop()
-            deploys[-1]["cpu"] = deploy_cpu.stop()
+            deploys[-1]["cpu"] = cpu.stop()
             check_alive(watched)
-            backend.append(rss_mb([psutil.Process(controller.pid)]))
-            routers.append(rss_mb(router_processes(controller)))
-            wait_settled(controller.pid)
+            sample()
+            settle()
             between = message_counts(counted)
             deploys[-1]["messages"] = between - before
-            fan_cpu.start()
+            cpu.start()
             fans.append({"seconds": fanout.run(len(node_ids))})
-            fans[-1]["cpu"] = fan_cpu.stop()
+            fans[-1]["cpu"] = cpu.stop()
             fans[-1]["messages"] = message_counts(counted) - between
-            routers.append(rss_mb(router_processes(controller)))
+            sample()
+        settle()
+        sample()
         status = node_status(scratch.dir.glob("status-*.json"))
         if status["lost"] or status["failed"]:
             raise RuntimeError(f"simulated nodes lost or failed: {status}")
-    return made, connect, deploys, fans, backend, routers
+        trouble = log_trouble(scratch, [f"controller-{i + 1}.log" for i in range(args.backends)]
+                              + ["controller.log", "router.log"])
+    return made, connect, deploys, fans, backend_rss, routers, pages, trouble
 
 
-def report(args, made, connect, deploys, fans, backend, routers):
-    done, acked = (statistics.median(d[k] for d in deploys) for k in ("succeeded", "acknowledged"))
+def report(args, made, connect, deploys, fans, backend_rss, routers, pages, trouble):
+    backends = len(backend_rss)
+    names = [f"backend {i + 1}" for i in range(backends)]
+    for run in deploys + fans:
+        run["cpu"]["backends"] = sum(run["cpu"][n] for n in names)
+    done, acked, stored = (statistics.median(d[k] for d in deploys) for k in ("succeeded", "acknowledged", "stored"))
     fan = statistics.median(f["seconds"] for f in fans)
     ratios = [d["succeeded"] / f["seconds"] for d, f in zip(deploys, fans)]
     print(f"{args.nodes} simulated nodes in {args.procs} processes (created through the API in {made:.1f} s); "
           f"{args.warmup} unmeasured and {args.reps} measured alternating runs (medians); per run deployment "
-          "succeeded/acknowledged/fan-out s: "
-          + ", ".join(f"{d['succeeded']:.2f}/{d['acknowledged']:.2f}/{f['seconds']:.2f}"
+          "succeeded/acknowledged/stored/fan-out s: "
+          + ", ".join(f"{d['succeeded']:.2f}/{d['acknowledged']:.2f}/{d['stored']:.2f}/{f['seconds']:.2f}"
                       for d, f in zip(deploys, fans))
           + f"; ratio per run {min(ratios):.2f}-{max(ratios):.2f}; the deployment's POST answered in "
-          + "/".join(f"{d['posted']:.2f}" for d in deploys) + " s; load average now "
-          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+          + "/".join(f"{d['posted']:.2f}" for d in deploys) + " s; open-file limit "
+          + f"{args.fd_limit}; load average now " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     for name, runs in (("deployment", deploys), ("fan-out", fans)):
         kinds = sum((run["messages"] for run in runs), collections.Counter())
         print(f"node-side WAMP messages per {name} call: "
               + ", ".join(f"{k} {v / (len(runs) * args.nodes):.2f}" for k, v in sorted(kinds.items())))
+    print("RSS MB after connecting, after each deployment and fan-out, and at the end: "
+          + "; ".join(f"{name} " + " ".join(f"{x:.0f}" for x in rss) for name, rss in zip(names, backend_rss))
+          + "; router " + " ".join(f"{x:.0f}" for x in routers))
+    for name, (count, first) in trouble.items():
+        if count:
+            print(f"{name}: {count} lines at warn or worse, first: " + " | ".join(line[:300] for line in first))
     rows = [
         ("connect all (s)", f"{connect:.1f}", "-", "-", "-", None),
         ("deployment to all succeeded (s)", f"{done:.2f}", f"{fan:.2f}", f"{done / fan:.2f}",
          f"<= {GOAL_RATIO:.1f}x", done <= GOAL_RATIO * fan),
         ("deployment acknowledged by all (s)", f"{acked:.2f}", f"{fan:.2f}", f"{acked / fan:.2f}", "-", None),
+        ("deployment stored: GET shows all succeeded (s)", f"{stored:.2f}", f"{fan:.2f}", f"{stored / fan:.2f}",
+         "-", None),
     ]
     ours, base = (statistics.median(through_router(run["messages"]) / args.nodes for run in runs)
                   for runs in (deploys, fans))
     rows.append(("WAMP messages through the router per node", f"{ours:.1f}", f"{base:.1f}", f"{ours / base:.2f}",
                  "-", None))
-    for key, name in (("caller", "CPU: controller backend / fan-out client (s)"), ("router", "CPU: router (s)"),
-                      ("nodes", "CPU: simulated nodes (s)")):
-        ours, base = (statistics.median(run["cpu"][key] for run in runs) for runs in (deploys, fans))
-        rows.append((name, f"{ours:.2f}", f"{base:.2f}", f"{ours / base:.1f}" if base else "-", "-", None))
-    rows += [
-        ("controller backend RSS (MB)", f"{max(backend):.0f}", "-", "-", f"< {GOAL_BACKEND_MB:.0f} MB",
-         max(backend) < GOAL_BACKEND_MB),
-        ("router RSS (MB)", f"{max(routers):.0f}", "-", "-", "-", None),
-    ]
-    db = "PostgreSQL" if args.db else "SQLite"
-    c.table(f"fleet: {args.nodes} nodes on one controller ({db}); deployment to all against a bare get_state "
-            "fan-out", rows)
+    cpu_rows = [("backends", "CPU: controller backend(s) / fan-out client (s)", "fan-out")]
+    if backends > 1:
+        cpu_rows += [(n, f"CPU: {n} (s)", n) for n in names]
+    cpu_rows += [("router", "CPU: router (s)", "router"), ("nodes", "CPU: simulated nodes (s)", "nodes")]
+    for key, name, base_key in cpu_rows:
+        ours = statistics.median(run["cpu"][key] for run in deploys)
+        base = statistics.median(run["cpu"][base_key] for run in fans)
+        rows.append((name, f"{ours:.2f}", f"{base:.2f}", f"{ours / base:.1f}" if base >= 0.01 else "-", "-", None))
+    goal_mb = GOAL_BACKEND_MB if args.nodes <= NODES else GOAL_BACKEND_MB_LARGE
+    for name, rss in zip(names, backend_rss):
+        rows.append((f"{name} RSS, most seen (MB)", f"{max(rss):.0f}", "-", "-", f"< {goal_mb:.0f} MB",
+                     max(rss) < goal_mb))
+    rows.append(("router RSS, most seen (MB)", f"{max(routers):.0f}", "-", "-", "-", None))
+    for name, times in zip(names, pages):
+        for label, share in (("p50", 0.5), ("p99", 0.99)):
+            value = c.percentile(times, share) * 1000
+            rows.append((f"node list page of 100, {name}, {label} (ms)", f"{value:.1f}", "-", "-",
+                         f"< {GOAL_PAGE_MS:.0f} ms", value < GOAL_PAGE_MS))
+    shape = (f"{backends} backend(s) joined to crossbar run on its own" if backends > 1 or args.router_apart
+             else "one controller with its embedded router")
+    c.table(f"fleet: {args.nodes} nodes, {shape}, {args.db_shown}; deployment to all (POSTed to backend 1, "
+            f"followed on backend {min(2, backends)}) against a bare get_state fan-out", rows)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,14 @@ nothing is published (a change done within the link's window has no progress); a
 (JSON, rewritten atomically) counts the sessions ready and failed, and the WAMP messages they sent and received by
 type (``messages``, rewritten on SIGUSR1 with ``seq`` one higher); it runs until SIGTERM.
 
-``fanout IDS CONFIG URL``: joins as the controller with the ticket in the router's CONFIG (the crossbar
-config.json the controller wrote in its state dir); for every line ``go`` on stdin it
-calls every node's get_state at once and prints one JSON line ``{"seconds", "ok", "errors"}``. It prints
-``{"joined": true}`` first, once the controller's backend has registered the nodes' authenticator. It speaks the
-controller backend's serializer (SERIALIZER), as the caller of the deployment does.
+``fanout IDS CONFIG URL [AUTHID [BACKENDS]]``: joins as the controller with the ticket in the router's CONFIG (the
+crossbar config.json the controller wrote in its state dir), or as AUTHID with the ticket CONFIG holds (a plain text
+file: tools/bench/fleet.py's router run on its own gives the fan-out a principal and role of its own, with the
+controller role's permissions, since the backends count every controller-role session as one of them); for every
+line ``go`` on stdin it calls every node's get_state at once and prints one JSON line ``{"seconds", "ok",
+"errors"}``. It prints ``{"joined": true}`` first, once BACKENDS (default 1) controller backends have registered the
+nodes' authenticator. It speaks the controller backend's serializer (SERIALIZER), as the caller of the deployment
+does.
 """
 import collections
 import json
@@ -242,24 +245,34 @@ class NodeFactory(WampWebSocketClientFactory):
 
 
 class Caller(ApplicationSession):
-    """The bare fan-out: the controller's role, no controller logic, one get_state per node at once."""
+    """The bare fan-out: the controller's role (or one with its permissions), no controller logic, one get_state per
+    node at once."""
 
-    def __init__(self, ticket: str, node_ids, joined: defer.Deferred):
+    def __init__(self, ticket: str, node_ids, joined: defer.Deferred, authid: str = protocol.CONTROLLER_AUTHID,
+                 backends: int = 1):
         super().__init__(ComponentConfig(protocol.REALM))
         self.ticket = ticket
+        self.join_as = authid
+        self.backends = backends
         self.node_ids = node_ids
         self.joined = joined
 
     def onConnect(self):
-        self.join(protocol.REALM, authmethods=["ticket"], authid=protocol.CONTROLLER_AUTHID)
+        self.join(protocol.REALM, authmethods=["ticket"], authid=self.join_as)
 
     def onChallenge(self, challenge):
         return self.ticket
 
     @defer.inlineCallbacks
     def onJoin(self, details):
-        """Ready once the controller's backend serves the nodes' authenticator (the router may be up before)."""
-        while not (yield self.call("wamp.registration.lookup", protocol.AUTHENTICATE)):
+        """Ready once the controller's backends serve the nodes' authenticator (the router may be up before)."""
+        while True:
+            registration = yield self.call("wamp.registration.lookup", protocol.AUTHENTICATE)
+            if registration and self.backends <= 1:
+                break
+            if registration and len((yield self.call("wamp.registration.list_callees", registration))
+                                    or ()) >= self.backends:
+                break
             yield task.deferLater(reactor, 0.05, lambda: None)
         self.joined.callback(self)
 
@@ -313,9 +326,14 @@ def run_nodes(creds_path: str, status_path: str, url: str):
 
 
 def controller_ticket(config_path: str) -> str:
-    """The controller principal's ticket in crossbar's config (pdserver.controller.router.router_config)."""
+    """The controller principal's ticket in crossbar's config (pdserver.controller.router.router_config), or the
+    ticket a plain text file holds."""
     with open(config_path) as f:
-        config = json.load(f)
+        text = f.read()
+    try:
+        config = json.loads(text)
+    except ValueError:
+        return text.strip()
     for transport in config["workers"][0]["transports"]:
         for path in transport.get("paths", {}).values():
             principals = path.get("auth", {}).get("ticket", {}).get("principals", {})
@@ -324,7 +342,8 @@ def controller_ticket(config_path: str) -> str:
     raise SystemExit(f"no ticket for {protocol.CONTROLLER_AUTHID} in {config_path}")
 
 
-def run_fanout(ids_path: str, config_path: str, url: str):
+def run_fanout(ids_path: str, config_path: str, url: str, authid: str = protocol.CONTROLLER_AUTHID,
+               backends: str = "1"):
     from urllib.parse import urlparse
 
     raise_nofile()
@@ -333,7 +352,7 @@ def run_fanout(ids_path: str, config_path: str, url: str):
         node_ids = json.load(f)
     ticket = controller_ticket(config_path)
     joined = defer.Deferred()
-    factory = WampWebSocketClientFactory(lambda: Caller(ticket, node_ids, joined), url=url,
+    factory = WampWebSocketClientFactory(lambda: Caller(ticket, node_ids, joined, authid, int(backends)), url=url,
                                          serializers=[SERIALIZER()])
     reactor.connectTCP(parsed.hostname, parsed.port, factory, timeout=30)
 
@@ -359,7 +378,7 @@ def main():
     elif mode == "fanout":
         run_fanout(*args)
     else:
-        sys.exit(f"unknown mode {mode!r}: nodes CREDS STATUS URL | fanout IDS CONFIG URL")
+        sys.exit(f"unknown mode {mode!r}: nodes CREDS STATUS URL | fanout IDS CONFIG URL [AUTHID [BACKENDS]]")
 
 
 if __name__ == "__main__":
