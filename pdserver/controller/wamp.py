@@ -148,6 +148,8 @@ class ControllerSession(Service):
         self.failed_attempts = 0  # connection attempts that failed since the last join
         self.impostors = set()  # authids of node sessions that published on another node's topic (logged once)
         self._left_since_join = None  # sessions that left while the router's session list was being read
+        self._authenticator = None  # the id of the shared registration of protocol.AUTHENTICATE: its callees
+        # are the controller's backends
 
     def _make_component(self) -> Component:
         transport = {"type": "websocket", "url": self.router_url, "serializers": ["msgpack", "json"]}
@@ -206,10 +208,15 @@ class ControllerSession(Service):
         self._left_since_join = set()
         yield session.subscribe(self._on_session_join, "wamp.session.on_join")
         yield session.subscribe(self._on_session_leave, "wamp.session.on_leave")
+        yield session.subscribe(self._on_register, "wamp.registration.on_register")
+        yield session.subscribe(self._on_unregister, "wamp.registration.on_unregister")
         self.session = session
         self.last_error, self.failed_attempts = None, 0
         log.info("the controller joined the WAMP router at {url}", url=self.router_url)
-        backends = yield session.call("wamp.session.list", [protocol.CONTROLLER_ROLE])
+        # The backends are the callees of the shared authenticator: other sessions with the controller's ticket
+        # (a readiness probe, a tool) are not.
+        self._authenticator = yield session.call("wamp.registration.lookup", protocol.AUTHENTICATE)
+        backends = yield session.call("wamp.registration.list_callees", self._authenticator)
         self._observer.backends_listed(session.session_id, [b for b in backends or ()
                                                             if b != session.session_id
                                                             and b not in self._left_since_join])
@@ -231,13 +238,17 @@ class ControllerSession(Service):
         log.info("the controller left the WAMP router: {reason}", reason=getattr(details, "reason", details))
 
     def _on_session_join(self, info):
-        if not isinstance(info, dict) or not isinstance(info.get("session"), int):
-            return
-        if info.get("authrole") == protocol.NODE_ROLE and is_node_id(info.get("authid")):
-            self._observer.node_joined(info["session"], info["authid"])
-        elif info.get("authrole") == protocol.CONTROLLER_ROLE and self.session is not None \
-                and info["session"] != self.session.session_id:
-            self._observer.backend_joined(info["session"])
+        if isinstance(info, dict) and info.get("authrole") == protocol.NODE_ROLE and is_node_id(info.get("authid")):
+            self._observer.node_joined(info.get("session"), info["authid"])
+
+    def _on_register(self, session_id, registration_id, *args, **kwargs):
+        if registration_id == self._authenticator and self.session is not None \
+                and session_id != self.session.session_id:
+            self._observer.backend_joined(session_id)
+
+    def _on_unregister(self, session_id, registration_id, *args, **kwargs):
+        if registration_id == self._authenticator:
+            self._observer.backend_left(session_id)
 
     def _on_session_leave(self, session_id, *args, **kwargs):
         if self._left_since_join is not None:

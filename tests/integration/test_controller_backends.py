@@ -40,6 +40,16 @@ CHUTE = {"name": "hello", "version": "1",
 
 postgres_cluster, postgres_database = postgres.postgres_cluster, postgres.postgres_database
 
+BYSTANDER = """
+import sys
+from autobahn.twisted.component import Component, run
+url, ticket = sys.argv[1], open(sys.argv[2]).read().strip()
+component = Component(transports=[{"url": url, "max_retries": 0}], realm="paradrop",
+                      authentication={"ticket": {"authid": "controller", "ticket": ticket}})
+component.on("join", lambda session, details: print("joined", file=sys.__stdout__, flush=True))  # run() takes stdout
+run([component], log_level="warn")
+"""
+
 pytestmark = needs_crossbar
 
 
@@ -122,6 +132,11 @@ def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgre
     wait_until(b.healthy, 60, interval=0.1, message="backend B's API")
     wait_until(lambda: alive(router) or (a.joined() and b.joined()), 60, interval=0.1,
                message="both backends joined to the router")
+    # Another session with the controller's ticket (an operator's tool, a readiness probe) is no backend: were it
+    # counted as one, the nodes it "owned" would never be seen online or sent anything.
+    bystander = spawn("bystander", [sys.executable, "-c", BYSTANDER, router_url, str(tickets)], clean_env())
+    wait_until(lambda: alive(bystander) or "joined" in bystander.log.read_text(), 30, interval=0.1,
+               message="a bystander session with the controller's ticket")
     a.log_in()
     b.log_in()
 

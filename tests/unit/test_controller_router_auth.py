@@ -220,19 +220,23 @@ def test_events_on_a_nodes_topic_published_by_another_session_are_dropped():
     assert (OTHER, False) in session.impostors
 
 
-def test_only_node_sessions_with_node_ids_count_as_nodes_and_other_controller_sessions_as_backends():
+def test_node_sessions_with_node_ids_count_as_nodes_and_callees_of_the_authenticator_as_backends():
     observer = Observer()
     session = wamp.ControllerSession(Clock(), "ws://127.0.0.1:1/ws", TICKET, MemoryFleetStore(), observer)
-    session.session = SimpleNamespace(session_id=9)
+    session.session, session._authenticator = SimpleNamespace(session_id=9), 77
     session._on_session_join({"session": 1, "authid": NODE, "authrole": protocol.NODE_ROLE})
-    session._on_session_join({"session": 2, "authid": "controller", "authrole": protocol.CONTROLLER_ROLE})
-    session._on_session_join({"session": 9, "authid": "controller", "authrole": protocol.CONTROLLER_ROLE})  # itself
+    session._on_session_join({"session": 2, "authid": "controller", "authrole": protocol.CONTROLLER_ROLE})  # a probe
     session._on_session_join({"session": 3, "authid": "x", "authrole": protocol.NODE_ROLE})
-    session._on_session_join({"session": "4", "authid": NODE, "authrole": protocol.NODE_ROLE})
     session._on_session_join("junk")
+    session._on_register(2, 78)  # another procedure
+    session._on_register(9, 77)  # itself
+    session._on_register(5, 77)
+    session._on_unregister(5, 78)
     session._on_session_leave(1)
-    assert observer.heard == [("node_joined", 1, NODE), ("backend_joined", 2), ("node_left", 1),
-                              ("backend_left", 1)]  # a leave is anybody's: each side looks the session up
+    session._on_unregister(5, 77)
+    assert observer.heard == [("node_joined", 1, NODE), ("backend_joined", 5), ("node_left", 1),
+                              ("backend_left", 1),  # a leave is anybody's: each side looks the session up
+                              ("backend_left", 5)]
     session._on_relay({"wake": []})
     session._on_relay(["not", "a", "dict"])
     assert observer.heard[-1] == ("relayed", {"wake": []})
