@@ -423,8 +423,9 @@ class Fleet:
                                  _message(message.get("message")))
 
     def _advance(self, node_id, delivery, state, change_id, message):
-        """Move a delivery forward (never back), tell the deployment's listeners, and write it (the listeners
-        do not wait for the write)."""
+        """Move a delivery forward (never back), write it, and tell the deployment's listeners, here and on the
+        other backends: of its progress at once, of its end once written (a client that saw the deployment end
+        then reads it ended)."""
         current = delivery.get("state")
         if state not in RANK or current in FINAL or RANK[state] < RANK.get(current, 0):
             return
@@ -439,12 +440,19 @@ class Fleet:
             self._deliveries.get(node_id, {}).pop(delivery["key"], None)
             self._sent.discard(delivery["key"])
         update = {"node_id": node_id, "key": delivery["key"], "state": state, "message": message, "time": now}
-        self.events.emit(delivery.get("deployment_id"), update)
-        if delivery.get("deployment_id"):
-            self._relay({"deployment": delivery["deployment_id"], "update": update})
+        written = None
         if state != current or new_change:
-            self._record(self.store.update_delivery(delivery["key"], state, now, change_id=change_id,
-                                                    message=message))
+            written = self._record(self.store.update_delivery(delivery["key"], state, now, change_id=change_id,
+                                                              message=message))
+        if state in FINAL and written is not None:
+            written.addCallback(lambda _: self._tell(delivery.get("deployment_id"), update))
+        else:
+            self._tell(delivery.get("deployment_id"), update)
+
+    def _tell(self, deployment_id, update: dict) -> None:
+        self.events.emit(deployment_id, update)
+        if deployment_id:
+            self._relay({"deployment": deployment_id, "update": update})
 
     # --- the other backends
 

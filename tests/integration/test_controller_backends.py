@@ -9,7 +9,8 @@ process (tests/simulated_node.py ``--nodes``), which prints ``ran NODE KEY`` eac
 A deployment of a version uploaded as a project archive (which each node downloads from the backend that sends
 it its delivery) to the 20 nodes is made through A; once some of its deliveries are on their way (sent, queued or
 running) and before all have ended, one backend is killed with SIGKILL (A, the one that created it, or B). Through
-the survivor, within a bound: every delivery succeeds, the deployment is finished, each node ran the deployment's
+the survivor, within a bound: its deployment websocket (opened before the kill) shows every node's end and closes,
+and then its API shows every delivery succeeded and the deployment finished, each node ran the deployment's
 key exactly once, and all 20 nodes are online with the chute installed.
 """
 import collections
@@ -23,6 +24,7 @@ import time
 
 import pytest
 import requests
+import websocket  # websocket-client
 import yaml
 
 from tests import postgres
@@ -170,26 +172,33 @@ def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgre
     at_kill = wait_until(on_the_way, 30, interval=0.05, message="some deliveries on their way, not all ended")
 
     killed, survivor = (a, b) if victim == "creator" else (b, a)
+    stream = websocket.create_connection(survivor.url.replace("http", "ws", 1) + f"/ws/deployments/{deployment['id']}",
+                                         header=[f"Authorization: {survivor.http.headers['Authorization']}"],
+                                         timeout=TAKEOVER)
     os.killpg(killed.proc.pid, signal.SIGKILL)
     killed.proc.wait(10)
     killed_at = time.monotonic()
 
-    last = {}
-
-    def finished():
-        alive(router, simulated, survivor.proc)
-        last["shown"] = shown = survivor.get(path)
-        return shown["states"] == {"succeeded": NODES} and shown["finished"]
+    # The survivor's websocket shows every node's end (through the relay, or from its own dispatch once it took
+    # the dead backend's nodes over) and closes after the last end was written: a read then finds them all.
+    seen = {}
     try:
-        wait_until(finished, TAKEOVER, interval=0.2, message="the deployment to finish through the survivor")
-    except AssertionError:
+        while True:
+            opcode, frame = stream.recv_data(control_frame=False)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+            message = json.loads(frame)
+            seen[message["node_id"]] = message["state"]
+    except websocket.WebSocketTimeoutException:
         raise AssertionError(
             f"{TAKEOVER:.0f} s after backend {killed.name} was killed (deliveries then: {at_kill['states']}), "
-            f"the deployment through backend {survivor.name} is {last.get('shown', {}).get('states')}, finished: "
-            f"{last.get('shown', {}).get('finished')}; nodes ran {len(_ran(simulated))} commands") from None
+            f"backend {survivor.name}'s websocket had shown {collections.Counter(seen.values())}, its API "
+            f"{survivor.get(path)['states']}; nodes ran {len(_ran(simulated))} commands") from None
     takeover = time.monotonic() - killed_at
+    shown = survivor.get(path)
+    assert seen == {node_id: "succeeded" for node_id in node_ids}
+    assert shown["states"] == {"succeeded": NODES} and shown["finished"]
 
-    shown = last["shown"]
     assert sorted(d["node_id"] for d in shown["deliveries"]) == node_ids
     assert all(d["state"] == "succeeded" and d["key"] == f"dep-{deployment['id']}-{d['node_id']}"
                for d in shown["deliveries"]), shown["deliveries"]

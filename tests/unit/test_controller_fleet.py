@@ -362,7 +362,7 @@ def test_wake_with_the_new_deliveries_reads_nothing_back_for_a_node_it_knows():
     assert store.reads == 4
 
 
-def test_listeners_hear_an_update_before_its_write_is_done():
+def test_listeners_hear_progress_before_its_write_and_an_end_once_it_is_written():
     store, nodes, clock = CountingStore(), FakeNodes(), Clock()
     fleet = Fleet(store, clock, nodes)
     delivery = store.add_delivery(NODE, chute="web", version="1", deployment_id="d7")
@@ -371,10 +371,11 @@ def test_listeners_hear_an_update_before_its_write_is_done():
     fleet.node_joined(1, NODE)
     fleet.node_published(NODE, protocol.STATE, state())
     fleet.node_published(NODE, protocol.CHANGE, {"key": delivery["key"], "change_id": 1, "state": "succeeded"})
-    assert [m["state"] for m in heard] == ["sent", "succeeded"]
+    assert [m["state"] for m in heard] == ["sent"]
     assert [w.called for w in store.writes] == [False, False]
-    for write in store.writes:
-        write.callback(True)
+    store.writes[1].callback(True)
+    assert [m["state"] for m in heard] == ["sent", "succeeded"]
+    store.writes[0].callback(True)
 
 
 def test_a_delivery_answered_when_its_change_ends_is_final_with_its_progress_and_the_node_s_chutes_stored(world):
