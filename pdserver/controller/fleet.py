@@ -39,6 +39,7 @@ MAX_CHUTES = 1000
 UNFINISHED = ("sent", "queued", "running")  # a call went out, from this backend or another
 RELAY_EVENTS = 200  # updates per relayed message
 RELAY_WAKE = 1000  # node ids per relayed wake
+WAKE_SLICE = 200  # nodes whose deliveries go out in one turn of the reactor
 
 log = Logger()
 
@@ -280,8 +281,22 @@ class Fleet:
                 if delivery.get("node_id") in self._loaded:
                     self._deliveries[delivery["node_id"]].setdefault(delivery["key"], dict(delivery))
             loaded = defer.succeed(None)
-        return loaded.addCallback(lambda _: defer.gatherResults(
-            [self._record(self._dispatch(node_id)) for node_id in online])).addCallback(lambda _: None)
+        return loaded.addCallback(lambda _: self._dispatch_all(online))
+
+    def _dispatch_all(self, node_ids: List[str]) -> defer.Deferred:
+        """Start the nodes' dispatches a slice per turn of the reactor, so that the first calls leave (and their
+        nodes start) while the later ones are made; fires when all have been tried."""
+        started, finished = [], defer.Deferred()
+
+        def start(first):
+            for node_id in node_ids[first:first + WAKE_SLICE]:
+                started.append(self._record(self._dispatch(node_id)))
+            if first + WAKE_SLICE < len(node_ids):
+                self._reactor.callLater(0, start, first + WAKE_SLICE)
+            else:
+                defer.gatherResults(started).addBoth(lambda _: finished.callback(None))
+        start(0)
+        return finished
 
     @defer.inlineCallbacks
     def _dispatch(self, node_id):

@@ -414,3 +414,19 @@ def test_a_duplicate_answered_at_its_change_s_end_says_so_when_the_node_gives_no
     fleet.node_published(NODE, protocol.STATE, state())
     assert store.deliveries[delivery["key"]]["state"] == "failed"
     assert store.deliveries[delivery["key"]]["message"] == "the node had it already"
+
+
+def test_a_wake_of_many_nodes_sends_a_slice_per_turn_of_the_reactor_and_fires_when_all_were_tried():
+    store, nodes, clock = MemoryFleetStore(), FakeNodes(), Clock()
+    fleet = Fleet(store, clock, nodes)
+    many = [f"{i:016x}" for i in range(450)]
+    for session, node_id in enumerate(many):
+        fleet.node_joined(session, node_id)
+        fleet.node_published(node_id, protocol.STATE, dict(state(), node_id=node_id))
+    fresh = [store.add_delivery(n, chute="web", version="1") for n in many]
+    done = []
+    fleet.wake(many, [dict(d) for d in fresh]).addCallback(done.append)
+    assert len(nodes.calls) == 200 and not done  # the first calls leave before the rest are made
+    clock.advance(0)  # the reactor's next turns (a Clock runs the slices each schedules for now at once)
+    assert len(nodes.calls) == 450 and done == [None]
+    assert sorted(kw["key"] for _, _, kw in nodes.calls) == sorted(d["key"] for d in fresh)
