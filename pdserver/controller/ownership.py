@@ -29,10 +29,6 @@ class Backends:
         self._ids: Set[int] = set()
         self._owners: Dict[str, Optional[int]] = {}  # node id -> its owner, until the backends change
 
-    @property
-    def ids(self) -> Set[int]:
-        return set(self._ids)
-
     def __contains__(self, backend) -> bool:
         return backend in self._ids
 
