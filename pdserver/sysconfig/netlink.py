@@ -5,6 +5,7 @@ never share one. Each takes ``netns``: the named network namespace (``ip netns``
 daemon's own; tests use it to run entirely inside namespaces they made. The ``ensure`` functions converge:
 a second call with the same arguments (after a crash between steps, say) leaves the same state.
 """
+import ctypes
 import errno
 import os
 import subprocess
@@ -17,7 +18,7 @@ from ipaddress import IPv4Interface, ip_interface
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from pyroute2 import IPRoute, IW
-from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+from pyroute2.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nl80211 import NL80211_NAMES, nl80211cmd
 from pyroute2.netns import NETNS_RUN_DIR
@@ -37,17 +38,51 @@ _ATTACH_LOCK = threading.Lock()
 _RADIO_LOCK = threading.Lock()
 _IFTYPE_MONITOR = 6  # NL80211_IFTYPE_MONITOR
 RADIO_WAIT = 10.0  # how long a radio may take to come back from a namespace that died (seconds)
+_CLONE_NEWNET = 0x40000000
+_PROTOCOLS = {IPRoute: NETLINK_ROUTE, IW: NETLINK_GENERIC}
+_libc = ctypes.CDLL(None, use_errno=True)
 _RADIO_POLL = 0.05
 
 
 def _open(cls, target: Optional[str]):
-    """A pyroute2 socket in the named namespace or namespace file ``target``; flags=0: never create one."""
+    """A pyroute2 socket in the named namespace or namespace file ``target`` (never created when missing)."""
     if target is None:
         return cls()
     try:
-        return cls(netns=target, flags=0)
+        return cls(fileno=_socket_in(target, _PROTOCOLS[cls]))
     except FileNotFoundError:
         raise NotFound(f"no network namespace {target}", field="netns") from None
+
+
+def _socket_in(target: str, protocol: int) -> int:
+    """The descriptor of a netlink socket made inside namespace ``target`` by a short-lived thread that enters
+    it (setns moves only the calling thread, and the socket stays in the namespace it was made in). pyroute2's
+    own way forks the daemon for this: a child forked from a process with threads can hang on a lock another
+    thread held, and one that hangs answers its SIGTERM with Twisted's handler, so the parent's waitpid, and
+    the change that called it, never returned."""
+    path = target if "/" in target else f"{NETNS_RUN_DIR}/{target}"
+    namespace = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    made: dict = {}
+
+    def enter_and_open():
+        try:
+            if _libc.setns(namespace, _CLONE_NEWNET) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"cannot enter network namespace {target}: {os.strerror(code)}")
+            made["fd"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                                       protocol).detach()
+        except OSError as e:
+            made["error"] = e
+
+    try:
+        worker = threading.Thread(target=enter_and_open, name="pd-netns-socket", daemon=True)
+        worker.start()
+        worker.join()
+    finally:
+        os.close(namespace)
+    if "error" in made:
+        raise made["error"]
+    return made["fd"]
 
 
 @contextmanager

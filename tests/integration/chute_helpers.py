@@ -1,5 +1,6 @@
 """Building chute projects and driving a node's chute API from tests (synchronous, over requests)."""
 import io
+import json
 import tarfile
 import uuid
 from pathlib import Path
@@ -43,10 +44,16 @@ def web_chute(name, version, port, text, command=None):
 
 
 def wait_change(session: requests.Session, url: str, change_id: int, timeout=90.0) -> dict:
+    """The change once it ended; a timeout names where it stood (its state and last messages)."""
+    seen = {}
+
     def finished():
-        change = session.get(f"{url}/api/v1/changes/{change_id}", timeout=10).json()
+        seen["change"] = change = session.get(f"{url}/api/v1/changes/{change_id}", timeout=10).json()
         return change if change["state"] in FINAL else None
-    return wait_until(finished, timeout=timeout, interval=0.05, message=f"change {change_id}")
+    try:
+        return wait_until(finished, timeout=timeout, interval=0.05, message=f"change {change_id}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; it stands at {json.dumps(seen.get('change'))[-2000:]}") from None
 
 
 def submit_tar(session, url, directory, name=None):

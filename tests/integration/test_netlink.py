@@ -1,6 +1,7 @@
 """netlink on the real kernel, entirely inside namespaces the tests make: bridges, VLANs, veths into a process's
 (and a real container's) namespace, and what thd_devices reports. Proof is traffic: a ping that passes."""
 import json
+import os
 from ipaddress import IPv4Interface
 
 import pytest
@@ -196,6 +197,22 @@ def test_devices_report_kinds_addresses_masters_and_the_default_route(lab):
     # The new configuration takes the default-route link as the WAN, read only, and claims nothing.
     config = new_config(list(devices.values()))
     assert config["wan"] == {"interface": uplink} and config["lan"]["interfaces"] == []
+
+
+def test_work_in_a_namespace_never_forks_the_daemon_and_stays_out_of_its_threads(lab, sleeper):
+    """A child forked from a process with threads can hang before it answers; the daemon never makes one for
+    netlink (pyroute2's own netns sockets do), and the thread that asked stays in its own namespace."""
+    _chute, pid = sleeper
+    ns = lab.netns("router")
+    forks = []
+    os.register_at_fork(before=lambda: forks.append(1))
+    own = os.readlink("/proc/thread-self/ns/net")
+    netlink.thd_ensure_bridge(f"pdf{lab.tag}", IPv4Interface("10.200.9.1/24"), netns=ns)
+    netlink.thd_attach_veth(f"pdf{lab.tag}", f"pdg{lab.tag}", pid, "eth1", IPv4Interface("10.200.9.2/24"), netns=ns)
+    assert netlink.thd_devices(netns=ns)
+    assert forks == [] and os.readlink("/proc/thread-self/ns/net") == own
+    assert f"pdf{lab.tag}" in links(ns) and f"pdf{lab.tag}" not in links(None)
+    assert pings(ns, "10.200.9.2")
 
 
 def test_missing_namespaces_processes_and_links_are_clear_errors(lab):
