@@ -237,3 +237,13 @@ def test_rotation_settings_have_router_sized_defaults_and_refuse_what_cannot_wor
         with pytest.raises(settings_module.SettingsError) as refused:
             settings_module.load(None, environ={f"PARADROP_{name.upper()}": value})
         assert refused.value.name == name
+
+
+def test_autobahn_log_arguments_are_plain_text_without_terminal_colours(tmp_path):
+    from autobahn.util import hltype, hlval
+    logs.plain_autobahn_text()
+    pipeline = Pipeline(tmp_path, level="debug")
+    pipeline.logger("autobahn.wamp.websocket").debug("{action} {kind}", action=hlval("WAMP-Transmit(", color="red"),
+                                                     kind=hltype(Pipeline))
+    text = pipeline.texts()
+    assert "WAMP-Transmit( <" in text and "\x1b[" not in text

@@ -47,6 +47,7 @@ from twisted.internet import defer, reactor, stdio, task  # noqa: E402
 from twisted.protocols.basic import LineReceiver  # noqa: E402
 
 from pdserver.cloud import protocol  # noqa: E402
+from pdserver.logs import plain_autobahn_text  # noqa: E402
 
 JOINING = 100  # sessions joining at once per process
 SERIALIZER = MsgPackSerializer  # the controller backend's (pdserver.controller.wamp: msgpack first)
@@ -372,6 +373,7 @@ def run_fanout(ids_path: str, config_path: str, url: str, authid: str = protocol
 
 def main():
     txaio.start_logging(level="warn", out=sys.stderr)
+    plain_autobahn_text()  # as the node and the controller have it
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "nodes":
         run_nodes(*args)
