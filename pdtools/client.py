@@ -42,7 +42,8 @@ class ApiClient:
     def close(self):
         self._session.close()
 
-    def _follow(self, path):
+    def _follow(self, path, arrays=False):
+        """The stream's messages: JSON objects, or with ``arrays`` arrays of them, yielded one object at a time."""
         url = websocket_url(self.base_url, path)
         try:
             connection = connect(url, additional_headers=self._auth_header(), open_timeout=self.timeout)
@@ -54,7 +55,7 @@ class ApiClient:
         with connection:
             try:
                 for frame in connection:
-                    yield _decode_frame(url, frame)
+                    yield from _decode_frame(url, frame, arrays)
             except ConnectionClosedError as exc:
                 raise ConnectionFailed(url, f"the stream broke off ({exc})") from exc
 
@@ -219,14 +220,19 @@ def _segment(name):
     return quote(str(name), safe="")
 
 
-def _decode_frame(url, frame):
+def _decode_frame(url, frame, arrays=False):
+    """The objects of one stream message (a JSON object, or with ``arrays`` an array of them)."""
     try:
         message = json.loads(frame)
     except ValueError:
         raise BadResponse(url, "a stream message is not JSON") from None
+    if arrays:
+        if not isinstance(message, list) or not all(isinstance(item, dict) for item in message):
+            raise BadResponse(url, "a stream message is not a JSON array of objects")
+        return message
     if not isinstance(message, dict):
         raise BadResponse(url, "a stream message is not a JSON object")
-    return message
+    return [message]
 
 
 def _reason(exc, timeout):

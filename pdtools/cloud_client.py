@@ -121,5 +121,6 @@ class ControllerClient(ApiClient):
 
     def stream_deployment(self, deployment_id):
         """Yield the deployment's progress as {"node_id", "state", "message", "time"} until the controller closes
-        the stream (when every delivery is final); the connection opens on the first next()."""
-        return self._follow(f"/ws/deployments/{_segment(deployment_id)}")
+        the stream (when every delivery is final); the connection opens on the first next(). The controller sends
+        them in arrays (the updates of a moment together)."""
+        return self._follow(f"/ws/deployments/{_segment(deployment_id)}", arrays=True)

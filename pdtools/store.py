@@ -216,13 +216,15 @@ def _show_progress(client, deployment_id, states):
     console = Console(markup=False, highlight=False, emoji=False)
     columns = (TextColumn(f"deployment {deployment_id}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("nodes", total=len(states) or None, completed=_done(states))
+        done = _done(states)
+        task = progress.add_task("nodes", total=len(states) or None, completed=done)
         for message in client.stream_deployment(deployment_id):
             node_id, state = message.get("node_id"), message.get("state")
+            done += (state in FINAL_DELIVERY_STATES) - (states.get(node_id) in FINAL_DELIVERY_STATES)
             states[node_id] = state
             text = f": {message['message']}" if message.get("message") else ""
             console.print(f"{clock(message.get('time') or time.time())} {node_id} {state}{text}", soft_wrap=True)
-            progress.update(task, total=len(states), completed=_done(states))
+            progress.update(task, total=len(states), completed=done)
 
 
 def _done(states):

@@ -174,7 +174,7 @@ def build_controller(settings: ControllerSettings, reactor, fleet=None, clock=No
         fleet.base_url = controller_url
     router = build_router(settings, accounts=accounts, nodes=nodes, store=chute_store, deployments=deployments,
                           audit=audit, events=fleet.events, node_events=fleet.node_events, links=links,
-                          run_in_thread=run_in_thread,
+                          run_in_thread=run_in_thread, reactor=reactor,
                           router_joined=(lambda: fleet.caller.joined) if wamp else (lambda: None))
     http = HttpService(reactor, api_listener(settings, router, accounts, reactor, run_in_thread), settings.host,
                        settings.port, title="Controller API")

@@ -187,8 +187,8 @@ def test_a_backend_killed_mid_deployment_loses_nothing(victim, tmp_path, postgre
             opcode, frame = stream.recv_data(control_frame=False)
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 break
-            message = json.loads(frame)
-            seen[message["node_id"]] = message["state"]
+            for update in json.loads(frame):
+                seen[update["node_id"]] = update["state"]
     except websocket.WebSocketTimeoutException:
         raise AssertionError(
             f"{TAKEOVER:.0f} s after backend {killed.name} was killed (deliveries then: {at_kill['states']}), "

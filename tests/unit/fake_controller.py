@@ -223,20 +223,20 @@ class _Handler(JsonHandler):
         return self._error(404, "not_found", f"no deployment {route[-1]}", field="deployment_id")
 
     def _play(self, deployment_id):
-        """Stream each delivery's state as it is (the controller's snapshot), then run the pending ones to their
-        end streaming their steps, then close."""
+        """Stream every delivery's state as it is in one array (the controller's snapshot), then run the pending
+        ones to their end streaming each step in an array of its own, then close."""
         deployment = self.server.deployments.get(deployment_id)
         if deployment is None:
             return self._error(404, "not_found", f"no deployment {deployment_id}", field="deployment_id")
-        frames = [{key: d[key] for key in ("node_id", "state", "message")} | {"time": d["updated"]}
-                  for d in deployment["deliveries"]]
+        frames = [[{key: d[key] for key in ("node_id", "state", "message")} | {"time": d["updated"]}
+                   for d in deployment["deliveries"]]]
         for index, delivery in enumerate(d for d in deployment["deliveries"] if d["state"] == "pending"):
             failing = self.server.nodes[delivery["node_id"]]["name"] == FAILING_NODE
             steps = [("sent", None), ("running", "building image"),
                      ("failed", "service main exited with code 3") if failing else ("succeeded", None)]
             for offset, (state, message) in enumerate(steps):
-                frames.append({"node_id": delivery["node_id"], "state": state, "message": message,
-                               "time": T0 + 10 * index + offset})
+                frames.append([{"node_id": delivery["node_id"], "state": state, "message": message,
+                                "time": T0 + 10 * index + offset}])
             delivery.update(state=steps[-1][0], message=steps[-1][1], change_id=index + 1, updated=T0 + 10 * index + 2)
         if self.server.drop_stream:
             return self._stream(frames[:1], clean_close=False)

@@ -1,5 +1,8 @@
 """How refusals from a node become the one-line messages pdtools prints."""
-from pdtools.errors import ApiError, ConnectionFailed
+import pytest
+
+from pdtools.client import _decode_frame
+from pdtools.errors import ApiError, BadResponse, ConnectionFailed
 
 
 def test_an_api_error_body_gives_code_message_and_field():
@@ -33,3 +36,18 @@ def test_a_message_that_starts_with_its_field_is_not_followed_by_it_again():
     assert str(ApiError.from_response(400, body, {})) == "services.main.memory: 'lots' is not valid"
     body = b'{"error": {"code": "missing_field", "field": "web.port", "message": "web.port is required"}}'
     assert str(ApiError.from_response(400, body, {})) == "web.port is required (field: web.port)"
+
+
+@pytest.mark.parametrize("frame, arrays, problem", [
+    (b"{nope", False, "is not JSON"), (b"[1]", False, "not a JSON object"),
+    (b'{"node_id": "n1"}', True, "not a JSON array of objects"), (b'[{"node_id": "n1"}, 5]', True, "array of objects"),
+])
+def test_a_stream_message_of_the_wrong_shape_is_a_clear_error(frame, arrays, problem):
+    with pytest.raises(BadResponse) as caught:
+        _decode_frame("ws://controller/ws/deployments/1", frame, arrays)
+    assert problem in str(caught.value) and "ws://controller/ws/deployments/1" in str(caught.value)
+
+
+def test_stream_messages_are_read_one_object_at_a_time():
+    assert _decode_frame("ws://x", b'{"state": "running"}') == [{"state": "running"}]
+    assert _decode_frame("ws://x", b'[{"state": "a"}, {"state": "b"}]', arrays=True) == [{"state": "a"}, {"state": "b"}]

@@ -34,17 +34,17 @@ The backends' relay messages to each other are not in that count (their CPU and 
 ``--backends N`` (N >= 2; or 1 with ``--router-apart``): the issue-12 topology. crossbar runs on its own from the
 config ``pdserver router-config`` prints (listening on a free loopback port, the controllers' ticket in
 PARADROP_CONTROLLER_TICKET), and N ``pdserver controller --router URL --router-ticket-file F --db postgresql://...``
-processes join it, each with its own HTTP port and state dir, on one PostgreSQL database (``--db``, else a throw-away
-cluster: Debian's server binaries, default settings, on a temp dir; ``--postgres`` gives one backend that too). The
-backends count every session of the controller role as one of them, so the fan-out client joins with a principal
-and role of its own that the bench adds to the printed config, with the controller role's permissions (the same
-router, the same permissions, the same serializer). The nodes are created through the backends in turn; the
-deployment is POSTed to backend 1 and followed on backend 2's websocket (the relay is in the measured path); its
-"stored" time runs until GET /api/v1/deployments/ID on backend 1 shows every delivery succeeded (the controller
-tells its websockets before it writes). Each backend's RSS and CPU are shown apart, and the first page of the node
-list (GET /api/v1/nodes?limit=100) is timed ``--pages`` times on each backend, alternating, once the fleet is
-connected and the backends settled. The bench raises its open-file limit (the children inherit it); a router worker
-holds one descriptor per session. ``--logs DIR`` keeps the logs; lines at warn level or worse are summed up.
+processes join it, each with its own HTTP port and state dir, on one PostgreSQL database (``--db``, else a
+throw-away cluster: Debian's server binaries, default settings, on a temp dir; ``--postgres`` gives one backend that
+too). The fan-out client joins with a principal and role of its own that the bench adds to the printed config, with
+the controller role's permissions (the same router, the same permissions, the same serializer). The nodes are
+created through the backends in turn; the deployment is POSTed to backend 1 and followed on backend 2's websocket
+(the relay is in the measured path); its "stored" time runs until GET /api/v1/deployments/ID on backend 1 shows
+every delivery succeeded (an end reaches the websockets once written, so the two differ by the GET's own time). Each
+backend's RSS and CPU are shown apart, and the first page of the node list (GET /api/v1/nodes?limit=100) is timed
+``--pages`` times on each backend, alternating, once the fleet is connected and the backends settled. The bench
+raises its open-file limit (the children inherit it); a router worker holds one descriptor per session. ``--logs
+DIR`` keeps the logs; lines at warn level or worse are summed up.
 """
 import argparse
 import collections
@@ -323,18 +323,17 @@ def deploy(api: Api, node_ids, version: str, watch: Api = None) -> dict:
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 closed = "closed"
                 break
-            event = json.loads(frame)
-            seen[event["node_id"]] = event["state"]
-            if event["state"] in ACKNOWLEDGED and waiting:
-                waiting.discard(event["node_id"])
-                if not waiting:
-                    acknowledged = time.perf_counter() - started
+            for event in json.loads(frame):  # the updates of one turn of the controller's reactor
+                seen[event["node_id"]] = event["state"]
+                if event["state"] in ACKNOWLEDGED and waiting:
+                    waiting.discard(event["node_id"])
+                    if not waiting:
+                        acknowledged = time.perf_counter() - started
     except websocket.WebSocketConnectionClosedException:
         closed = "connection lost"
     seconds = time.perf_counter() - started
     ws.close()
-    # The controller tells the websockets of a delivery's state before it has written it (fleet.Fleet._advance):
-    # the deployment as GET shows it from the database follows a moment later.
+    # A delivery's end reaches the websocket once written (fleet.Fleet._advance); the GET is timed all the same.
     while True:
         shown = api.call("GET", f"/api/v1/deployments/{created['id']}")
         if shown["states"] == {"succeeded": len(node_ids)} or time.perf_counter() - started > DEPLOY_LIMIT:

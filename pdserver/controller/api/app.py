@@ -14,12 +14,12 @@ from pdserver.controller.api.store import StoreResource
 
 
 def build_router(settings, *, accounts, nodes, store, deployments, audit, events, node_events, links,
-                 run_in_thread, router_joined=lambda: None) -> Router:
+                 run_in_thread, reactor, router_joined=lambda: None) -> Router:
     router = Router(accounts, settings.max_body_bytes, settings.max_upload_bytes, authorize=authorize)
     for resource in (AccountsResource(accounts), NodesResource(nodes, deployments),
                      NodeStreamResource(nodes, node_events),
                      StoreResource(store, run_in_thread, settings.max_upload_bytes),
-                     DeploymentsResource(deployments, events),
+                     DeploymentsResource(deployments, events, reactor),
                      MetaResource(router, links, audit, settings.max_body_bytes, settings.max_upload_bytes,
                                   router_joined)):
         router.add(resource, type(resource).routes)

@@ -13,18 +13,27 @@ USER = CloudPermission.USER
 _NODE_ID = {"type": "string", "pattern": "^[0-9a-f]{8,64}$"}
 
 
+UPDATES_PER_MESSAGE = 1000
+
+
 class DeploymentStreamProtocol:
-    """Sends each delivery's state, then every update, and closes once every delivery is final."""
+    """Sends the deliveries' states, then their updates, as JSON arrays of {node_id, state, message, time}: the
+    updates of one turn of the reactor go in one message (a deployment to 10,000 nodes makes 10,000 of them,
+    and a message each cost the controller and the browser more than the updates themselves). Closes once
+    every delivery is final."""
 
     events = None
     deployments = None
     principal = None
     deployment_id = None
+    reactor = None
 
     def onOpen(self):
         self._states = {}
-        self._unfinished = 0  # deliveries not final: counted, so each event costs the same at 10,000 nodes
+        self._unfinished = 0  # deliveries not final: counted, so each update costs the same at 10,000 nodes
         self._buffer = []  # updates that arrive while the snapshot is read
+        self._out = []  # updates for the message at the end of this turn of the reactor
+        self._flush_call = None
         self._closed = False
         self._unsubscribe = self.events.listen(self.deployment_id, self._on_event)
         self.deployments.get(self.principal, self.deployment_id).addCallbacks(self._snapshot, self._failed)
@@ -38,7 +47,7 @@ class DeploymentStreamProtocol:
         buffered, self._buffer = self._buffer, None
         for event in buffered:
             self._apply(event)
-        self._close_when_done()
+        self._send()
 
     def _failed(self, failure):
         self._stop()
@@ -50,7 +59,8 @@ class DeploymentStreamProtocol:
             self._buffer.append(event)
             return
         self._apply(event)
-        self._close_when_done()
+        if self._out and self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self._send)
 
     def _apply(self, event, snapshot=False):
         node_id = event.get("node_id")
@@ -61,11 +71,19 @@ class DeploymentStreamProtocol:
             self._unfinished -= 1  # only an unfinished delivery gets here again
         self._unfinished += state not in FINAL_DELIVERY_STATES
         self._states[node_id] = state
-        self.sendMessage(json.dumps({"node_id": node_id, "state": event.get("state"),
-                                     "message": event.get("message"), "time": event.get("time")}).encode(),
-                         isBinary=False)
+        self._out.append({"node_id": node_id, "state": state, "message": event.get("message"),
+                          "time": event.get("time")})
 
-    def _close_when_done(self):
+    def _send(self):
+        """The updates gathered (in messages of at most UPDATES_PER_MESSAGE), then the close if all are final."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if self._closed:
+            return
+        out, self._out = self._out, []
+        for start in range(0, len(out), UPDATES_PER_MESSAGE):
+            self.sendMessage(json.dumps(out[start:start + UPDATES_PER_MESSAGE]).encode(), isBinary=False)
         if not self._unfinished:
             self._stop()
             self.sendClose(1000)
@@ -80,6 +98,8 @@ class DeploymentStreamProtocol:
 
     def onClose(self, wasClean, code, reason):
         self._closed = True
+        if getattr(self, "_flush_call", None) is not None and self._flush_call.active():
+            self._flush_call.cancel()
         if getattr(self, "_unsubscribe", None) is not None:
             self._stop()
 
@@ -87,9 +107,10 @@ class DeploymentStreamProtocol:
 class DeploymentsResource:
     routes = RouteTable("deployments")
 
-    def __init__(self, deployments, events):
+    def __init__(self, deployments, events, reactor):
         self._deployments = deployments
         self._events = events
+        self._reactor = reactor
 
     @routes.route("/api/v1/deployments", "POST", permission=USER, status=202,
                   summary="Deploy a store version to nodes or to a group: one delivery per node",
@@ -118,10 +139,10 @@ class DeploymentsResource:
         return self._deployments.get(call.principal, deployment_id)
 
     @routes.route("/ws/deployments/<deployment_id>", "GET", permission=USER, websocket=True,
-                  summary="Websocket: {node_id, state, message, time} per delivery and update; closes when all "
-                          "are final")
+                  summary="Websocket: JSON arrays of {node_id, state, message, time}, the deliveries' states "
+                          "then their updates; closes when all are final")
     def stream(self, call: Call, deployment_id):
         d = self._deployments.get(call.principal, deployment_id)
         return d.addCallback(lambda _: bound_websocket(
             DeploymentStreamProtocol, events=self._events, deployments=self._deployments,
-            principal=call.principal, deployment_id=deployment_id))
+            principal=call.principal, deployment_id=deployment_id, reactor=self._reactor))

@@ -189,7 +189,8 @@ async function deployments() {
     ], list));
 }
 
-// One deployment: a row per node, updated live from /ws/deployments/<id> until every delivery is final.
+// One deployment: a row per node, updated live from /ws/deployments/<id> (arrays of updates) until every delivery
+// is final. The summary is counted once per message, not once per update: a deployment may reach 10,000 nodes.
 async function deployment(id) {
   const [shown, list] = await Promise.all([api.get(`/api/v1/deployments/${enc(id)}`), api.getAll("/api/v1/nodes")]);
   const names = new Map(list.map((n) => [n.id, n.name]));
@@ -203,6 +204,8 @@ async function deployment(id) {
     row.state.className = `state-${state}`;
     if (message) row.message.textContent = message;
     row.time.textContent = when(time);
+  };
+  const summarize = () => {
     const states = [...rows.values()].map((r) => r.state.textContent);
     const done = states.filter((s) => FINAL.has(s)).length;
     summary.textContent = done === states.length ? `Finished: ${countStates(states)}`
@@ -221,11 +224,15 @@ async function deployment(id) {
       body)),
     ...(shown.finished ? [] : [el("h3", {}, "Progress"), log]));
   for (const d of shown.deliveries) update(d.node_id, d.state, d.message, d.updated);
+  summarize();
   if (shown.finished) return;
   let left = false;
-  const ws = api.socket(`/ws/deployments/${enc(id)}`, (m) => {
-    update(m.node_id, m.state, m.message, m.time);
-    log.append(el("li", {}, `${names.get(m.node_id) ?? m.node_id}: ${m.state}${m.message ? ` (${m.message})` : ""}`));
+  const ws = api.socket(`/ws/deployments/${enc(id)}`, (updates) => {
+    for (const m of updates) {
+      update(m.node_id, m.state, m.message, m.time);
+      log.append(el("li", {}, `${names.get(m.node_id) ?? m.node_id}: ${m.state}${m.message ? ` (${m.message})` : ""}`));
+    }
+    summarize();
   }, (event) => {
     if (!left && event.code !== 1000) say(`The progress stream closed (${event.code}); reload to resume.`);
   });

@@ -155,8 +155,13 @@ async def test_a_group_deployment_of_an_archive_gives_each_node_a_token_for_that
         assert code == 403 and body["error"]["field"] == "token", path
 
 
+def updates(messages):
+    return [update for message in messages for update in message]
+
+
 @pytest_twisted.ensureDeferred
 async def test_the_deployment_websocket_streams_each_delivery_and_closes_when_all_are_final(controller):
+    """Messages are arrays of updates: the deliveries' states in the first, then the updates of a turn each."""
     alice, bob = await controller.user("alice"), await controller.user("bob")
     await _chute(alice)
     await alice.post("/api/v1/store/chutes/hello/versions", {"config": description()})
@@ -166,8 +171,8 @@ async def test_the_deployment_websocket_streams_each_delivery_and_closes_when_al
     ws_url = controller.url.replace("http", "ws") + f"/ws/deployments/{deployment['id']}"
     assert (await bob.get(f"/ws/deployments/{deployment['id']}", headers={"Upgrade": "websocket"}))[0] == 404
     stream = open_stream(ws_url, alice.token)
-    messages = await stream.wait_messages(2)
-    assert sorted((m["node_id"], m["state"]) for m in messages) == sorted([(first["id"], "pending"),
+    [snapshot] = await stream.wait_messages(1)
+    assert sorted((m["node_id"], m["state"]) for m in snapshot) == sorted([(first["id"], "pending"),
                                                                            (second["id"], "pending")])
     events = controller.fleet.events
     deliveries = {d["node_id"]: d for n in (first, second)
@@ -177,14 +182,16 @@ async def test_the_deployment_websocket_streams_each_delivery_and_closes_when_al
     await controller.fleet.report(controller.store, deliveries[second["id"]], "failed", 12.0, message="no image")
     close = await stream.done
     assert close[1] == 1000
-    assert [(m["node_id"], m["state"], m["message"]) for m in stream.messages[2:]] == [
+    assert all(isinstance(m, list) for m in stream.messages)
+    assert [(m["node_id"], m["state"], m["message"]) for m in updates(stream.messages[1:])] == [
         (first["id"], "sent", None), (first["id"], "succeeded", "done"), (second["id"], "failed", "no image")]
     assert events.listeners(deployment["id"]) == 0
     code, shown = await alice.get(f"/api/v1/deployments/{deployment['id']}")
     assert shown["finished"] and set(shown["states"]) <= FINAL_DELIVERY_STATES
     late = open_stream(ws_url, alice.token)
     await late.done
-    assert sorted(m["state"] for m in late.messages) == ["failed", "succeeded"] and late.close_info[1] == 1000
+    assert sorted(m["state"] for m in updates(late.messages)) == ["failed", "succeeded"]
+    assert late.close_info[1] == 1000
 
 
 
