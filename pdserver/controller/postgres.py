@@ -7,7 +7,7 @@ itself and names every error by its SQLSTATE.
 """
 import functools
 import re
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -78,16 +78,48 @@ class QmarkCursor(psycopg.Cursor):
         return super().executemany(_pyformat(query), [_params(p) for p in params_seq], **kwargs)
 
 
+_UPDATED_TABLE = re.compile(r"\s*UPDATE\s+(\w+)\s", re.IGNORECASE)
+
+
+def runs_of_one_text(statements) -> List[Tuple[str, List[int]]]:
+    """The batch as runs of one SQL text each, [(sql, [index into statements, ...])], in an order that has the
+    same effect: an UPDATE joins the latest run of its text unless a statement on its table, or any statement
+    that is not an UPDATE, came after that run began. UPDATEs of different tables commute: the controller's
+    batched writes change no key that another row refers to."""
+    runs: List[Tuple[str, List[int]]] = []
+    latest: Dict[str, int] = {}  # table -> the run that last updated it
+    floor = 0  # runs before this one take no more statements
+    for index, (sql, _args) in enumerate(statements):
+        match = _UPDATED_TABLE.match(sql)
+        table = match.group(1).lower() if match else None
+        run = latest.get(table) if table else None
+        if run is not None and run >= floor and runs[run][0] == sql:
+            runs[run][1].append(index)
+            continue
+        runs.append((sql, [index]))
+        if table is None:
+            floor = len(runs)
+        else:
+            latest[table] = len(runs) - 1
+    return runs
+
+
 def thd_run_pipelined(connection, statements) -> list:
-    """Thread code: the statements in the connection's transaction, sent without waiting for each answer; the
-    rows each changed. The first failure is raised (and the transaction is then rolled back whole)."""
-    cursors = []
+    """Thread code: the statements in the connection's transaction, sent without waiting for each answer, those
+    of one text together (psycopg's executemany: a third of the time of a cursor each); the rows each changed.
+    The first failure is raised (and the transaction is then rolled back whole)."""
+    runs = []
     with connection.pipeline():
-        for sql, args in statements:
+        for sql, indexes in runs_of_one_text(statements):
             cursor = connection.cursor()
-            cursor.execute(sql, args)
-            cursors.append(cursor)
-    return [cursor.rowcount for cursor in cursors]
+            cursor.executemany(sql, [statements[i][1] for i in indexes], returning=True)
+            runs.append((cursor, indexes))
+    counts = [0] * len(statements)
+    for cursor, indexes in runs:
+        for index in indexes:
+            counts[index] = cursor.rowcount
+            cursor.nextset()
+    return counts
 
 
 def connect_kwargs(params: dict) -> dict:

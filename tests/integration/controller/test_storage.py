@@ -167,6 +167,15 @@ async def test_the_stores_writes_of_one_reactor_turn_are_one_transaction_and_a_r
         assert await defer.gatherResults(writes) == [True] * 50 + [1]
         assert await store.update_delivery(keys[0], "succeeded", 7.0) is True
         assert await store.update_delivery(keys[0], "failed", 8.0) is False  # final stays final
+        # In one batch too, interleaved with another table's writes: each statement's own count, in order.
+        batch = [store.update_delivery(keys[1], "succeeded", 9.0),
+                 store.node_seen("0123456789abcdef", False, 9.0, None),
+                 store.update_delivery(keys[1], "failed", 9.5), store.update_delivery("dep-x-none", "sent", 9.5),
+                 store.node_seen("0123456789abcdef", True, 9.6, {"version": "2", "chutes": []}),
+                 store.update_delivery(keys[2], "running", 9.7)]
+        assert await defer.gatherResults(batch) == [True, 1, False, False, 1, True]
+        node = (await db.query("SELECT online, version FROM nodes"))[0]
+        assert bool(node["online"]) is True and node["version"] == "2"
     finally:
         await db.stopService()
 
