@@ -44,12 +44,42 @@ def _pattern(validator, pattern, instance, schema):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+_PLAIN_STRING_KEYWORDS = frozenset({"type", "pattern", "minLength", "maxLength"})
+
+
+def _plain_strings(items) -> Optional[tuple]:
+    """(pattern or None, min length, max length) when ``items`` asks only that much of a string, else None."""
+    if not isinstance(items, dict) or items.get("type") != "string" or not items.keys() <= _PLAIN_STRING_KEYWORDS:
+        return None
+    pattern = items.get("pattern")
+    return (_strict(pattern) if pattern is not None else None, items.get("minLength", 0),
+            items.get("maxLength", float("inf")))
+
+
+def _items(base):
+    """The ``items`` keyword, with a quick pass for arrays of plain strings (a deployment's 10,000 node ids
+    took 100 ms item by item): an item the quick test refuses goes through the full check, so its error is
+    the same."""
+    def items(validator, items, instance, schema):
+        plain = _plain_strings(items)
+        if plain is None or "prefixItems" in schema or not isinstance(instance, list):
+            yield from base(validator, items, instance, schema)
+            return
+        pattern, shortest, longest = plain
+        for index, item in enumerate(instance):
+            if not (type(item) is str and shortest <= len(item) <= longest
+                    and (pattern is None or pattern.search(item))):
+                yield from validator.descend(instance=item, schema=items, path=index)
+    return items
+
+
 def _validator_for(schema: dict) -> "Draft202012Validator":
     key = id(schema)
     if key not in _validators:
         from jsonschema.validators import Draft202012Validator, extend
         Draft202012Validator.check_schema(schema)
-        strict = extend(Draft202012Validator, {"pattern": _pattern})
+        strict = extend(Draft202012Validator, {"pattern": _pattern,
+                                               "items": _items(Draft202012Validator.VALIDATORS["items"])})
         _validators[key] = (schema, strict(schema))
     return _validators[key][1]
 
