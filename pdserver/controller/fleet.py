@@ -216,15 +216,16 @@ class Fleet:
         log.info("node {node} is offline", node=node_id)
         self._record(self._seen(node_id, False, None))
 
-    @defer.inlineCallbacks
-    def _seen(self, node_id, online: bool, state):
+    def _seen(self, node_id, online: bool, state) -> defer.Deferred:
         """Store a node's presence (and state), then tell the listeners of that node, here and on the other
-        backends."""
+        backends. (Plain callbacks, like the rest of a delivery's path: a thousand of them at once.)"""
         now = self._reactor.seconds()
-        yield self.store.node_seen(node_id, online, now, state)
-        update = {"node_id": node_id, "online": online, "time": now}
-        self.node_events.emit(node_id, update)
-        self._relay({"node": node_id, "update": update})
+
+        def written(_):
+            update = {"node_id": node_id, "online": online, "time": now}
+            self.node_events.emit(node_id, update)
+            self._relay({"node": node_id, "update": update})
+        return defer.maybeDeferred(self.store.node_seen, node_id, online, now, state).addCallback(written)
 
     # --- what nodes publish
 
@@ -399,34 +400,37 @@ class Fleet:
             kwargs["config"] = delivery.get("config")
         return (protocol.UPDATE_CHUTE if installed is not None else protocol.INSTALL_CHUTE), kwargs
 
-    @defer.inlineCallbacks
-    def _send(self, node_id, delivery):
+    def _send(self, node_id, delivery) -> defer.Deferred:
+        """Call the node for a delivery; fires once its answer is taken in (never with a failure: a delivery
+        whose call fails stays pending, to be sent again)."""
         try:
             call = self.command(node_id, delivery)
         except KeyError:
-            yield self._advance(node_id, delivery, "failed", None, f"unknown command {delivery.get('command')!r}")
-            return
+            self._advance(node_id, delivery, "failed", None, f"unknown command {delivery.get('command')!r}")
+            return defer.succeed(None)
         if call is None:
-            yield self._advance(node_id, delivery, "succeeded", None,
-                                f"version {delivery.get('version')} is already installed")
-            return
+            self._advance(node_id, delivery, "succeeded", None,
+                          f"version {delivery.get('version')} is already installed")
+            return defer.succeed(None)
         procedure, kwargs = call
         self._sent.add(delivery["key"])
-        try:
-            answer = yield self.caller.call_node(node_id, procedure, on_progress=lambda message: self._record(
-                self._progressed(node_id, delivery, message)), **kwargs)
-        except Exception as e:
-            log.info("delivery {key} to node {node} stays pending: {error}", key=delivery["key"], node=node_id,
-                     error=e)
-            return
+        d = self.caller.call_node(node_id, procedure, on_progress=lambda message: self._record(
+            self._progressed(node_id, delivery, message)), **kwargs)
+        return d.addCallbacks(self._answered, self._unanswered, (node_id, delivery), None, (node_id, delivery))
+
+    def _unanswered(self, failure, node_id, delivery):
+        log.info("delivery {key} to node {node} stays pending: {error}", key=delivery["key"], node=node_id,
+                 error=failure.value)
+
+    def _answered(self, answer, node_id, delivery):
         answer = answer if isinstance(answer, dict) else {}
         duplicate = "the node had it already" if answer.get("duplicate") is True else None
         state = _text(answer.get("state"))
         if state not in protocol.FINISHED_STATES:  # answered when queued: its events and state messages follow
-            yield self._advance(node_id, delivery, "sent", _int(answer.get("change_id")), duplicate)
+            self._advance(node_id, delivery, "sent", _int(answer.get("change_id")), duplicate)
             return
-        yield self._advance(node_id, delivery, state, _int(answer.get("change_id")),
-                            _message(answer.get("message")) or duplicate)
+        self._advance(node_id, delivery, state, _int(answer.get("change_id")),
+                      _message(answer.get("message")) or duplicate)
         reported = clean_state(node_id, {"version": answer.get("version"), "chutes": answer.get("chutes")})
         self._chutes[node_id] = {c["name"]: c["version"] for c in reported["chutes"]}
         self._record(self._seen(node_id, True, reported))

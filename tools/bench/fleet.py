@@ -157,7 +157,7 @@ def start_router(scratch: c.Scratch, crossbar: str, port: int):
     """crossbar on its own from the config ``pdserver router-config`` prints (listening on 127.0.0.1:``port``),
     the controller's ticket in PARADROP_CONTROLLER_TICKET, as tools/crossbar/README.md runs it. One addition: a
     principal FANOUT_AUTHID with a role of its own holding the controller role's permissions, for the fan-out
-    client (the backends count every session of the controller role as a backend and would give it nodes).
+    client (its session told apart from the backends' in the router's logs).
     Returns (the crossbar process, the controllers' ticket file, the fan-out's ticket file)."""
     printed = subprocess.run([PYTHON, "-m", "pdserver.main", "router-config", "--host", "127.0.0.1", "--port",
                               str(port)], capture_output=True, text=True, check=True, cwd=str(c.ROOT),
