@@ -48,8 +48,6 @@ log = Logger()
 def _text(value, limit=MAX_TEXT) -> Optional[str]:
     """A string a node reported, as valid UTF-8; None for other types and for longer strings (a version cut short
     could equal another)."""
-    if type(value) is str and value.isascii():  # most of them: nothing to replace
-        return value if len(value) <= limit else None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
     text = str(value)
