@@ -22,7 +22,6 @@ from typing import Callable, Dict, Iterable, List, Optional, Set
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python import failure
 from zope.interface import implementer
 
 from pdserver.cloud import protocol
@@ -300,58 +299,35 @@ class Fleet:
         start(0)
         return finished
 
-    def _dispatch(self, node_id) -> defer.Deferred:
-        """Send the node its unsent deliveries one after the other, and look again while asked to (``_again``):
-        one dispatch per node at a time. On plain callbacks, like a delivery's call: a wake starts thousands."""
+    @defer.inlineCallbacks
+    def _dispatch(self, node_id):
         if node_id in self._busy:
             self._again.add(node_id)
-            return defer.succeed(None)
+            return
         self._busy.add(node_id)
-        return self._dispatch_round(node_id).addBoth(self._dispatched, node_id)
-
-    def _dispatched(self, result, node_id):
-        self._busy.discard(node_id)
-        return result
-
-    def _dispatch_round(self, node_id) -> defer.Deferred:
-        self._again.discard(node_id)
-        if node_id not in self._loaded:
-            return self._load(node_id).addCallback(lambda _: self._dispatch_loaded(node_id))
-        return self._dispatch_loaded(node_id)
-
-    def _dispatch_loaded(self, node_id) -> defer.Deferred:
-        for reported in self._reported.pop(node_id, ()):
-            delivery = self._deliveries.get(node_id, {}).get(reported["key"])
-            if delivery is not None:
-                self._advance(node_id, delivery, reported["state"], reported["change_id"], None)
-        pending = [d for d in self._deliveries.get(node_id, {}).values() if self._unsent(d)]
-        if pending and node_id not in self._chutes:
-            def asked(_):
-                if node_id not in self._chutes:  # its state message brings it back here
-                    return None
-                return self._send_each(node_id, pending, 0)
-            return self._ask_state(node_id).addCallback(asked)
-        return self._send_each(node_id, pending, 0)
-
-    def _send_each(self, node_id, pending: List[dict], index: int) -> defer.Deferred:
-        """``pending[index:]`` one after the other (a send that is over at once is followed in this loop, not by
-        a deeper call), then another round if the node was woken meanwhile."""
-        while index < len(pending):
-            if not self._mine(node_id):
-                return defer.succeed(None)
-            delivery, index = pending[index], index + 1
-            if not self._unsent(delivery):
-                continue
-            sent = self._send(node_id, delivery)
-            if not sent.called or sent.paused:
-                return sent.addCallback(lambda _, following=index: self._send_each(node_id, pending, following))
-            outcome = []
-            sent.addBoth(outcome.append)
-            if isinstance(outcome[0], failure.Failure):
-                return defer.fail(outcome[0])
-        if node_id in self._again and self._mine(node_id):
-            return self._dispatch_round(node_id)
-        return defer.succeed(None)
+        try:
+            while True:
+                self._again.discard(node_id)
+                if node_id not in self._loaded:
+                    yield self._load(node_id)
+                for reported in self._reported.pop(node_id, ()):
+                    delivery = self._deliveries.get(node_id, {}).get(reported["key"])
+                    if delivery is not None:
+                        yield self._advance(node_id, delivery, reported["state"], reported["change_id"], None)
+                pending = [d for d in self._deliveries.get(node_id, {}).values() if self._unsent(d)]
+                if pending and node_id not in self._chutes:
+                    yield self._ask_state(node_id)
+                    if node_id not in self._chutes:  # its state message brings it back here
+                        return
+                for delivery in pending:
+                    if not self._mine(node_id):
+                        return
+                    if self._unsent(delivery):
+                        yield self._send(node_id, delivery)
+                if node_id not in self._again or not self._mine(node_id):
+                    return
+        finally:
+            self._busy.discard(node_id)
 
     def _mine(self, node_id) -> bool:
         return self.is_online(node_id) and self.backends.owns(node_id)

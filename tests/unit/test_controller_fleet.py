@@ -260,30 +260,6 @@ def test_deliveries_of_one_node_go_out_one_at_a_time_in_order(world):
     assert [kw["key"] for _, _, kw in nodes.calls] == [first["key"], second["key"]]
 
 
-def test_a_node_with_thousands_of_deliveries_answered_at_once_gets_them_all_in_order(world):
-    """Answers that are there at once are followed in a loop, not a call deeper each: 1,500 of them (a third
-    already installed, so never called) leave every delivery final, the calls in the deliveries' order."""
-    store, nodes, fleet, _ = world
-    deliveries = [store.add_delivery(NODE, chute=f"c{i}", version="1" if i % 3 == 0 else "2") for i in range(1500)]
-    installed = state(*((f"c{i}", "1") for i in range(0, 1500, 3)))
-    fleet.node_joined(1, NODE)
-    nodes.answers.extend({"state": "succeeded", "change_id": i, "chutes": installed["chutes"]} for i in range(1000))
-    fleet.node_published(NODE, protocol.STATE, installed)
-    assert [kw["key"] for _, _, kw in nodes.calls] == [d["key"] for i, d in enumerate(deliveries) if i % 3]
-    assert {store.deliveries[d["key"]]["state"] for d in deliveries} == {"succeeded"}
-
-
-def test_a_failing_answer_in_the_middle_ends_the_round_and_the_rest_waits_for_the_next(world):
-    store, nodes, fleet, _ = world
-    first, second, third = (store.add_delivery(NODE, chute=c) for c in ("a", "b", "c"))
-    fleet.node_joined(1, NODE)
-    nodes.answers.extend([{"state": "succeeded", "change_id": 1, "chutes": []},
-                          defer.fail(ApplicationError("org.paradrop.error.busy"))])
-    fleet.node_published(NODE, protocol.STATE, state())
-    assert [kw["key"] for _, _, kw in nodes.calls] == [first["key"], second["key"], third["key"]]
-    assert [store.deliveries[d["key"]]["state"] for d in (first, second, third)] == ["succeeded", "pending", "sent"]
-
-
 class TestHostileNodeMessages:
     """What a node publishes is input: wrong types, sizes, integers past 64 bits, invalid Unicode."""
 
