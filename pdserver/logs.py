@@ -129,7 +129,8 @@ def bridge_stdlib(level: str) -> StdlibBridge:
 def plain_autobahn_text() -> None:
     """autobahn styles the arguments of its log lines with click's terminal colours whenever click can be
     imported (pdtools needs it), and does so for every WAMP message sent or received, even when the line is then
-    dropped: about a tenth of a controller's CPU in a deployment. Our logs are plain text."""
+    dropped: about a tenth of a controller's CPU in a deployment. Our logs are plain text. Called by the modules
+    that import autobahn (never at start: an unprovisioned node does not import autobahn at all)."""
     import autobahn.util
     autobahn.util._HAS_CLICK = False
 
@@ -137,7 +138,6 @@ def plain_autobahn_text() -> None:
 def start_logging(log_dir: Path, level: str = "info", stdout=None, recent=None,
                   max_bytes: int = Settings.log_max_bytes, files: int = Settings.log_files) -> None:
     """``recent`` (by default the node's NodeLog) keeps the last lines for /ws/paradrop_logs."""
-    plain_autobahn_text()
     observer = build_observer(log_dir, level, stdout, recent, max_bytes, files)
     bridge_stdlib(level)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

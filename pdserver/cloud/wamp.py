@@ -19,8 +19,10 @@ from pdserver import errors
 from pdserver.cloud import protocol
 from pdserver.cloud.link import ICloudSession
 from pdserver.cloud.provisioning import ProvisionRecord
+from pdserver.logs import plain_autobahn_text
 
 log = Logger()
+plain_autobahn_text()
 
 
 def application_error(error: errors.Error) -> ApplicationError:

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from pdserver.cloud import protocol
+from pdserver.logs import plain_autobahn_text
 
 NOT_AUTHORIZED = "wamp.error.not_authorized"
 AUTH_ERRORS = (NOT_AUTHORIZED, "wamp.error.authentication_failed", "wamp.error.no_such_principal",
@@ -36,6 +37,7 @@ AUTH_ERRORS = (NOT_AUTHORIZED, "wamp.error.authentication_failed", "wamp.error.n
 CALL_TIMEOUT = 120.0  # seconds: a command that downloads its chute archive answers only after the download
 
 log = Logger()
+plain_autobahn_text()
 
 
 class INodeCaller(Interface):

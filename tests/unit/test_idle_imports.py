@@ -16,8 +16,9 @@ LAZY = ("pyroute2", "txdbus", "jsonschema", "dockerfile_parse", "psutil", "autob
 # Modules of packages an idle node does use: Twisted's HTTP client is for readiness probes of web chutes.
 LAZY_MODULES = ("twisted.web.client", "treq")
 
-# argv: the state dir. Builds the node as `pdserver node` does (nothing started: that needs Docker), then asks
-# for NetworkManager on a bus address whose socket does not exist; prints the modules and the answer.
+# argv: the state dir. Starts logging and builds the node as `pdserver node` does (nothing started: that needs
+# Docker), then asks for NetworkManager on a bus address whose socket does not exist; prints the modules and the
+# answer.
 BUILD_IDLE_NODE = r"""
 import json, sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from pdserver.node import build_node
 from pdserver.sysconfig.networkmanager import NetworkManagerClient
 
 state = Path(sys.argv[1])
+pdserver.logs.start_logging(state / "log", stdout=sys.stderr)
 node = build_node(settings_module.load(None, environ={}, state_dir=state, port=0, admin_password="idle-pass-123"),
                   reactor)
 node.conn.close()
