@@ -27,7 +27,8 @@ class SimulatedNode:
     controller's) is answered when the install ends, with its outcome and the node's chutes, its steps coming as
     progressive results; a plain call is answered at once and followed by change events and the state message. With
     ``step`` > 0 an install goes through queued and running, ``step`` seconds apart, before it succeeds; a command
-    with a ``source`` has its archive downloaded with the command's token (and its sha256 checked) first. Each
+    with a ``source`` has its archive downloaded with the command's token (and its sha256 checked) first, before its
+    key counts as seen (a failed download is a refusal that may pass, as on the node). Each
     command it runs (a new key) is appended to ``runs`` and, with ``on_run``, reported as ``on_run(node_id, key)``."""
 
     def __init__(self, node_id, secret, url, reactor=None, step=0.0, on_run=None):
@@ -55,6 +56,7 @@ class SimulatedNode:
 
     @defer.inlineCallbacks
     def _on_join(self, session, details):
+        from autobahn.wamp.exception import ApplicationError
         from autobahn.wamp.types import PublishOptions, RegisterOptions
         changes = {}  # key -> change id
         ended = {}  # key -> (state, message) once its install ended
@@ -76,13 +78,8 @@ class SimulatedNode:
                                    options=PublishOptions(acknowledge=True))
 
         @defer.inlineCallbacks
-        def run(key, config, source, report):
+        def run(key, config, report):
             """The install: (state, message) of its end; ``report(chute, state, message)`` tells its steps."""
-            if config is None:
-                try:
-                    config = yield self._project(source)
-                except Exception as e:
-                    return "failed", f"cannot read the archive: {e}"
             name, version = config["name"], str(config.get("version"))
             if self._step > 0:
                 for state, message in (("queued", "waiting in the change queue"),
@@ -109,8 +106,16 @@ class SimulatedNode:
             return {"change_id": changes[key], "duplicate": duplicate, "state": state, "message": message,
                     "version": "sim-1", "chutes": self.chutes}
 
+        @defer.inlineCallbacks
         def install(key, user, role, config=None, source=None, details=None):
             progress = getattr(details, "progress", None)
+            if key not in changes and config is None:
+                # As the node does (pdserver.cloud.commands): the archive is fetched before the key is taken.
+                try:
+                    config = yield self._project(source)
+                except Exception as e:
+                    raise ApplicationError(protocol.ERROR_PREFIX + "service_unavailable", code="service_unavailable",
+                                           message=f"cannot fetch the archive: {e}") from None
             duplicate = key in changes
             if not duplicate:
                 changes[key] = 100 + len(changes)
@@ -123,12 +128,12 @@ class SimulatedNode:
                         "time": self._reactor.seconds(), "message": message})
                 else:
                     report = lambda name, state, message: event(key, name, state, message)  # noqa: E731
-                run(key, config, source, report).addCallback(finish, key)
+                run(key, config, report).addCallback(finish, key)
                 if progress is None:
                     published_end(key)
             if progress is None:
                 return {"change_id": changes[key], "duplicate": duplicate}
-            return answered_end(key, duplicate)
+            return (yield answered_end(key, duplicate))
         options = RegisterOptions(details_arg="details")
         yield session.register(install, protocol.node_uri(self.node_id, protocol.INSTALL_CHUTE), options=options)
         yield session.register(install, protocol.node_uri(self.node_id, protocol.UPDATE_CHUTE), options=options)

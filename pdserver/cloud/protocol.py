@@ -62,6 +62,13 @@ COMMANDS_REPORTED = 200
 # A change's state strings as the node's queue names them; these end a change.
 FINISHED_STATES = ("succeeded", "failed", "cancelled", "interrupted")
 
+# A command the node refuses fails with WAMP error ERROR_PREFIX + <code> (pdserver.errors' codes) and keyword
+# arguments {code, message, field}; its key is not used up. These codes may pass when the command is sent again
+# (the node is busy, or what the command names is out of its reach for now: an archive on a backend that went
+# away); every other refusal stands until the command or the node changes.
+ERROR_PREFIX = "org.paradrop.error."
+PASSING_ERRORS = ("service_unavailable", "too_many_requests", "request_timeout")
+
 
 def node_prefix(node_id: str) -> str:
     return f"{NODE_PREFIX}{node_id}."

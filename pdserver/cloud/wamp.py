@@ -28,7 +28,7 @@ plain_autobahn_text()
 def application_error(error: errors.Error) -> ApplicationError:
     """Our error as the WAMP error a caller sees: ``org.paradrop.error.<code>`` with kwargs {code, message,
     field}."""
-    return ApplicationError(f"org.paradrop.error.{error.code}", code=error.code, message=error.message,
+    return ApplicationError(protocol.ERROR_PREFIX + error.code, code=error.code, message=error.message,
                             field=error.field)
 
 

@@ -7,7 +7,8 @@ its state). Deliveries of one node go out one at a time, in order. A delivery is
 answers when its change ends, with the outcome and its chutes after it, and sends the change's progress as
 progressive results (protocol.py); a node that answers at once instead (an older one) reports the rest with change
 events and state messages, as before. A call that fails leaves its delivery pending: the node's next state message
-retries it with the same idempotency key, so a command that ran but whose answer was lost never runs twice. A
+retries it with the same idempotency key, so a command that ran but whose answer was lost never runs twice; a node's
+refusal of the command (its own error, wamp.refusal) ends the delivery failed with the node's reason instead. A
 delivery's state only moves forward: the node's answers, progress, change events and the ``commands`` list of its
 state messages may arrive in any order.
 
@@ -27,7 +28,7 @@ from zope.interface import implementer
 from pdserver.cloud import protocol
 from pdserver.controller.interfaces import IDeploymentEvents, IFleet, INodeEvents
 from pdserver.controller.ownership import Backends
-from pdserver.controller.wamp import IFleetObserver, is_node_id
+from pdserver.controller.wamp import IFleetObserver, is_node_id, refusal
 from pdserver.errors import shorten
 
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "forbidden")
@@ -419,6 +420,10 @@ class Fleet:
         return d.addCallbacks(self._answered, self._unanswered, (node_id, delivery), None, (node_id, delivery))
 
     def _unanswered(self, failure, node_id, delivery):
+        reason = refusal(failure.value)
+        if reason is not None:
+            self._advance(node_id, delivery, "failed", None, _message(f"the node refused it: {reason}"))
+            return
         log.info("delivery {key} to node {node} stays pending: {error}", key=delivery["key"], node=node_id,
                  error=failure.value)
 

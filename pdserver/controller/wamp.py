@@ -119,6 +119,20 @@ def publisher_is(details, node_id: str) -> bool:
             and not getattr(details, "forward_for", None))
 
 
+def refusal(error) -> Optional[str]:
+    """Why a node refused a command for good: the message of its error (protocol.ERROR_PREFIX), unless the error
+    is one that may pass (protocol.PASSING_ERRORS); None for those and for any other failure of the call (a
+    timeout, a lost session, the router's own errors such as a procedure the node has not registered yet)."""
+    if not isinstance(error, ApplicationError) or not isinstance(error.error, str) \
+            or not error.error.startswith(protocol.ERROR_PREFIX):
+        return None
+    code = error.error[len(protocol.ERROR_PREFIX):]
+    if code in protocol.PASSING_ERRORS:
+        return None
+    message = error.kwargs.get("message") if isinstance(error.kwargs, dict) else None
+    return message if isinstance(message, str) and message else code
+
+
 def is_auth_error(error) -> bool:
     """Authentication and authorization errors never heal by retrying: the ticket or the config is wrong."""
     return isinstance(error, ApplicationError) and error.error in AUTH_ERRORS
@@ -290,7 +304,8 @@ class ControllerSession(Service):
         if not is_node_id(node_id) or procedure not in protocol.PROCEDURES:
             return defer.fail(ValueError(f"no procedure {procedure!r} on node {node_id!r}"))
         if not self.joined:
-            return defer.fail(ApplicationError("org.paradrop.error.unavailable", "not connected to the router"))
+            return defer.fail(ApplicationError(protocol.ERROR_PREFIX + "service_unavailable",
+                                               message="the controller is not connected to the router"))
         uri = protocol.node_uri(node_id, procedure)
         if on_progress is None:
             return self.session.call(uri, options=CallOptions(), **kwargs).addTimeout(self._call_timeout,

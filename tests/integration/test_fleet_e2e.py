@@ -332,3 +332,29 @@ def test_a_chute_dying_behind_its_node_s_back_and_coming_back_shows_on_the_contr
     wait_until(lambda: hello_state(pdtools, node_id) == "running", 60, interval=0.2,
                message="the controller showing hello running after the node restarted it")
     assert chute_page(node, engine) == "still here\n"
+
+
+def test_a_version_the_node_refuses_ends_its_delivery_failed_with_the_node_s_reason(controller, node, pdtools,
+                                                                                      tmp_path):
+    """A Wi-Fi chute sent to a node without a radio: the node refuses the command at once (409 locally), and the
+    deployment ends there with the node's words instead of waiting for ever for a node that will never take it."""
+    [node_id] = provision_all(pdtools, controller, [node])
+    root = project(pdtools, tmp_path, 1, "no radio here\n")
+    description = yaml.safe_load((root / "paradrop.yaml").read_text())
+    description["services"]["main"]["interfaces"] = {"wlan0": {"type": "wifi-ap",
+                                                               "wireless": {"ssid": "Hello", "key": "secret-psk"}}}
+    (root / "paradrop.yaml").write_text(yaml.safe_dump(description))
+    pdtools("store", "create-chute", "hello")
+    pdtools("store", "create-version", str(root))
+    result = pdtools("store", "install-chute", "hello", "1", "--node", node_id, "--follow", ok=False)
+    assert result.returncode == 1, result
+    assert "did not succeed on every node: 1 failed" in result.stderr, result.stderr
+    assert "the node refused it" in result.stdout, result.stdout
+    [deployment] = json.loads(pdtools("store", "list-deployments", "--json").stdout)
+    final = pdtools("store", "watch-deployment", str(deployment["id"]), "--json", ok=False)
+    assert final.returncode == 1, final
+    [delivery] = json.loads(final.stdout.splitlines()[-1])["deliveries"]
+    assert delivery["state"] == "failed" and delivery["message"].startswith("the node refused it: "), delivery
+    assert "wlan0" in delivery["message"] and "radio" in delivery["message"], delivery
+    assert remote_changes(node) == []
+    assert node.session().get(node.url + "/api/v1/chutes/hello", timeout=10).status_code == 404

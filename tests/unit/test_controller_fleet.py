@@ -178,6 +178,39 @@ def test_a_failed_call_leaves_the_delivery_pending_until_the_next_state_message(
     assert store.deliveries[delivery["key"]]["state"] == "sent"
 
 
+def test_a_nodes_refusal_ends_the_delivery_failed_with_its_reason_and_it_is_not_sent_again(world):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE)
+    nodes.answers.append(defer.fail(ApplicationError(
+        protocol.ERROR_PREFIX + "conflict", code="conflict", field="interfaces.wlan0",
+        message="interfaces.wlan0: a wifi-ap needs a radio and this node has none")))
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert store.history[delivery["key"]] == ["pending", "failed"]
+    assert store.deliveries[delivery["key"]]["message"] == (
+        "the node refused it: interfaces.wlan0: a wifi-ap needs a radio and this node has none")
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert len(nodes.calls) == 1
+
+
+@pytest.mark.parametrize("error", [
+    ApplicationError(protocol.ERROR_PREFIX + "service_unavailable", code="service_unavailable",
+                     message="cannot fetch the archive: connection refused"),  # the archive's backend went away
+    ApplicationError(protocol.ERROR_PREFIX + "too_many_requests", code="too_many_requests", message="busy"),
+    ApplicationError("wamp.error.canceled", "timed out"),
+    ApplicationError("org.example.other", "not the node's own error"),
+])
+def test_a_refusal_that_may_pass_leaves_the_delivery_pending_to_be_sent_again(world, error):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE)
+    nodes.answers.append(defer.fail(error))
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert store.deliveries[delivery["key"]]["state"] == "pending"
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert [kw["key"] for _, _, kw in nodes.calls] == [delivery["key"]] * 2
+
+
 def test_reported_commands_settle_a_delivery_whose_answer_was_lost_without_sending_it_again(world):
     store, nodes, fleet, _ = world
     delivery = store.add_delivery(NODE)
