@@ -6,9 +6,10 @@ node's state message, on ``wake`` for nodes that are ready, and after the contro
 its state). Deliveries of one node go out one at a time, in order. A delivery is one progressive call: the node
 answers when its change ends, with the outcome and its chutes after it, and sends the change's progress as
 progressive results (protocol.py); a node that answers at once instead (an older one) reports the rest with change
-events and state messages, as before. A call that fails leaves its delivery pending: the node's next state message
-retries it with the same idempotency key, so a command that ran but whose answer was lost never runs twice; a node's
-refusal of the command (its own error, wamp.refusal) ends the delivery failed with the node's reason instead. A
+events and state messages, as before. A call that fails leaves its delivery pending: the node's next state message,
+or a retry after a backoff, sends it again with the same idempotency key, so a command that ran but whose answer was
+lost never runs twice; a node's refusal of the command (its own error, wamp.refusal) ends the delivery failed with
+the node's reason instead. A
 delivery's state only moves forward: the node's answers, progress, change events and the ``commands`` list of its
 state messages may arrive in any order.
 
@@ -25,6 +26,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pdserver.backoff import backoff
 from pdserver.cloud import protocol
 from pdserver.controller.interfaces import IDeploymentEvents, IFleet, INodeEvents
 from pdserver.controller.ownership import Backends
@@ -41,6 +43,9 @@ UNFINISHED = ("sent", "queued", "running")  # a call went out, from this backend
 RELAY_EVENTS = 200  # updates per relayed message
 RELAY_WAKE = 1000  # node ids per relayed wake
 WAKE_SLICE = 200  # nodes whose deliveries go out in one turn of the reactor
+# A node whose call failed (no answer, or a refusal that may pass) is dispatched again after this backoff, even
+# if it sends no state message meanwhile (an idle node sends none): 5 s doubling to 5 minutes, reset by an answer.
+RETRY_INITIAL, RETRY_CAP = 5.0, 300.0
 
 log = Logger()
 
@@ -116,7 +121,9 @@ class Fleet:
     """Presence, the nodes' latest state and telemetry, and the deployment dispatcher. ``caller`` (an INodeCaller,
     the ControllerSession) and ``base_url`` are set once they exist; ``backends``: who owns which node."""
 
-    def __init__(self, store, reactor, caller=None, base_url: Callable[[], str] = lambda: ""):
+    def __init__(self, store, reactor, caller=None, base_url: Callable[[], str] = lambda: "",
+                 retry_delay: Callable[[int], float] = lambda attempt: backoff(attempt, RETRY_INITIAL,
+                                                                               cap=RETRY_CAP)):
         self.store = store
         self.caller = caller
         self.base_url = base_url  # what nodes reach this backend's HTTP API at (its archives)
@@ -136,6 +143,9 @@ class Fleet:
         self._sent: Set[str] = set()  # keys of deliveries this session has called their node for, not final yet
         self._relay_out: List[dict] = []  # updates for the other backends, sent together at the end of the turn
         self._relay_flush = None
+        self._retry_delay = retry_delay
+        self._failures: Dict[str, int] = {}  # node id -> its calls that failed in a row
+        self._retries: Dict[str, object] = {}  # node id -> the delayed call that dispatches it again
 
     # --- presence
 
@@ -150,6 +160,8 @@ class Fleet:
         self._sessions.clear()
         self._nodes.clear()
         self._sent.clear()
+        for node_id in list(self._retries):
+            self._cancel_retry(node_id)
         self.backends.reset(None)
 
     def backends_listed(self, me, others):
@@ -210,6 +222,7 @@ class Fleet:
         if not self._nodes[node_id]:
             del self._nodes[node_id]
             self._chutes.pop(node_id, None)
+            self._cancel_retry(node_id)  # its return sends its state message, which dispatches it
             if self.backends.owns(node_id):
                 self._offline(node_id)
 
@@ -422,12 +435,30 @@ class Fleet:
     def _unanswered(self, failure, node_id, delivery):
         reason = refusal(failure.value)
         if reason is not None:
+            self._failures.pop(node_id, None)
             self._advance(node_id, delivery, "failed", None, _message(f"the node refused it: {reason}"))
             return
-        log.info("delivery {key} to node {node} stays pending: {error}", key=delivery["key"], node=node_id,
-                 error=failure.value)
+        attempt = self._failures.get(node_id, 0)
+        self._failures[node_id] = attempt + 1
+        if node_id not in self._retries:
+            self._retries[node_id] = self._reactor.callLater(self._retry_delay(attempt), self._retry, node_id)
+        log.info("delivery {key} to node {node} stays pending, sent again in {delay:.0f} s or on its next state "
+                 "message: {error}", key=delivery["key"], node=node_id, error=failure.value,
+                 delay=self._retries[node_id].getTime() - self._reactor.seconds())
+
+    def _retry(self, node_id):
+        self._retries.pop(node_id, None)
+        if self._mine(node_id):
+            self._record(self._dispatch(node_id))
+
+    def _cancel_retry(self, node_id):
+        call = self._retries.pop(node_id, None)
+        if call is not None and call.active():
+            call.cancel()
+        self._failures.pop(node_id, None)
 
     def _answered(self, answer, node_id, delivery):
+        self._failures.pop(node_id, None)
         answer = answer if isinstance(answer, dict) else {}
         duplicate = "the node had it already" if answer.get("duplicate") is True else None
         state = _text(answer.get("state"))

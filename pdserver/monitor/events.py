@@ -14,7 +14,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from pdserver.sysconfig.supervisor import backoff
+from pdserver.backoff import backoff
 
 log = Logger()
 

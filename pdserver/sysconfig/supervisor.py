@@ -12,7 +12,6 @@ its successor's.
 """
 import json
 import os
-import random
 import re
 import shutil
 import signal as signals
@@ -26,6 +25,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from pdserver.backoff import backoff
 from pdserver.errors import InvalidInput, Unavailable
 
 CRASH_LOOP_RESTARTS = 5
@@ -35,16 +35,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 log = Logger()
-
-
-def backoff(attempt: int, initial=0.5, factor=2.0, cap=30.0, jitter=0.1, rand=random.random) -> float:
-    """Seconds to wait before restart number ``attempt`` (0-based): ``initial * factor**attempt``, capped, spread
-    by +-``jitter`` (a fraction) so children that died together do not restart in lockstep."""
-    try:
-        delay = min(cap, initial * factor ** attempt)
-    except OverflowError:
-        delay = cap
-    return min(cap, max(0.0, delay * (1.0 + jitter * (2.0 * rand() - 1.0))))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import pytest_twisted
 from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher
 
-from pdserver.sysconfig.supervisor import ChildSpec, ProcTable, Supervisor, backoff
+from pdserver.backoff import backoff
+from pdserver.sysconfig.supervisor import ChildSpec, ProcTable, Supervisor
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROCS = ProcTable()

@@ -8,7 +8,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from pdserver.cloud import protocol
-from pdserver.controller.fleet import EventHub, Fleet, clean_state
+from pdserver.controller.fleet import RETRY_CAP, RETRY_INITIAL, EventHub, Fleet, clean_state
 from pdserver.controller.wamp import IFleetObserver, INodeCaller
 from tests.fleet_store import MemoryFleetStore
 
@@ -209,6 +209,44 @@ def test_a_refusal_that_may_pass_leaves_the_delivery_pending_to_be_sent_again(wo
     assert store.deliveries[delivery["key"]]["state"] == "pending"
     fleet.node_published(NODE, protocol.STATE, state())
     assert [kw["key"] for _, _, kw in nodes.calls] == [delivery["key"]] * 2
+
+
+def test_a_failed_call_is_sent_again_after_a_growing_backoff_even_from_an_idle_node(world):
+    """An idle node sends no state message: without the retry its delivery would wait for its next reconnect."""
+    store, nodes, fleet, clock = world
+    delivery = store.add_delivery(NODE)
+    nodes.answers += [defer.fail(ApplicationError("wamp.error.canceled", "timed out")),
+                      defer.fail(ApplicationError(protocol.ERROR_PREFIX + "service_unavailable", message="busy"))]
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    assert len(nodes.calls) == 1
+    clock.advance(RETRY_INITIAL * 0.85)
+    assert len(nodes.calls) == 1
+    clock.advance(RETRY_INITIAL * 0.3)  # 5 s +-10%: the second try, which fails again
+    assert len(nodes.calls) == 2 and store.deliveries[delivery["key"]]["state"] == "pending"
+    clock.advance(RETRY_INITIAL * 1.5)
+    assert len(nodes.calls) == 2  # now 10 s +-10%
+    clock.advance(RETRY_INITIAL * 0.7)
+    assert [kw["key"] for _, _, kw in nodes.calls] == [delivery["key"]] * 3
+    assert store.deliveries[delivery["key"]]["state"] == "sent"
+    clock.advance(RETRY_CAP)
+    assert len(nodes.calls) == 3  # answered: no more tries
+
+
+def test_a_node_that_leaves_takes_its_retry_with_it_and_its_return_starts_the_backoff_afresh(world):
+    store, nodes, fleet, clock = world
+    delivery = store.add_delivery(NODE)
+    nodes.answers += [defer.fail(ApplicationError("wamp.error.canceled", "timed out")) for _ in range(2)]
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    fleet.node_left(1)
+    clock.advance(RETRY_CAP)
+    assert len(nodes.calls) == 1
+    fleet.node_joined(2, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())  # its return: sent at once, fails again
+    clock.advance(RETRY_INITIAL * 1.15)  # the first step of the backoff, not the second
+    assert [kw["key"] for _, _, kw in nodes.calls] == [delivery["key"]] * 3
+    assert store.deliveries[delivery["key"]]["state"] == "sent"
 
 
 def test_reported_commands_settle_a_delivery_whose_answer_was_lost_without_sending_it_again(world):
