@@ -89,25 +89,20 @@ def baseline_round(client, http, name: str, run_id: str) -> float:
         client.api.remove_container(name, force=True)
 
 
-def own_network_round(client, http, name: str, run_id: str) -> float:
-    def run():
+def own_network_round(client, http, name: str, run_id: str, made_before: bool = False) -> float:
+    """``docker run -d`` on a network of its own: made inside the clock, or before it with ``made_before``."""
+    def make():
         client.api.create_network(name, driver="bridge", labels={d.LABEL_BENCH: run_id})
+
+    def run():
+        if not made_before:
+            make()
         client.containers.run(d.IMAGE, SERVE, detach=True, name=name, network=name, labels={d.LABEL_BENCH: run_id})
+
+    if made_before:
+        make()
     try:
         return d.polled(run, lambda t0: wait_serving(client, http, name, t0))
-    finally:
-        try:
-            client.api.remove_container(name, force=True)
-        finally:
-            client.api.remove_network(name)
-
-
-def premade_network_round(client, http, name: str, run_id: str) -> float:
-    client.api.create_network(name, driver="bridge", labels={d.LABEL_BENCH: run_id})
-    try:
-        return d.polled(lambda: client.containers.run(d.IMAGE, SERVE, detach=True, name=name, network=name,
-                                                      labels={d.LABEL_BENCH: run_id}),
-                        lambda t0: wait_serving(client, http, name, t0))
     finally:
         try:
             client.api.remove_container(name, force=True)
@@ -150,7 +145,7 @@ def main():
                 serving, step = ours_round(daemon, client, http, f"bench-i{i}")
                 b = baseline_round(client, http, f"pdbench-{run_id}-i{i}", run_id)
                 n = own_network_round(client, http, f"pdbench-{run_id}-n{i}", run_id)
-                p = premade_network_round(client, http, f"pdbench-{run_id}-p{i}", run_id)
+                p = own_network_round(client, http, f"pdbench-{run_id}-p{i}", run_id, made_before=True)
                 if i:
                     ours.append(serving)
                     steps.append(step)
