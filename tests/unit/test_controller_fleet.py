@@ -10,6 +10,7 @@ from zope.interface.verify import verifyObject
 from pdserver.cloud import protocol
 from pdserver.controller.fleet import RETRY_CAP, RETRY_INITIAL, EventHub, Fleet, clean_state
 from pdserver.controller.wamp import IFleetObserver, INodeCaller
+from pdserver.errors import MAX_MESSAGE
 from tests.fleet_store import MemoryFleetStore
 
 NODE = "0123456789abcdef"
@@ -191,6 +192,22 @@ def test_a_nodes_refusal_ends_the_delivery_failed_with_its_reason_and_it_is_not_
         "the node refused it: interfaces.wlan0: a wifi-ap needs a radio and this node has none")
     fleet.node_published(NODE, protocol.STATE, state())
     assert len(nodes.calls) == 1
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("x" * 100_000, "x"), (["not", "text"], "conflict"), ({"nested": {"deep": 1}}, "conflict"), (None, "conflict"),
+    ("", "conflict"), ("bad \udcff utf-8", "bad"),
+])
+def test_a_hostile_refusal_is_kept_short_and_plain(world, message, shown):
+    store, nodes, fleet, _ = world
+    delivery = store.add_delivery(NODE)
+    nodes.answers.append(defer.fail(ApplicationError(protocol.ERROR_PREFIX + "conflict", message=message)))
+    fleet.node_joined(1, NODE)
+    fleet.node_published(NODE, protocol.STATE, state())
+    stored = store.deliveries[delivery["key"]]
+    assert stored["state"] == "failed"
+    assert stored["message"].startswith("the node refused it: " + shown) and len(stored["message"]) <= MAX_MESSAGE + 40
+    stored["message"].encode("utf-8")
 
 
 @pytest.mark.parametrize("error", [
