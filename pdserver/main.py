@@ -121,6 +121,7 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
 
     from pdserver import errors
     from pdserver.api.connections import raise_fd_limit
+    from pdserver.controller.router_worker import paradrop_router
     from pdserver.controller.service import ControllerSettings, build_controller
     from pdserver.logs import start_logging
 
@@ -142,6 +143,7 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
 
     def started(_):
         gc.freeze()
+        paradrop_router.apply_gc_policy()  # the router's: a deployment to thousands of nodes is a burst here too
         log.info("ParaDrop controller ready: API at {url}, WAMP router {wamp}, database {db} (state in {state})",
                  url=built.url, wamp=settings.wamp_url, db=built.db.location.shown, state=str(state_dir))
 
@@ -167,7 +169,10 @@ def controller(state_dir, port, host, router_url, router_ticket_file, wamp_host,
 @click.option("--port", type=click.IntRange(1, 65535), default=9086, show_default=True, help="The router's port.")
 @click.option("--tls-key", help="Private key file (PEM) to serve wss://, as crossbar will find it.")
 @click.option("--tls-cert", help="Certificate chain file (PEM) that goes with --tls-key.")
-def router_config(host, port, tls_key, tls_cert):
+@click.option("--worker-path", default="router_worker", show_default=True,
+              help="The directory holding paradrop_router.py (pdserver/controller/router_worker), as crossbar will "
+                   "find it: tools/crossbar has it under this name.")
+def router_config(host, port, tls_key, tls_cert, worker_path):
     """Print a crossbar config.json for a router run on its own (pdserver controller --router ...).
 
     The controller's ticket is not in it: crossbar reads it from PARADROP_CONTROLLER_TICKET, and the controller
@@ -180,7 +185,8 @@ def router_config(host, port, tls_key, tls_cert):
     if (tls_key is None) != (tls_cert is None):
         raise click.UsageError("--tls-key and --tls-cert go together")
     tls = (tls_key, tls_cert) if tls_key else None
-    click.echo(json.dumps(config(host, port, "${%s}" % TICKET_VARIABLE, web_root="www", tls=tls), indent=2))
+    click.echo(json.dumps(config(host, port, "${%s}" % TICKET_VARIABLE, web_root="www", tls=tls,
+                                 worker_path=worker_path), indent=2))
 
 
 @cli.command()

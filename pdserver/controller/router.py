@@ -21,6 +21,7 @@ from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 
 from pdserver.cloud import protocol
+from pdserver.controller.router_worker import paradrop_router
 from pdserver.errors import Unavailable
 from pdserver.sysconfig.supervisor import ChildSpec, Supervisor
 
@@ -35,6 +36,7 @@ PROBE_TIMEOUT = 3.0  # seconds one readiness probe (connect + join) may take
 PROBE_INTERVAL = 0.2
 STALE_POLL = 0.05  # seconds between checks that a stale crossbar is gone
 TICKET_VARIABLE = "PARADROP_CONTROLLER_TICKET"  # where a router run on its own finds the controller's ticket
+WORKER_DIR = Path(paradrop_router.__file__).parent  # what the router worker imports paradrop_router from
 ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # crossbar's form of a value read from its environment
 
 log = Logger()
@@ -51,7 +53,7 @@ def router_url(host: str, port: int) -> str:
 
 
 def router_config(listen_host: str, listen_port: int, controller_ticket: str, web_root: str = "../www",
-                  tls: Optional[Tuple[str, str]] = None) -> dict:
+                  tls: Optional[Tuple[str, str]] = None, worker_path: str = str(WORKER_DIR)) -> dict:
     """crossbar's config.json as a dict. The node role's permissions come from the controller's authorizer on
     every action: crossbar caches authorizations per (realm, role, uri, action), never per session, so a cache
     entry one node earned would let another node use it.
@@ -59,7 +61,9 @@ def router_config(listen_host: str, listen_port: int, controller_ticket: str, we
     ``controller_ticket`` is the ticket, or ``"${VARIABLE}"``: crossbar then reads it from its environment, and
     the config holds no secret (a router run on its own, from a file kept with the deployment's other
     configuration). ``web_root``: the directory served at ``/`` (relative to crossbar's cbdir). ``tls``: (key
-    file, certificate file) to serve wss:// instead of ws://."""
+    file, certificate file) to serve wss:// instead of ws://. ``worker_path``: the directory holding
+    paradrop_router.py as crossbar finds it (absolute, or relative to its cbdir): the router worker runs its
+    component, which sets the worker's garbage-collection policy."""
     if not isinstance(controller_ticket, str) or not (len(controller_ticket) >= 16 or
                                                       ENV_REFERENCE.fullmatch(controller_ticket)):
         raise ValueError("the controller ticket is a string of at least 16 characters or a ${VARIABLE}")
@@ -72,6 +76,9 @@ def router_config(listen_host: str, listen_port: int, controller_ticket: str, we
         "controller": {},
         "workers": [{
             "type": "router",
+            "options": {"pythonpath": [worker_path]},
+            "components": [{"type": "class", "classname": "paradrop_router.RouterWorker", "realm": protocol.REALM,
+                            "role": paradrop_router.ROLE}],
             "realms": [{
                 "name": protocol.REALM,
                 "roles": [
@@ -79,6 +86,11 @@ def router_config(listen_host: str, listen_port: int, controller_ticket: str, we
                      "permissions": [{"uri": "", "match": "prefix", "allow": everything,
                                       "disclose": {"caller": False, "publisher": False}, "cache": True}]},
                     {"name": protocol.NODE_ROLE, "authorizer": protocol.AUTHORIZE},
+                    {"name": paradrop_router.ROLE,
+                     "permissions": [{"uri": paradrop_router.ROUTER_PREFIX, "match": "prefix",
+                                      "allow": {"call": False, "register": True, "publish": False,
+                                                "subscribe": False},
+                                      "disclose": {"caller": False, "publisher": False}, "cache": True}]},
                 ],
             }],
             "transports": [{

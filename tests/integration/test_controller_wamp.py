@@ -5,6 +5,7 @@ deliveries brought to nodes and followed to their end.
 One router and one controller session serve the whole module (crossbar takes seconds to start); each test makes
 its own nodes in the shared in-memory store and disconnects them at teardown.
 """
+import gc
 import os
 import secrets
 import signal
@@ -24,6 +25,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from pdserver.cloud import protocol
 from pdserver.controller.fleet import Fleet
 from pdserver.controller.router import EmbeddedRouter, crossbar_path, probe
+from pdserver.controller.router_worker import paradrop_router
 from pdserver.controller.wamp import ControllerSession
 from tests.conftest import free_port
 from tests.integration import cloud_router
@@ -246,6 +248,20 @@ async def test_a_node_is_confined_to_its_own_prefix(controller, connect):
                    message="B's state")
     assert all(entry[0] == b_id for entry in controller.store.seen[seen_before:])
     assert controller.store.last_seen(b_id)[3]["node_id"] == b_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_router_worker_collects_garbage_under_our_policy_and_shows_it_to_the_controller_only(
+        controller, connect):
+    figures = await controller.session.session.call(paradrop_router.GC_PROCEDURE)
+    assert tuple(figures["thresholds"]) == paradrop_router.GC_THRESHOLDS != tuple(gc.get_threshold())
+    assert len(figures["collections"]) == 3 and figures["collections"][0] > 0
+    node_id, secret = controller.store.add_node()
+    node = await connect(node_id, secret)
+    assert await refused(node.call(paradrop_router.GC_PROCEDURE)) == "wamp.error.not_authorized"
+    assert await refused(node.register(lambda: None, paradrop_router.ROUTER_PREFIX + "spare")) == \
+        "wamp.error.not_authorized"
+    assert controller.fleet.backends.alone  # the component is not taken for another controller backend
 
 
 @pytest_twisted.ensureDeferred
