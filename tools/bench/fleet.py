@@ -1,8 +1,8 @@
 """A fleet on one controller: simulated nodes speaking the real node protocol, against a bare call fan-out.
 
 Goals: a deployment of one chute version to every node, until every delivery has succeeded, takes <= 1.3x a bare
-fan-out (one get_state call to every node at once through the same router, from a client joined as the
-controller, with no controller logic); the controller's backend process stays < 150 MB resident beyond the router
+fan-out (the same call to every node at once through the same router, from a client joined as the controller,
+with no controller logic); the controller's backend process stays < 150 MB resident beyond the router
 (each backend < 300 MB above 1,000 nodes: issue 12's 10,000); the first page of the node list answers in < 100 ms.
 The documented figure is 1,000 nodes (``--nodes 1000``, the default; about a minute on 2 busy cores).
 
@@ -15,13 +15,19 @@ their start (once the controller's backend serves the router's authenticator) un
 every node online with the state it published. Then, ``--reps`` times alternating: a new version of a tiny light
 chute created in the store (JSON {config}) and deployed to all nodes, timed from the POST until every node
 acknowledged its delivery (answered the call: state sent or later) and until the deployment's websocket closes
-(every delivery final; all must have succeeded); and the bare fan-out (fleet_nodes.py fanout, joined beforehand with
-the ticket from the controller's state dir). ``--warmup`` rounds of both come first, unmeasured (the first
-deployment also fills the controller's and the router's caches and the fan-out's first calls theirs). Before each
-the controller is let settle (its CPU idle). The CPU seconds each party used (the controller backend or the fan-out
-client, the router, the simulated nodes) show where the work is; with ``--py-spy FILE`` (``pip install py-spy``) the
-controller backend and the router worker are profiled during each deployment. RSS: the controller process (the
-backend) and crossbar's processes under it (the router), the largest seen after connecting and after each run.
+(every delivery final; all must have succeeded); and two bare fan-outs (fleet_nodes.py fanout, joined beforehand
+with the ticket from the controller's state dir): the goal's baseline sends every node the deployment's own call
+(install_chute, then update_chute, with the same keyword arguments and progressive results, for a chute of its
+own), so that the comparison holds the router's and the nodes' work equal and measures what the controller adds;
+a get_state call to every node (no arguments; the nodes answer with their state) is timed beside it. ``--warmup``
+rounds of all three come first, unmeasured: the first installs, the second updates, and the measured runs update
+again, so both sides find the controller's and the router's caches filled (crossbar caches an authorization per
+procedure URI; with one warm-up round, the first measured deployment made the router authorize 1,000 update_chute
+URIs afresh and the fan-out after it found them cached). Before each step the controller is let settle (its CPU
+idle). The CPU seconds each party used (the controller backend or the fan-out client, the router, the simulated
+nodes) show where the work is; with ``--py-spy FILE`` (``pip install py-spy``) the controller backend(s), the
+fan-out client and the router worker are profiled during each step. RSS: the controller process (the backend) and
+crossbar's processes under it (the router), the largest seen after connecting and after each run.
 
 The comparison is like for like: the fan-out client and the controller backend are one process each, joined
 before the runs, speaking the same serializer (msgpack) to the same router, calling the same simulated nodes.
@@ -77,7 +83,7 @@ import _common as c  # noqa: E402
 NODES = 1000
 PROCS = 4
 REPS = 3
-WARMUP = 1
+WARMUP = 2  # an install and an update: see the docstring
 GOAL_RATIO = 1.3
 GOAL_BACKEND_MB = 150.0
 GOAL_BACKEND_MB_LARGE = 300.0  # each backend, above NODES nodes (issue 12: 10,000 nodes)
@@ -86,6 +92,7 @@ PAGES = 50
 FANOUT_AUTHID = FANOUT_ROLE = "fleet-bench"  # the fan-out's principal and role on a router run on its own
 PASSWORD = "fleet-bench-password-123"
 CHUTE = "fleetbench"
+FANOUT_CHUTE = "fleetfanout"  # the chute the bare fan-out's commands install: the nodes keep it beside CHUTE
 START_LIMIT = 90.0  # seconds for the controller (and its crossbar) to answer
 CONNECT_LIMIT = 600.0
 DEPLOY_LIMIT = 600.0
@@ -100,8 +107,8 @@ NODES_SCRIPT = os.path.join(_HERE, "fleet_nodes.py")
 MB = 1024 * 1024
 
 
-def light_chute(version: str) -> dict:
-    return {"name": CHUTE, "version": version,
+def light_chute(version: str, name: str = CHUTE) -> dict:
+    return {"name": name, "version": version,
             "services": {"main": {"type": "light", "image": "python3", "command": "python3 -m http.server 8000"}}}
 
 
@@ -160,8 +167,9 @@ def start_router(scratch: c.Scratch, crossbar: str, port: int):
     client (its session told apart from the backends' in the router's logs).
     Returns (the crossbar process, the controllers' ticket file, the fan-out's ticket file)."""
     printed = subprocess.run([PYTHON, "-m", "pdserver.main", "router-config", "--host", "127.0.0.1", "--port",
-                              str(port)], capture_output=True, text=True, check=True, cwd=str(c.ROOT),
-                             env=c.clean_env(), timeout=60)
+                              str(port), "--worker-path", str(c.ROOT / "pdserver" / "controller" / "router_worker")],
+                             capture_output=True, text=True, check=True, cwd=str(c.ROOT), env=c.clean_env(),
+                             timeout=60)
     config = json.loads(printed.stdout)
     principals = config["workers"][0]["transports"][0]["paths"]["ws"]["auth"]["ticket"]["principals"]
     (controller_authid, controller), = principals.items()
@@ -376,20 +384,22 @@ class Cpu:
 
 
 class Profiler:
-    """py-spy recording the controller backend and the router worker during the deployments only (``--py-spy
-    FILE``: wall-clock collapsed stacks, idle included, per thread, in FILE.controller.N and FILE.router.N)."""
+    """py-spy recording the controller backend(s) and the router worker during each measured step (``--py-spy
+    FILE``: wall-clock collapsed stacks, idle included, per thread, in FILE.<process>.<step>.N: the router's
+    FILE.router.deployment.1 beside FILE.router.command.1 shows what the controller costs it)."""
 
     def __init__(self, path, pids: dict):
         self._path, self._pids = path, pids
         self._procs = []
 
-    def start(self, rep: int):
+    def start(self, step: str, rep: int):
         if self._path is None:
             return
         for name, pid in self._pids.items():
             self._procs.append(subprocess.Popen(
                 [PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--idle", "--threads", "--rate", "200",
-                 "--output", f"{self._path}.{name}.{rep + 1}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 "--output", f"{self._path}.{name}.{step}.{rep + 1}"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # py-spy attaches
 
     def stop(self):
@@ -421,13 +431,21 @@ class FanOut:
             raise RuntimeError(f"fan-out: {answer.get('error', answer)}")
         return answer
 
-    def run(self, count: int) -> float:
-        self.proc.stdin.write("go\n")
+    def run(self, count: int, command: dict = None) -> float:
+        """Seconds until every node answered its get_state, or (``command``: procedure, run, config) until every
+        node answered that chute command with its change succeeded."""
+        self.proc.stdin.write("go" + (" " + json.dumps(command) if command else "") + "\n")
         self.proc.stdin.flush()
         answer = self._expect("seconds")
         if answer["ok"] != count:
             raise RuntimeError(f"fan-out: {answer['errors']} of {count} calls failed")
         return answer["seconds"]
+
+    def command(self, count: int, run: str, first: bool) -> float:
+        """The deployment's call without the controller: the same procedure (install, then update), keyword
+        arguments and progressive results, a chute of its own."""
+        return self.run(count, {"procedure": "install_chute" if first else "update_chute", "run": run,
+                                "config": light_chute(run, FANOUT_CHUTE)})
 
 
 def page_times(apis, count: int) -> list:
@@ -473,9 +491,10 @@ def main():
     parser.add_argument("--nodes", type=int, default=NODES, help=f"simulated nodes (default {NODES})")
     parser.add_argument("--procs", type=int, default=PROCS, help=f"processes they are spread over ({PROCS})")
     parser.add_argument("--reps", type=int, default=REPS, help=f"deployments and fan-outs, alternating ({REPS})")
-    parser.add_argument("--warmup", type=int, default=WARMUP, help=f"unmeasured rounds of both first ({WARMUP})")
-    parser.add_argument("--py-spy", metavar="FILE", help="record the controller backend and the router worker "
-                        "during each deployment with py-spy (FILE.controller.1, FILE.router.1...)")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help=f"unmeasured rounds of all three first ({WARMUP})")
+    parser.add_argument("--py-spy", metavar="FILE", help="record the controller backend(s), the fan-out client "
+                        "and the router worker during each measured step with py-spy (FILE.router.deployment.1, "
+                        "FILE.router.command.1, FILE.controller.deployment.1...)")
     parser.add_argument("--db", help="the controllers' --db: an empty PostgreSQL database (postgresql://...); "
                         "default SQLite in its state dir with one backend, a throw-away PostgreSQL cluster with more")
     parser.add_argument("--backends", type=int, default=1, help="controller backends on one router (default 1: "
@@ -587,10 +606,11 @@ def run(args, router: list):
         groups = {f"backend {i + 1}": [p] for i, p in enumerate(backend_ps)}
         cpu = Cpu({**groups, "fan-out": [psutil.Process(fanout.proc.pid)], "router": router_cpu,
                    "nodes": nodes_cpu})
-        deploys, fans = [], []
+        deploys, commands, gets = [], [], []  # the deployments, the two bare fan-outs
         worker = max(router_cpu, key=lambda p: p.memory_info().rss)  # crossbar's router worker is the larger
         profiler = Profiler(args.py_spy, {**{("controller" if i == 0 else f"backend{i + 1}"): p.pid
-                                             for i, p in enumerate(backend_ps)}, "router": worker.pid})
+                                             for i, p in enumerate(backend_ps)}, "router": worker.pid,
+                                          "fanout": fanout.proc.pid})
         watch = apis[1] if len(apis) > 1 else apis[0]
 
         def settle():
@@ -602,31 +622,35 @@ def run(args, router: list):
                 backend_rss[i].append(rss_mb([p]))
             routers.append(rss_mb(router_group()))
 
+        def measured(name: str, rep: int, step) -> dict:
+            """One step between settled backends, with the CPU each party used and the nodes' messages."""
+            settle()
+            before = message_counts(counted)
+            profiler.start(name, rep)
+            cpu.start()
+            try:
+                result = step()
+            finally:
+                profiler.stop()
+            result["cpu"] = cpu.stop()
+            check_alive(watched)
+            sample()
+            settle()
+            result["messages"] = message_counts(counted) - before
+            return result
+
         for rep in range(args.warmup):
             settle()
             deploy(apis[0], node_ids, f"warm{rep + 1}", watch)
             settle()
+            fanout.command(len(node_ids), f"warm{rep + 1}", first=rep == 0)
+            settle()
             fanout.run(len(node_ids))
         for rep in range(args.reps):
-            settle()
-            before = message_counts(counted)
-            profiler.start(rep)
-            cpu.start()
-            try:
-                deploys.append(deploy(apis[0], node_ids, str(rep + 1), watch))
-            finally:
-                profiler.stop()
-            deploys[-1]["cpu"] = cpu.stop()
-            check_alive(watched)
-            sample()
-            settle()
-            between = message_counts(counted)
-            deploys[-1]["messages"] = between - before
-            cpu.start()
-            fans.append({"seconds": fanout.run(len(node_ids))})
-            fans[-1]["cpu"] = cpu.stop()
-            fans[-1]["messages"] = message_counts(counted) - between
-            sample()
+            deploys.append(measured("deployment", rep, lambda: deploy(apis[0], node_ids, str(rep + 1), watch)))
+            commands.append(measured("command", rep, lambda: {"seconds": fanout.command(
+                len(node_ids), str(rep + 1), first=args.warmup == 0 and rep == 0)}))
+            gets.append(measured("get_state", rep, lambda: {"seconds": fanout.run(len(node_ids))}))
         settle()
         sample()
         status = node_status(scratch.dir.glob("status-*.json"))
@@ -634,26 +658,26 @@ def run(args, router: list):
             raise RuntimeError(f"simulated nodes lost or failed: {status}")
         trouble = log_trouble(scratch, [f"controller-{i + 1}.log" for i in range(args.backends)]
                               + ["controller.log", "router.log"])
-    return made, connect, deploys, fans, backend_rss, routers, pages, trouble
+    return made, connect, deploys, commands, gets, backend_rss, routers, pages, trouble
 
 
-def report(args, made, connect, deploys, fans, backend_rss, routers, pages, trouble):
+def report(args, made, connect, deploys, fans, gets, backend_rss, routers, pages, trouble):
     backends = len(backend_rss)
     names = [f"backend {i + 1}" for i in range(backends)]
-    for run in deploys + fans:
+    for run in deploys + fans + gets:
         run["cpu"]["backends"] = sum(run["cpu"][n] for n in names)
     done, acked, stored = (statistics.median(d[k] for d in deploys) for k in ("succeeded", "acknowledged", "stored"))
-    fan = statistics.median(f["seconds"] for f in fans)
+    fan, get = (statistics.median(f["seconds"] for f in runs) for runs in (fans, gets))
     ratios = [d["succeeded"] / f["seconds"] for d, f in zip(deploys, fans)]
     print(f"{args.nodes} simulated nodes in {args.procs} processes (created through the API in {made:.1f} s); "
           f"{args.warmup} unmeasured and {args.reps} measured alternating runs (medians); per run deployment "
-          "succeeded/acknowledged/stored/fan-out s: "
-          + ", ".join(f"{d['succeeded']:.2f}/{d['acknowledged']:.2f}/{d['stored']:.2f}/{f['seconds']:.2f}"
-                      for d, f in zip(deploys, fans))
+          "succeeded/acknowledged/stored, the command's fan-out, get_state's fan-out s: "
+          + ", ".join(f"{d['succeeded']:.2f}/{d['acknowledged']:.2f}/{d['stored']:.2f}/{f['seconds']:.2f}/"
+                      f"{g['seconds']:.2f}" for d, f, g in zip(deploys, fans, gets))
           + f"; ratio per run {min(ratios):.2f}-{max(ratios):.2f}; the deployment's POST answered in "
           + "/".join(f"{d['posted']:.2f}" for d in deploys) + " s; open-file limit "
           + f"{args.fd_limit}; load average now " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    for name, runs in (("deployment", deploys), ("fan-out", fans)):
+    for name, runs in (("deployment", deploys), ("command fan-out", fans), ("get_state fan-out", gets)):
         kinds = sum((run["messages"] for run in runs), collections.Counter())
         print(f"node-side WAMP messages per {name} call: "
               + ", ".join(f"{k} {v / (len(runs) * args.nodes):.2f}" for k, v in sorted(kinds.items())))
@@ -670,6 +694,7 @@ def report(args, made, connect, deploys, fans, backend_rss, routers, pages, trou
         ("deployment acknowledged by all (s)", f"{acked:.2f}", f"{fan:.2f}", f"{acked / fan:.2f}", "-", None),
         ("deployment stored: GET shows all succeeded (s)", f"{stored:.2f}", f"{fan:.2f}", f"{stored / fan:.2f}",
          "-", None),
+        ("deployment against get_state's fan-out (s)", f"{done:.2f}", f"{get:.2f}", f"{done / get:.2f}", "-", None),
     ]
     ours, base = (statistics.median(through_router(run["messages"]) / args.nodes for run in runs)
                   for runs in (deploys, fans))
@@ -696,7 +721,7 @@ def report(args, made, connect, deploys, fans, backend_rss, routers, pages, trou
     shape = (f"{backends} backend(s) joined to crossbar run on its own" if backends > 1 or args.router_apart
              else "one controller with its embedded router")
     c.table(f"fleet: {args.nodes} nodes, {shape}, {args.db_shown}; deployment to all (POSTed to backend 1, "
-            f"followed on backend {min(2, backends)}) against a bare get_state fan-out", rows)
+            f"followed on backend {min(2, backends)}) against the bare fan-out of the same command", rows)
 
 
 if __name__ == "__main__":

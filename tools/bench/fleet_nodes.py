@@ -15,9 +15,12 @@ type (``messages``, rewritten on SIGUSR1 with ``seq`` one higher); it runs until
 crossbar config.json the controller wrote in its state dir), or as AUTHID with the ticket CONFIG holds (a plain text
 file: tools/bench/fleet.py's router run on its own gives the fan-out a principal and role of its own, with the
 controller role's permissions, since the backends count every controller-role session as one of them); for every
-line ``go`` on stdin it calls every node's get_state at once and prints one JSON line ``{"seconds", "ok",
-"errors"}``. It prints ``{"joined": true}`` first, once BACKENDS (default 1) controller backends have registered the
-nodes' authenticator. It speaks the controller backend's serializer (SERIALIZER), as the caller of the deployment
+line ``go`` on stdin it calls every node's get_state at once, and for every line ``go COMMAND`` (JSON
+``{"procedure", "run", "config"}``) it sends every node that chute command at once, as the controller sends a
+delivery (keyword arguments key, user, role and config; progressive results asked for; a key of its own per node
+and run), and prints one JSON line ``{"seconds", "ok", "errors"}`` (ok: answered, and for a command, succeeded).
+It prints ``{"joined": true}`` first, once BACKENDS (default 1) controller backends have registered the nodes'
+authenticator. It speaks the controller backend's serializer (SERIALIZER), as the caller of the deployment
 does.
 """
 import collections
@@ -42,7 +45,7 @@ from autobahn.twisted.wamp import ApplicationSession  # noqa: E402
 from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: E402
 from autobahn.wamp.auth import AuthWampCra  # noqa: E402
 from autobahn.wamp.serializer import MsgPackSerializer  # noqa: E402
-from autobahn.wamp.types import ComponentConfig, PublishOptions, RegisterOptions  # noqa: E402
+from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, RegisterOptions  # noqa: E402
 from twisted.internet import defer, reactor, stdio, task  # noqa: E402
 from twisted.protocols.basic import LineReceiver  # noqa: E402
 
@@ -52,6 +55,7 @@ from pdserver.logs import plain_autobahn_text  # noqa: E402
 JOINING = 100  # sessions joining at once per process
 SERIALIZER = MsgPackSerializer  # the controller backend's (pdserver.controller.wamp: msgpack first)
 VERSION = "fleet-sim-1"
+FANOUT_USER = "fleet-bench-fanout"  # the cloud user a fan-out's commands name
 ACK = PublishOptions(acknowledge=True)
 STATE_WINDOW = 0.2  # pdserver.cloud.link.WINDOW: one state message per burst of changes
 CHUTE_COMMANDS = {protocol.INSTALL_CHUTE: "install", protocol.UPDATE_CHUTE: "update",
@@ -246,8 +250,8 @@ class NodeFactory(WampWebSocketClientFactory):
 
 
 class Caller(ApplicationSession):
-    """The bare fan-out: the controller's role (or one with its permissions), no controller logic, one get_state per
-    node at once."""
+    """The bare fan-out: the controller's role (or one with its permissions), no controller logic, one call per node
+    at once."""
 
     def __init__(self, ticket: str, node_ids, joined: defer.Deferred, authid: str = protocol.CONTROLLER_AUTHID,
                  backends: int = 1):
@@ -287,12 +291,20 @@ class Caller(ApplicationSession):
             reactor.stop()
 
     @defer.inlineCallbacks
-    def fan_out(self):
+    def fan_out(self, command=None):
+        """Every node's get_state, or (``command``) the same chute command to every node, all at once."""
         started = time.perf_counter()
-        results = yield defer.DeferredList([self.call(protocol.node_uri(n, protocol.GET_STATE))
-                                            for n in self.node_ids], consumeErrors=True)
+        if command is None:
+            calls = [self.call(protocol.node_uri(n, protocol.GET_STATE)) for n in self.node_ids]
+        else:
+            options = CallOptions(on_progress=lambda *args, **kwargs: None)
+            calls = [self.call(protocol.node_uri(n, command["procedure"]), options=options,
+                               key=f"fanout-{command['run']}-{n}", user=FANOUT_USER, role="owner",
+                               config=command["config"]) for n in self.node_ids]
+        results = yield defer.DeferredList(calls, consumeErrors=True)
         seconds = time.perf_counter() - started
-        ok = sum(1 for success, value in results if success and value.get("node_id"))
+        ok = sum(1 for success, value in results if success and (
+            value.get("node_id") if command is None else value.get("state") == "succeeded"))
         return {"seconds": seconds, "ok": ok, "errors": len(results) - ok}
 
 
@@ -302,8 +314,10 @@ class Commands(LineReceiver):
     caller = None
 
     def lineReceived(self, line):
-        if line.strip() == b"go" and self.caller is not None:
-            self.caller.fan_out().addCallbacks(self.answer, lambda f: self.answer({"error": f.getErrorMessage()}))
+        word, _, command = line.strip().partition(b" ")
+        if word == b"go" and self.caller is not None:
+            self.caller.fan_out(json.loads(command) if command else None).addCallbacks(
+                self.answer, lambda f: self.answer({"error": f.getErrorMessage()}))
 
     def answer(self, result):
         self.sendLine(json.dumps(result).encode())
