@@ -20,6 +20,7 @@ relay. A backend that comes to own a node (another left, or it just joined) read
 deliveries from the database and sends again those it has not sent itself, with the same key: a change the node
 ran for the backend that died answers as a duplicate when it ends, and runs once.
 """
+import json
 from typing import Callable, Dict, Iterable, List, Optional, Set
 
 from twisted.internet import defer
@@ -42,6 +43,11 @@ MAX_CHUTES = 1000
 UNFINISHED = ("sent", "queued", "running")  # a call went out, from this backend or another
 RELAY_EVENTS = 200  # updates per relayed message
 RELAY_WAKE = 1000  # node ids per relayed wake
+# What the deliveries of one deployment share (a relayed wake carries it once with each node's own part) and the
+# most of it a relayed wake carries: a larger chute config is read from the database by the other backends.
+SHARED = ("deployment_id", "command", "chute", "version", "config", "source", "user")
+OWN = ("node_id", "key", "role", "state")
+MAX_RELAYED_SHARED = 256 * 1024
 WAKE_SLICE = 200  # nodes whose deliveries go out in one turn of the reactor
 # A node whose call failed (no answer, or a refusal that may pass) is dispatched again after this backoff, even
 # if it sends no state message meanwhile (an idle node sends none): 5 s doubling to 5 minutes, reset by an answer.
@@ -86,6 +92,41 @@ def clean_state(node_id: str, message) -> Optional[dict]:
         "commands": [{"key": _text(c.get("key")), "change_id": _int(c.get("change_id")), "state": _text(c.get("state"))}
                      for c in commands[:protocol.COMMANDS_REPORTED] if isinstance(c, dict) and _text(c.get("key"))],
     }
+
+
+def _shared_form(deliveries: List[dict]) -> dict:
+    """``{"shared": {...}, "each": [[node_id, key, role, state], ...]}`` for deliveries that differ only in OWN
+    (one deployment's, made together), else nothing: the other backends then read them."""
+    if not deliveries:
+        return {}
+    shared = {field: deliveries[0].get(field) for field in SHARED}
+    if any(d.get(field) != shared[field] for d in deliveries for field in SHARED):
+        return {}
+    if len(json.dumps(shared)) > MAX_RELAYED_SHARED:
+        return {}
+    return {"shared": shared, "each": [[d.get(field) for field in OWN] for d in deliveries]}
+
+
+def _from_shared_form(message: dict, node_ids: Set[str]) -> Optional[List[dict]]:
+    """The deliveries of a relayed wake for ``node_ids``, as IFleetStore.pending_deliveries gives them; None when
+    the message carries none or any part of it is malformed (they are read from the database instead)."""
+    shared, each = message.get("shared"), message.get("each")
+    if not isinstance(shared, dict) or not isinstance(each, list) or set(shared) != set(SHARED):
+        return None
+    if not all(isinstance(shared[field], (str, type(None))) for field in SHARED if field not in ("config", "source")):
+        return None
+    if not all(isinstance(shared[field], (dict, type(None))) for field in ("config", "source")):
+        return None
+    out = []
+    for entry in each:
+        if not (isinstance(entry, list) and len(entry) == len(OWN) and all(isinstance(v, str) for v in entry)):
+            return None
+        delivery = dict(shared, **dict(zip(OWN, entry)))
+        if delivery["state"] != "pending" or not is_node_id(delivery["node_id"]):
+            return None
+        if delivery["node_id"] in node_ids:
+            out.append(delivery)
+    return out
 
 
 @implementer(IDeploymentEvents, INodeEvents)
@@ -284,8 +325,10 @@ class Fleet:
         in one query."""
         node_ids = set(node_ids)
         others = sorted(n for n in node_ids if not self.backends.owns(n))
+        fresh = {d.get("node_id"): d for d in deliveries or ()}
         for start in range(0, len(others), RELAY_WAKE):
-            self.caller.relay({"wake": others[start:start + RELAY_WAKE]})
+            chunk = others[start:start + RELAY_WAKE]
+            self.caller.relay({"wake": chunk, **_shared_form([fresh[n] for n in chunk if n in fresh])})
         mine = node_ids.difference(others)
         online = [n for n in mine if self.is_online(n)]
         if deliveries is None:
@@ -295,7 +338,7 @@ class Fleet:
             for delivery in deliveries:
                 if delivery.get("node_id") in self._loaded:
                     self._deliveries[delivery["node_id"]].setdefault(delivery["key"], dict(delivery))
-            loaded = defer.succeed(None)
+            loaded = self._load_many([n for n in online if n not in self._loaded])  # in one query, not one each
         return loaded.addCallback(lambda _: self._dispatch_all(online))
 
     def _dispatch_all(self, node_ids: List[str]) -> defer.Deferred:
@@ -527,10 +570,12 @@ class Fleet:
 
     def relayed(self, message):
         """Another backend's wake (only the nodes this one owns: views that differ for a moment must not bounce
-        it back) and updates (for the listeners here)."""
+        it back), with the deliveries it just created when it could carry them (then they are not read again),
+        and updates (for the listeners here)."""
         wake = message.get("wake")
         if isinstance(wake, list):
-            self._record(self.wake([n for n in wake if is_node_id(n) and self.backends.owns(n)]))
+            mine = [n for n in wake if is_node_id(n) and self.backends.owns(n)]
+            self._record(self.wake(mine, _from_shared_form(message, set(mine))))
         updates = message.get("updates")
         for update in updates if isinstance(updates, list) else ():
             if not isinstance(update, dict) or not isinstance(update.get("update"), dict):

@@ -2,6 +2,7 @@
 writing, the relay between backends, and the take-over when a backend dies in the middle of a delivery. The
 backends share one store and one set of node doubles, as they share one database and one router in production
 (tests/integration/test_controller_backends.py runs the real processes)."""
+import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from zope.interface import implementer
@@ -220,3 +221,49 @@ def test_what_arrives_on_the_relay_is_checked():
         bus[2].relayed(message)
     clock.advance(0)
     assert nodes.calls == [] and bus[2].caller.relayed == []
+
+
+def _counting_reads(store):
+    reads, read = [], store.pending_deliveries_of
+    store.pending_deliveries_of = lambda node_ids: reads.append(sorted(node_ids)) or read(node_ids)
+    return reads
+
+
+def test_a_relayed_wake_carries_the_new_deliveries_so_the_other_backend_reads_none():
+    store, nodes, clock, bus = backends()
+    reads = _counting_reads(store)
+    fresh = [store.add_delivery(n, chute="web", version="2") for n in NODES]
+    bus[1].wake(NODES, [dict(d) for d in fresh])
+    clock.advance(0)
+    (relayed,) = [m for m in bus[1].caller.relayed if "wake" in m]
+    assert relayed["wake"] == sorted(owned(2, [1, 2])) and len(relayed["each"]) == len(owned(2, [1, 2]))
+    assert relayed["shared"]["config"] == {"name": "web", "version": "2"}  # once, not once per node
+    assert reads == []
+    assert all(store.deliveries[d["key"]]["state"] == "succeeded" for d in fresh)
+    assert sorted(n for b, n, _ in nodes.calls[-len(NODES):] if b == 2) == sorted(owned(2, [1, 2]))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda m: m.update(shared="x"),
+    lambda m: m["shared"].pop("config"),
+    lambda m: m["shared"].update(chute=["web"]),
+    lambda m: m["shared"].update(config="not a dict"),
+    lambda m: m.update(each=[["x"] * 4]),
+    lambda m: m["each"].append([NODES[0], "k", "owner", "succeeded"]),
+    lambda m: m["each"].append([NODES[0], "k", "owner"]),
+    lambda m: m["each"].append([NODES[0], 5, "owner", "pending"]),
+])
+def test_a_relayed_wake_whose_deliveries_are_malformed_has_them_read_from_the_database(damage):
+    store, nodes, clock, bus = backends()
+    mine = owned(2, [1, 2])
+    fresh = [store.add_delivery(n, chute="web", version="2") for n in mine]
+    message = {"wake": mine, "shared": {"deployment_id": "d1", "command": None, "chute": "web", "version": "2",
+                                        "config": {"name": "web", "version": "2"}, "source": None, "user": "alice"},
+               "each": [[d["node_id"], d["key"], "owner", "pending"] for d in fresh]}
+    damage(message)
+    reads = _counting_reads(store)
+    bus[2].relayed(message)
+    clock.advance(0)
+    assert reads == [sorted(mine)]
+    assert all(store.deliveries[d["key"]]["state"] == "succeeded" for d in fresh)
+    assert "k" not in store.deliveries
