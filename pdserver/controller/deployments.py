@@ -25,6 +25,8 @@ log = Logger()
 DEPLOY_ROLE = "admin"
 ARCHIVE_TOKEN_TTL = 30 * 24 * 3600  # a node offline for a month still gets its deployment
 MAX_NODES = 10000
+DELIVERY_COLUMNS = ("key", "deployment_id", "node_id", "command", "chute", "version", "config", "source", "username",
+                    "role", "state", "message", "created", "updated")  # what a new delivery is written with
 
 
 def archive_scope(chute: str, version: str) -> str:
@@ -111,8 +113,8 @@ class Deployments:
                 out.append({"node_id": node_id, "key": key, "state": state})
                 if state == "pending":
                     pending.append(delivery)
-            if inserts:  # one statement, many rows: PostgreSQL gets them pipelined, SQLite in one loop
-                txn.executemany(inserts[0][0], [args for _, args in inserts])
+            if inserts:  # many rows at once: one COPY on PostgreSQL, one loop on SQLite
+                self._db.dialect.insert_rows(txn, "deliveries", DELIVERY_COLUMNS, [args for _, args in inserts])
             thd_record(txn, now, principal.username, "deploy", "succeeded", target=f"{chute}@{version}",
                        address=address, detail={"deployment": deployment_id, **target})
             return {"id": deployment_id, "chute": chute, "version": version, "created": now,
@@ -135,8 +137,8 @@ class Deployments:
         """(the INSERT of a delivery as (sql, args), the delivery as IFleetStore.pending_deliveries gives it).
         ``encoded``: (config, source) as stored, when the caller encoded them once for many deliveries."""
         config_text, source_text = encoded or _encoded(config, source)
-        insert = ("INSERT INTO deliveries (key, deployment_id, node_id, command, chute, version, config, source, "
-                  "username, role, state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        insert = (f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})",
                   (key, deployment_id, node_id, command, chute, version, config_text, source_text, username, role,
                    state, message, now, now))
         return insert, {"key": key, "deployment_id": deployment_id, "node_id": node_id, "state": state,
