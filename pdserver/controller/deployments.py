@@ -100,21 +100,21 @@ class Deployments:
             run(txn, "INSERT INTO deployments (id, chute, version, username, target, created) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
                 (deployment_id, chute, version, principal.username, json.dumps(target), now))
-            out, pending, inserts = [], [], []
+            out, pending, rows = [], [], []
             encoded = _encoded(config, source)
             for node_id in node_ids:
                 state = "pending" if ROLES[roles[node_id]] >= ROLES[DEPLOY_ROLE] else "forbidden"
                 key = f"dep-{deployment_id}-{node_id}"
-                insert, delivery = self._delivery_insert(
+                row, delivery = self._delivery_row(
                     key, deployment_id, node_id, "install", chute, version, config, source, principal.username,
                     roles[node_id], state, now, None if state == "pending" else f"role {roles[node_id]} may not deploy",
                     encoded)
-                inserts.append(insert)
+                rows.append(row)
                 out.append({"node_id": node_id, "key": key, "state": state})
                 if state == "pending":
                     pending.append(delivery)
-            if inserts:  # many rows at once: one COPY on PostgreSQL, one loop on SQLite
-                self._db.dialect.insert_rows(txn, "deliveries", DELIVERY_COLUMNS, [args for _, args in inserts])
+            if rows:  # many rows at once: one COPY on PostgreSQL, one loop on SQLite
+                self._db.dialect.insert_rows(txn, "deliveries", DELIVERY_COLUMNS, rows)
             thd_record(txn, now, principal.username, "deploy", "succeeded", target=f"{chute}@{version}",
                        address=address, detail={"deployment": deployment_id, **target})
             return {"id": deployment_id, "chute": chute, "version": version, "created": now,
@@ -132,16 +132,14 @@ class Deployments:
                 lambda failure: log.failure("waking nodes {nodes} failed", failure, nodes=node_ids[:10]))
 
     @staticmethod
-    def _delivery_insert(key, deployment_id, node_id, command, chute, version, config, source, username, role,
-                         state, now, message, encoded=None) -> tuple:
-        """(the INSERT of a delivery as (sql, args), the delivery as IFleetStore.pending_deliveries gives it).
+    def _delivery_row(key, deployment_id, node_id, command, chute, version, config, source, username, role,
+                      state, now, message, encoded=None) -> tuple:
+        """(the delivery's row in DELIVERY_COLUMNS' order, the delivery as IFleetStore.pending_deliveries gives it).
         ``encoded``: (config, source) as stored, when the caller encoded them once for many deliveries."""
         config_text, source_text = encoded or _encoded(config, source)
-        insert = (f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})",
-                  (key, deployment_id, node_id, command, chute, version, config_text, source_text, username, role,
-                   state, message, now, now))
-        return insert, {"key": key, "deployment_id": deployment_id, "node_id": node_id, "state": state,
+        row = (key, deployment_id, node_id, command, chute, version, config_text, source_text, username, role, state,
+               message, now, now)
+        return row, {"key": key, "deployment_id": deployment_id, "node_id": node_id, "state": state,
                         "command": None if command == "install" else command, "chute": chute, "version": version,
                         "config": config or None, "source": source or None, "user": username, "role": role}
 
@@ -153,9 +151,9 @@ class Deployments:
         def thd_command(txn):
             now = self._audit.clock()
             role = thd_require(txn, node_id, principal.username, DEPLOY_ROLE)
-            insert, delivery = self._delivery_insert(key, None, node_id, command, chute, None, None, None,
-                                                     principal.username, role, "pending", now, None)
-            run(txn, *insert)
+            row, delivery = self._delivery_row(key, None, node_id, command, chute, None, None, None,
+                                               principal.username, role, "pending", now, None)
+            self._db.dialect.insert_rows(txn, "deliveries", DELIVERY_COLUMNS, [row])
             thd_record(txn, now, principal.username, f"command-{command}", "succeeded", target=node_id,
                        address=address, detail={"chute": chute, "key": key})
             return {"key": key, "node_id": node_id, "type": command, "chute": chute, "state": "pending"}, delivery

@@ -113,9 +113,8 @@ def _from_shared_form(message: dict, node_ids: Set[str]) -> Optional[List[dict]]
     shared, each = message.get("shared"), message.get("each")
     if not isinstance(shared, dict) or not isinstance(each, list) or set(shared) != set(SHARED):
         return None
-    if not all(isinstance(shared[field], (str, type(None))) for field in SHARED if field not in ("config", "source")):
-        return None
-    if not all(isinstance(shared[field], (dict, type(None))) for field in ("config", "source")):
+    if not all(value is None or isinstance(value, dict if field in ("config", "source") else str)
+               for field, value in shared.items()):
         return None
     out = []
     for entry in each:
