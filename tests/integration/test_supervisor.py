@@ -142,7 +142,8 @@ async def test_remove_and_replace_reap_the_old_process(supervised):
     old = await sup.ensure(ChildSpec("c", ("sleep", "1000")))
     old_identity = PROCS.identity(old.pid)
     new = await sup.ensure(ChildSpec("c", ("sleep", "1003")))
-    assert gone(old_identity, old.pid) and PROCS.identity(new.pid)[0] == ("sleep", "1003")
+    assert gone(old_identity, old.pid)
+    await until(lambda: (PROCS.identity(new.pid) or ((),))[0] == ("sleep", "1003"), 2.0, "the new child's exec")
     new_identity = PROCS.identity(new.pid)
     await sup.remove("c")
     assert gone(new_identity, new.pid) and sup.children() == {}
